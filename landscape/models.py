@@ -1,0 +1,222 @@
+r"""Model registry: small ``nn.Module`` factories by name.
+
+Each entry knows the input shape it accepts, so a model/data mismatch is
+refused before training with a message naming a model that fits.
+
+Example:
+    >>> net = build_model("seed000-cnn", in_shape=(1, 28, 28), n_classes=10)
+    >>> sum(p.numel() for p in net.parameters())
+    2174
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from landscape._errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry.
+
+    Attributes:
+        factory: ``factory(in_shape, n_classes, **kwargs) -> nn.Module``.
+        in_shape: Accepted input shape (``None`` entries accept any size).
+        summary: One line for ``--help``.
+    """
+
+    factory: Callable[..., nn.Module]
+    in_shape: tuple[int | None, ...]
+    summary: str
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+#: The model the CLI picks for each dataset when ``--model`` is not given.
+DEFAULT_MODEL = {
+    "mnist1d": "mnist1d-cnn",
+    "mnist": "seed000-cnn",
+    "kaggle-digits": "seed000-cnn",
+    "svhn": "seed004-cnn",
+    "cifar10": "vgg16",
+    "cifar100": "vgg16",
+}
+
+
+def register(name: str, in_shape: tuple[int | None, ...], summary: str) -> Callable:
+    """Add a factory to :data:`MODELS`."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS[name] = ModelSpec(fn, in_shape, summary)
+        return fn
+
+    return deco
+
+
+def _fits(want: tuple[int | None, ...], got: tuple[int, ...]) -> bool:
+    return len(want) == len(got) and all(w is None or w == g for w, g in
+                                         zip(want, got, strict=True))
+
+
+def build_model(
+    name: str, in_shape: tuple[int, ...], n_classes: int, **kwargs: Any
+) -> nn.Module:
+    """Build a registered model for inputs of ``in_shape``.
+
+    Raises:
+        UserError: For an unknown name or an input shape the model cannot take.
+    """
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    spec = MODELS[name]
+    in_shape = tuple(int(s) for s in in_shape)
+    if not _fits(spec.in_shape, in_shape):
+        fits = [n for n, s in MODELS.items() if _fits(s.in_shape, in_shape)]
+        raise UserError(
+            f"model {name} takes inputs of shape {_fmt(spec.in_shape)} but the data "
+            f"has shape {in_shape}; choose --model from {fits or 'none registered'}"
+        )
+    try:
+        return spec.factory(in_shape, n_classes, **kwargs)
+    except TypeError as e:
+        raise UserError(f"bad options for model {name}: {e}") from None
+
+
+def default_model(dataset: str) -> str:
+    """The registry name used for ``dataset`` when no model is given."""
+    return DEFAULT_MODEL.get(dataset, "mnist1d-mlp")
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+
+
+# --------------------------------------------------------------------------- seeds
+@register("seed000-cnn", (1, 28, 28), "seed 000's tiny BN CNN for 28x28 digits (2k params)")
+def seed000_cnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """Conv 1→4, BN, ReLU, MaxPool, Conv 4→4, BN, ReLU, MaxPool, Linear 196→10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 7 * 7, n_classes),
+    )
+
+
+@register("seed004-cnn", (3, 32, 32), "seed 004's SmallCNN for 32x32 colour images (4.2M)")
+def seed004_cnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """Conv 3→32, ReLU, Conv 32→64, ReLU, MaxPool, Linear 16384→256→10."""
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 16 * 16, 256), nn.ReLU(), nn.Linear(256, n_classes),
+    )
+
+
+# --------------------------------------------------------------------------- mnist1d
+@register("mnist1d-cnn", (1, 40), "1D CNN with BatchNorm for MNIST-1D (5k params)")
+def mnist1d_cnn(in_shape: tuple[int, ...], n_classes: int, width: int = 24) -> nn.Module:
+    """Three strided Conv1d+BN+ReLU blocks and a linear head (the 1D seed-000 model)."""
+    w = width
+    return nn.Sequential(
+        nn.Conv1d(1, w, 5, stride=2, padding=1), nn.BatchNorm1d(w), nn.ReLU(),
+        nn.Conv1d(w, w, 3, stride=2, padding=1), nn.BatchNorm1d(w), nn.ReLU(),
+        nn.Conv1d(w, w, 3, stride=2, padding=1), nn.BatchNorm1d(w), nn.ReLU(),
+        nn.Flatten(), nn.Linear(w * 5, n_classes),
+    )
+
+
+@register("mnist1d-smallcnn", (1, 40), "seed 004's SmallCNN in 1D for MNIST-1D (no BN)")
+def mnist1d_smallcnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """Conv1d 1→32, ReLU, Conv1d 32→64, ReLU, MaxPool, Linear 1280→256→10."""
+    return nn.Sequential(
+        nn.Conv1d(1, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv1d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2),
+        nn.Flatten(), nn.Linear(64 * 20, 256), nn.ReLU(), nn.Linear(256, n_classes),
+    )
+
+
+@register("mnist1d-mlp", (None, None), "MLP on flattened inputs (any shape)")
+def mlp(in_shape: tuple[int, ...], n_classes: int, hidden: int = 100,
+        depth: int = 2) -> nn.Module:
+    """``depth`` hidden ReLU layers of ``hidden`` units on the flattened input."""
+    n_in = 1
+    for s in in_shape:
+        n_in *= s
+    layers: list[nn.Module] = [nn.Flatten()]
+    for _ in range(depth):
+        layers += [nn.Linear(n_in, hidden), nn.ReLU()]
+        n_in = hidden
+    layers.append(nn.Linear(n_in, n_classes))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- cifar
+_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+          512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+@register("vgg16", (3, 32, 32), "VGG16 for CIFAR as in the SWA paper (15M; GPU)")
+def vgg16(in_shape: tuple[int, ...], n_classes: int, batch_norm: bool = False) -> nn.Module:
+    """VGG16 features, then 512→512→512→classes with dropout (SWA paper's VGG16)."""
+    layers: list[nn.Module] = []
+    c = in_shape[0]
+    for v in _VGG16:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        layers.append(nn.Conv2d(c, int(v), 3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(int(v)))
+        layers.append(nn.ReLU(inplace=True))
+        c = int(v)
+    return nn.Sequential(
+        *layers, nn.Flatten(),
+        nn.Dropout(), nn.Linear(512, 512), nn.ReLU(True),
+        nn.Dropout(), nn.Linear(512, 512), nn.ReLU(True),
+        nn.Linear(512, n_classes),
+    )
+
+
+class _PreActBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+                         if stride != 1 or c_in != c_out else None)
+
+    def forward(self, x):
+        out = nn.functional.relu(self.bn1(x))
+        skip = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(nn.functional.relu(self.bn2(out)))
+        return out + skip
+
+
+@register("preresnet", (3, None, None), "pre-activation ResNet (depth 6n+2) for CIFAR")
+def preresnet(in_shape: tuple[int, ...], n_classes: int, depth: int = 20) -> nn.Module:
+    """Pre-activation ResNet with basic blocks, 16/32/64 channels (He et al. 2016)."""
+    if (depth - 2) % 6:
+        raise TypeError(f"depth must be 6n+2 (20, 56, 110), got {depth}")
+    n = (depth - 2) // 6
+    layers: list[nn.Module] = [nn.Conv2d(in_shape[0], 16, 3, padding=1, bias=False)]
+    c = 16
+    for stage, width in enumerate((16, 32, 64)):
+        for i in range(n):
+            layers.append(_PreActBlock(c, width, 2 if stage and i == 0 else 1))
+            c = width
+    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(c, n_classes)]
+    return nn.Sequential(*layers)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer (then BN statistics must be handled)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
