@@ -1,0 +1,189 @@
+r"""Typed configs: defaults in one dataclass, TOML files hold only overrides.
+
+The CLI flags are generated from the dataclass fields (their ``metadata`` holds
+the help text), so a default lives in exactly one place.  Unknown keys and
+wrong types are errors.  The resolved config is stored as JSON in the run file.
+
+Example:
+    >>> cfg = TrainConfig().replace(epochs=10, swa_start=8)
+    >>> cfg.epochs, cfg.swa_budget
+    (10, 10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from landscape._errors import UserError
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `landscape train` needs; each field is a CLI flag."""
+
+    # data
+    data: str = _f("mnist1d", "dataset name (mnist1d, mnist, kaggle-digits, svhn, "
+                   "cifar10, cifar100)")
+    data_root: str = _f("data", "folder with the dataset files (and the mnist1d cache)")
+    download: bool = _f(False, "download mnist/cifar files where a network exists")
+    num_samples: int = _f(5000, "mnist1d: number of sequences generated (80/20 split)")
+    train_samples: int | None = _f(None, "use a seeded subset of this many train samples")
+    test_samples: int | None = _f(None, "use a seeded subset of this many test samples")
+    # model
+    model: str | None = _f(None, "model name (default: picked for the dataset)")
+    # optimisation
+    epochs: int = _f(40, "epochs of the plain-SGD baseline (its budget)")
+    batch_size: int = _f(128, "minibatch size")
+    lr: float = _f(0.05, "initial learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    wd: float = _f(5e-4, "weight decay")
+    sgd_schedule: str = _f("swa-paper", "baseline schedule: swa-paper (constant for the "
+                           "first half, linear decay to 1%% by 90%%), const, cosine",
+                           choices=("swa-paper", "const", "cosine"))
+    # swa
+    swa: bool = _f(True, "also train the SWA run (disable with --no-swa)")
+    swa_epochs: int | None = _f(None, "epochs of the SWA run (default: --epochs)")
+    swa_start: int = _f(30, "epoch from which SWA averages")
+    swa_lr: float = _f(0.01, "SWA learning rate (alpha2 for cyclic)")
+    swa_lr_max: float | None = _f(None, "cyclic schedule's alpha1 (default: --lr)")
+    schedule: str = _f("const", "SWA-phase schedule: const or cyclic",
+                       choices=("const", "cyclic"))
+    cycle: int = _f(1, "averaging cycle in epochs (cyclic: alpha1->alpha2 over it)")
+    average_epochs: str | None = _f(None, "post-hoc average of the recorded epochs A:B "
+                                    "(completed epochs, inclusive) of --average-run")
+    average_run: str = _f("sgd", "run whose checkpoints --average-epochs averages",
+                          choices=("sgd", "swa"))
+    # recording
+    record_every: int = _f(1, "record the weights every N epochs (0: off)")
+    record_steps: int = _f(0, "also record every N steps (0: off)")
+    eval_every: int = _f(1, "evaluate train/test metrics every N epochs (0: end only)")
+    # run
+    seed: int = _f(0, "seed of initialisation, shuffling and subsets")
+    device: str = _f("cpu", "cpu or cuda")
+    threads: int | None = _f(None, "torch intra-op threads (default: torch's)")
+
+    # ------------------------------------------------------------------
+    @property
+    def swa_budget(self) -> int:
+        """Epochs of the SWA run."""
+        return self.swa_epochs if self.swa_epochs is not None else self.epochs
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied and checked."""
+        return from_dict({**self.to_dict(), **changes}, type(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """JSON of :meth:`to_dict` (what the run file stores)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def validate(self) -> TrainConfig:
+        """Check ranges that types cannot express; return ``self``.
+
+        Raises:
+            UserError: Naming the flag and the valid range.
+        """
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise UserError(msg)
+
+        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        need(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
+        need(self.wd >= 0, f"--wd must be >= 0, got {self.wd}")
+        need(self.cycle >= 1, f"--cycle must be >= 1, got {self.cycle}")
+        need(self.record_every >= 0 and self.record_steps >= 0,
+             "--record-every and --record-steps must be >= 0")
+        if self.swa:
+            need(self.swa_lr > 0, f"--swa-lr must be > 0, got {self.swa_lr}")
+            need(0 < self.swa_start < self.swa_budget,
+                 f"--swa-start {self.swa_start} must lie in 1..{self.swa_budget - 1} "
+                 "(before the SWA run ends); lower it or raise --swa-epochs")
+        if self.average_epochs is not None:
+            parse_range(self.average_epochs)
+        return self
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """Parse ``A:B`` (inclusive integers, ``A <= B``).
+
+    Raises:
+        UserError: If the text is not of that form.
+    """
+    try:
+        a, b = (int(s) for s in text.split(":"))
+    except ValueError:
+        raise UserError(f"range {text!r} must look like A:B, e.g. 11:20") from None
+    if a > b or a < 0:
+        raise UserError(f"range {text!r} must have 0 <= A <= B")
+    return a, b
+
+
+def _check_type(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(name, value, inner[0])
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise UserError(f"config key {name!r} must be {hint.__name__}, "
+                        f"got {value!r} ({type(value).__name__})")
+    return value
+
+
+def from_dict(values: dict[str, Any], cls: type = TrainConfig) -> Any:
+    """Build a config from a dict, rejecting unknown keys and wrong types.
+
+    Raises:
+        UserError: For an unknown key, a wrong type or a bad choice.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"unknown config key(s) {unknown}; valid keys: {sorted(fields)}")
+    checked = {}
+    for k, v in values.items():
+        checked[k] = _check_type(k, v, hints[k])
+        choices = fields[k].metadata.get("choices")
+        if choices and checked[k] not in choices:
+            raise UserError(f"{k} must be one of {list(choices)}, got {checked[k]!r}")
+    return cls(**checked).validate()
+
+
+def load_toml(path: str | Path, cls: type = TrainConfig, section: str | None = None,
+              ) -> dict[str, Any]:
+    """Read override values from a TOML file (optionally one ``[section]`` of it).
+
+    Raises:
+        UserError: If the file is missing or not valid TOML.
+    """
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file {p} is not valid TOML: {e}") from None
+    if section is not None:
+        raw = raw.get(section, {})
+    return {k.replace("-", "_"): v for k, v in raw.items()}

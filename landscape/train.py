@@ -1,0 +1,480 @@
+r"""SGD and SWA training with trajectory recording, resumable after a kill.
+
+One call of :func:`train` trains the plain-SGD baseline and the SWA run (Izmailov
+et al. 2018, arXiv:1803.05407) from the same initialisation and writes one run
+file with both solutions, the last SGD iterate of the SWA run, per-epoch
+metrics and the recorded weight trajectories.
+
+Schedules (the SWA paper's reference code): with ``t = epoch / B``, the learning
+rate factor is 1 for ``t <= 0.5``, falls linearly to ``r`` by ``t = 0.9`` and
+stays at ``r``.  The baseline uses ``B = epochs`` and ``r = 0.01``; the SWA run
+uses ``B = swa_start`` and ``r = swa_lr / lr``, so it reaches ``swa_lr`` before
+averaging starts.  With ``schedule='cyclic'`` the SWA phase instead decays
+linearly from ``alpha1`` to ``alpha2 = swa_lr`` within each cycle of ``cycle``
+epochs.  Averaging (``torch.optim.swa_utils.AveragedModel``) happens after each
+completed epoch ``E >= swa_start`` with ``(E - swa_start) % cycle == 0``, and
+BatchNorm statistics of the average are recomputed with ``update_bn``.
+
+Resumption: after every epoch the full state (model, optimizer, SWA model with
+its ``n_averaged``, RNG states, history, trajectory so far) is saved atomically
+to ``OUT.partial/``; the same command run again continues from there and ends
+with bit-identical weights.  The run file itself is written once, atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, update_bn
+
+from landscape import store
+from landscape._errors import UserError
+from landscape.config import TrainConfig, parse_range
+from landscape.data import TensorData, load_dataset
+from landscape.evaluate import BNMode, Evaluator, resolve_device
+from landscape.models import build_model, default_model, has_batchnorm
+from landscape.params import ParamLayout
+
+RUNS = ("sgd", "swa")
+
+
+# --------------------------------------------------------------------------- schedules
+def swa_paper_factor(epoch: float, budget: float, final: float) -> float:
+    r"""The SWA paper's learning-rate factor at ``epoch`` of a ``budget``.
+
+    .. math::
+        f(t) = 1 \ (t \le 0.5), \quad 1 - (1 - r)\frac{t - 0.5}{0.4} \ (t \le 0.9),
+        \quad r \ (t > 0.9), \qquad t = \text{epoch} / \text{budget}.
+
+    Example:
+        >>> [round(swa_paper_factor(e, 10, 0.01), 4) for e in (0, 5, 7, 9, 12)]
+        [1.0, 1.0, 0.505, 0.01, 0.01]
+    """
+    t = epoch / budget
+    if t <= 0.5:
+        return 1.0
+    if t <= 0.9:
+        return 1.0 - (1.0 - final) * (t - 0.5) / 0.4
+    return final
+
+
+def learning_rate(cfg: TrainConfig, run: str, epoch: int, step: int, steps: int) -> float:
+    """Learning rate of ``run`` at minibatch ``step`` (of ``steps``) of 0-based ``epoch``."""
+    if run == "sgd":
+        if cfg.sgd_schedule == "const":
+            return cfg.lr
+        if cfg.sgd_schedule == "cosine":
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+        return cfg.lr * swa_paper_factor(epoch, cfg.epochs, 0.01)
+    if cfg.schedule == "cyclic" and epoch >= cfg.swa_start:
+        i = (epoch - cfg.swa_start) * steps + step
+        t = (i % (cfg.cycle * steps) + 1) / (cfg.cycle * steps)
+        a1 = cfg.swa_lr_max if cfg.swa_lr_max is not None else cfg.lr
+        return (1 - t) * a1 + t * cfg.swa_lr
+    return cfg.lr * swa_paper_factor(epoch, cfg.swa_start, cfg.swa_lr / cfg.lr)
+
+
+def averages_after(cfg: TrainConfig, completed_epochs: int) -> bool:
+    """Whether the SWA run averages after completing ``completed_epochs`` epochs."""
+    e = completed_epochs - cfg.swa_start
+    return e >= 0 and e % cfg.cycle == 0
+
+
+# --------------------------------------------------------------------------- set-up
+def resolve_model_name(cfg: TrainConfig) -> str:
+    """``cfg.model`` or the registry's default for the dataset."""
+    return cfg.model or default_model(cfg.data)
+
+
+def load_data(cfg: TrainConfig) -> TensorData:
+    """The dataset a config names (subsets applied)."""
+    opts: dict[str, Any] = {"download": cfg.download}
+    if cfg.data == "mnist1d":
+        opts = {"num_samples": cfg.num_samples}
+    return load_dataset(cfg.data, cfg.data_root, train_samples=cfg.train_samples,
+                        test_samples=cfg.test_samples, seed=cfg.seed, **opts)
+
+
+def make_model(cfg: TrainConfig, data: TensorData) -> nn.Module:
+    """The seeded initial model (the same for both runs)."""
+    torch.manual_seed(cfg.seed)
+    return build_model(resolve_model_name(cfg), data.in_shape, data.n_classes)
+
+
+def load_run_model(path: str | os.PathLike) -> tuple[nn.Module, TensorData]:
+    """Rebuild the model and data of a run file (weights are not loaded).
+
+    Raises:
+        UserError: If the stored layout does not match the rebuilt model.
+    """
+    with store.open_run(path) as f:
+        cfg = TrainConfig(**store.config_of(f))
+        name = f["model"].attrs["name"]
+        kwargs = store.json_attr(f["model"], "kwargs", {})
+        layout, buffers = store.layouts(f)
+    data = load_data(cfg)
+    model = build_model(name, data.in_shape, data.n_classes, **kwargs)
+    layout.check_module(model)
+    buffers.check_module(model, buffers=True)
+    return model, data
+
+
+# --------------------------------------------------------------------------- state
+@dataclass
+class _RunState:
+    """Everything one training run needs to continue after a kill."""
+
+    epoch: int = 0
+    step: int = 0
+    done: bool = False
+    history: dict[str, list[float]] = field(default_factory=dict)
+    traj: dict[str, list[float]] = field(default_factory=dict)  # step, epoch, lr, loss
+    n_records: int = 0
+
+    def log(self, table: dict[str, list[float]], **values: float) -> None:
+        for k, v in values.items():
+            table.setdefault(k, []).append(float(v))
+
+
+class _Checkpoint:
+    """Atomic per-run checkpoint files under ``OUT.partial/``."""
+
+    def __init__(self, folder: Path, run: str, record_size: int) -> None:
+        self.state_path = folder / f"{run}.pt"
+        self.traj_path = folder / f"{run}.traj.f32"
+        self.record_bytes = 4 * record_size
+
+    def save(self, obj: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        if self.traj_path.exists():
+            with open(self.traj_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+        torch.save(obj, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_path)
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.state_path.exists():
+            return None
+        obj = torch.load(self.state_path, weights_only=True)
+        n = obj["state"]["n_records"]
+        size = self.traj_path.stat().st_size if self.traj_path.exists() else 0
+        if size < n * self.record_bytes:
+            raise UserError(f"{self.traj_path} is shorter than its checkpoint says; "
+                            "delete the .partial folder to restart the run")
+        with open(self.traj_path, "ab") as fh:
+            fh.truncate(n * self.record_bytes)  # drop records after the checkpoint
+        return obj
+
+    def append(self, record: np.ndarray) -> None:
+        with open(self.traj_path, "ab") as fh:
+            fh.write(record.astype(np.float32).tobytes())
+
+    def records(self, n: int, width: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros((0, width), np.float32)
+        return np.fromfile(self.traj_path, np.float32, n * width).reshape(n, width)
+
+
+def _state_to_dict(s: _RunState) -> dict[str, Any]:
+    return {"epoch": s.epoch, "step": s.step, "done": s.done, "history": s.history,
+            "traj": s.traj, "n_records": s.n_records}
+
+
+# --------------------------------------------------------------------------- loop
+def _train_one(
+    cfg: TrainConfig, run: str, data: TensorData, device: torch.device,
+    folder: Path, progress: bool,
+) -> tuple[nn.Module, AveragedModel | None, _RunState, _Checkpoint]:
+    model = make_model(cfg, data).to(device)
+    layout, buf_layout = ParamLayout.from_module(model), ParamLayout.buffers_of(model)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.wd)
+    swa_model = AveragedModel(model) if run == "swa" else None
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    ck = _Checkpoint(folder, run, layout.numel + buf_layout.numel)
+    budget = cfg.epochs if run == "sgd" else cfg.swa_budget
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    n = len(y)
+    steps = math.ceil(n / cfg.batch_size)
+
+    st = _RunState()
+    saved = ck.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        if swa_model is not None:
+            swa_model.load_state_dict(saved["swa"])
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["rng"])
+        st = _RunState(**saved["state"])
+    if st.done:
+        return model, swa_model, st, ck
+
+    evaluator = Evaluator(copy.deepcopy(model), data, device=device,
+                          bn=BNMode.KEEP)
+    swa_eval = (Evaluator(copy.deepcopy(model), data, device=device)
+                if swa_model is not None else None)
+
+    def record(loss: float, lr: float) -> None:
+        vec = torch.cat([layout.read(model), buf_layout.read(model, buffers=True)])
+        ck.append(vec.numpy())
+        st.log(st.traj, step=st.step, epoch=st.step / steps, lr=lr, loss=loss)
+        st.n_records += 1
+
+    def save() -> None:
+        ck.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                 "swa": swa_model.state_dict() if swa_model is not None else None,
+                 "gen": gen.get_state(), "rng": torch.get_rng_state(),
+                 "state": _state_to_dict(st)})
+
+    if st.epoch == 0 and st.n_records == 0 and (cfg.record_every or cfg.record_steps):
+        record(float("nan"), learning_rate(cfg, run, 0, 0, steps))
+
+    bar = _bar(range(st.epoch, budget), progress, f"train {run}", budget, st.epoch)
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        total, lr = 0.0, cfg.lr
+        for b in range(steps):
+            lr = learning_rate(cfg, run, epoch, b, steps)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            st.step += 1
+            loss_v = loss.item()
+            if not math.isfinite(loss_v):
+                raise UserError(
+                    f"the {run} run diverged at epoch {epoch + 1} (loss {loss_v}); "
+                    f"lower --lr (now {cfg.lr}); epochs before it stay in "
+                    f"{folder}")
+            total += loss_v * len(idx)
+            if cfg.record_steps and st.step % cfg.record_steps == 0:
+                record(loss_v, lr)
+        done = epoch + 1
+        if swa_model is not None and averages_after(cfg, done):
+            swa_model.update_parameters(model)
+        if cfg.record_every and done % cfg.record_every == 0 and not (
+                cfg.record_steps and st.step % cfg.record_steps == 0):
+            record(loss_v, lr)
+        row: dict[str, float] = {"epoch": done, "lr": lr, "minibatch_loss": total / n}
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == budget:
+            m = evaluator.evaluate(layout.read(model), buf_layout.read(model, buffers=True))
+            row |= _flat(m, "")
+            if swa_eval is not None and swa_model is not None:
+                if int(swa_model.n_averaged) > 0:
+                    row |= _flat(swa_eval.evaluate(layout.read(swa_model.module)), "swa_")
+                else:
+                    row |= {f"swa_{s}_{k}": math.nan for s in ("train", "test")
+                            for k in ("loss", "acc")}
+            if progress:
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                test_acc=f"{row['test_acc']:.3f}")
+        else:
+            row |= {k: math.nan for k in _flat_keys(swa_model is not None)}
+        st.log(st.history, **row)
+        st.epoch = done
+        st.done = done == budget
+        save()
+    return model, swa_model, st, ck
+
+
+def _flat(m: dict, prefix: str) -> dict[str, float]:
+    return {f"{prefix}{s}_{k}": getattr(m[s], k) for s in ("train", "test")
+            for k in ("loss", "acc")}
+
+
+def _flat_keys(swa: bool) -> list[str]:
+    keys = [f"{s}_{k}" for s in ("train", "test") for k in ("loss", "acc")]
+    return keys + ([f"swa_{k}" for k in keys] if swa else [])
+
+
+def _bar(it: Any, progress: bool, desc: str, total: int, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=total, initial=initial, disable=not progress,
+                leave=False, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- solutions
+def solution_metrics(
+    model: nn.Module, data: TensorData, weights: Tensor, buffers: Tensor,
+    device: torch.device,
+) -> dict[str, float]:
+    """Train/test loss and accuracy of a solution with its stored BN statistics."""
+    ev = Evaluator(copy.deepcopy(model), data, device=device, bn=BNMode.KEEP)
+    return _flat(ev.evaluate(weights, buffers), "")
+
+
+def bn_buffers(model: nn.Module, weights: Tensor, data: TensorData,
+               device: torch.device, batch_size: int = 4096) -> Tensor:
+    """BN statistics for ``weights`` from one pass over the train data (``update_bn``)."""
+    m = copy.deepcopy(model).to(device)
+    layout, buf = ParamLayout.from_module(m), ParamLayout.buffers_of(m)
+    layout.write(m, weights)
+    if has_batchnorm(m):
+        update_bn(list(data.x_train.to(device).split(batch_size)), m)
+    return buf.read(m, buffers=True)
+
+
+def average_checkpoints(weights: Tensor) -> Tensor:
+    r"""Equal-weight average of ``(k, n)`` stacked weight vectors (seed 004's averaging).
+
+    Example:
+        >>> average_checkpoints(torch.tensor([[1.0, 2.0], [3.0, 6.0]])).tolist()
+        [2.0, 4.0]
+    """
+    if weights.ndim != 2 or len(weights) == 0:
+        raise UserError("need at least one recorded checkpoint to average")
+    return weights.double().mean(0).float()
+
+
+def trajectory_average(
+    f: h5py.File, run: str, epochs: tuple[int, int],
+) -> tuple[Tensor, Tensor, list[int]]:
+    """Average the recorded weights of ``run`` at completed epochs ``A..B``.
+
+    Returns:
+        Averaged weights, averaged buffers and the epochs used.
+
+    Raises:
+        UserError: If the run or some epochs were not recorded.
+    """
+    if f"trajectories/{run}" not in f:
+        raise UserError(f"no trajectory of the {run} run in {f.filename}")
+    g = f[f"trajectories/{run}"]
+    ep = g["epoch"][()]
+    want = list(range(epochs[0], epochs[1] + 1))
+    idx = [int(np.flatnonzero(np.isclose(ep, e))[0]) for e in want
+           if np.isclose(ep, e).any()]
+    if len(idx) != len(want):
+        raise UserError(f"epochs {epochs[0]}:{epochs[1]} of the {run} run were not all "
+                        "recorded; train with --record-every 1 or pick recorded epochs")
+    w = average_checkpoints(torch.from_numpy(g["weights"][idx]))
+    b = average_checkpoints(torch.from_numpy(g["buffers"][idx])) if g[
+        "buffers"].shape[1] else torch.zeros(0)
+    return w, b, want
+
+
+# --------------------------------------------------------------------------- entry
+def train(
+    cfg: TrainConfig, out: str | os.PathLike, *, force: bool = False,
+    progress: bool = True, log: Callable[[str], None] = print,
+) -> Path:
+    """Train the SGD baseline and the SWA run and write the run file ``out``.
+
+    Re-running the same command resumes a killed run; a finished run file with
+    the same config is left as it is.
+
+    Args:
+        cfg: The resolved config.
+        out: Run file to write.
+        force: Overwrite a run file of a different config.
+        progress: Show progress bars.
+        log: Where one-line status messages go.
+
+    Returns:
+        The path of the run file.
+
+    Raises:
+        UserError: For bad config, data, an existing file of another config, or
+            a diverged run.
+    """
+    cfg = cfg.validate()
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    folder = out.with_name(out.name + ".partial")
+    with store.WriterLock(out):
+        if out.exists() and not force:
+            with store.open_run(out) as f:
+                same = store.config_of(f) == cfg.to_dict()
+            if same:
+                log(f"{out} is already complete for this config; nothing to do")
+                return out
+            raise UserError(f"{out} holds a run of another config; pass --force to "
+                            "overwrite it or choose another --out")
+        if folder.exists():
+            old = json.loads((folder / "config.json").read_text()) if (
+                folder / "config.json").exists() else None
+            if old != cfg.to_dict():
+                if not force:
+                    raise UserError(f"{folder} holds a partial run of another config; "
+                                    "pass --force to discard it or choose another --out")
+                shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+
+        data = load_data(cfg)
+        runs = RUNS if cfg.swa else ("sgd",)
+        results = {r: _train_one(cfg, r, data, device, folder, progress) for r in runs}
+        _write_run_file(cfg, out, data, results, device)
+        shutil.rmtree(folder)
+    return out
+
+
+def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,
+                    results: dict[str, Any], device: torch.device) -> None:
+    model0 = make_model(cfg, data)
+    layout, buf = ParamLayout.from_module(model0), ParamLayout.buffers_of(model0)
+    sols: list[store.Solution] = []
+    for run, (model, swa_model, st, _) in results.items():
+        w, b = layout.read(model), buf.read(model, buffers=True)
+        name = "sgd" if run == "sgd" else "swa_last"
+        src = ("final iterate of the plain-SGD run" if run == "sgd"
+               else "last SGD iterate of the SWA run")
+        sols.append(store.Solution(name, w, b, {"source": src, "epoch": st.epoch}))
+        if swa_model is not None:
+            if int(swa_model.n_averaged) == 0:
+                raise UserError("the SWA run averaged no model; lower --swa-start")
+            ws = layout.read(swa_model.module)
+            sols.append(store.Solution("swa", ws, bn_buffers(model0, ws, data, device), {
+                "source": "SWA average (BN statistics recomputed)",
+                "n_averaged": int(swa_model.n_averaged), "epoch": st.epoch}))
+    with store.edit_run(out, create=True) as f:
+        store.init_run(
+            f, config=cfg.to_dict(), seed=cfg.seed, device=str(device),
+            model={"name": resolve_model_name(cfg), "kwargs": {},
+                   "in_shape": list(data.in_shape), "n_classes": data.n_classes},
+            params=layout, buffers=buf, data=data.attrs())
+        for run, (_, _, st, ck) in results.items():
+            h = f.require_group(f"history/{run}")
+            for k, v in st.history.items():
+                store.write_array(h, k, np.asarray(v))
+            t = f.require_group(f"trajectories/{run}")
+            rec = ck.records(st.n_records, layout.numel + buf.numel)
+            store.write_array(t, "weights", rec[:, :layout.numel], compress=True)
+            store.write_array(t, "buffers", rec[:, layout.numel:], compress=True)
+            for k, v in st.traj.items():
+                store.write_array(t, k, np.asarray(v))
+        if cfg.average_epochs is not None:
+            rng = parse_range(cfg.average_epochs)
+            w, b, used = trajectory_average(f, cfg.average_run, rng)
+            if has_batchnorm(model0):
+                b = bn_buffers(model0, w, data, device)
+            sols.append(store.Solution("avg", w, b, {
+                "source": f"post-hoc average of the {cfg.average_run} run's "
+                          f"checkpoints at epochs {rng[0]}..{rng[1]}",
+                "epochs": used}))
+        for s in sols:
+            s.attrs |= solution_metrics(model0, data, s.weights, s.buffers, device)
+            store.write_solution(f, s)
