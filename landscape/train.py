@@ -28,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,7 @@ def _train_one(
 
     bar = _bar(range(st.epoch, budget), progress, f"train {run}", budget, st.epoch)
     for epoch in bar:
+        t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         total, lr = 0.0, cfg.lr
@@ -275,7 +277,8 @@ def _train_one(
         if cfg.record_every and done % cfg.record_every == 0 and not (
                 cfg.record_steps and st.step % cfg.record_steps == 0):
             record(loss_v, lr)
-        row: dict[str, float] = {"epoch": done, "lr": lr, "minibatch_loss": total / n}
+        row: dict[str, float] = {"epoch": done, "lr": lr, "minibatch_loss": total / n,
+                                 "seconds": time.perf_counter() - t0}
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == budget:
             m = evaluator.evaluate(layout.read(model), buf_layout.read(model, buffers=True))
             row |= _flat(m, "")
@@ -378,6 +381,7 @@ def trajectory_average(
 def train(
     cfg: TrainConfig, out: str | os.PathLike, *, force: bool = False,
     progress: bool = True, log: Callable[[str], None] = print,
+    data: TensorData | None = None,
 ) -> Path:
     """Train the SGD baseline and the SWA run and write the run file ``out``.
 
@@ -390,6 +394,9 @@ def train(
         force: Overwrite a run file of a different config.
         progress: Show progress bars.
         log: Where one-line status messages go.
+        data: Train on these tensors instead of the data ``cfg`` names (e.g. one
+            fold of a k-fold split); describe them in ``data.meta``, which is
+            stored in ``/data``.
 
     Returns:
         The path of the run file.
@@ -424,7 +431,8 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
 
-        data = load_data(cfg)
+        if data is None:
+            data = load_data(cfg)
         runs = RUNS if cfg.swa else ("sgd",)
         results = {r: _train_one(cfg, r, data, device, folder, progress) for r in runs}
         _write_run_file(cfg, out, data, results, device)
