@@ -66,9 +66,11 @@ def test_train_then_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["train", "--config", str(cfg), "--quiet", "--data-root", str(tmp_path),
                  "--batch-size", "64", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| swa |" in printed and "| sgd |" in printed
+    assert "| swa |" in printed
+    assert "| sgd |" in printed
     assert main(["info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "trajectory swa: weights (5, 5002)" in info
-    assert "epochs=4" in info and "batch_size=64" in info
+    assert "epochs=4" in info
+    assert "batch_size=64" in info
     assert main(["info", str(tmp_path / "missing.h5")]) == 2

@@ -56,9 +56,14 @@ def test_failed_edit_leaves_the_file_unchanged(tmp_path: Path, tiny_run: Path) -
     p = tmp_path / "r.h5"
     p.write_bytes(tiny_run.read_bytes())
     before = p.read_bytes()
-    with pytest.raises(RuntimeError), store.edit_run(p) as f:
-        del f["solutions"]
-        raise RuntimeError("boom")
+
+    def fail() -> None:
+        with store.edit_run(p) as f:
+            del f["solutions"]
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail()
     assert p.read_bytes() == before
     assert not list(tmp_path.glob("r.h5.tmp-*"))
     with store.edit_run(p) as f:
