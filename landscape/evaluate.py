@@ -92,6 +92,9 @@ class Evaluator:
         l2: Weight decay coefficient; adds ``l2 * ||θ||² / 2`` to the train loss
             (the SWA paper plots this regularized train loss).
         seed: Seed of the subsets.
+        compile: Run the forward pass through ``torch.compile`` (seconds to
+            compile once; then faster for 2D convolutions on CPU, e.g. 1.6x on
+            the seed-000 CNN, and no gain for the small 1D CNN).
 
     Raises:
         UserError: If a BN mode other than ``keep`` is asked of a model without BN.
@@ -120,6 +123,7 @@ class Evaluator:
         bn_samples: int | None = None,
         l2: float = 0.0,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         self.has_bn = has_batchnorm(model)
         if bn is None:
@@ -142,6 +146,8 @@ class Evaluator:
         n_bn = len(d.y_train) if bn_samples is None else min(bn_samples, len(d.y_train))
         self._bn_batches = list(self.x["train"][:n_bn].split(batch_size))
         self._weights: Tensor | None = None
+        self._cat: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        self._forward = torch.compile(self.model) if compile else self.model
 
     # ------------------------------------------------------------------ points
     def set_point(self, weights: Tensor, buffers: Tensor | None = None) -> None:
@@ -172,17 +178,28 @@ class Evaluator:
         return self.buffer_layout.read(self.model, buffers=True)
 
     # ------------------------------------------------------------------ metrics
+    def _fused(self, splits: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Inputs and labels of ``splits`` concatenated once and cached."""
+        key = tuple(splits)
+        if key not in self._cat:
+            if len(key) == 1:
+                self._cat[key] = (self.x[key[0]], self.y[key[0]])
+            else:
+                self._cat[key] = (torch.cat([self.x[s] for s in key]),
+                                  torch.cat([self.y[s] for s in key]))
+        return self._cat[key]
+
     @torch.inference_mode()
     def _per_sample(self, splits: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
         """Per-sample losses and correctness for each split, in one fused pass."""
-        x = torch.cat([self.x[s] for s in splits]) if len(splits) > 1 else self.x[splits[0]]
-        y = torch.cat([self.y[s] for s in splits]) if len(splits) > 1 else self.y[splits[0]]
+        x, y = self._fused(splits)
         losses, correct = [], []
         for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
-            out = self.model(xb)
+            out = self._forward(xb)
             losses.append(F.cross_entropy(out.float(), yb, reduction="none"))
             correct.append(out.argmax(1) == yb)
-        loss, corr = torch.cat(losses), torch.cat(correct)
+        loss = torch.cat(losses) if len(losses) > 1 else losses[0]
+        corr = torch.cat(correct) if len(correct) > 1 else correct[0]
         out_d, start = {}, 0
         for s in splits:
             n = len(self.y[s])
