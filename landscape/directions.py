@@ -1,0 +1,282 @@
+r"""Directions in weight space: random (filter-normalized), line, plane and PCA.
+
+All directions are flat ``(n_params,)`` vectors over the model's parameters in
+the order of a :class:`~landscape.params.ParamLayout`.  The maths are pure
+functions of tensors; :func:`resolve_point` and :func:`trajectory_of` read
+named points from a run file.
+
+* Filter normalization (Li et al. 2018, "Visualizing the Loss Landscape of
+  Neural Nets"): each filter (row along dim 0 of a weight tensor) of a Gaussian
+  direction is rescaled to the norm of that filter in the centre weights,
+
+  .. math:: d_{ij} \leftarrow d_{ij} \, \|\theta_{ij}\| / \|d_{ij}\|.
+
+* Plane (Garipov et al. 2018): :math:`u = \theta_2 - \theta_1`,
+  :math:`v = (\theta_3 - \theta_1) - \langle\cdot, \hat u\rangle \hat u`, both
+  normalized; a point is :math:`\theta_1 + x \hat u + y \hat v`.
+
+Example:
+    >>> import torch
+    >>> u, v, xy = plane_basis(torch.zeros(2), torch.tensor([2.0, 0]),
+    ...                        torch.tensor([1.0, 3]))
+    >>> xy.tolist()
+    [[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]]
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+
+from landscape import store
+from landscape._errors import UserError
+from landscape.params import ParamKind, ParamLayout
+
+_EPS = 1e-12
+
+
+class Normalization(str, Enum):
+    """How a random direction is scaled to the centre weights."""
+
+    FILTER = "filter"  # per filter / output unit (Li et al. 2018)
+    LAYER = "layer"  # per parameter tensor
+    NONE = "none"  # raw Gaussian
+
+
+# --------------------------------------------------------------------------- random
+def normalize_direction(
+    d: Tensor, center: Tensor, layout: ParamLayout, norm: Normalization | str,
+    *, keep_bias_bn: bool = False,
+) -> Tensor:
+    r"""Scale a direction to the centre weights, tensor by tensor.
+
+    Weight tensors are normalized per filter (``filter``: each row along dim 0)
+    or as a whole (``layer``).  Bias and BN entries are zeroed unless
+    ``keep_bias_bn``; kept, they are normalized as whole vectors.
+
+    Args:
+        d: ``(n_params,)`` direction.
+        center: ``(n_params,)`` weights the direction is scaled to.
+        layout: Names, shapes and kinds of the entries.
+        norm: A :class:`Normalization`.
+        keep_bias_bn: Keep bias and BN entries instead of zeroing them.
+
+    Returns:
+        The normalized ``(n_params,)`` direction (dtype of ``d``).
+
+    Raises:
+        UserError: If a vector has the wrong length.
+
+    Example:
+        >>> lay = ParamLayout(("w",), ((2, 2),), (ParamKind.WEIGHT,))
+        >>> normalize_direction(torch.tensor([1.0, 0, 0, 2]),
+        ...                     torch.tensor([3.0, 4, 0, 1]), lay, "filter").tolist()
+        [5.0, 0.0, 0.0, 1.0]
+    """
+    norm = Normalization(norm)
+    layout.check_vector(d, "direction")
+    layout.check_vector(center, "centre weights")
+    out = d.clone()
+    for _, sl, shape, kind in layout.slices():
+        part, ref = out[sl], center[sl].to(out.dtype)
+        if kind is ParamKind.WEIGHT or (keep_bias_bn and kind is not ParamKind.BUFFER):
+            if norm is Normalization.NONE:
+                continue
+            if norm is Normalization.FILTER and kind is ParamKind.WEIGHT and len(shape) > 1:
+                p, r = part.view(shape[0], -1), ref.view(shape[0], -1)
+                p.mul_(r.norm(dim=1, keepdim=True) / (p.norm(dim=1, keepdim=True) + _EPS))
+            else:
+                part.mul_(ref.norm() / (part.norm() + _EPS))
+        else:
+            part.zero_()
+    return out
+
+
+def random_direction(
+    layout: ParamLayout, center: Tensor, *, norm: Normalization | str = "filter",
+    keep_bias_bn: bool = False, generator: torch.Generator | None = None,
+) -> Tensor:
+    """A normalized Gaussian direction around ``center`` (float64).
+
+    Args:
+        layout: The parameter layout.
+        center: ``(n_params,)`` centre weights.
+        norm: A :class:`Normalization`.
+        keep_bias_bn: Keep (and normalize) bias and BN entries.
+        generator: Seeded ``torch.Generator`` (CPU) for reproducibility.
+
+    Returns:
+        ``(n_params,)`` float64 direction.
+    """
+    g = torch.randn(layout.numel, generator=generator, dtype=torch.float32).double()
+    return normalize_direction(g, center.double(), layout, norm, keep_bias_bn=keep_bias_bn)
+
+
+# --------------------------------------------------------------------------- line / plane
+def line_direction(a: Tensor, b: Tensor, *, distance: bool = False) -> tuple[Tensor, float]:
+    r"""Direction of the line from ``a`` to ``b`` and the coordinate of ``b``.
+
+    With ``distance=False`` the coordinate is the fraction ``t``
+    (:math:`\theta(t) = a + t (b - a)`, ``b`` at 1); with ``distance=True`` the
+    direction has unit norm and ``b`` sits at :math:`\|b - a\|`.
+
+    Returns:
+        ``(d, x_b)``: the float64 direction and ``b``'s coordinate.
+
+    Raises:
+        UserError: If the vectors differ in length or coincide for ``distance``.
+
+    Example:
+        >>> line_direction(torch.zeros(2), torch.tensor([3.0, 4.0]), distance=True)[1]
+        5.0
+    """
+    if a.shape != b.shape:
+        raise UserError(f"line endpoints have shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    d = b.double() - a.double()
+    if not distance:
+        return d, 1.0
+    n = float(d.norm())
+    if n == 0:
+        raise UserError("the line's two points coincide; pick two different points")
+    return d / n, n
+
+
+def plane_basis(t1: Tensor, t2: Tensor, t3: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Orthonormal basis of the plane through three points and their coordinates.
+
+    Returns:
+        ``(u, v, xy)``: unit float64 directions and the ``(3, 2)`` coordinates of
+        the three points (``t1`` at the origin).
+
+    Raises:
+        UserError: If the points are (nearly) collinear or of different lengths.
+    """
+    if not (t1.shape == t2.shape == t3.shape):
+        raise UserError("the plane's three points have different lengths")
+    o = t1.double()
+    u = t2.double() - o
+    nu = float(u.norm())
+    if nu == 0:
+        raise UserError("the plane's first two points coincide; pick distinct points")
+    u = u / nu
+    w = t3.double() - o
+    v = w - (w @ u) * u
+    nv = float(v.norm())
+    if nv <= 1e-6 * max(nu, float(w.norm())):
+        raise UserError("the plane's three points are collinear; pick another third point")
+    v = v / nv
+    xy = project(torch.stack([t1, t2, t3]), o, u, v)
+    return u, v, xy
+
+
+def project(points: Tensor, origin: Tensor, *dirs: Tensor) -> Tensor:
+    """Coordinates of ``(n, n_params)`` points along orthonormal directions.
+
+    Returns:
+        ``(n, len(dirs))`` float64 coordinates.
+    """
+    p = points.double() - origin.double()
+    return torch.stack([p @ d.double() for d in dirs], dim=1)
+
+
+def pca_directions(weights: Tensor, center: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Top two principal directions of a trajectory (weights minus its final point).
+
+    Args:
+        weights: ``(n_rec, n_params)`` recorded weights; the last row is the final point.
+        center: Unused reference kept for symmetry; differences are taken to
+            the final point as in Li et al. (2018).
+
+    Returns:
+        ``(dirs, explained)``: ``(2, n_params)`` float64 unit directions (sign fixed
+        so the largest-magnitude entry is positive) and the explained-variance
+        ratios ``(2,)``.
+
+    Raises:
+        UserError: If fewer than three points were recorded.
+    """
+    if weights.ndim != 2 or len(weights) < 3:
+        raise UserError("PCA needs a trajectory of at least 3 recorded points; train "
+                        "with --record-every 1 (or --record-steps)")
+    m = (weights.double() - weights[-1].double()).numpy()
+    _, s, vt = np.linalg.svd(m, full_matrices=False)
+    var = s**2
+    explained = var[:2] / max(var.sum(), _EPS)
+    dirs = torch.from_numpy(vt[:2].copy())
+    for i in range(len(dirs)):
+        if dirs[i, dirs[i].abs().argmax()] < 0:
+            dirs[i] = -dirs[i]
+    return dirs, torch.from_numpy(explained)
+
+
+# --------------------------------------------------------------------------- named points
+_POINT = re.compile(r"^(?:(sgd|swa)/)?(epoch|step):(-?\d+)$")
+
+
+def point_names(f: h5py.File) -> list[str]:
+    """Valid point names of a run file (solutions and trajectory forms)."""
+    names = store.solution_names(f)
+    for run in f.get("trajectories", {}):
+        prefix = "" if run == "swa" else f"{run}/"
+        names.append(f"{prefix}epoch:N")
+        names.append(f"{prefix}step:N")
+    return names
+
+
+def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
+    """Recorded ``weights``, ``buffers``, ``epoch`` and ``step`` of a run's trajectory.
+
+    Returns:
+        Arrays by name (weights ``(n_rec, n_params)``).
+
+    Raises:
+        UserError: If the run has no trajectory.
+    """
+    key = f"trajectories/{run}"
+    if key not in f or len(f[key]["epoch"]) == 0:
+        have = list(f.get("trajectories", {}))
+        raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; "
+                        f"recorded: {have or 'none (train with --record-every 1)'}")
+    g = f[key]
+    return {k: g[k][()] for k in ("weights", "buffers", "epoch", "step") if k in g}
+
+
+def resolve_point(f: h5py.File, name: str) -> tuple[Tensor, Tensor]:
+    """Weights and BN buffers of a named point of a run file.
+
+    Names: a solution (``sgd``, ``swa``, ``swa_last``, ``avg``), or ``epoch:N`` /
+    ``step:N`` of the SWA run's trajectory (``sgd/epoch:N`` for the baseline's).
+
+    Returns:
+        ``(weights, buffers)`` float32 flat vectors.
+
+    Raises:
+        UserError: For an unknown name (the message lists valid ones) or an
+            unrecorded epoch/step.
+    """
+    if "solutions" in f and name in f["solutions"]:
+        s = store.read_solution(f, name)
+        return s.weights, s.buffers
+    m = _POINT.match(name)
+    if m is None:
+        raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}")
+    run, key, n = m.group(1) or "swa", m.group(2), int(m.group(3))
+    if f"trajectories/{run}" not in f:
+        raise UserError(f"unknown point {name!r}: no {run} trajectory; choose one of "
+                        f"{point_names(f)}")
+    g = f[f"trajectories/{run}"]
+    vals = g[key][()] if key in g else np.zeros(0)
+    idx = np.flatnonzero(np.isclose(vals, n))
+    if len(idx) == 0:
+        have = ", ".join(f"{v:g}" for v in vals[:20])
+        raise UserError(f"{key} {n} of the {run} run was not recorded; recorded {key}s: "
+                        f"{have or 'none'}")
+    i = int(idx[-1])
+    w = torch.from_numpy(g["weights"][i])
+    b = torch.from_numpy(g["buffers"][i]) if "buffers" in g else torch.zeros(0)
+    return w, b
