@@ -1,0 +1,240 @@
+"""Surfaces against closed forms, stored solutions, resumption and 2 ranks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from landscape._errors import UserError
+from landscape.cli import main
+from landscape.data import TensorData
+from landscape.directions import random_direction
+from landscape.evaluate import Evaluator
+from landscape.params import ParamLayout
+from landscape.surface import (
+    METRICS,
+    SurfaceConfig,
+    SurfaceGrid,
+    compute_surface,
+    evaluate_grid,
+    parse_grid,
+    read_surface,
+)
+
+
+def _data(n_in: int = 5, n: int = 64, seed: int = 0) -> TensorData:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, n_in, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return TensorData("toy", x[:48], y[:48], x[48:], y[48:], 3)
+
+
+def _copy(src: Path, tmp: Path, name: str = "run.h5") -> Path:
+    dst = tmp / name
+    shutil.copyfile(src, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- maths
+def test_grid_points_quadratic_closed_form() -> None:
+    """f(c + x d0 + y d1) of a quadratic equals its closed form on every grid point."""
+    g = torch.Generator().manual_seed(0)
+    n = 7
+    A = torch.randn(n, n, generator=g, dtype=torch.float64)
+    A = A @ A.T
+    c, d0, d1 = (torch.randn(n, generator=g, dtype=torch.float64) for _ in range(3))
+    grid = SurfaceGrid(x=parse_grid("-1:1:5"), y=parse_grid("-2:2:3"), center=c,
+                       center_buffers=torch.zeros(0), d0=d0, d1=d1)
+
+    def f(t: torch.Tensor) -> float:
+        return float(0.5 * t @ A @ t)
+
+    for k in range(grid.n_points):
+        x, y = grid.coords(k)
+        closed = (f(c) + x * float(c @ A @ d0) + y * float(c @ A @ d1)
+                  + 0.5 * x * x * float(d0 @ A @ d0) + 0.5 * y * y * float(d1 @ A @ d1)
+                  + x * y * float(d0 @ A @ d1))
+        assert f(grid.weights(k).double()) == pytest.approx(closed, rel=1e-5, abs=1e-5)
+
+
+def test_linear_model_surface_equals_direct_cross_entropy() -> None:
+    data = _data()
+    net = nn.Linear(5, 3)
+    ev = Evaluator(net, data, bn="keep")
+    lay = ev.layout
+    c = lay.read(net).double()
+    g = torch.Generator().manual_seed(1)
+    d0, d1 = (torch.randn(lay.numel, generator=g, dtype=torch.float64) for _ in range(2))
+    grid = SurfaceGrid(x=parse_grid("-1:1:3"), y=parse_grid("0:2:4"), center=c,
+                       center_buffers=torch.zeros(0), d0=d0, d1=d1)
+    res = evaluate_grid(grid, ev)
+    assert res["train_loss"].shape == (3, 4)
+    for i, x in enumerate(grid.x):
+        for j, y in enumerate(grid.y):
+            p = lay.unflatten((c + x * d0 + y * d1).float())
+            for split, xs, ys in (("train", data.x_train, data.y_train),
+                                  ("test", data.x_test, data.y_test)):
+                out = (xs.double() @ p["weight"].double().T + p["bias"].double())
+                loss = F.cross_entropy(out, ys)
+                acc = (out.argmax(1) == ys).double().mean()
+                assert res[f"{split}_loss"][i, j] == pytest.approx(float(loss), rel=1e-5)
+                assert res[f"{split}_acc"][i, j] == pytest.approx(float(acc))
+
+
+def test_bn_mode_without_bn_is_an_error() -> None:
+    with pytest.raises(UserError, match="needs a model with BatchNorm"):
+        Evaluator(nn.Linear(5, 3), _data(), bn="recompute")
+
+
+def test_filter_normalization_rescaling_invariance() -> None:
+    """Rescaling layer 1 by α and layer 2 by 1/α (ReLU) leaves the surface unchanged."""
+    torch.manual_seed(0)
+    data = _data()
+    net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    alpha = 7.0
+    scaled = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        scaled[0].weight.copy_(alpha * net[0].weight)
+        scaled[0].bias.copy_(alpha * net[0].bias)
+        scaled[2].weight.copy_(net[2].weight / alpha)
+        scaled[2].bias.copy_(net[2].bias)
+    results = []
+    for m in (net, scaled):
+        ev = Evaluator(m, data, bn="keep")
+        c = ev.layout.read(m).double()
+        gen = torch.Generator().manual_seed(5)
+        d0 = random_direction(ev.layout, c, norm="filter", generator=gen)
+        d1 = random_direction(ev.layout, c, norm="filter", generator=gen)
+        grid = SurfaceGrid(x=parse_grid("-1:1:5"), y=parse_grid("-1:1:5"), center=c,
+                           center_buffers=torch.zeros(0), d0=d0, d1=d1)
+        results.append(evaluate_grid(grid, ev))
+    for m in METRICS:
+        np.testing.assert_allclose(results[0][m], results[1][m], rtol=1e-5, atol=1e-5)
+
+
+def test_grid_validation() -> None:
+    with pytest.raises(UserError, match="num must be at least 1"):
+        parse_grid("-1:1:0")
+    with pytest.raises(UserError, match="start:stop:num"):
+        parse_grid("1:2")
+    with pytest.raises(UserError, match="another model"):
+        SurfaceGrid(x=parse_grid("0:1:2"), y=None, center=torch.zeros(4),
+                    center_buffers=torch.zeros(0), d0=torch.zeros(3))
+
+
+# --------------------------------------------------------------------------- run files
+def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    cfg = SurfaceConfig(kind="line", from_point="sgd", to_point="swa", grid="0:1:2", bn="keep")
+    name = compute_surface(run, cfg, log=lambda _: None)
+    s = read_surface(run, name)
+    assert s["attrs"]["complete"]
+    assert s["attrs"]["x_label"] == "t"
+    with h5py.File(run, "r") as f:
+        for i, sol in enumerate(("sgd", "swa")):
+            a = f[f"solutions/{sol}"].attrs
+            for m in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                assert s[m][i] == pytest.approx(a[m], rel=1e-12, abs=0), (sol, m)
+    np.testing.assert_array_equal(s["points"]["swa"], [1.0])
+
+
+def test_plane_schema_and_coordinates(tiny_run, tmp_path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    cfg = SurfaceConfig(kind="plane", points=("sgd", "swa_last", "swa"), grid="-1:1:3",
+                        grid_y="-1:1:2", bn="keep")
+    name = compute_surface(run, cfg, log=lambda _: None)
+    s = read_surface(run, name)
+    a = s["attrs"]
+    assert (a["kind"], a["dim"], a["center"]) == ("plane", 2, "sgd")
+    assert s["train_loss"].shape == (3, 2)
+    assert not np.isnan(s["test_acc"]).any()
+    assert s["trajectory_xy"].shape[1] == 2
+    with h5py.File(run, "r") as f:
+        for p in ("sgd", "swa_last", "swa"):
+            xy = s["points"][p]
+            rec = s["center"].astype(np.float64) + xy[0] * s["d0"] + xy[1] * s["d1"]
+            np.testing.assert_allclose(rec, f[f"solutions/{p}/weights"][()], atol=1e-5)
+        g = f[f"surfaces/{name}"]
+        for k in ("norm", "bn", "points", "x_label", "y_label", "train_samples",
+                  "test_samples", "seed", "l2", "config"):
+            assert k in g.attrs, k
+        assert g["directions/d0"].dtype == np.float32
+        assert g["train_loss"].dtype == np.float64
+
+
+def test_resume_after_kill_equals_uninterrupted(tiny_run, tmp_path) -> None:
+    full, part = _copy(tiny_run, tmp_path, "full.h5"), _copy(tiny_run, tmp_path, "part.h5")
+    cfg = SurfaceConfig(kind="random", grid="-1:1:4", grid_y="-1:1:3", bn="keep",
+                        test_samples=50)
+    compute_surface(full, cfg, log=lambda _: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after(n: int) -> None:
+        if n == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        compute_surface(part, cfg, commit_interval=0, callback=kill_after)
+    mid = read_surface(part, "random_swa")
+    assert not mid["attrs"]["complete"]
+    assert 0 < mid["computed"].sum() < 12
+    counted: list[int] = []
+    compute_surface(part, cfg, callback=counted.append, log=lambda _: None)
+    assert len(counted) == 12 - mid["computed"].sum()
+    a, b = read_surface(full, "random_swa"), read_surface(part, "random_swa")
+    assert b["attrs"]["complete"]
+    for m in METRICS:
+        np.testing.assert_array_equal(a[m], b[m])
+    # complete with the same config: a no-op
+    again: list[int] = []
+    compute_surface(part, cfg, callback=again.append, log=lambda _: None)
+    assert again == []
+    with pytest.raises(UserError, match="another config"):
+        compute_surface(part, SurfaceConfig(kind="random", grid="-1:1:3"))
+
+
+def test_cli_surface_and_errors(tiny_run, tmp_path, capsys) -> None:
+    run = _copy(tiny_run, tmp_path)
+    assert main(["surface", str(run), "--kind", "pca", "--grid", "-1:1:2", "--grid-y",
+                 "-1:1:2", "--quiet", "--bn", "keep"]) == 0
+    s = read_surface(run, "pca_swa")
+    assert s["attrs"]["x_label"].startswith("PC1 (")
+    assert main(["surface", str(run), "--kind", "line", "--from", "nope"]) == 2
+    assert "unknown point 'nope'" in capsys.readouterr().err
+    assert main(["surface", str(run), "--grid", "-1:1:0"]) == 2
+    assert main(["info", str(run)]) == 0
+    assert "pca_swa" in capsys.readouterr().out
+
+
+def test_two_ranks_equal_one_rank(tiny_run, tmp_path) -> None:
+    one, two = _copy(tiny_run, tmp_path, "one.h5"), _copy(tiny_run, tmp_path, "two.h5")
+    args = ["--grid", "-1:1:3", "--grid-y", "-1:1:3", "--bn", "keep", "--quiet"]
+    assert main(["surface", str(one), *args]) == 0
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "landscape",
+                        "surface", str(two), *args], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = read_surface(one, "random_swa"), read_surface(two, "random_swa")
+    assert b["attrs"]["complete"]
+    for m in METRICS:
+        np.testing.assert_allclose(a[m], b[m], rtol=1e-6, atol=1e-6)
+
+
+def test_layout_check_of_direction_shape() -> None:
+    lay = ParamLayout.from_module(nn.Linear(2, 2))
+    with pytest.raises(UserError, match="another model"):
+        lay.check_vector(torch.zeros(3), "direction")
