@@ -1,0 +1,230 @@
+"""Benchmark of `landscape.surface` (issue 3): cost per point, loss-landscapes, ranks, memory.
+
+Run: ``.venv/bin/python benchmarks/bench_surface.py`` (about 3-5 minutes on 2 CPU cores);
+writes ``benchmarks/results/surface.json``.
+
+* (a) seconds per grid point over the forward floor (the same samples pushed
+  through the bare model under ``inference_mode`` on pre-loaded tensors), bn=keep,
+  on the seed-000 CNN (random 1x28x28 inputs: MNIST files are not available
+  offline) and the MNIST-1D CNN (random weights, MNIST-1D-shaped random inputs),
+  2000 samples each (1000 train + 1000 test, evaluated in one fused pass).
+* (b) ours vs ``loss-landscapes``' ``random_plane`` on the same model and data,
+  installed at run time with ``pip install --target`` (skipped if unavailable).
+* (c) ``torchrun`` 2 ranks x 1 thread vs 1 rank x 1 thread and 1 rank x 2 threads.
+* (d) peak RSS of a 21x21 and an 81x81 surface (separate processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "surface.json"
+TMP = Path(os.environ.get("BENCH_TMP", "/tmp/bench_surface"))
+PY = sys.executable
+
+
+def _data(in_shape: tuple[int, ...], n: int = 2000):
+    from landscape.data import TensorData
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, *in_shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return TensorData("random", x[: n // 2], y[: n // 2], x[n // 2:], y[n // 2:], 10)
+
+
+def _best(fn, reps: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_point_cost(model_name: str, in_shape: tuple[int, ...]) -> dict:
+    """(a) and (b) for one model."""
+    from landscape.directions import random_direction
+    from landscape.evaluate import Evaluator
+    from landscape.models import build_model
+    from landscape.surface import SurfaceGrid, evaluate_grid, parse_grid
+
+    torch.manual_seed(0)
+    net = build_model(model_name, in_shape, 10)
+    data = _data(in_shape)
+    ev = Evaluator(net, data, bn="keep")
+    c = ev.layout.read(net).double()
+    cb = ev.buffer_layout.read(net, buffers=True).double()
+    gen = torch.Generator().manual_seed(0)
+    d0 = random_direction(ev.layout, c, generator=gen)
+    d1 = random_direction(ev.layout, c, generator=gen)
+    steps = 5
+    grid = SurfaceGrid(x=parse_grid(f"-1:1:{steps}"), y=parse_grid(f"-1:1:{steps}"),
+                       center=c, center_buffers=cb, d0=d0, d1=d1)
+    ours = _best(lambda: evaluate_grid(grid, ev), reps=3) / grid.n_points
+    x_all = torch.cat([data.x_train, data.x_test])
+    net.eval()
+
+    @torch.inference_mode()
+    def floor() -> None:
+        for xb in x_all.split(4096):
+            net(xb)
+
+    fl = _best(floor, reps=10)
+    res = {"model": model_name, "n_params": ev.layout.numel, "samples": len(x_all),
+           "grid": f"{steps}x{steps}", "sec_per_point": ours, "forward_floor_sec": fl,
+           "ratio_over_floor": ours / fl, "target_ratio_max": 1.2,
+           "met": ours / fl <= 1.2}
+    res["loss_landscapes"] = bench_loss_landscapes(net, x_all, torch.cat(
+        [data.y_train, data.y_test]), steps, ours)
+    return res
+
+
+def bench_loss_landscapes(net, x, y, steps: int, ours: float) -> dict:
+    """(b) loss-landscapes' random_plane on the same model and data."""
+    target = Path("/tmp/ll")
+    if not (target / "loss_landscapes").exists():
+        r = subprocess.run([PY, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                            str(target), "loss-landscapes"], capture_output=True, text=True)
+        if r.returncode:
+            return {"skipped": f"pip install failed: {r.stderr.strip()[-300:]}"}
+    sys.path.insert(0, str(target))
+    try:
+        import loss_landscapes
+        import loss_landscapes.metrics as llm
+    except Exception as e:
+        return {"skipped": f"import failed: {e!r}"}
+    metric = llm.Loss(torch.nn.CrossEntropyLoss(), x, y)
+
+    errors = {}
+    for norm in ("filter", "layer"):
+
+        def run(norm: str = norm) -> None:
+            with torch.no_grad():
+                loss_landscapes.random_plane(net, metric, distance=1.0, steps=steps,
+                                             normalization=norm, deepcopy_model=True)
+
+        try:
+            t = _best(run, reps=3) / (steps * steps)
+            break
+        except Exception as e:
+            errors[norm] = repr(e)
+    else:
+        return {"skipped": f"random_plane failed: {errors}"}
+    return {"normalization": norm, "errors": errors, "sec_per_point": t,
+            "ours_sec_per_point": ours, "speedup": t / ours,
+            "target_speedup_min": 3.0, "met": t / ours >= 3.0}
+
+
+WORKER = """
+import sys, time, resource, torch
+from landscape.surface import SurfaceConfig, compute_surface
+run, grid, threads, extra = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+torch.set_num_threads(threads)
+kw = dict(train_samples=200, test_samples=100) if extra == 'small' else {}
+t0 = time.perf_counter()
+compute_surface(run, SurfaceConfig(grid=grid, bn='keep', **kw), log=lambda _: None)
+import os
+if int(os.environ.get('RANK', '0')) == 0:
+    print('RESULT', time.perf_counter() - t0,
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _worker(run: Path, grid: str, threads: int, ranks: int = 1, extra: str = "") -> tuple:
+    script = TMP / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [PY, str(script)] if ranks == 1 else [
+        str(Path(PY).with_name("torchrun")), "--standalone", "--nproc-per-node", str(ranks),
+        str(script)]
+    r = subprocess.run([*cmd, str(run), grid, str(threads), extra or "-"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    line = [s for s in r.stdout.splitlines() if s.startswith("RESULT")]
+    if not line:
+        raise RuntimeError(r.stderr[-2000:])
+    _, sec, rss = line[0].split()
+    return float(sec), int(rss)
+
+
+def bench_ranks_and_memory() -> dict:
+    """(c) and (d) on a briefly trained MNIST-1D run (2000 train / 500 test samples)."""
+    from landscape.config import TrainConfig
+    from landscape.train import train
+
+    TMP.mkdir(parents=True, exist_ok=True)
+    base = TMP / "run.h5"
+    if not base.exists():
+        cfg = TrainConfig(num_samples=2500, epochs=3, swa_start=2, data_root=str(TMP / "data"))
+        train(cfg, base, progress=False, log=lambda _: None)
+
+    def fresh(name: str) -> Path:
+        p = TMP / name
+        p.write_bytes(base.read_bytes())
+        return p
+
+    grid = "-1:1:15"
+    t1, _ = _worker(fresh("r1.h5"), grid, 1)
+    t2, _ = _worker(fresh("r2.h5"), grid, 1, ranks=2)
+    t1x2, _ = _worker(fresh("r1x2.h5"), grid, 2)
+    ranks = {"grid": "15x15", "samples": 2500, "one_rank_1thread_sec": t1,
+             "two_ranks_1thread_sec": t2, "one_rank_2threads_sec": t1x2,
+             "speedup_2ranks_vs_1rank_1thread": t1 / t2,
+             "speedup_2ranks_vs_1rank_2threads": t1x2 / t2,
+             "target_speedup_min": 1.6, "met": t1 / t2 >= 1.6,
+             "note": "wall time of compute_surface incl. loading the run file and the "
+                     "process group set-up"}
+    _, rss21 = _worker(fresh("m21.h5"), "-1:1:21", 1, extra="small")
+    _, rss81 = _worker(fresh("m81.h5"), "-1:1:81", 1, extra="small")
+    mem = {"peak_rss_kib_21x21": rss21, "peak_rss_kib_81x81": rss81,
+           "ratio": rss81 / rss21, "target_ratio_max": 1.1, "met": rss81 / rss21 <= 1.1,
+           "note": "train/test subsets of 200/100 samples to keep 6561 points quick"}
+    return {"ranks": ranks, "memory": mem}
+
+
+def main() -> int:
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    out: dict = {"device": "cpu", "cpu_cores": os.cpu_count(), "torch": torch.__version__,
+                 "threads": torch.get_num_threads(),
+                 "data_note": "seed000-cnn on random 1x28x28 inputs (MNIST unavailable "
+                              "offline); mnist1d-cnn with random weights on random "
+                              "(1,40) inputs; 2000 samples each",
+                 "torch_compile": "not tried: the Evaluator works on an eager module by "
+                                  "parameter name; compile time exceeds this run's budget"}
+    out["point_cost"] = [bench_point_cost("seed000-cnn", (1, 28, 28)),
+                         bench_point_cost("mnist1d-cnn", (1, 40))]
+    for r in out["point_cost"]:
+        ll = r["loss_landscapes"]
+        print(f"{r['model']}: {r['sec_per_point'] * 1e3:.2f} ms/point, floor "
+              f"{r['forward_floor_sec'] * 1e3:.2f} ms, ratio {r['ratio_over_floor']:.2f} "
+              f"(target <= 1.2); loss-landscapes "
+              + (f"{ll['sec_per_point'] * 1e3:.2f} ms/point, ours {ll['speedup']:.2f}x faster"
+                 if "speedup" in ll else ll["skipped"]))
+    out |= bench_ranks_and_memory()
+    rk, mem = out["ranks"], out["memory"]
+    print(f"ranks: 1x1 {rk['one_rank_1thread_sec']:.2f}s, 2x1 {rk['two_ranks_1thread_sec']:.2f}s"
+          f", 1x2 {rk['one_rank_2threads_sec']:.2f}s -> 2 ranks vs 1 rank/1 thread "
+          f"{rk['speedup_2ranks_vs_1rank_1thread']:.2f}x (target >= 1.6), vs 1 rank/2 "
+          f"threads {rk['speedup_2ranks_vs_1rank_2threads']:.2f}x")
+    print(f"memory: 21x21 {mem['peak_rss_kib_21x21']} KiB, 81x81 "
+          f"{mem['peak_rss_kib_81x81']} KiB, ratio {mem['ratio']:.3f} (target <= 1.1)")
+    out["total_sec"] = time.perf_counter() - t0
+    out["peak_rss_kib_bench"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
