@@ -238,3 +238,41 @@ def test_layout_check_of_direction_shape() -> None:
     lay = ParamLayout.from_module(nn.Linear(2, 2))
     with pytest.raises(UserError, match="another model"):
         lay.check_vector(torch.zeros(3), "direction")
+
+
+def test_sigkill_mid_surface_then_resume(tiny_run, tmp_path) -> None:
+    import signal
+    import time
+
+    full, part = _copy(tiny_run, tmp_path, "full.h5"), _copy(tiny_run, tmp_path, "part.h5")
+    opts = {"kind": "random", "grid": "-1:1:5", "grid_y": "-1:1:4", "bn": "keep",
+            "test_samples": 50}
+    compute_surface(full, SurfaceConfig(**opts), log=lambda _: None)
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import time\n"
+        "from landscape.surface import SurfaceConfig, compute_surface\n"
+        f"compute_surface({str(part)!r}, SurfaceConfig(**{opts!r}), commit_interval=0,\n"
+        "                callback=lambda n: time.sleep(0.3))\n")])
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert time.time() < deadline, "the child never committed a point"
+            assert child.poll() is None, "the child finished before it was killed"
+            with h5py.File(part) as f:  # the file always opens, even mid-run
+                if "surfaces/random_swa" in f and f["surfaces/random_swa/computed"][()].sum() >= 3:
+                    break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        child.kill()
+    mid = read_surface(part, "random_swa")
+    assert not mid["attrs"]["complete"]
+    assert 3 <= mid["computed"].sum() < 20
+    counted: list[int] = []
+    compute_surface(part, SurfaceConfig(**opts), callback=counted.append,
+                    log=lambda _: None)
+    assert len(counted) == 20 - mid["computed"].sum()
+    a, b = read_surface(full, "random_swa"), read_surface(part, "random_swa")
+    for m in METRICS:
+        np.testing.assert_array_equal(a[m], b[m])
