@@ -197,10 +197,32 @@ def _state_to_dict(s: _RunState) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- loop
-def _train_one(
+def train_run(
     cfg: TrainConfig, run: str, data: TensorData, device: torch.device,
-    folder: Path, progress: bool,
+    folder: Path, progress: bool = False, *, checkpoint: bool = True,
 ) -> tuple[nn.Module, AveragedModel | None, _RunState, _Checkpoint]:
+    """Train one run (``sgd``: the baseline; ``swa``: the SWA run) of ``cfg`` on ``data``.
+
+    The building block of :func:`train`, public for callers that train on
+    tensors of their own without a run file (k-fold CV, hyperparameter search).
+
+    Args:
+        cfg: The config.
+        run: ``sgd`` or ``swa``.
+        data: Train (and test/validation) tensors.
+        device: Where to train.
+        folder: Folder of the resume state and trajectory records.
+        progress: Show a progress bar.
+        checkpoint: Save the resume state after every epoch (off for throwaway
+            fits: it skips the fsync'd writes).
+
+    Returns:
+        The final model, the SWA model (``None`` for ``sgd``), the run's state
+        (``history``, trajectory metadata) and its checkpoint files.
+
+    Raises:
+        UserError: If the run diverges.
+    """
     model = make_model(cfg, data).to(device)
     layout, buf_layout = ParamLayout.from_module(model), ParamLayout.buffers_of(model)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -296,7 +318,8 @@ def _train_one(
         st.log(st.history, **row)
         st.epoch = done
         st.done = done == budget
-        save()
+        if checkpoint:
+            save()
     return model, swa_model, st, ck
 
 
@@ -434,7 +457,7 @@ def train(
         if data is None:
             data = load_data(cfg)
         runs = RUNS if cfg.swa else ("sgd",)
-        results = {r: _train_one(cfg, r, data, device, folder, progress) for r in runs}
+        results = {r: train_run(cfg, r, data, device, folder, progress) for r in runs}
         _write_run_file(cfg, out, data, results, device)
         shutil.rmtree(folder)
     return out
