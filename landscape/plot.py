@@ -1,0 +1,782 @@
+r"""Figures from HDF5 files only: surfaces, training curves, checkpoints, measures.
+
+Two layers.  The *readers* (``read_*``) open a run or results file and return
+plain numpy arrays and attributes; nothing else here touches HDF5.  The *plot
+functions* (``plot_*``) take a file path (or, for the measure plots, plain
+arrays), draw on ``ax`` (a new figure when ``ax=None``) and return ``(fig, ax)``,
+in the spirit of torchmetrics' ``plot()``.  Style is applied through
+:func:`matplotlib.rc_context`, with the Okabe–Ito colour-blind-safe palette
+(Okabe & Ito 2008), so nothing global changes.
+
+This is the only module that imports matplotlib, and ``import landscape`` does
+not import it.  If pyplot has not been imported yet, the non-interactive Agg
+backend is selected, so plotting works on headless machines.
+
+Example:
+    >>> from landscape.plot import OKABE_ITO
+    >>> OKABE_ITO["blue"]
+    '#0072B2'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import matplotlib
+import numpy as np
+
+if "matplotlib.pyplot" not in sys.modules:  # headless default; keep a user's choice
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from landscape._errors import UserError
+from landscape.stats import mean_ci
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {
+    "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
+    "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7", "black": "#000000",
+}
+#: Fixed colour per solution / run so every figure agrees.
+COLORS = {
+    "sgd": OKABE_ITO["blue"], "swa": OKABE_ITO["vermillion"], "swa_last": OKABE_ITO["green"],
+    "avg": OKABE_ITO["vermillion"], "swa_model": OKABE_ITO["vermillion"],
+    "checkpoints": OKABE_ITO["blue"], "mean": OKABE_ITO["black"],
+}
+_CYCLE = [OKABE_ITO[k] for k in ("blue", "vermillion", "green", "orange", "purple", "sky",
+                                 "yellow", "black")]
+STYLE: dict[str, Any] = {
+    "axes.prop_cycle": matplotlib.cycler(color=_CYCLE),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.figsize": (6.0, 4.2),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "legend.frameon": False,
+    "font.size": 10,
+    "image.cmap": "viridis",
+}
+METRIC_LABELS = {
+    "train_loss": "train loss (cross-entropy, nats)",
+    "test_loss": "test loss (cross-entropy, nats)",
+    "train_acc": "train accuracy (%)",
+    "test_acc": "test accuracy (%)",
+    "train_err": "train error (%)",
+    "test_err": "test error (%)",
+}
+
+__all__ = [
+    "METRIC_LABELS",
+    "OKABE_ITO",
+    "plot_all",
+    "plot_checkpoints",
+    "plot_eigenvalue_density",
+    "plot_history",
+    "plot_surface",
+    "plot_surface_1d",
+    "plot_surface_2d",
+    "plot_surface_3d",
+    "plot_swa_vs_sgd",
+    "plot_top_eigenvalues",
+    "plot_width_distribution",
+    "read_checkpoints",
+    "read_density",
+    "read_history",
+    "read_measure_arrays",
+    "read_results",
+    "read_surface",
+    "read_widths",
+    "save_figure",
+]
+
+
+@contextmanager
+def style(**overrides: Any) -> Iterator[None]:
+    """The package's matplotlib style as a context manager (nothing global changes)."""
+    with matplotlib.rc_context({**STYLE, **overrides}):
+        yield
+
+
+# =========================================================================== readers
+@contextmanager
+def _open(path: str | os.PathLike) -> Iterator[h5py.File]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p} does not exist; pass a run or results file (.h5)")
+    if not h5py.is_hdf5(p):
+        raise UserError(f"{p} is not an HDF5 file; pass a run or results file (.h5)")
+    with h5py.File(p, "r") as f:
+        yield f
+
+
+def _run_title(f: h5py.File) -> str:
+    """``"<file stem>: <model> on <data>"`` for titles."""
+    stem = Path(f.filename).stem
+    model = f["model"].attrs.get("name", "") if "model" in f else ""
+    data = f["data"].attrs.get("name", "") if "data" in f else ""
+    detail = f"{model} on {data}" if model and data else (model or data)
+    return f"{stem}: {detail}" if detail else stem
+
+
+def _attr(obj: h5py.HLObject, key: str, default: Any = None) -> Any:
+    if key not in obj.attrs:
+        return default
+    v = obj.attrs[key]
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v
+
+
+def read_history(path: str | os.PathLike) -> dict[str, Any]:
+    """Per-epoch metrics of each training run.
+
+    Returns:
+        ``{"title": str, "runs": {run: {key: (n_epochs,) array}}}``.
+
+    Raises:
+        UserError: If the file has no ``/history``.
+    """
+    with _open(path) as f:
+        if "history" not in f or not len(f["history"]):
+            raise UserError(f"{path} has no /history; it is not a finished run file")
+        runs = {r: {k: g[k][()] for k in g} for r, g in f["history"].items()}
+        return {"title": _run_title(f), "runs": runs}
+
+
+def read_surface(path: str | os.PathLike, name: str) -> dict[str, Any]:
+    """One surface: attributes, axes, metric grids, named points, trajectory.
+
+    Returns:
+        Dict with ``attrs``, ``x``, ``y`` (or None), ``grids`` ({metric: array}),
+        ``points`` ({name: (dim,) array}), ``trajectory`` (``(n, 2)`` or None),
+        ``trajectory_epoch`` and ``title``.
+
+    Raises:
+        UserError: If the surface does not exist.
+    """
+    with _open(path) as f:
+        if "surfaces" not in f or name not in f["surfaces"]:
+            have = list(f["surfaces"]) if "surfaces" in f else []
+            raise UserError(f"no surface {name!r} in {path}; choose one of "
+                            f"{have or '(none: run `landscape surface` first)'}")
+        g = f["surfaces"][name]
+        attrs = {k: _attr(g, k) for k in g.attrs}
+        grids = {k: g[k][()].astype(np.float64) for k in
+                 ("train_loss", "train_acc", "test_loss", "test_acc",
+                  "train_loss_sem", "test_loss_sem") if k in g}
+        stored = list(g["points"]) if "points" in g else []
+        order = [p for p in (_attr(g, "points") or []) if p in stored]
+        points = {k: np.atleast_1d(g["points"][k][()]).astype(np.float64)
+                  for k in order + [p for p in stored if p not in order]}
+        traj = g["trajectory/xy"][()] if "trajectory/xy" in g else None
+        tep = g["trajectory/epoch"][()] if "trajectory/epoch" in g else None
+        return {"name": name, "attrs": attrs, "x": g["axes/x"][()].astype(np.float64),
+                "y": g["axes/y"][()].astype(np.float64) if "axes/y" in g else None,
+                "grids": grids, "points": points, "trajectory": traj,
+                "trajectory_epoch": tep, "title": _run_title(f)}
+
+
+def read_checkpoints(path: str | os.PathLike) -> dict[str, Any]:
+    """Stored per-checkpoint test accuracies and the averaged model's accuracy.
+
+    Reads ``/measures/checkpoints/{epoch,test_acc}`` (written by
+    :func:`landscape.experiments.evaluate_checkpoints`) and ``/solutions/avg``.
+
+    Returns:
+        ``{"epoch", "test_acc", "avg_acc" (float or NaN), "title"}``.
+
+    Raises:
+        UserError: If the checkpoint accuracies were not stored.
+    """
+    with _open(path) as f:
+        if "measures/checkpoints/test_acc" not in f:
+            raise UserError(f"{path} has no /measures/checkpoints; evaluate them with "
+                            "landscape.experiments.evaluate_checkpoints (`landscape "
+                            "reproduce seed004` does)")
+        g = f["measures/checkpoints"]
+        avg = (float(f["solutions/avg"].attrs.get("test_acc", np.nan))
+               if "solutions/avg" in f else np.nan)
+        return {"epoch": g["epoch"][()], "test_acc": g["test_acc"][()], "avg_acc": avg,
+                "title": _run_title(f)}
+
+
+def read_widths(path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"),
+                measure: str = "width") -> dict[str, np.ndarray]:
+    """Per-direction widths of each solution, ``/measures/<sol>/<measure>/widths``.
+
+    Returns:
+        ``{solution: (n_directions,) widths}`` for the solutions that have them.
+
+    Raises:
+        UserError: If none of the solutions has the measure.
+    """
+    out = {}
+    with _open(path) as f:
+        for s in solutions:
+            g = f.get(f"measures/{s}/{measure}")
+            if g is None:
+                continue
+            key = next((k for k in ("widths", "width", "radii", "radius") if k in g), None)
+            if key is not None:
+                out[s] = np.asarray(g[key][()], dtype=np.float64).ravel()
+    if not out:
+        raise UserError(f"no /measures/<solution>/{measure} in {path}; run "
+                        "`landscape sharpness` first")
+    return out
+
+
+def read_density(path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"),
+                 measure: str = "density") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Eigenvalue densities ``/measures/<sol>/<measure>/{grid,density}``.
+
+    Returns:
+        ``{solution: (grid, density)}``.
+
+    Raises:
+        UserError: If none of the solutions has the measure.
+    """
+    out = {}
+    with _open(path) as f:
+        for s in solutions:
+            g = f.get(f"measures/{s}/{measure}")
+            if g is None:
+                continue
+            gk = next((k for k in ("grid", "eigenvalues", "x") if k in g), None)
+            dk = next((k for k in ("density", "y") if k in g), None)
+            if gk and dk:
+                out[s] = (g[gk][()].astype(np.float64), g[dk][()].astype(np.float64))
+    if not out:
+        raise UserError(f"no /measures/<solution>/{measure} in {path}; run "
+                        "`landscape sharpness` first")
+    return out
+
+
+def read_measure_arrays(path: str | os.PathLike, measure: str, key: str,
+                        solutions: Sequence[str] = ("sgd", "swa")) -> dict[str, np.ndarray]:
+    """Dataset ``key`` of ``/measures/<sol>/<measure>`` for each solution that has it,
+    e.g. ``("hessian", "eigenvalues")`` (written by :mod:`landscape.sharpness`).
+
+    Returns:
+        ``{solution: array}``.
+
+    Raises:
+        UserError: If no solution has it.
+    """
+    out = {}
+    with _open(path) as f:
+        for s in solutions:
+            k = f"measures/{s}/{measure}/{key}"
+            if k in f:
+                out[s] = np.asarray(f[k][()], dtype=np.float64)
+    if not out:
+        raise UserError(f"no /measures/<solution>/{measure}/{key} in {path}; run "
+                        "`landscape sharpness` first")
+    return out
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """A multi-seed results file written by :mod:`landscape.experiments`.
+
+    Returns:
+        ``{"experiment", "seeds", "metrics": {method: {metric: (n_seeds,)}}, "attrs"}``.
+
+    Raises:
+        UserError: If the file is not a results file.
+    """
+    with _open(path) as f:
+        if f.attrs.get("kind") != "landscape-results" or "metrics" not in f:
+            raise UserError(f"{path} is not a results file of `landscape reproduce`")
+        attrs = {k: _attr(f, k) for k in f.attrs}
+        stored = list(f["metrics"])
+        order = [m for m in (attrs.get("methods") or []) if m in stored]
+        metrics = {m: {k: f["metrics"][m][k][()].astype(np.float64) for k in f["metrics"][m]}
+                   for m in order + [m for m in stored if m not in order]}
+        return {"experiment": attrs.get("experiment", Path(path).stem),
+                "seeds": attrs.get("seeds"), "metrics": metrics, "attrs": attrs}
+
+
+# =========================================================================== helpers
+def _axes(ax: Axes | None, projection: str | None = None) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = plt.figure()
+    return fig, fig.add_subplot(projection=projection)
+
+
+def _label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def _grid(s: Mapping[str, Any], metric: str) -> np.ndarray:
+    """A metric grid in display units (accuracy/error in %)."""
+    g = s["grids"]
+    if metric.endswith("_err"):
+        acc = metric.replace("_err", "_acc")
+        if acc not in g:
+            raise UserError(f"surface {s['name']} has no {acc} grid")
+        return 100.0 * (1.0 - g[acc])
+    if metric not in g:
+        raise UserError(f"surface {s['name']} has no {metric} grid; it has {sorted(g)}")
+    return 100.0 * g[metric] if metric.endswith("_acc") else g[metric]
+
+
+def _point_color(name: str, i: int) -> str:
+    return COLORS.get(name, _CYCLE[(i + 2) % len(_CYCLE)])
+
+
+# =========================================================================== surfaces
+def plot_surface_1d(path: str | os.PathLike, name: str, *, ax: Axes | None = None,
+                    ) -> tuple[Figure, Axes]:
+    """Train loss (left axis) and test error (right axis) along a 1D surface.
+
+    Named points (e.g. ``sgd``, ``swa``) are marked by vertical lines.
+
+    Returns:
+        ``(fig, ax)``; the test-error axis is ``ax.right_ax``.
+    """
+    s = read_surface(path, name)
+    with style():
+        fig, ax = _axes(ax)
+        x = s["x"]
+        (l1,) = ax.plot(x, _grid(s, "train_loss"), color=OKABE_ITO["blue"], lw=2,
+                        label="train loss")
+        ax.set_xlabel(s["attrs"].get("x_label") or "distance along direction")
+        ax.set_ylabel(_label("train_loss"), color=OKABE_ITO["blue"])
+        handles = [l1]
+        if "test_acc" in s["grids"]:
+            ax2 = ax.twinx()
+            ax2.grid(False)
+            ax2.spines["right"].set_visible(True)
+            (l2,) = ax2.plot(x, _grid(s, "test_err"), color=OKABE_ITO["vermillion"], lw=2,
+                             ls="--", label="test error")
+            ax2.set_ylabel(_label("test_err"), color=OKABE_ITO["vermillion"])
+            ax.right_ax = ax2  # type: ignore[attr-defined]
+            handles.append(l2)
+        for i, (p, xy) in enumerate(s["points"].items()):
+            ax.axvline(float(xy[0]), color=_point_color(p, i), ls=":", lw=1.2)
+            ax.annotate(p, (float(xy[0]), 1.0), xycoords=("data", "axes fraction"),
+                        ha="center", va="bottom", fontsize=9, color=_point_color(p, i))
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+        ax.set_title(f"{s['title']} — {s['attrs'].get('kind', '')} surface {name}", pad=16)
+    return fig, ax
+
+
+def _levels(z: np.ndarray, n: int, log: bool) -> np.ndarray:
+    finite = z[np.isfinite(z)]
+    if finite.size == 0:
+        raise UserError("the surface has no computed point yet (all NaN)")
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        hi = lo + 1e-9
+    if log and lo > 0:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def plot_surface_2d(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
+                    ax: Axes | None = None, levels: int = 25) -> tuple[Figure, Axes]:
+    """Filled contours of ``metric`` on a 2D surface, with contour lines, the recorded
+    trajectory (if stored) and the named points overlaid.
+
+    Loss levels are spaced geometrically (the minimum basin would be one band
+    otherwise); accuracy/error levels linearly.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the surface is not 2D.
+    """
+    s = read_surface(path, name)
+    if s["y"] is None:
+        raise UserError(f"surface {name} is 1D; use plot_surface_1d")
+    z = _grid(s, metric).T  # (ny, nx) for contourf
+    with style():
+        fig, ax = _axes(ax)
+        lv = _levels(z, levels, metric.endswith("_loss"))
+        cs = ax.contourf(s["x"], s["y"], z, levels=lv, cmap="viridis", extend="max")
+        ax.contour(s["x"], s["y"], z, levels=lv[::3], colors="white", linewidths=0.5,
+                   alpha=0.7)
+        fig.colorbar(cs, ax=ax, label=_label(metric), format="%.3g")
+        if s["trajectory"] is not None and len(s["trajectory"]):
+            t = np.asarray(s["trajectory"])
+            ax.plot(t[:, 0], t[:, 1], "-o", color=OKABE_ITO["orange"], ms=2.5, lw=1,
+                    label="trajectory")
+        for i, (p, xy) in enumerate(s["points"].items()):
+            if len(xy) >= 2:
+                ax.plot(xy[0], xy[1], marker="*", ms=13, color=_point_color(p, i),
+                        mec="white", ls="none", label=p)
+        ax.set_xlabel(s["attrs"].get("x_label") or "x (direction 1)")
+        ax.set_ylabel(s["attrs"].get("y_label") or "y (direction 2)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", frameon=True, framealpha=0.8, fontsize=8)
+        ax.set_title(f"{s['title']} — {_label(metric).split(' (')[0]}, "
+                     f"{s['attrs'].get('kind', '')} surface {name}")
+    return fig, ax
+
+
+def plot_surface_3d(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
+                    ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """3D surface plot of ``metric`` over a 2D surface (NaN points left blank).
+
+    Returns:
+        ``(fig, ax)`` with a 3D axes.
+
+    Raises:
+        UserError: If the surface is not 2D.
+    """
+    s = read_surface(path, name)
+    if s["y"] is None:
+        raise UserError(f"surface {name} is 1D; use plot_surface_1d")
+    z = _grid(s, metric).T
+    X, Y = np.meshgrid(s["x"], s["y"])
+    with style(**{"axes.grid": False}):
+        fig, ax = _axes(ax, projection="3d")
+        ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="viridis", linewidth=0,
+                        antialiased=True, alpha=0.95)
+        ax.set_xlabel(s["attrs"].get("x_label") or "x")
+        ax.set_ylabel(s["attrs"].get("y_label") or "y")
+        ax.set_zlabel(_label(metric))
+        ax.set_title(f"{s['title']} — surface {name}")
+    return fig, ax
+
+
+def plot_surface(path: str | os.PathLike, name: str, **kw: Any) -> tuple[Figure, Axes]:
+    """:func:`plot_surface_1d` or :func:`plot_surface_2d` by the surface's dimension.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    s = read_surface(path, name)
+    if s["y"] is None:
+        return plot_surface_1d(path, name, ax=kw.get("ax"))
+    return plot_surface_2d(path, name, **kw)
+
+
+# =========================================================================== training
+def plot_history(path: str | os.PathLike, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Train (dashed) and test (solid) accuracy per epoch of the SGD run's iterate,
+    the SWA run's iterate and the running SWA model.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    h = read_history(path)
+    series = []
+    for run, g in h["runs"].items():
+        series.append((f"{run} run iterate" if run == "swa" else f"{run} iterate",
+                       COLORS["swa_last"] if run == "swa" else COLORS.get(run), g, ""))
+        if run == "swa" and "swa_test_acc" in g:
+            series.append(("SWA model", COLORS["swa_model"], g, "swa_"))
+    with style():
+        fig, ax = _axes(ax)
+        for label, color, g, pre in series:
+            ep = g["epoch"]
+            for split, ls in (("train", "--"), ("test", "-")):
+                k = f"{pre}{split}_acc"
+                if k in g and np.isfinite(g[k]).any():
+                    ax.plot(ep, 100 * g[k], ls=ls, color=color, lw=1.6,
+                            label=f"{label}, {split}")
+        ax.set_xlabel("epoch (completed)")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=8, ncol=2)
+        ax.set_title(f"{h['title']} — accuracy per epoch")
+    return fig, ax
+
+
+def plot_checkpoints(path: str | os.PathLike, *, ax: Axes | None = None,
+                     ) -> tuple[Figure, Axes]:
+    """Seed 004's figure: each checkpoint's test accuracy, the averaged model
+    (dashed) and the checkpoints' mean accuracy (dash-dot).
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    c = read_checkpoints(path)
+    acc = 100 * np.asarray(c["test_acc"], dtype=np.float64)
+    with style():
+        fig, ax = _axes(ax)
+        ax.plot(c["epoch"], acc, "o-", color=COLORS["checkpoints"], label="checkpoints")
+        if np.isfinite(c["avg_acc"]):
+            ax.axhline(100 * c["avg_acc"], color=COLORS["avg"], ls="--", lw=1.8,
+                       label="averaged model")
+        ax.axhline(float(np.nanmean(acc)), color=COLORS["mean"], ls="-.", lw=1.4,
+                   label="mean accuracy of checkpoints")
+        ref = [float(np.nanmean(acc))] + ([100 * c["avg_acc"]] if np.isfinite(c["avg_acc"])
+                                          else [])
+        lo, hi = min(np.nanmin(acc), *ref), max(np.nanmax(acc), *ref)
+        pad = 0.08 * max(hi - lo, 1e-3)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlabel("checkpoint (completed epoch)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend()
+        ax.set_title(f"{c['title']} — checkpoints vs their average")
+    return fig, ax
+
+
+# =========================================================================== measures
+def plot_width_distribution(widths: Mapping[str, np.ndarray], *, ax: Axes | None = None,
+                            title: str = "width along random directions",
+                            unit: str = "L2 distance") -> tuple[Figure, Axes]:
+    """Violin + box plot of per-direction widths per solution, with the mean and its
+    95 % Student-t interval drawn as an error bar.
+
+    Args:
+        widths: ``{solution: (n_directions,) widths}`` (e.g. from :func:`read_widths`).
+        ax: Axes to draw on.
+        title: Axes title.
+        unit: Unit of the widths, for the y label.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If no widths are given.
+    """
+    if not widths:
+        raise UserError("no widths to plot")
+    names = list(widths)
+    raw = [np.asarray(widths[n], dtype=np.float64) for n in names]
+    data = [d[np.isfinite(d)] for d in raw]
+    unreached = [int((~np.isfinite(d)).sum()) for d in raw]
+    pos = np.arange(1, len(names) + 1)
+    with style():
+        fig, ax = _axes(ax)
+        vp = ax.violinplot([d if d.size else [np.nan] for d in data], positions=pos,
+                           showextrema=False)
+        for body, n in zip(vp["bodies"], names, strict=True):
+            body.set_facecolor(COLORS.get(n, _CYCLE[0]))
+            body.set_alpha(0.3)
+        ax.boxplot(data, positions=pos, widths=0.15, showfliers=True)
+        for p, d in zip(pos, data, strict=True):
+            if d.size:
+                m, h = mean_ci(d)
+                ax.errorbar(p + 0.22, m, yerr=0 if np.isnan(h) else h, fmt="o",
+                            color=OKABE_ITO["black"], capsize=4, ms=4)
+        ax.set_xticks(pos, [(n.upper() if n in ("sgd", "swa") else n)
+                            + (f"\n({u} beyond r_max)" if u else "")
+                            for n, u in zip(names, unreached, strict=True)])
+        ax.set_xlabel("solution")
+        ax.set_ylabel(f"width ({unit})")
+        ax.set_title(title)
+    return fig, ax
+
+
+def plot_eigenvalue_density(densities: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                            ax: Axes | None = None,
+                            title: str = "Hessian eigenvalue density") -> tuple[Figure, Axes]:
+    """Eigenvalue density per solution on a log-scaled density axis.
+
+    Args:
+        densities: ``{solution: (grid, density)}`` (e.g. from :func:`read_density`).
+        ax: Axes to draw on.
+        title: Axes title.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    with style():
+        fig, ax = _axes(ax)
+        for i, (n, (x, d)) in enumerate(densities.items()):
+            d = np.asarray(d, dtype=np.float64)
+            ax.semilogy(x, np.clip(d, 1e-12, None), color=_point_color(n, i), lw=1.6,
+                        label=n.upper() if n in ("sgd", "swa") else n)
+        ax.set_xlabel("eigenvalue of the train-loss Hessian")
+        ax.set_ylabel("density (log scale)")
+        ax.legend()
+        ax.set_title(title)
+    return fig, ax
+
+
+def plot_top_eigenvalues(eigenvalues: Mapping[str, np.ndarray], *, ax: Axes | None = None,
+                         title: str = "top Hessian eigenvalues") -> tuple[Figure, Axes]:
+    """Top-k Hessian eigenvalues by rank per solution (log scale when all positive).
+
+    Args:
+        eigenvalues: ``{solution: (k,) eigenvalues}``, largest first.
+        ax: Axes to draw on.
+        title: Axes title.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    with style():
+        fig, ax = _axes(ax)
+        positive = True
+        for i, (n, ev) in enumerate(eigenvalues.items()):
+            ev = np.sort(np.asarray(ev, dtype=np.float64))[::-1]
+            positive &= bool((ev > 0).all())
+            ax.plot(np.arange(1, ev.size + 1), ev, "o-", color=_point_color(n, i),
+                    label=n.upper() if n in ("sgd", "swa") else n)
+        if positive:
+            ax.set_yscale("log")
+        ax.set_xlabel("rank k")
+        ax.set_ylabel("eigenvalue λ_k of the train-loss Hessian")
+        ax.legend()
+        ax.set_title(title)
+    return fig, ax
+
+
+# =========================================================================== results
+def plot_swa_vs_sgd(path: str | os.PathLike, *, metrics: Sequence[str] | None = None,
+                    ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Grouped bars of each method's mean over seeds with 95 % CI error bars, the
+    per-seed values as dots.  Metrics ending in ``_acc`` are shown in %.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    r = read_results(path)
+    methods = list(r["metrics"])
+    all_metrics = list(dict.fromkeys(k for m in methods for k in r["metrics"][m]))
+    metrics = list(metrics or all_metrics)
+    width = 0.8 / max(len(methods), 1)
+    xs = np.arange(len(metrics))
+    with style():
+        fig, ax = _axes(ax)
+        for i, m in enumerate(methods):
+            color = COLORS[m] if m in ("sgd", "swa") else _CYCLE[i % len(_CYCLE)]
+            for j, k in enumerate(metrics):
+                v = r["metrics"][m].get(k)
+                if v is None or not np.isfinite(v).any():
+                    continue
+                v = 100 * v if k.endswith("_acc") else v
+                mean, h = mean_ci(v)
+                x = xs[j] - 0.4 + width * (i + 0.5)
+                ax.bar(x, mean, width * 0.9, color=color, alpha=0.85,
+                       label=m if j == 0 or m not in ax.get_legend_handles_labels()[1]
+                       else None,
+                       yerr=None if np.isnan(h) else h, capsize=4)
+                ax.plot(np.full(v.shape, x), v, "o", ms=3, color=OKABE_ITO["black"])
+        lo = [np.nanmin(100 * v if k.endswith("_acc") else v) for m in methods
+              for k, v in r["metrics"][m].items() if k in metrics and np.isfinite(v).any()]
+        if lo and all(k.endswith("_acc") for k in metrics):
+            ax.set_ylim(max(0.0, min(lo) - 5), 100)
+        ax.set_xticks(xs, [k.replace("_", " ") for k in metrics])
+        ax.set_ylabel("accuracy (%)" if all(k.endswith("_acc") for k in metrics)
+                      else "value")
+        ax.set_xlabel("metric")
+        ax.legend()
+        n = len(next(iter(r["metrics"][methods[0]].values()))) if methods else 0
+        ax.set_title(f"{r['experiment']}: mean ± 95 % CI over {n} seed(s)")
+    return fig, ax
+
+
+# =========================================================================== files
+def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
+                close: bool = True) -> list[Path]:
+    """Save ``fig`` as ``STEM.png`` (and ``STEM.pdf``); close it unless told not to.
+
+    Returns:
+        The paths written.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    with style():
+        for ext in ("png", "pdf") if pdf else ("png",):
+            p = stem.with_suffix(f".{ext}")
+            fig.savefig(p)
+            out.append(p)
+    if close:
+        plt.close(fig)
+    return out
+
+
+def _names(f: h5py.File, group: str) -> list[str]:
+    return list(f[group]) if group in f else []
+
+
+def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
+             surfaces: Sequence[str] | None = None, measures: Sequence[str] | None = None,
+             pdf: bool = False, log: Any = None) -> list[Path]:
+    """Every figure a file supports, saved under ``out_dir``.
+
+    Args:
+        path: Run file or results file.
+        out_dir: Folder for the figures.
+        surfaces: Only these surfaces (``None``: all; ``[]``: none).
+        measures: Only these measures (``None``: all; ``[]``: none).
+        pdf: Also write PDFs.
+        log: Callable for one line per figure (or ``None``).
+
+    Returns:
+        The paths written.
+    """
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    with _open(path) as f:
+        kind = f.attrs.get("kind")
+        have_surf = _names(f, "surfaces")
+        have_meas = sorted({m for s in _names(f, "measures")
+                            for m, o in f["measures"][s].items() if isinstance(o, h5py.Group)})
+        units = {m: str(_attr(f["measures"][s][m], "units", "L2 distance"))
+                 for s in _names(f, "measures") for m in have_meas
+                 if isinstance(f["measures"][s], h5py.Group) and m in f["measures"][s]}
+        has_hist = "history" in f
+        has_ck = "measures/checkpoints/test_acc" in f
+        dims = {n: int(_attr(f["surfaces"][n], "dim", 1 if "axes/y" not in
+                             f["surfaces"][n] else 2)) for n in have_surf}
+    stem = Path(path).stem
+
+    def emit(fig_ax: tuple[Figure, Axes], name: str) -> None:
+        ps = save_figure(fig_ax[0], out_dir / f"{stem}_{name}", pdf=pdf)
+        written.extend(ps)
+        if log:
+            log(f"wrote {ps[0]}")
+
+    if kind == "landscape-results":
+        emit(plot_swa_vs_sgd(path), "swa_vs_sgd")
+        return written
+    if surfaces is None and measures is None:
+        if has_hist:
+            emit(plot_history(path), "history")
+        if has_ck:
+            emit(plot_checkpoints(path), "checkpoints")
+    for n in have_surf if surfaces is None else surfaces:
+        if n not in have_surf:
+            raise UserError(f"no surface {n!r} in {path}; choose one of {have_surf}")
+        if dims[n] == 1:
+            emit(plot_surface_1d(path, n), f"surface_{n}")
+        else:
+            for metric in ("train_loss", "test_err"):
+                emit(plot_surface_2d(path, n, metric), f"surface_{n}_{metric}")
+            emit(plot_surface_3d(path, n), f"surface_{n}_3d")
+    for m in have_meas if measures is None else measures:
+        if m == "checkpoints":
+            emit(plot_checkpoints(path), "checkpoints")
+        elif "width" in m:
+            emit(plot_width_distribution(read_widths(path, measure=m),
+                                         title=f"{stem}: {m} along random directions",
+                                         unit=units.get(m, "L2 distance")), f"measure_{m}")
+        elif m == "hessian":
+            emit(plot_top_eigenvalues(read_measure_arrays(path, m, "eigenvalues"),
+                                      title=f"{stem}: top Hessian eigenvalues"),
+                 f"measure_{m}")
+        elif "density" in m:
+            emit(plot_eigenvalue_density(read_density(path, measure=m),
+                                         title=f"{stem}: Hessian eigenvalue density"),
+                 f"measure_{m}")
+        elif m not in have_meas:
+            raise UserError(f"no measure {m!r} in {path}; choose one of {have_meas}")
+    return written
