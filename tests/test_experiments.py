@@ -1,0 +1,145 @@
+"""End-to-end tests of :mod:`landscape.experiments` at tiny sizes (``--quick``, 1 seed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape import experiments as ex
+from landscape._errors import UserError
+from landscape.cli import main
+from landscape.data import TensorData
+
+
+def test_experiments_are_found() -> None:
+    assert {"seed000", "seed004"} <= set(ex.available())
+    e = ex.load_experiment("seed004")
+    assert e.cfg.average_epochs == "11:20"
+    assert e.cfg.lr == 0.05
+    assert not e.cfg.swa
+    assert e.settings["seeds"] == 5
+
+
+def test_quick_and_data_overrides() -> None:
+    e = ex.load_experiment("seed000", quick=True)
+    assert e.cfg.num_samples == 400
+    assert e.settings["trials"] == 2
+    assert e.settings["search"]["epochs"] == [3, 3]
+    assert e.settings["search"]["lr"] == [0.01, 0.3]  # kept from the full search
+    e = ex.load_experiment("seed004", overrides={"data": "svhn", "data_root": "/x"})
+    assert e.cfg.model is None  # the registry's model for SVHN (seed004-cnn)
+
+
+def test_bad_configs(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no experiment 'nope'"):
+        ex.load_experiment("nope")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('epochs = 3\n[experiment]\nprotocol = "seed004"\ntrials = 3\n')
+    with pytest.raises(UserError, match="unknown \\[experiment\\] key"):
+        ex.load_experiment(str(bad))
+    bad.write_text('epochz = 3\n[experiment]\nprotocol = "seed004"\n')
+    with pytest.raises(UserError, match="unknown config key"):
+        ex.load_experiment(str(bad))
+
+
+def test_early_stop() -> None:
+    assert ex.early_stop([0.5, 0.7, 0.6, 0.65, 0.9], patience=2) == (2, 0.7)
+    assert ex.early_stop([0.5, 0.7, 0.6, 0.65, 0.9], patience=3) == (5, 0.9)
+    assert ex.early_stop([np.nan, np.nan, 0.4, 0.3], patience=5) == (3, 0.4)
+    with pytest.raises(UserError):
+        ex.early_stop([np.nan], patience=1)
+
+
+def test_fold_uses_train_split_only() -> None:
+    d = TensorData("t", torch.arange(10.0)[:, None], torch.arange(10) % 2,
+                   torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), 2)
+    f = ex._fold(d, torch.tensor([0, 1, 2, 3]), torch.tensor([7, 8]))
+    assert f.x_train.ravel().tolist() == [0, 1, 2, 3]
+    assert f.x_test.ravel().tolist() == [7, 8]
+
+
+def test_missing_optuna_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    e = ex.load_experiment("seed000", quick=True)
+    with pytest.raises(UserError, match=r"pip install landscape\[tune\]"):
+        ex.tune(e.cfg, None, "sgd", e.settings["search"], trials=1, frac=0.5)
+
+
+def test_verdict_says_when_swa_does_not_win() -> None:
+    assert "does not beat" in ex._verdict("SGD", [0.9, 0.91, 0.92], "SWA",
+                                          [0.88, 0.89, 0.90], "test acc")
+    assert "**SWA beats SGD**" in ex._verdict("SGD", [0.9, 0.91, 0.92], "SWA",
+                                              [0.92, 0.93, 0.94], "test acc")
+
+
+def _results(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    with h5py.File(path, "r") as f:
+        assert f.attrs["kind"] == "landscape-results"
+        assert "landscape reproduce" in f.attrs["command"]
+        assert "config" in f.attrs
+        return {m: {k: g[k][()] for k in g} for m, g in f["metrics"].items()}
+
+
+def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["reproduce", "seed000", "--quick", "--seeds", "1", "--out", str(tmp_path),
+                 "--runs", str(tmp_path / "runs")])
+    assert code == 0
+    out = tmp_path / "seed000"
+    r = _results(out / "results.h5")
+    assert set(r) == {"sgd", "swa"}
+    for m in r.values():
+        assert set(m) == {"cv_acc", "stop_epoch", "train_acc", "test_acc"}
+        assert m["test_acc"].shape == (1,)
+        assert 0 <= m["test_acc"][0] <= 1
+    report = (out / "REPORT.md").read_text()
+    assert report.startswith("# seed000")
+    cmd = (f"landscape reproduce seed000 --seeds 1 --out {tmp_path} --runs {tmp_path}/runs"
+           " --quick")
+    assert report.splitlines()[3] == cmd
+    assert "**Data: MNIST-1D**" in report
+    assert "![swa_vs_sgd](swa_vs_sgd.png)" in report
+    assert (out / "swa_vs_sgd.png").stat().st_size > 1000
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("[tune swa]") for line in lines)
+    assert any(line.startswith("[seed 0]") for line in lines)
+
+
+def test_seed004_end_to_end(tmp_path: Path) -> None:
+    logs: list[str] = []
+    report = ex.reproduce("seed004", seeds=1, out=tmp_path, runs=tmp_path / "runs",
+                          quick=True, log=logs.append)
+    out = tmp_path / "seed004"
+    assert report == out / "REPORT.md"
+    r = _results(out / "results.h5")
+    assert set(r) == {"last", "checkpoints_mean", "avg", "checkpoints_best"}
+    with h5py.File(tmp_path / "runs" / "seed0.h5", "r") as f:
+        ck = f["measures/checkpoints"]
+        assert ck["epoch"][()].tolist() == [2.0, 3.0]
+        assert r["checkpoints_mean"]["test_acc"][0] == pytest.approx(ck["test_acc"][()].mean())
+        assert r["avg"]["test_acc"][0] == pytest.approx(f["solutions/avg"].attrs["test_acc"])
+    for name in ("checkpoints.png", "history.png", "averaging.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "averaged model" in report.read_text()
+    assert len(logs) == 3  # start, one seed, done
+
+
+def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 40, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    d = TensorData("t", x[:48], y[:48], x[48:], y[48:], 10, x_predict=x[:5])
+    cfg = ex.load_experiment("seed000", quick=True).cfg.replace(
+        model="mnist1d-mlp", swa=True, swa_epochs=3, swa_start=2, epochs=3, batch_size=16)
+    f = ex.fit(cfg, d, "swa")
+    assert f.history["swa_test_acc"].shape == (3,)
+    assert np.isnan(f.history["swa_test_acc"][0])  # before averaging
+    assert 0 <= f.metrics["test_acc"] <= 1
+    pred = ex._predict(f, d.x_predict)
+    assert pred.shape == (5,)
+    sub = ex.write_submission(tmp_path / "s.csv", pred)
+    assert sub.read_text().splitlines()[0] == "ImageId,Label"
