@@ -1,0 +1,125 @@
+"""Shared plumbing of the sharpness measures: types, gradients, seeded noise.
+
+The measures are pure functions of a loss callable and a flat weight vector;
+this module holds what every one of them needs once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: A differentiable loss of a flat ``(n_params,)`` vector, returning a scalar tensor.
+LossFunction = Callable[[Tensor], Tensor]
+#: A (possibly non-differentiable) metric of a flat vector, returning a float.
+Metric = Callable[[Tensor], float]
+#: A Hessian-vector product ``v -> H v`` on flat vectors.
+HVP = Callable[[Tensor], Tensor]
+
+
+def check_flat(theta: Tensor, name: str = "theta") -> None:
+    """Raise ``ValueError`` unless ``theta`` is a non-empty flat float vector.
+
+    Raises:
+        ValueError: If ``theta`` is not 1D floating point with at least one entry.
+    """
+    if theta.ndim != 1 or theta.numel() == 0 or not theta.is_floating_point():
+        raise ValueError(
+            f"{name} must be a non-empty flat float vector, got shape "
+            f"{tuple(theta.shape)} and dtype {theta.dtype}; flatten it with "
+            "ParamLayout.flatten"
+        )
+
+
+def value_and_grad(f: LossFunction, theta: Tensor) -> tuple[float, Tensor]:
+    """``f(theta)`` and its gradient (one forward and one backward pass).
+
+    Returns:
+        The loss as a float and the gradient, detached, with ``theta``'s dtype.
+    """
+    t = theta.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = f(t)
+        (g,) = torch.autograd.grad(loss, t)
+    return float(loss.detach()), g.detach()
+
+
+def loss_value(f: LossFunction | Metric, theta: Tensor) -> float:
+    """``f(theta)`` as a float without building a graph.
+
+    Returns:
+        The value.
+    """
+    with torch.no_grad():
+        out = f(theta.detach())
+    return float(out)
+
+
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A seeded ``torch.Generator`` on ``device``.
+
+    Returns:
+        The generator.
+    """
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def rademacher(n: int, gen: torch.Generator, dtype: torch.dtype,
+               device: torch.device | str = "cpu") -> Tensor:
+    """``(n,)`` vector of independent ±1 entries.
+
+    Returns:
+        The vector.
+    """
+    bits = torch.randint(0, 2, (n,), generator=gen, device=device)
+    return (bits * 2 - 1).to(dtype)
+
+
+def gaussian(n: int, gen: torch.Generator, dtype: torch.dtype,
+             device: torch.device | str = "cpu") -> Tensor:
+    """``(n,)`` standard normal vector.
+
+    Returns:
+        The vector.
+    """
+    return torch.randn(n, generator=gen, dtype=dtype, device=device)
+
+
+def sem(values: np.ndarray) -> float:
+    """Standard error of the mean (NaN for fewer than two values).
+
+    Returns:
+        ``std(values, ddof=1) / sqrt(len(values))``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float("nan")
+    return float(values.std(ddof=1) / np.sqrt(values.size))
+
+
+class CountedCall:
+    """Wrap a callable, count its calls and optionally tick a progress bar.
+
+    Args:
+        fn: The callable.
+        bar: A ``tqdm`` bar to ``update(1)`` per call, or ``None``.
+    """
+
+    def __init__(self, fn: Callable, bar: object | None = None) -> None:
+        self.fn = fn
+        self.bar = bar
+        self.calls = 0
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        """Call the wrapped function.
+
+        Returns:
+            What the wrapped function returns.
+        """
+        self.calls += 1
+        if self.bar is not None:
+            self.bar.update(1)  # type: ignore[attr-defined]
+        return self.fn(*args, **kwargs)

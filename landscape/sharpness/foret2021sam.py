@@ -1,0 +1,150 @@
+r"""Worst-case sharpness in an L2 ball (Foret, Kleiner, Mobahi & Neyshabur, ICLR 2021).
+
+The sharpness SAM minimizes,
+
+.. math::
+    S_\rho(\theta) = \max_{\|\varepsilon\|_2 \le \rho} L(\theta + \varepsilon) - L(\theta),
+
+measured two ways:
+
+* the **one-step** estimate at SAM's first-order maximizer
+  :math:`\hat\varepsilon = \rho\, g / \|g\|_2` (a lower bound; 1 forward+backward
+  pass plus one forward);
+* **multi-step** projected gradient ascent from :math:`\hat\varepsilon`
+  (normalized-gradient steps of ``step_size`` times :math:`\rho`, projection
+  onto the ball, step halving when the loss does not rise, best iterate kept;
+  the measurement of Andriushchenko et al. 2023 without their momentum).
+
+The ascent runs in coordinates :math:`z` with :math:`\varepsilon = s \odot z`
+and :math:`\|z\|_2 \le \rho`, so the same loop gives the adaptive sharpness
+of ASAM (:mod:`landscape.sharpness.kwon2021asam`) with :math:`s = |\theta| + \eta`.
+At an exact critical point (:math:`g = 0`) the start direction is random.
+
+For :math:`L = \frac12 (\theta-\theta^*)^\top H (\theta-\theta^*)` at
+:math:`\theta^*`, :math:`S_\rho = \rho^2 \lambda_{\max}(H)/2`.
+
+Example:
+    >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64))
+    >>> f = lambda w: 0.5 * w @ H @ w
+    >>> round(sam_sharpness(f, torch.zeros(3, dtype=torch.float64), rho=0.1).value, 8)
+    0.02
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from landscape.sharpness._base import LossFunction, check_flat, generator, value_and_grad
+
+
+@dataclass(frozen=True)
+class BallSharpness:
+    """Result of a worst-case sharpness measurement.
+
+    Attributes:
+        value: ``max_loss - loss`` (multi-step; equals ``one_step`` with 0 steps).
+        one_step: ``L(θ + ε̂) - L(θ)`` at the first-order maximizer.
+        loss: :math:`L(\\theta)`.
+        max_loss: The largest loss found in the ball.
+        n_evals: Loss-and-gradient evaluations (forward+backward passes).
+        random_start: Whether the gradient vanished and the start was random.
+    """
+
+    value: float
+    one_step: float
+    loss: float
+    max_loss: float
+    n_evals: int
+    random_start: bool
+
+
+def ball_ascent(
+    f: LossFunction, theta: Tensor, rho: float, *, scale: Tensor | None = None,
+    steps: int = 20, step_size: float = 1.0, seed: int = 0,
+) -> BallSharpness:
+    r"""Maximize :math:`L(\theta + s \odot z)` over :math:`\|z\|_2 \le \rho`.
+
+    Args:
+        f: Differentiable loss of a flat vector.
+        theta: The solution, ``(n,)``.
+        rho: Ball radius in ``z`` coordinates.
+        scale: ``s`` (``None``: all ones, the plain L2 ball).
+        steps: Ascent steps after the one-step point (each one forward+backward).
+        step_size: Initial step length as a fraction of ``rho``.
+        seed: Seed of the random start used when the gradient vanishes.
+
+    Returns:
+        The one-step and multi-step values.
+
+    Raises:
+        ValueError: If ``rho`` or ``step_size`` is not positive, ``steps < 0``,
+            or ``scale`` has the wrong shape.
+    """
+    check_flat(theta)
+    if rho <= 0 or step_size <= 0 or steps < 0:
+        raise ValueError(f"need rho > 0, step_size > 0, steps >= 0; got {rho}, "
+                         f"{step_size}, {steps}")
+    w = theta.detach()
+    s = torch.ones_like(w) if scale is None else scale.detach().to(w)
+    if s.shape != w.shape:
+        raise ValueError(f"scale has shape {tuple(s.shape)}, theta {tuple(w.shape)}")
+    loss0, g = value_and_grad(f, w)
+    gz = s * g
+    random_start = not bool(gz.norm() > 0)
+    if random_start:
+        gz = torch.randn(w.numel(), generator=generator(seed, w.device), dtype=w.dtype,
+                         device=w.device)
+    z = rho * gz / gz.norm()
+    cur, g = value_and_grad(f, w + s * z)
+    one_step, best, n_evals = cur - loss0, cur, 2
+    gz = s * g
+    alpha = step_size * rho
+    for _ in range(steps):
+        nrm = gz.norm()
+        if not bool(nrm > 0):
+            break
+        cand = z + alpha * gz / nrm
+        cnorm = cand.norm()
+        if cnorm > rho:
+            cand = cand * (rho / cnorm)
+        val, g = value_and_grad(f, w + s * cand)
+        n_evals += 1
+        if val > cur:
+            z, cur, gz = cand, val, s * g
+            best = max(best, val)
+        else:
+            alpha /= 2
+    return BallSharpness(best - loss0, one_step, loss0, best, n_evals, random_start)
+
+
+def sam_sharpness(
+    f: LossFunction, theta: Tensor, rho: float = 0.05, *, steps: int = 20,
+    step_size: float = 1.0, seed: int = 0,
+) -> BallSharpness:
+    r"""Worst-case L2 sharpness :math:`S_\rho` (multi-step, with the one-step value).
+
+    Args:
+        f: Differentiable loss of a flat vector.
+        theta: The solution, ``(n,)``.
+        rho: Ball radius (SAM's CIFAR default 0.05).
+        steps: Projected ascent steps after the one-step point.
+        step_size: Initial step length as a fraction of ``rho``.
+        seed: Seed of the random start used when the gradient vanishes.
+
+    Returns:
+        The sharpness values.
+    """
+    return ball_ascent(f, theta, rho, steps=steps, step_size=step_size, seed=seed)
+
+
+def sam_one_step(f: LossFunction, theta: Tensor, rho: float = 0.05, *,
+                 seed: int = 0) -> float:
+    r"""SAM's one-step estimate :math:`L(\theta + \rho g/\|g\|) - L(\theta)`.
+
+    Returns:
+        The estimate (a lower bound on :math:`S_\rho`).
+    """
+    return ball_ascent(f, theta, rho, steps=0, seed=seed).one_step

@@ -1,0 +1,85 @@
+r"""Adaptive sharpness (Kwon, Kim, Park & Choi, ASAM, ICML 2021).
+
+.. math::
+    S^{A}_\rho(\theta) = \max_{\|T_\theta^{-1}\varepsilon\|_2 \le \rho}
+        L(\theta + \varepsilon) - L(\theta), \qquad
+    T_\theta = \operatorname{diag}(|\theta_i| + \eta),
+
+with :math:`T = 1` for entries that are not weights (ASAM's code scales the
+parameters whose name contains ``weight``; pass that as ``mask``).  With
+:math:`\eta = 0` it is invariant to every positive diagonal rescaling that
+leaves the loss unchanged (e.g. Dinh et al.'s layer-wise :math:`\alpha`
+rescaling of a ReLU net), because :math:`T_{A\theta}^{-1} A = T_\theta^{-1}`.
+The first-order maximizer is :math:`\hat\varepsilon = \rho\, T^2 g / \|T g\|_2`;
+the multi-step value uses the same projected ascent as SAM
+(:func:`landscape.sharpness.foret2021sam.ball_ascent`) in the coordinates
+:math:`z = T^{-1}\varepsilon`.
+
+At the minimum of a quadratic, :math:`S^A_\rho = \rho^2 \lambda_{\max}(THT)/2`.
+
+Example:
+    >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64))
+    >>> w_star = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    >>> f = lambda w: 0.5 * (w - w_star) @ H @ (w - w_star)
+    >>> round(adaptive_sharpness(f, w_star, rho=0.5, eta=0.0).value, 8)
+    0.5
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from landscape.sharpness._base import LossFunction, check_flat
+from landscape.sharpness.foret2021sam import BallSharpness, ball_ascent
+
+
+def asam_scale(theta: Tensor, eta: float = 0.01, mask: Tensor | None = None) -> Tensor:
+    r"""The diagonal of :math:`T_\theta`: :math:`|\theta_i| + \eta` where ``mask``, else 1.
+
+    Args:
+        theta: ``(n,)`` weights.
+        eta: Offset :math:`\eta \ge 0` (ASAM class default 0.01; its CIFAR
+            script uses 0).
+        mask: ``(n,)`` booleans of the scaled entries (``None``: all).
+
+    Returns:
+        ``(n,)`` scale.
+
+    Raises:
+        ValueError: If ``eta`` is negative or ``mask`` has the wrong shape.
+    """
+    check_flat(theta)
+    if eta < 0:
+        raise ValueError(f"eta must be non-negative, got {eta}")
+    t = theta.detach().abs() + eta
+    if mask is None:
+        return t
+    if mask.shape != theta.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, theta "
+                         f"{tuple(theta.shape)}")
+    return torch.where(mask.to(theta.device), t, torch.ones_like(t))
+
+
+def adaptive_sharpness(
+    f: LossFunction, theta: Tensor, rho: float = 0.5, *, eta: float = 0.01,
+    mask: Tensor | None = None, steps: int = 20, step_size: float = 1.0,
+    seed: int = 0,
+) -> BallSharpness:
+    r"""ASAM's adaptive sharpness (multi-step, with the one-step value).
+
+    Args:
+        f: Differentiable loss of a flat vector.
+        theta: The solution, ``(n,)``.
+        rho: Radius in normalized coordinates (ASAM: 0.5 on CIFAR-10).
+        eta: Offset of :math:`T`.
+        mask: Entries scaled by :math:`|\theta| + \eta` (``None``: all).
+        steps: Projected ascent steps after the one-step point.
+        step_size: Initial step length as a fraction of ``rho``.
+        seed: Seed of the random start used when the gradient vanishes.
+
+    Returns:
+        The sharpness values.
+    """
+    return ball_ascent(f, theta, rho, scale=asam_scale(theta, eta, mask), steps=steps,
+                       step_size=step_size, seed=seed)

@@ -1,0 +1,259 @@
+r"""Random-direction width of a solution (the SWA paper's "solution width").
+
+Izmailov et al. (UAI 2018, §3.4) plot the train loss along random rays
+:math:`\theta + r d` from the SWA and SGD solutions and find SWA's curves rise
+later.  The toolkit turns the plots into a number per direction:
+
+.. math::
+    w_\tau(\theta, d) = \min\{ r > 0 : L(\theta + r d) - L(\theta) \ge \tau \},
+
+found by bracketing (doubling or halving ``r_init``) and then bisection to a
+relative precision ``rel_tol``.  A crossing that lies below the bracket, with
+the loss coming back under :math:`\tau` inside one doubling, would be missed.
+Over :math:`K` directions the summary is the median with a percentile
+bootstrap 95 % interval; directions along which the loss never rises by
+:math:`\tau` before ``r_max`` get width ``inf`` (kept as such in the median).
+
+Directions are unit L2 vectors over all parameters (uniform on the sphere), so
+``r`` is an L2 distance; or filter-normalized (Li et al. 2018, bias and BN
+entries zeroed), so ``r`` is relative to each filter's norm.
+
+For a quadratic at its minimum, :math:`w_\tau = \sqrt{2\tau / d^\top H d}`.
+
+Example:
+    >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64))
+    >>> f = lambda w: float(0.5 * w @ H @ w)
+    >>> d = torch.eye(3, dtype=torch.float64)
+    >>> r = random_widths(f, torch.zeros(3, dtype=torch.float64), d, tau=0.5,
+    ...                   rel_tol=1e-12)
+    >>> np.round(r.widths, 9).tolist()  # sqrt(2 tau / H_ii)
+    [0.5, 1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from landscape.directions import Normalization, random_direction
+from landscape.params import ParamLayout
+from landscape.sharpness._base import Metric, check_flat, loss_value
+
+
+def width_along(
+    rise: Callable[[float], float], tau: float, *, r_init: float = 1.0,
+    r_max: float = 1e4, rel_tol: float = 1e-3, r_min: float = 1e-12,
+) -> tuple[float, int]:
+    r"""Smallest ``r`` with ``rise(r) >= tau``: bracketing, then bisection.
+
+    Args:
+        rise: :math:`r \mapsto L(\theta + r d) - L(\theta)`.
+        tau: Threshold :math:`\tau > 0`.
+        r_init: First radius tried.
+        r_max: Give up (return ``inf``) beyond this radius.
+        rel_tol: Relative width of the final bracket.
+        r_min: Return ``r_min`` if the rise exceeds ``tau`` even there.
+
+    Returns:
+        ``(width, number of rise evaluations)``; the width is the midpoint of the
+        final bracket.
+
+    Raises:
+        ValueError: If ``tau``, ``r_init`` or ``rel_tol`` is not positive.
+    """
+    if tau <= 0 or r_init <= 0 or rel_tol <= 0:
+        raise ValueError(f"need tau, r_init, rel_tol > 0; got {tau}, {r_init}, {rel_tol}")
+    n = 1
+    if rise(r_init) >= tau:
+        hi = r_init
+        while True:
+            lo = hi / 2
+            if lo < r_min:
+                return r_min, n
+            n += 1
+            if rise(lo) < tau:
+                break
+            hi = lo
+    else:
+        lo = r_init
+        while True:
+            hi = 2 * lo
+            if hi > r_max:
+                return math.inf, n
+            n += 1
+            if rise(hi) >= tau:
+                break
+            lo = hi
+    while hi - lo > rel_tol * hi:
+        mid = 0.5 * (lo + hi)
+        n += 1
+        if rise(mid) >= tau:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi), n
+
+
+@dataclass(frozen=True)
+class WidthResult:
+    """Widths along several directions.
+
+    Attributes:
+        widths: ``(K,)`` one width per direction (``inf``: not reached).
+        loss: :math:`L(\\theta)`.
+        tau: The threshold.
+        n_evals: Loss evaluations (forward passes).
+    """
+
+    widths: np.ndarray
+    loss: float
+    tau: float
+    n_evals: int
+
+    def summary(self, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+                ) -> tuple[float, float, float]:
+        """Median with its bootstrap interval (see :func:`median_ci`).
+
+        Returns:
+            ``(median, low, high)``.
+        """
+        return median_ci(self.widths, level, n_boot=n_boot, seed=seed)
+
+
+def random_widths(
+    loss: Metric, theta: Tensor, directions: Tensor, tau: float = 0.1, *,
+    r_init: float = 1.0, r_max: float = 1e4, rel_tol: float = 1e-3,
+) -> WidthResult:
+    r"""Width :math:`w_\tau(\theta, d_k)` along each row of ``directions``.
+
+    Args:
+        loss: Train loss of a flat vector (no gradient needed).
+        theta: The solution, ``(n,)``.
+        directions: ``(K, n)`` directions (unit, or filter-normalized).
+        tau: Loss rise that defines the width.
+        r_init: First radius tried per direction.
+        r_max: Largest radius tried.
+        rel_tol: Relative precision of each width.
+
+    Returns:
+        The widths and the number of loss evaluations.
+
+    Raises:
+        ValueError: If ``directions`` is not ``(K, n)``.
+    """
+    check_flat(theta)
+    w = theta.detach()
+    if directions.ndim != 2 or directions.shape[1] != w.numel():
+        raise ValueError(f"directions must have shape (K, {w.numel()}), got "
+                         f"{tuple(directions.shape)}")
+    base = loss_value(loss, w)
+    widths = np.empty(directions.shape[0])
+    n_evals = 1
+    for k, d in enumerate(directions.to(w)):
+        widths[k], n = width_along(lambda r, d=d: loss_value(loss, w + r * d) - base, tau,
+                                   r_init=r_init, r_max=r_max, rel_tol=rel_tol)
+        n_evals += n
+    return WidthResult(widths, base, tau, n_evals)
+
+
+def width_directions(
+    layout: ParamLayout, theta: Tensor, count: int, *,
+    normalization: Normalization | str = "none", seed: int = 0,
+) -> Tensor:
+    """``count`` random directions for :func:`random_widths` (float64, ``(K, n)``).
+
+    ``none``: Gaussian over all entries, scaled to unit L2 norm.  ``filter`` /
+    ``layer``: normalized to ``theta`` as in Li et al. 2018 (bias and BN
+    entries zeroed), not rescaled.  The same seed gives the same Gaussian draws
+    for every solution of a model.
+
+    Returns:
+        The directions, one per row.
+
+    Raises:
+        ValueError: If ``count`` is not positive.
+    """
+    if count < 1:
+        raise ValueError(f"need at least one direction, got {count}")
+    norm = Normalization(normalization)
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for _ in range(count):
+        d = random_direction(layout, theta.detach().cpu(), norm=norm,
+                             keep_bias_bn=norm is Normalization.NONE, generator=gen)
+        out.append(d / d.norm() if norm is Normalization.NONE else d)
+    return torch.stack(out)
+
+
+def _quantiles(boot: np.ndarray, level: float) -> tuple[float, float]:
+    a = (1 - level) / 2  # no interpolation, so inf widths give inf, not nan
+    return (float(np.quantile(boot, a, method="lower")),
+            float(np.quantile(boot, 1 - a, method="higher")))
+
+
+def median_ci(widths: np.ndarray, level: float = 0.95, *, n_boot: int = 2000,
+              seed: int = 0) -> tuple[float, float, float]:
+    """Median and percentile-bootstrap interval of the median (``inf`` allowed).
+
+    Returns:
+        ``(median, low, high)``; NaN interval for fewer than two values.
+
+    Raises:
+        ValueError: If there are no widths or the level is outside (0, 1).
+    """
+    x = np.asarray(widths, dtype=np.float64).ravel()
+    x = x[~np.isnan(x)]
+    if x.size == 0 or not 0 < level < 1:
+        raise ValueError(f"need widths and a level in (0, 1); got {x.size} values, "
+                         f"level {level}")
+    est = float(np.quantile(x, 0.5, method="lower" if np.isinf(x).any() else "linear"))
+    if x.size < 2:
+        return est, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    boot = np.median(x[rng.integers(0, x.size, (n_boot, x.size))], axis=1)
+    return (est, *_quantiles(boot, level))
+
+
+def width_ratio(
+    widths_a: np.ndarray, widths_b: np.ndarray, level: float = 0.95, *,
+    paired: bool = False, n_boot: int = 2000, seed: int = 0,
+) -> tuple[float, float, float]:
+    """Ratio of median widths ``median(b) / median(a)`` with a bootstrap interval.
+
+    Args:
+        widths_a: Widths of the reference solution (e.g. SGD).
+        widths_b: Widths of the other (e.g. SWA).
+        level: Confidence level.
+        paired: Resample direction indices jointly (same directions for both).
+        n_boot: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(ratio, low, high)``.
+
+    Raises:
+        ValueError: If a set is empty, or ``paired`` with different sizes.
+    """
+    a = np.asarray(widths_a, dtype=np.float64).ravel()
+    b = np.asarray(widths_b, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("both width sets must be non-empty")
+    if paired and a.size != b.size:
+        raise ValueError(f"paired widths need equal counts, got {a.size} and {b.size}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(np.median(b) / np.median(a))
+        if min(a.size, b.size) < 2:
+            return ratio, math.nan, math.nan
+        rng = np.random.default_rng(seed)
+        ia = rng.integers(0, a.size, (n_boot, a.size))
+        ib = ia if paired else rng.integers(0, b.size, (n_boot, b.size))
+        boot = np.median(b[ib], axis=1) / np.median(a[ia], axis=1)
+    boot = boot[~np.isnan(boot)]
+    if boot.size == 0:
+        return ratio, math.nan, math.nan
+    return (ratio, *_quantiles(boot, level))

@@ -1,0 +1,565 @@
+"""Sharpness measures against closed forms, dense Hessians and invariances."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+from torch import Tensor, nn
+
+from landscape.cli import main
+from landscape.data import TensorData, load_dataset
+from landscape.evaluate import Evaluator
+from landscape.sharpness import (
+    HVPMethod,
+    adaptive_sharpness,
+    average_sharpness,
+    dense_hessian,
+    epsilon_sharpness,
+    hessian_smallest_eigenvalue,
+    hessian_top_eigenvalues,
+    hutchinson_trace,
+    hutchpp_trace,
+    lanczos_tridiagonal,
+    make_hvp,
+    median_ci,
+    pacbayes_sigma,
+    power_iteration,
+    random_widths,
+    sam_one_step,
+    sam_sharpness,
+    slq_density,
+    tridiagonal_nodes_weights,
+    width_along,
+    width_ratio,
+)
+from landscape.sharpness.runner import (
+    SharpnessConfig,
+    compare_solutions,
+    measure_solution,
+)
+
+F64 = torch.float64
+H_DIAG = torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=F64))
+W_STAR = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+
+
+# =========================================================================== helpers
+def quadratic(H: Tensor, w_star: Tensor) -> Callable[[Tensor], Tensor]:
+    """L(w) = (w - w*)^T H (w - w*) / 2."""
+    def f(w: Tensor) -> Tensor:
+        d = w - w_star
+        return 0.5 * d @ (H @ d)
+    return f
+
+
+def random_spd(n: int, seed: int, *, low: float = 0.1, high: float = 10.0,
+               negative: int = 0) -> tuple[Tensor, np.ndarray]:
+    """Q diag(eigs) Q^T with log-uniform eigenvalues (``negative`` of them < 0)."""
+    rng = np.random.default_rng(seed)
+    eigs = np.exp(rng.uniform(np.log(low), np.log(high), n))
+    eigs[:negative] *= -0.3
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return torch.from_numpy(Q @ np.diag(eigs) @ Q.T), np.sort(eigs)
+
+
+def assert_close_report(actual: np.ndarray, expected: np.ndarray, rtol: float,
+                        atol: float = 0.0) -> None:
+    """allclose that prints the entries that differ."""
+    a, e = np.asarray(actual, float), np.asarray(expected, float)
+    bad = ~np.isclose(a, e, rtol=rtol, atol=atol)
+    assert not bad.any(), "\n".join(
+        f"  [{i}] actual {a.flat[i]!r} expected {e.flat[i]!r} "
+        f"(rel {abs(a.flat[i] - e.flat[i]) / max(abs(e.flat[i]), 1e-300):.2e})"
+        for i in np.flatnonzero(bad))
+
+
+def ball_max_quadratic(H: np.ndarray, x: np.ndarray, rho: float) -> float:
+    """max_{|d| <= rho} (x+d)^T H (x+d)/2 - x^T H x/2 for SPD H (secular equation)."""
+    lam, Q = np.linalg.eigh(H)
+    c = Q.T @ (H @ x)  # H x in the eigenbasis
+
+    def norm_minus_rho(mu: float) -> float:
+        return float(np.linalg.norm(c / (mu - lam)) - rho)
+
+    lo = lam[-1] * (1 + 1e-12) + 1e-15
+    hi = lam[-1] + np.linalg.norm(c) / rho + 1.0
+    mu = brentq(norm_minus_rho, lo, hi, xtol=1e-15, rtol=1e-15)
+    d = Q @ (c / (mu - lam))
+    return float(0.5 * (x + d) @ H @ (x + d) - 0.5 * x @ H @ x)
+
+
+def relu_net(d_in: int = 4, hidden: int = 6, classes: int = 3, n: int = 40,
+             seed: int = 0) -> tuple[nn.Module, TensorData]:
+    """A bias-free one-hidden-layer ReLU net (float64) and random data."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(d_in, hidden, bias=False), nn.ReLU(),
+                        nn.Linear(hidden, classes, bias=False)).double()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=g, dtype=F64)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return net, TensorData("random", x, y, x[:4], y[:4], classes)
+
+
+# =========================================================================== HVP
+@pytest.mark.parametrize("method", list(HVPMethod), ids=lambda m: m.value)
+def test_hvp_matches_matrix_on_quadratic(method: HVPMethod) -> None:
+    H, _ = random_spd(20, seed=1)
+    hvp = make_hvp(quadratic(H, torch.zeros(20, dtype=F64)), torch.randn(20, dtype=F64),
+                   method)
+    v = torch.randn(20, dtype=F64)
+    assert_close_report(hvp(v).numpy(), (H @ v).numpy(), rtol=1e-12, atol=1e-12)
+    assert_close_report(hvp(2 * v).numpy(), (2 * H @ v).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def _tiny_cnn_loss(samples: int = 32) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    """A float64 Conv1d + BN net on a few MNIST-1D samples, through the Evaluator."""
+    d = load_dataset("mnist1d", root=None, num_samples=200, seed=0)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(1, 3, 5, stride=2), nn.BatchNorm1d(3), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 18, 10)).double()
+    with torch.no_grad():  # non-trivial BN statistics, held fixed (eval mode)
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    d64 = TensorData("mnist1d", d.x_train[:samples].double(), d.y_train[:samples],
+                     d.x_test[:8].double(), d.y_test[:8], 10)
+    ev = Evaluator(net, d64, bn="keep")
+    theta = ev.layout.read(net).double()
+    return ev.loss_function(buffers=ev.read_buffers().double()), theta
+
+
+def test_small_cnn_top_eigenvalue_matches_dense_hessian() -> None:
+    f, theta = _tiny_cnn_loss()
+    dense = torch.func.hessian(f)(theta).numpy()  # (n, n), n = 574
+    assert theta.numel() == dense.shape[0] == 574
+    exact = np.linalg.eigvalsh(0.5 * (dense + dense.T))
+    v = torch.randn(theta.numel(), dtype=F64)
+    for method in HVPMethod:
+        hvp = make_hvp(f, theta, method)
+        assert_close_report(hvp(v).numpy(), dense @ v.numpy(), rtol=1e-8, atol=1e-10)
+    top = hessian_top_eigenvalues(make_hvp(f, theta), theta.numel(), k=3)
+    assert top.converged
+    assert_close_report(top.eigenvalues, exact[::-1][:3], rtol=1e-4)
+    assert top.n_hvp < 30
+
+
+# =========================================================================== eigenvalues
+def test_top_eigenvalues_of_reference_quadratic() -> None:
+    hvp = make_hvp(quadratic(H_DIAG, W_STAR), W_STAR)
+    r = hessian_top_eigenvalues(hvp, 3, k=3)  # n <= ncv: solved densely
+    assert_close_report(r.eigenvalues, [4.0, 1.0, 0.25], rtol=1e-12)
+    low = hessian_smallest_eigenvalue(hvp, 3)
+    assert low.eigenvalues[0] == pytest.approx(0.25, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_k_eigenvalues_random_spd_to_1e6(seed: int) -> None:
+    H, eigs = random_spd(80, seed)
+    hvp = make_hvp(quadratic(H, torch.zeros(80, dtype=F64)), torch.zeros(80, dtype=F64))
+    tight = hessian_top_eigenvalues(hvp, 80, k=5, tol=1e-10, eigenvectors=True)
+    assert_close_report(tight.eigenvalues, eigs[::-1][:5], rtol=1e-6)
+    V = tight.eigenvectors
+    assert V is not None
+    np.testing.assert_allclose(H.numpy() @ V, V * tight.eigenvalues, atol=1e-6)
+    default = hessian_top_eigenvalues(hvp, 80, k=5)  # the CLI default tolerance
+    assert_close_report(default.eigenvalues, eigs[::-1][:5], rtol=1e-3)
+
+
+def test_smallest_eigenvalue_of_indefinite_matrix() -> None:
+    H, eigs = random_spd(60, seed=3, negative=4)
+    hvp = make_hvp(quadratic(H, torch.zeros(60, dtype=F64)), torch.zeros(60, dtype=F64))
+    r = hessian_smallest_eigenvalue(hvp, 60, tol=1e-10)
+    assert r.converged
+    assert r.eigenvalues[0] == pytest.approx(eigs[0], rel=1e-6)
+    assert r.eigenvalues[0] < 0
+
+
+def test_power_iteration_top_eigenvalue() -> None:
+    H, eigs = random_spd(50, seed=4)
+    r = power_iteration(lambda v: H @ v, 50, k=2, max_iter=100, tol=1e-3)
+    assert r.n_hvp <= 200
+    assert_close_report(r.eigenvalues, eigs[::-1][:2], rtol=2e-2)
+    exact = power_iteration(lambda v: H @ v, 50, k=1, max_iter=5000, tol=1e-14)
+    assert exact.eigenvalues[0] == pytest.approx(eigs[-1], rel=1e-8)
+
+
+def test_dense_hessian_is_the_matrix() -> None:
+    H, _ = random_spd(12, seed=5)
+    np.testing.assert_allclose(dense_hessian(lambda v: H @ v, 12), H.numpy(), atol=1e-14)
+
+
+# =========================================================================== trace
+def test_hutchinson_trace_within_its_3_sigma_and_predicted_sem() -> None:
+    H, eigs = random_spd(50, seed=6)
+    r = hutchinson_trace(lambda v: H @ v, 50, samples=400, seed=0)
+    assert r.n_hvp == 400
+    assert abs(r.trace - eigs.sum()) <= 3 * r.sem
+    Hn = H.numpy()
+    var = 2 * ((Hn**2).sum() - (np.diag(Hn) ** 2).sum())  # Rademacher variance
+    assert r.sem == pytest.approx(math.sqrt(var / 400), rel=0.2)
+    assert abs(r.frobenius_sq - (Hn**2).sum()) <= 3 * r.frobenius_sq_sem
+
+
+def test_trace_estimators_converge_with_budget() -> None:
+    """Error shrinks as the HVP budget grows; Hutch++ wins on a decaying spectrum."""
+    rng = np.random.default_rng(0)
+    n = 100
+    eigs = 100.0 * 0.7 ** np.arange(n)  # a few outliers dominate the trace
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    H = torch.from_numpy(Q @ np.diag(eigs) @ Q.T)
+    errs = {"hutchinson": [], "hutchpp": []}
+    for budget in (30, 120):
+        for name, fn in (("hutchinson", hutchinson_trace), ("hutchpp", hutchpp_trace)):
+            e = [abs(fn(lambda v: H @ v, n, budget, seed=s).trace - eigs.sum())
+                 for s in range(10)]
+            errs[name].append(float(np.mean(e)))
+    for name in errs:
+        assert errs[name][1] < errs[name][0]
+    assert errs["hutchpp"][1] < 0.01 * errs["hutchinson"][1]
+    r = hutchpp_trace(lambda v: H @ v, n, 60, seed=0)
+    assert r.n_hvp == 60
+    assert abs(r.trace - eigs.sum()) <= 3 * r.sem + 1e-9
+
+
+# =========================================================================== SLQ
+def test_slq_density_integrates_to_one_with_mass_at_the_eigenvalues() -> None:
+    rng = np.random.default_rng(7)
+    values, mult = np.array([-1.0, 0.5, 2.0, 7.0]), np.array([5, 10, 3, 2])
+    eigs = np.repeat(values, mult)
+    Q, _ = np.linalg.qr(rng.standard_normal((20, 20)))
+    H = torch.from_numpy(Q @ np.diag(eigs) @ Q.T)
+    d = slq_density(lambda v: H @ v, 20, steps=10, draws=300, seed=0)
+    nodes = d.nodes[d.weights > 0]
+    # the Krylov space has dimension 4: every node is a true eigenvalue
+    assert np.abs(nodes[:, None] - values[None]).min(1).max() < 1e-8
+    assert_close_report(d.weights.sum(1), np.ones(300), rtol=1e-12)
+    grid, dens = d.density(sigma2=1e-4)
+    assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-6)
+    for lam, m in zip(values, mult, strict=True):
+        near = np.abs(grid - lam) < 0.3
+        assert np.trapezoid(dens[near], grid[near]) == pytest.approx(m / 20, abs=0.03)
+    assert d.moment(1) == pytest.approx(eigs.mean(), abs=0.15)  # 3 MC standard errors
+    assert d.n_hvp == 300 * 4  # the 4th step finds the invariant subspace and stops
+
+
+def test_lanczos_quadrature_reproduces_moments() -> None:
+    H, _ = random_spd(50, seed=8)
+    Hn = H.numpy()
+    v = np.random.default_rng(0).standard_normal(50)
+    v /= np.linalg.norm(v)
+    a, b = lanczos_tridiagonal(lambda x: Hn @ x, v, 6)
+    nodes, w = tridiagonal_nodes_weights(a, b)
+    for k in range(2 * 6):  # exact for k <= 2m - 1
+        exact = v @ np.linalg.matrix_power(Hn, k) @ v
+        assert (w * nodes**k).sum() == pytest.approx(exact, rel=1e-8)
+    a3, b3 = lanczos_tridiagonal(lambda x: Hn @ x, v, 40, stop=lambda a, b: len(a) == 3)
+    np.testing.assert_array_equal(a3, a[:3])
+    np.testing.assert_array_equal(b3, b[:2])
+    full = slq_density(lambda x: H @ x, 50, steps=50, draws=1)
+    np.testing.assert_allclose(np.sort(full.nodes[0]), np.linalg.eigvalsh(Hn), rtol=1e-8)
+
+
+# =========================================================================== Keskar
+def test_keskar_epsilon_sharpness_diagonal_oracle() -> None:
+    r = epsilon_sharpness(quadratic(H_DIAG, W_STAR), W_STAR, eps=1e-3)
+    assert r.value == pytest.approx(1.278125e-3, rel=1e-9)
+    assert r.loss == 0.0
+    assert r.n_evals <= 25
+
+
+def test_keskar_rotated_quadratic_vertex_enumeration() -> None:
+    """Starting inside the box (not at 0) avoids the critical-point trap."""
+    H, _ = random_spd(3, seed=9, low=0.25, high=4.0)
+    f = quadratic(H, W_STAR)
+    eps = 1e-3
+    b = eps * (W_STAR.abs() + 1)
+    exact = max(float(f(W_STAR + torch.tensor(s, dtype=F64) * b))
+                for s in itertools.product((-1.0, 1.0), repeat=3))
+    r1 = epsilon_sharpness(f, W_STAR, eps=eps, seed=0)  # may end at a local maximum
+    assert 0.2 * 100 * exact < r1.value <= 100 * exact * (1 + 1e-9)
+    r = epsilon_sharpness(f, W_STAR, eps=eps, restarts=10, seed=0)
+    assert r.value == pytest.approx(100 * exact, rel=1e-6)
+    sub = epsilon_sharpness(f, W_STAR, eps=eps, dim=2, restarts=3)
+    assert 0 < sub.value < 10 * 100 * exact
+
+
+# =========================================================================== SAM / ASAM
+def test_sam_at_minimum_is_rho2_lambda_max_over_2() -> None:
+    r = sam_sharpness(quadratic(H_DIAG, W_STAR), W_STAR, rho=0.1)
+    assert r.random_start
+    assert r.value == pytest.approx(0.02, rel=1e-6)
+    H, eigs = random_spd(30, seed=10)
+    r = sam_sharpness(quadratic(H, torch.zeros(30, dtype=F64)), torch.zeros(30, dtype=F64),
+                      rho=0.2, steps=200)
+    assert r.value == pytest.approx(0.2**2 * eigs[-1] / 2, rel=1e-3)
+
+
+def test_sam_one_step_and_multi_step_off_minimum() -> None:
+    f = quadratic(H_DIAG, W_STAR)
+    w = W_STAR + 0.05
+    exact = ball_max_quadratic(H_DIAG.numpy(), np.full(3, 0.05), 0.1)
+    assert exact == pytest.approx(0.040264, abs=1e-6)  # the reference's oracle
+    one = sam_one_step(f, w, rho=0.1)
+    assert one == pytest.approx(0.039706, abs=1e-6)
+    multi = sam_sharpness(f, w, rho=0.1, steps=30)
+    assert one <= multi.value
+    assert multi.one_step == one
+    assert multi.value == pytest.approx(exact, rel=1e-6)
+
+
+def test_asam_closed_forms() -> None:
+    r = adaptive_sharpness(quadratic(H_DIAG, W_STAR), W_STAR, rho=0.5, eta=0.0)
+    assert r.value == pytest.approx(0.5, rel=1e-6)
+    H, _ = random_spd(20, seed=11)
+    w = torch.from_numpy(np.random.default_rng(1).normal(size=20))
+    T = np.diag(np.abs(w.numpy()) + 0.01)
+    lam = np.linalg.eigvalsh(T @ H.numpy() @ T)[-1]
+    r = adaptive_sharpness(quadratic(H, w), w, rho=0.3, eta=0.01, steps=300)
+    assert r.value == pytest.approx(0.3**2 * lam / 2, rel=1e-3)
+
+
+# =========================================================================== average
+@pytest.mark.parametrize("offset", [0.0, 0.3], ids=["at_min", "off_min"])
+def test_average_sharpness_is_sigma2_trace_over_2(offset: float) -> None:
+    f = quadratic(H_DIAG, W_STAR)
+    r = average_sharpness(lambda w: float(f(w)), W_STAR + offset, sigma=0.1, samples=500)
+    assert abs(r.value - 0.02625) <= 3 * r.sem
+    assert r.sem < 0.002
+    H, eigs = random_spd(40, seed=12)
+    g = quadratic(H, torch.zeros(40, dtype=F64))
+    r = average_sharpness(lambda w: float(g(w)), torch.zeros(40, dtype=F64), 0.05, 300)
+    assert abs(r.value - 0.05**2 * eigs.sum() / 2) <= 3 * r.sem
+
+
+# =========================================================================== PAC-Bayes
+def test_pacbayes_sigma_for_a_given_loss_rise() -> None:
+    f = quadratic(H_DIAG, W_STAR)
+    loss = lambda w: float(f(w))  # noqa: E731
+    r = pacbayes_sigma(loss, W_STAR, 0.01, samples=50, seed=0)
+    assert abs(r.sigma - 0.0617213) <= 3 * r.sigma_sem
+    assert 0 < r.sigma_sem < 0.15 * r.sigma  # about 8 % for 50 draws
+    assert r.flatness == pytest.approx(1 / r.sigma**2)
+    many = pacbayes_sigma(loss, W_STAR, 0.01, samples=3000, seed=1)
+    assert many.sigma == pytest.approx(0.0617213, rel=0.01)
+    assert abs(many.rise - 0.01) < 1e-4
+    mag = pacbayes_sigma(loss, W_STAR, 0.01, magnitude_aware=True, eps=1e-3,
+                         samples=3000, seed=2)
+    assert abs(mag.sigma - 0.0497993) <= 3 * mag.sigma_sem
+    assert mag.sigma == pytest.approx(0.0497993, rel=0.01)
+
+
+def test_pacbayes_sigma_standard_error_is_honest() -> None:
+    """Over independent seeds, σ spreads about as much as its reported SE."""
+    f = quadratic(H_DIAG, W_STAR)
+    runs = [pacbayes_sigma(lambda w: float(f(w)), W_STAR, 0.01, samples=20, seed=s)
+            for s in range(40)]
+    sig = np.array([r.sigma for r in runs])
+    sem = np.median([r.sigma_sem for r in runs])
+    assert sig.std(ddof=1) == pytest.approx(sem, rel=0.4)
+    assert abs(sig.mean() - 0.0617213) < 3 * sem / math.sqrt(40) + 0.002
+
+
+# =========================================================================== width
+def test_width_is_sqrt_2tau_over_dHd() -> None:
+    H, _ = random_spd(30, seed=13)
+    theta = torch.zeros(30, dtype=F64)
+    g = quadratic(H, theta)
+    d = torch.randn(8, 30, dtype=F64, generator=torch.Generator().manual_seed(0))
+    d = d / d.norm(dim=1, keepdim=True)
+    r = random_widths(lambda w: float(g(w)), theta, d, tau=0.1, rel_tol=1e-12)
+    exact = np.sqrt(2 * 0.1 / np.einsum("ki,ij,kj->k", d.numpy(), H.numpy(), d.numpy()))
+    assert_close_report(r.widths, exact, rtol=1e-6)
+    med, lo, hi = r.summary()
+    assert med == pytest.approx(np.median(exact), rel=1e-6)
+    assert lo <= med <= hi
+
+
+def test_width_along_brackets_both_ways_and_gives_up() -> None:
+    w, _ = width_along(lambda r: r * r, 4.0, r_init=100.0, rel_tol=1e-12)
+    assert w == pytest.approx(2.0, rel=1e-10)
+    w, _ = width_along(lambda r: r * r, 4.0, r_init=1e-3, rel_tol=1e-12)
+    assert w == pytest.approx(2.0, rel=1e-10)
+    w, n = width_along(lambda r: 0.0, 1.0, r_max=1e3)
+    assert w == math.inf
+    assert n == 10
+    with pytest.raises(ValueError, match="tau"):
+        width_along(lambda r: r, 0.0)
+
+
+def test_median_ci_and_width_ratio() -> None:
+    a = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    med, lo, hi = median_ci(a, seed=0)
+    assert (med, lo <= 3.0 <= hi) == (3.0, True)
+    r, lo, hi = width_ratio(a, 2 * a, paired=True)
+    assert (r, lo, hi) == (2.0, 2.0, 2.0)
+    rng = np.random.default_rng(0)
+    r, lo, hi = width_ratio(rng.uniform(1, 2, 50), rng.uniform(2, 4, 50))
+    assert lo < r < hi
+    assert 1.4 < r < 2.6
+    med, lo, hi = median_ci(np.array([1.0, np.inf, np.inf]))
+    assert med == math.inf
+    assert not math.isnan(lo)
+
+
+# =========================================================================== invariance
+def _rescale(theta: Tensor, n1: int, alpha: float) -> Tensor:
+    out = theta.clone()
+    out[:n1] *= alpha
+    out[n1:] /= alpha
+    return out
+
+
+def test_dinh_rescaling_changes_lambda_max_not_asam_or_sigma_mag() -> None:
+    net, data = relu_net()
+    ev = Evaluator(net, data)
+    theta = ev.layout.read(net).double()
+    n1 = net[0].weight.numel()
+    f = ev.loss_function()
+    loss = lambda w: float(f(w))  # noqa: E731
+    vals: dict[str, list[float]] = {k: [] for k in
+                                    ("loss", "lmax", "asam", "sigma_mag", "sigma")}
+    for alpha in (1.0, 10.0, 0.1):
+        th = _rescale(theta, n1, alpha)
+        vals["loss"].append(loss(th))
+        vals["lmax"].append(hessian_top_eigenvalues(make_hvp(f, th), th.numel(), 1,
+                                                    tol=1e-8).eigenvalues[0])
+        vals["asam"].append(adaptive_sharpness(f, th, rho=0.1, eta=0.0).value)
+        vals["sigma_mag"].append(pacbayes_sigma(loss, th, 0.05, magnitude_aware=True,
+                                                eps=0.0, samples=10).sigma)
+        vals["sigma"].append(pacbayes_sigma(loss, th, 0.05, samples=10).sigma)
+    for k in ("loss", "asam", "sigma_mag"):
+        assert_close_report(vals[k], [vals[k][0]] * 3, rtol=1e-8)
+    assert vals["lmax"][1] > 20 * vals["lmax"][0]  # rescaling inflates the curvature
+    assert abs(vals["sigma"][1] / vals["sigma"][0] - 1) > 0.1
+
+
+# =========================================================================== determinism
+@pytest.mark.parametrize("measure", ["trace", "eps", "sam", "avg", "pacbayes", "density"])
+def test_measures_are_deterministic_given_the_seed(measure: str) -> None:
+    H, _ = random_spd(15, seed=14)
+    w = torch.full((15,), 0.1, dtype=F64)
+    f = quadratic(H, torch.zeros(15, dtype=F64))
+    calls = {
+        "trace": lambda s: hutchinson_trace(lambda v: H @ v, 15, 10, seed=s).trace,
+        "eps": lambda s: epsilon_sharpness(f, w, 0.01, dim=4, seed=s).value,
+        "sam": lambda s: sam_sharpness(f, torch.zeros(15, dtype=F64), 0.1, seed=s).value,
+        "avg": lambda s: average_sharpness(lambda x: float(f(x)), w, 0.1, 5, seed=s).value,
+        "pacbayes": lambda s: pacbayes_sigma(lambda x: float(f(x)), w, 0.01, samples=3,
+                                             seed=s).sigma,
+        "density": lambda s: slq_density(lambda v: H @ v, 15, 5, seed=s).nodes.sum(),
+    }
+    assert calls[measure](3) == calls[measure](3)
+    assert calls[measure](3) != calls[measure](4)
+
+
+# =========================================================================== runner
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    p = tmp_path / "run.h5"
+    shutil.copyfile(tiny_run, p)
+    return p
+
+
+FAST = SharpnessConfig(samples=200, top_k=2, trace_samples=10, slq_steps=10,
+                       eps_maxiter=3, ascent_steps=3, avg_samples=4,
+                       pacbayes_samples=2, pacbayes_metric="loss", pacbayes_target=0.05,
+                       directions=4, width_tol=1e-2, smallest=False)
+
+
+def test_measure_solution_stores_every_measure(run_copy: Path) -> None:
+    logs: list[str] = []
+    out = measure_solution(run_copy, "swa", ["all"], FAST, log=logs.append)
+    assert set(out) == {"hessian", "trace", "density", "eps", "sam", "asam", "avg",
+                        "pacbayes", "width"}
+    with h5py.File(run_copy) as f:
+        g = f["measures/swa"]
+        h = g["hessian"]
+        assert h["eigenvalues"].shape == (2,)
+        assert h.attrs["lambda_max"] == h["eigenvalues"][0] >= h["eigenvalues"][1]
+        assert math.isnan(h.attrs["lambda_min"])  # --no-smallest: NaN, not -1
+        assert h.attrs["samples"] == 200
+        assert h.attrs["seed"] == 0
+        assert g["trace"]["samples"].shape == (10,)
+        assert g["trace"].attrs["trace"] == pytest.approx(g["trace"]["samples"][()].mean())
+        assert g["density"]["grid"].shape == g["density"]["density"].shape
+        assert g["width"]["widths"].shape == (4,)
+        assert g["width"].attrs["median"] == pytest.approx(
+            np.median(g["width"]["widths"][()]))
+        assert g["sam"].attrs["value"] >= g["sam"].attrs["one_step"]
+        assert g["eps"].attrs["value"] > 0
+        assert math.isnan(g["eps"].attrs["dim"])
+        for m in g.values():
+            assert isinstance(m.attrs["params"], str)  # JSON, no pickles
+    assert len(logs) == 9
+    again: list[str] = []
+    measure_solution(run_copy, "swa", ["width"], FAST, log=again.append)
+    assert again == ["swa width: kept (stored with the same parameters)"]
+
+
+def test_compare_reports_width_ratio(run_copy: Path) -> None:
+    cfg = FAST
+    for s in ("sgd", "swa"):
+        measure_solution(run_copy, s, ["width", "avg"], cfg)
+    rows = compare_solutions(run_copy, ("sgd", "swa"))
+    width = rows[0]
+    with h5py.File(run_copy) as f:
+        wa = f["measures/sgd/width/widths"][()]
+        wb = f["measures/swa/width/widths"][()]
+        assert f["measures/compare/ratio"][0] == pytest.approx(width["ratio"])
+    assert width["ratio"] == pytest.approx(np.median(wb) / np.median(wa))
+    assert width["paired"]
+    assert width["low"] <= width["ratio"] <= width["high"]
+    assert [r["quantity"] for r in rows][1:] == ["avg_sharpness"]
+
+
+def test_cli_sharpness_and_compare(run_copy: Path, capsys: pytest.CaptureFixture[str]
+                                   ) -> None:
+    common = ["--measures", "width,hessian", "--samples", "100", "--directions", "3",
+              "--top-k", "1", "--no-smallest", "--quiet"]
+    assert main(["sharpness", str(run_copy), "--solution", "sgd,swa", *common]) == 0
+    assert main(["compare", str(run_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "| width median (tau=0.1) |" in out
+    assert "swa/sgd" in out
+    assert "| lambda_max |" in out
+    assert main(["sharpness", str(run_copy), "--measures", "width", "--samples", "99999",
+                 "--directions", "2", "--quiet"]) == 0
+    assert "using all 400 train samples" in capsys.readouterr().out
+    with h5py.File(run_copy) as f:
+        assert f["measures/swa/width"].attrs["samples"] == 400
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sharpness", "{run}", "--solution", "nope"], "no solution 'nope'"),
+    (["sharpness", "{run}", "--measures", "hessian,foo"], "unknown measure(s) ['foo']"),
+    (["sharpness", "{run}", "--tau", "-1"], "--tau must be > 0"),
+    (["sharpness", "{missing}"], "does not exist"),
+    (["compare", "{run}", "--solutions", "sgd"], "takes two names"),
+    (["compare", "{run}"], "no measures stored"),
+])
+def test_cli_user_errors_are_one_line(run_copy: Path, args: list[str], message: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.format(run=run_copy, missing=run_copy.with_name("nope.h5")) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if "error:" in ln]) == 1
+
+
+@pytest.mark.parametrize("command", ["sharpness", "gap", "compare"])
+def test_subcommand_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([command, "--help"], ["--help"]):  # the top-level help lists it
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert ("example" if argv[0] == command else command) in out
