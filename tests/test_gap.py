@@ -1,0 +1,164 @@
+"""Train–test gap: minima along a line, the shift, per-solution and trajectory gaps."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from landscape._errors import UserError
+from landscape.cli import main
+from landscape.data import TensorData
+from landscape.evaluate import Evaluator
+from landscape.gap import (
+    line_gap,
+    measure_gap,
+    minimum_location,
+    solution_gaps,
+    train_test_shift,
+)
+from landscape.store import open_run, read_solution
+from landscape.train import load_run_model
+
+T = np.linspace(-0.5, 1.5, 21)
+
+
+# =========================================================================== pure maths
+@pytest.mark.parametrize("centre", [0.8, 0.83, -0.27, 1.349])
+def test_parabola_refinement_is_exact_for_quadratics(centre: float) -> None:
+    assert minimum_location(T, 3 * (T - centre) ** 2 + 1) == pytest.approx(centre, abs=1e-12)
+    assert minimum_location(T, (T - centre) ** 2, refine=False) == pytest.approx(
+        T[np.argmin(np.abs(T - centre))])
+
+
+def test_minimum_location_plateau_edge_and_nan() -> None:
+    err = np.where(np.abs(T - 1.0) < 0.25, 0.1, 0.3)  # plateau on t = 0.8 ... 1.2
+    assert minimum_location(T, err) == pytest.approx(1.0)
+    assert minimum_location(T, T) == -0.5  # minimum at the edge: not extrapolated
+    v = (T - 0.3) ** 2
+    v[3] = np.nan
+    assert minimum_location(T, v) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="no finite"):
+        minimum_location(T, np.full(21, np.nan))
+
+
+def test_train_test_shift_constructed_curves() -> None:
+    s = train_test_shift(T, 0.02 + (T - 0.8) ** 2, 0.1 + 0.5 * (T - 1.1) ** 2,
+                         distance=3.0)
+    assert s.t_train == pytest.approx(0.8, abs=1e-12)
+    assert s.t_test == pytest.approx(1.1, abs=1e-12)
+    assert s.shift_t == pytest.approx(0.3, abs=1e-12)
+    assert s.shift == pytest.approx(0.9, abs=1e-12)
+    back = train_test_shift(T, (T - 1.1) ** 2, (T - 0.8) ** 2, distance=3.0)
+    assert back.shift == pytest.approx(-0.9, abs=1e-12)
+
+
+# =========================================================================== constructed model
+class _Bump(nn.Module):
+    """Logits [-(w - x)^2, -c]: class 0 wins iff |w - x| < sqrt(c); ``u`` is unused."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.u = nn.Parameter(torch.zeros(()))
+        self.c = c
+
+    def forward(self, x: Tensor) -> Tensor:
+        z0 = -((self.w - x[:, 0]) ** 2) + 0 * self.u
+        return torch.stack([z0, torch.full_like(z0, -self.c)], 1)
+
+
+def test_line_gap_recovers_a_known_shift_through_the_evaluator() -> None:
+    """Train samples at x = 0.8 (loss minimal at w = 0.8); test samples at
+    x = 1.0, 1.1, 1.2 with a window of 0.15 (error minimal only at w = 1.1).
+    The line from (0, 0) to (1, 1) has w = t and length sqrt(2)."""
+    x_train = torch.full((6, 1), 0.8)
+    x_test = torch.tensor([[1.0], [1.1], [1.2]])
+    data = TensorData("bump", x_train, torch.zeros(6, dtype=torch.long), x_test,
+                      torch.zeros(3, dtype=torch.long), 2)
+    ev = Evaluator(_Bump(0.15**2), data)
+    a, b = torch.zeros(2), torch.ones(2)
+    r = line_gap(ev, a, b, T)
+    assert r.shift.t_train == pytest.approx(0.8, abs=1e-6)
+    assert r.shift.t_test == pytest.approx(1.1, abs=1e-6)
+    assert r.shift.distance == pytest.approx(math.sqrt(2))
+    assert r.shift.shift == pytest.approx(0.3 * math.sqrt(2), abs=1e-5)
+    assert r.metrics["test_err"][T.round(6) == 1.1][0] == 0.0
+    assert r.metrics["test_err"][T.round(6) == 0.8][0] == 1.0
+    np.testing.assert_allclose(r.metrics["loss_gap"],
+                               r.metrics["test_loss"] - r.metrics["train_loss"])
+    end = ev.evaluate(b)
+    assert r.metrics["train_loss"][15] == pytest.approx(end["train"].loss, rel=1e-6)
+    with pytest.raises(UserError, match="identical"):
+        line_gap(ev, a, a, T)
+
+
+# =========================================================================== run files
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    p = tmp_path / "run.h5"
+    shutil.copyfile(tiny_run, p)
+    return p
+
+
+def test_solution_gap_is_test_minus_train_of_stored_metrics(run_copy: Path) -> None:
+    with open_run(run_copy) as f:
+        gaps = solution_gaps(f)
+        assert set(gaps) == set(f["solutions"])
+        for name, g in gaps.items():
+            a = f["solutions"][name].attrs
+            assert g["loss_gap"] == a["test_loss"] - a["train_loss"]
+            assert g["err_gap"] == pytest.approx(a["train_acc"] - a["test_acc"], abs=1e-15)
+
+
+def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> None:
+    logs: list[str] = []
+    out = measure_gap(run_copy, log=logs.append)
+    model, data = load_run_model(run_copy)
+    with h5py.File(run_copy) as f:
+        g = f["measures/gap"]
+        np.testing.assert_allclose(g["line/t"][()], T)
+        assert g.attrs["bn"] == "recompute"  # the mnist1d CNN has BatchNorm
+        assert g.attrs["shift"] == pytest.approx(g.attrs["shift_t"] * g.attrs["distance"])
+        t_train = minimum_location(T, g["line/train_loss"][()])
+        assert g.attrs["t_train_min"] == pytest.approx(t_train)
+        for name in f["solutions"]:
+            a = f["solutions"][name].attrs
+            assert g[f"solutions/{name}"].attrs["loss_gap"] == pytest.approx(
+                a["test_loss"] - a["train_loss"])
+        for run in ("sgd", "swa"):
+            n_rec = f[f"trajectories/{run}/weights"].shape[0]
+            tr = g[f"trajectories/{run}"]
+            assert tr["loss_gap"].shape == (n_rec,)
+            np.testing.assert_array_equal(tr["epoch"][()], f[f"trajectories/{run}/epoch"][()])
+        # the last SGD trajectory point is the SGD solution (same weights and BN stats)
+        assert g["trajectories/sgd/test_loss"][-1] == pytest.approx(
+            f["solutions/sgd"].attrs["test_loss"], rel=1e-5)
+        with open_run(run_copy) as r:
+            sgd, swa = read_solution(r, "sgd"), read_solution(r, "swa")
+    ev = Evaluator(model, data)  # recompute BN, as along the line
+    assert out["line"].metrics["test_err"][5] == pytest.approx(  # t = 0: SGD
+        ev.evaluate(sgd.weights)["test"].err)
+    assert out["line"].shift.distance == pytest.approx(
+        float((swa.weights.double() - sgd.weights.double()).norm()))
+    assert any("shift" in line for line in logs)
+
+
+def test_cli_gap(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gap", str(run_copy), "--quiet", "--no-trajectories", "--points",
+                 "11"]) == 0
+    assert "train-loss minimum at t=" in capsys.readouterr().out
+    with h5py.File(run_copy) as f:
+        assert f["measures/gap/line/t"].shape == (11,)
+        assert len(f["measures/gap/trajectories"]) == 0
+    assert main(["gap", str(run_copy), "--points", "2"]) == 2
+    assert main(["gap", str(run_copy), "--to", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--points >= 3" in err
+    assert "no solution 'nope'" in err
