@@ -85,6 +85,7 @@ __all__ = [
     "plot_checkpoints",
     "plot_eigenvalue_density",
     "plot_history",
+    "plot_rays",
     "plot_surface",
     "plot_surface_1d",
     "plot_surface_2d",
@@ -96,6 +97,7 @@ __all__ = [
     "read_density",
     "read_history",
     "read_measure_arrays",
+    "read_rays",
     "read_results",
     "read_surface",
     "read_widths",
@@ -294,6 +296,31 @@ def read_measure_arrays(path: str | os.PathLike, measure: str, key: str,
     return out
 
 
+def read_rays(path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"),
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """Train loss and test error along random rays, ``/measures/<sol>/rays``
+    (written by :func:`landscape.paper.ray_profiles`).
+
+    Returns:
+        ``{solution: {"distance": (points,), "train_loss": (rays, points),
+        "test_err": (rays, points)}}``.
+
+    Raises:
+        UserError: If no solution has rays.
+    """
+    out = {}
+    with _open(path) as f:
+        for s in solutions:
+            g = f.get(f"measures/{s}/rays")
+            if g is not None:
+                out[s] = {k: np.asarray(g[k][()], dtype=np.float64)
+                          for k in ("distance", "train_loss", "test_err")}
+    if not out:
+        raise UserError(f"no /measures/<solution>/rays in {path}; run "
+                        "`landscape reproduce paper` (or landscape.paper.ray_profiles)")
+    return out
+
+
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
     """A multi-seed results file written by :mod:`landscape.experiments`.
 
@@ -426,6 +453,8 @@ def plot_surface_2d(path: str | os.PathLike, name: str, metric: str = "train_los
             if len(xy) >= 2:
                 ax.plot(xy[0], xy[1], marker="*", ms=13, color=_point_color(p, i),
                         mec="white", ls="none", label=p)
+        ax.set_xlim(s["x"][0], s["x"][-1])  # the trajectory may leave the grid
+        ax.set_ylim(s["y"][0], s["y"][-1])
         ax.set_xlabel(s["attrs"].get("x_label") or "x (direction 1)")
         ax.set_ylabel(s["attrs"].get("y_label") or "y (direction 2)")
         if ax.get_legend_handles_labels()[0]:
@@ -637,6 +666,42 @@ def plot_top_eigenvalues(eigenvalues: Mapping[str, np.ndarray], *, ax: Axes | No
     return fig, ax
 
 
+def plot_rays(path: str | os.PathLike, *, solutions: Sequence[str] = ("sgd", "swa"),
+              axes: Sequence[Axes] | None = None) -> tuple[Figure, np.ndarray]:
+    """Train loss (left) and test error (right) against the L2 distance from each
+    solution along random unit rays: one thin line per ray, the mean over rays
+    bold (the SWA paper's width figure).
+
+    Returns:
+        ``(fig, axes)`` with two axes.
+    """
+    rays = read_rays(path, solutions)
+    with _open(path) as f:
+        title = _run_title(f)
+    with style(**{"figure.figsize": (10.0, 4.0)}):
+        if axes is None:
+            fig, axes = plt.subplots(1, 2)
+        else:
+            fig = axes[0].figure
+        for i, (n, r) in enumerate(rays.items()):
+            c = _point_color(n, i)
+            for ax, key in zip(axes, ("train_loss", "test_err"), strict=True):
+                z = r[key] * (100.0 if key == "test_err" else 1.0)
+                for row in z:
+                    ax.plot(r["distance"], row, color=c, lw=0.6, alpha=0.35)
+                ax.plot(r["distance"], np.nanmean(z, axis=0), color=c, lw=2.2,
+                        label=f"{n.upper() if n in ('sgd', 'swa') else n} "
+                              f"(mean of {z.shape[0]} rays)")
+        for ax, key in zip(axes, ("train_loss", "test_err"), strict=True):
+            ax.set_xlabel("L2 distance from the solution (random unit direction)")
+            ax.set_ylabel(_label(key))
+            ax.set_title(_label(key).split(" (")[0])
+            ax.legend()
+        axes[0].set_yscale("log")
+        fig.suptitle(f"{title} — train loss and test error along random rays")
+    return fig, np.asarray(axes)
+
+
 # =========================================================================== results
 def plot_swa_vs_sgd(path: str | os.PathLike, *, metrics: Sequence[str] | None = None,
                     ax: Axes | None = None) -> tuple[Figure, Axes]:
@@ -769,6 +834,8 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
             emit(plot_width_distribution(read_widths(path, measure=m),
                                          title=f"{stem}: {m} along random directions",
                                          unit=units.get(m, "L2 distance")), f"measure_{m}")
+        elif m == "rays":
+            emit(plot_rays(path), "measure_rays")
         elif m == "hessian":
             emit(plot_top_eigenvalues(read_measure_arrays(path, m, "eigenvalues"),
                                       title=f"{stem}: top Hessian eigenvalues"),

@@ -86,6 +86,11 @@ def run_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             d["grid"], d["density"] = grid, np.exp(-np.abs(grid))
             f[f"measures/{sol}/hessian/eigenvalues"] = np.array([9.0, 4.0, 1.0]) / scale
         f["measures/sgd/width/widths"][0] = np.inf  # a direction that never reached tau
+        for sol, k in (("sgd", 4.0), ("swa", 1.0)):  # 3 rays of 5 radii each
+            r = f.create_group(f"measures/{sol}/rays")
+            r["distance"] = np.linspace(0, 2, 5)
+            r["train_loss"] = 0.1 + k * np.outer([1.0, 2.0, 3.0], r["distance"][()] ** 2)
+            r["test_err"] = 0.2 + 0.01 * k * np.outer([1.0, 1.0, 4.0], r["distance"][()])
     return path
 
 
@@ -181,6 +186,23 @@ def test_width_and_density(run_file: Path, tmp_path: Path) -> None:
     _check((fig, ax), tmp_path, "hessian", lines=2, xlabel="rank")
 
 
+def test_rays(run_file: Path, tmp_path: Path) -> None:
+    rays = plot.read_rays(run_file)
+    assert rays["sgd"]["train_loss"].shape == (3, 5)
+    fig, axes = plot.plot_rays(run_file)
+    assert len(axes) == 2
+    for ax in axes:
+        assert len(ax.get_lines()) == 2 * (3 + 1)  # each ray and their mean, per solution
+        assert "L2 distance" in ax.get_xlabel()
+    assert axes[0].get_yscale() == "log"
+    assert axes[1].get_ylabel() == "test error (%)"
+    mean_sgd_err = axes[1].get_lines()[3].get_ydata()
+    np.testing.assert_allclose(mean_sgd_err, 100 * (0.2 + 0.04 * 2 * np.linspace(0, 2, 5)))
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == [
+        "SGD (mean of 3 rays)", "SWA (mean of 3 rays)"]
+    _check((fig, axes[0]), tmp_path, "rays", ylabel="train loss")
+
+
 def test_swa_vs_sgd(results_file: Path, tmp_path: Path) -> None:
     fig, ax = plot.plot_swa_vs_sgd(results_file)
     assert len(ax.patches) == 4  # 2 methods x 2 metrics
@@ -206,6 +228,7 @@ def test_cli_plot_all(run_file: Path, results_file: Path, tmp_path: Path) -> Non
     assert "tiny_measure_width.png" in pngs
     assert "tiny_measure_density.png" in pngs
     assert "tiny_measure_hessian.png" in pngs
+    assert "tiny_measure_rays.png" in pngs
     assert len(list(tmp_path.glob("*.pdf"))) == len(pngs)
     assert main(["plot", str(results_file), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "results_swa_vs_sgd.png").is_file()
