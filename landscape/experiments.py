@@ -30,6 +30,10 @@ Protocols:
     recorded, post-hoc average of the checkpoints of epochs ``A..B``; each
     checkpoint's test accuracy is stored in the run file
     (``/measures/checkpoints``) by :func:`evaluate_checkpoints`.
+``paper``
+    The SWA paper's analyses (:mod:`landscape.paper`): accuracy by budget,
+    flatness measures and the train–test shift over seeds, surfaces and random
+    rays of the first seed.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ Log = Callable[[str], None]
 _EXPERIMENT_KEYS = {
     "seed000": {"protocol", "seeds", "trials", "folds", "swa_start_frac", "search", "quick"},
     "seed004": {"protocol", "seeds", "quick"},
+    "paper": {"protocol", "seeds", "budgets", "grid", "rays", "ray_points", "plane_point",
+              "measure_samples", "directions", "tau", "trace_samples", "slq_steps",
+              "gap_points", "measure_seeds", "workers", "quick"},
 }
 _SEARCH_KEYS = {"batch_size", "lr", "momentum", "patience", "epochs", "swa_lr_ratio"}
 
@@ -480,8 +487,22 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     return {"metrics": metrics, "extra": {"runs": runs, "average_epochs": list(rng)}}
 
 
+def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
+              runs_dir: Path | None = None, main_run: Path | None = None,
+              progress: bool = False) -> dict[str, Any]:
+    """The ``paper`` protocol (:func:`landscape.paper.run_paper`).
+
+    Returns:
+        ``{"metrics": {method: {metric: list}}, "extra": {...}}``.
+    """
+    from landscape import paper
+
+    return paper.run_paper(exp, seeds, out, log, runs_dir=runs_dir or out / "runs",
+                           main_run=main_run, progress=progress)
+
+
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
-    "seed000": run_seed000, "seed004": run_seed004}
+    "seed000": run_seed000, "seed004": run_seed004, "paper": run_paper}
 
 
 # =========================================================================== outputs
@@ -507,8 +528,9 @@ def write_results(path: Path, exp: Experiment, seeds: Sequence[int], result: Map
     return path
 
 
-def _ci_cell(v: Sequence[float], pct: bool) -> str:
-    return format_ci(v, scale=100.0 if pct else 1.0, digits=2 if pct else 1)
+def _ci_cell(v: Sequence[float], pct: bool, digits: int | None = None) -> str:
+    return format_ci(v, scale=100.0 if pct else 1.0,
+                     digits=digits if digits is not None else 2 if pct else 1)
 
 
 def comparison(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
@@ -556,7 +578,11 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
                                     "experiment": exp.settings}, indent=1), "```", "",
              f"Seeds: {list(seeds)}; wall time {seconds:.0f} s; every number is the mean "
              "over seeds ± the 95 % Student-t half-width.", ""]
-    if embedded:
+    if embedded and exp.protocol == "paper":
+        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+                  f"model `{cfg.model}`); the SWA paper used CIFAR and ImageNet, so "
+                  "magnitudes differ from its figures.", ""]
+    elif embedded:
         lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
                   f"model `{cfg.model}`), not the seed's dataset "
                   f"({'Kaggle Digit Recognizer' if exp.protocol == 'seed000' else 'SVHN'}); "
@@ -567,10 +593,11 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     lines += ["| method | " + " | ".join(all_keys) + " |",
               "|---|" + "---|" * len(all_keys)]
     for method, cols in m.items():
-        cells = [_ci_cell(cols[k], k.endswith("_acc")) if k in cols else "" for k in all_keys]
+        cells = [_ci_cell(cols[k], k.endswith("_acc"), 4 if k.endswith("_loss") else None)
+                 if k in cols else "" for k in all_keys]
         lines.append(f"| {_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
     lines += ["", "Accuracies in %" + (", stop_epoch in epochs." if "stop_epoch" in all_keys
-                                       else "."), ""]
+                                       else "; losses: mean cross-entropy (nats)."), ""]
     lines.append("## Verdict")
     lines.append("")
     if exp.protocol == "seed000":
@@ -583,6 +610,13 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
         subs = result.get("extra", {}).get("submissions", [])
         if subs:
             lines += ["", "Kaggle submissions: " + ", ".join(f"`{s}`" for s in subs)]
+    elif exp.protocol == "paper":
+        from landscape.paper import report_sections
+
+        for b in [k for k in m if k.startswith("swa")]:
+            lines.append("- " + _verdict("SGD", m["sgd"]["test_acc"], _LABELS.get(b, b),
+                                         m[b]["test_acc"], "test accuracy"))
+        lines += ["", *report_sections(result, figures, out)]
     else:
         lines.append("- " + _verdict("the checkpoints' mean", m["checkpoints_mean"]["test_acc"],
                                      "the averaged model", m["avg"]["test_acc"],
@@ -590,9 +624,10 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
         lines.append("- " + _verdict("the last checkpoint", m["last"]["test_acc"],
                                      "the averaged model", m["avg"]["test_acc"],
                                      "test accuracy"))
-    lines += ["", "## Figures", ""]
-    lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures
-              if p.suffix == ".png"]
+    if exp.protocol != "paper":
+        lines += ["", "## Figures", ""]
+        lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures
+                  if p.suffix == ".png"]
     lines += ["", f"Per-seed values: `results.h5` (`landscape plot {out / 'results.h5'} "
               f"--out {out}`)."]
     path = out / "REPORT.md"
@@ -601,8 +636,11 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
 
 
 _TITLES = {"seed000": "tiny BN CNN, Optuna + 5-fold CV, SGD with vs without SWA",
-           "seed004": "SmallCNN, checkpoints vs their average"}
+           "seed004": "SmallCNN, checkpoints vs their average",
+           "paper": "the SWA paper's analyses (Izmailov et al. 2018), SGD vs SWA"}
 _LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
+           "swa_last": "last SGD iterate of the SWA run", "swa_1.25x": "SWA, 1.25 budgets",
+           "swa_1.5x": "SWA, 1.5 budgets",
            "checkpoints_mean": "checkpoints' mean", "avg": "averaged model",
            "checkpoints_best": "best checkpoint"}
 
@@ -611,7 +649,8 @@ _LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
 def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures",
               runs: str | Path | None = None, quick: bool = False,
               overrides: Mapping[str, Any] | None = None,
-              command: str | None = None, log: Log = print) -> Path:
+              command: str | None = None, log: Log = print,
+              main_run: str | Path | None = None, progress: bool = False) -> Path:
     """Run an experiment over seeds and write results, figures and ``REPORT.md``.
 
     Args:
@@ -624,6 +663,9 @@ def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures
         overrides: TrainConfig overrides (e.g. ``data``, ``data_root``).
         command: The command line to record (default: reconstructed).
         log: One line per stage and seed.
+        main_run: ``paper`` only: the first seed's run file (``landscape demo``
+            uses ``runs/demo.h5``).
+        progress: Progress bars on long stages (``paper`` with one worker).
 
     Returns:
         The report path.
@@ -647,7 +689,9 @@ def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures
         f"model {exp.cfg.model or '(default)'} -> {dest}")
     t0 = time.perf_counter()
     runs_dir = Path(runs) if runs is not None else Path("runs") / exp.name
-    result = PROTOCOLS[exp.protocol](exp, seed_list, dest, log, runs_dir=runs_dir)
+    kw = ({"main_run": Path(main_run) if main_run else None, "progress": progress}
+          if exp.protocol == "paper" else {})
+    result = PROTOCOLS[exp.protocol](exp, seed_list, dest, log, runs_dir=runs_dir, **kw)
     seconds = time.perf_counter() - t0
     res = write_results(dest / "results.h5", exp, seed_list, result, command, seconds)
     figures = _figures(exp, res, result, dest)
@@ -659,6 +703,10 @@ def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures
 def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Path]:
     from landscape import plot
 
+    if exp.protocol == "paper":
+        from landscape.paper import paper_figures
+
+        return paper_figures(res, result, dest)
     figs = []
     metrics = ["cv_acc", "train_acc", "test_acc"] if exp.protocol == "seed000" else [
         "test_acc"]

@@ -1,0 +1,478 @@
+r"""The SWA paper's analyses (Izmailov et al. 2018) on the embedded data, over seeds.
+
+Protocol ``paper`` (``experiments/paper.toml``, ``landscape reproduce paper``):
+
+1. For every seed, one ``landscape train`` run: the SGD baseline with the
+   paper's decaying schedule over ``epochs`` and the SWA run (``swa_start``,
+   constant ``swa_lr``) of the same budget; and SWA runs of longer budgets
+   (``budgets`` × ``epochs``, the paper's 1.25 and 1.5 budgets) — the accuracy
+   table.
+2. For every seed, flatness measures of the SGD and the SWA solution
+   (:func:`landscape.sharpness.measure_solution`: top Hessian eigenvalues,
+   trace, ε-sharpness, SAM/ASAM, average-case sharpness, PAC-Bayes σ and the
+   random-direction width) and the train–test gap with the shift along the
+   SGD→SWA line (:func:`landscape.gap.measure_gap`).
+3. On seed 0, the surfaces of the paper's figures: random 2D slices around SWA
+   and SGD, the plane through SGD, SWA and an early point of the trajectory,
+   PCA of the trajectory, the SGD→SWA line in L2 distance, and train loss /
+   test error along random unit rays from each solution (the paper's width
+   figure).
+
+Every number in the report is a mean over seeds with a 95 % Student-t interval;
+SGD-vs-SWA differences are paired over seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landscape import store
+from landscape._errors import UserError
+from landscape.config import TrainConfig
+from landscape.evaluate import Evaluator
+
+Log = Callable[[str], None]
+
+#: Measures computed for both solutions of every seed.
+MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
+
+#: (report label, measure, attribute) of the scalar measures tabulated over seeds.
+SCALARS = (
+    ("λ_max (Hessian)", "hessian", "lambda_max"),
+    ("trace (Hutchinson)", "trace", "trace"),
+    ("ε-sharpness (Keskar)", "eps", "value"),
+    ("SAM sharpness ρ=0.05", "sam", "value"),
+    ("ASAM sharpness", "asam", "value"),
+    ("average sharpness", "avg", "value"),
+    ("PAC-Bayes σ", "pacbayes", "sigma"),
+    ("PAC-Bayes σ′ (magnitude-aware)", "pacbayes", "sigma_mag"),
+    ("median width (L2, τ)", "width", "median"),
+)
+
+
+def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {"budgets": [float(b) for b in s.get("budgets", [1.0, 1.25, 1.5])],
+            "grid": int(s.get("grid", 21)), "rays": int(s.get("rays", 10)),
+            "ray_points": int(s.get("ray_points", 25)),
+            "plane_point": str(s.get("plane_point", "epoch:15")),
+            "measure_samples": int(s.get("measure_samples", 1000)),
+            "directions": int(s.get("directions", 20)),
+            "tau": float(s.get("tau", 0.1)),
+            "trace_samples": int(s.get("trace_samples", 100)),
+            "slq_steps": int(s.get("slq_steps", 80)),
+            "gap_points": int(s.get("gap_points", 41)),
+            "measure_seeds": s.get("measure_seeds"),
+            "workers": s.get("workers")}
+
+
+def run_paper(exp: Any, seeds: Sequence[int], out: Path, log: Log, *,
+              runs_dir: Path, main_run: Path | None = None,
+              progress: bool = False) -> dict[str, Any]:
+    """Run the ``paper`` protocol (see the module docstring).
+
+    Seeds are independent, so they run in ``[experiment] workers`` processes
+    (default: one per CPU core, at most one per seed), each with the config's
+    ``threads``; the first seed's task also computes the figures' surfaces.
+    The per-seed results do not depend on the number of workers.
+
+    Args:
+        exp: The resolved experiment (``exp.cfg``: TrainConfig, ``exp.settings``).
+        seeds: Seeds to run.
+        out: Report folder (unused here; figures are made by the caller).
+        log: One line per stage.
+        runs_dir: Folder of the per-seed run files.
+        main_run: Run file of the first seed (default ``runs_dir/seed0.h5``).
+        progress: Progress bars for the long stages (only with one worker).
+
+    Returns:
+        ``{"metrics": {method: {metric: per-seed list}}, "extra": {...}}``.
+
+    Raises:
+        UserError: For bad settings, or the first error of any seed.
+    """
+    st = _settings(exp.settings)
+    cfg: TrainConfig = exp.cfg
+    budgets = st["budgets"]
+    if not budgets or budgets[0] != 1.0 or any(b < 1.0 for b in budgets):
+        raise UserError("[experiment] budgets must start with 1.0 (the SGD budget) and "
+                        f"be >= 1, got {budgets}")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    n_measure = len(seeds) if st["measure_seeds"] is None else int(st["measure_seeds"])
+    tasks = []
+    for i, s in enumerate(seeds):
+        path = main_run if (main_run is not None and i == 0) else runs_dir / f"seed{s}.h5"
+        tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), runs_dir=str(runs_dir),
+                          st=st, measure=i < n_measure, main=i == 0))
+    workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
+    if workers <= 1:
+        done = [_seed_task(**t, log=log, progress=progress) for t in tasks]
+    else:
+        log(f"[paper] {len(tasks)} seeds in {workers} worker processes")
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            done = list(pool.map(_seed_worker, tasks))
+    methods = ["sgd", "swa_last"] + [_budget_name(b) for b in budgets]
+    metrics: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    measured: dict[str, dict[str, list[float]]] = {"sgd": {}, "swa": {}}
+    gap: dict[str, list[float]] = {}
+    for d in done:
+        for m, cols in d["metrics"].items():
+            for k, v in cols.items():
+                metrics[m].setdefault(k, []).append(v)
+        for sol, cols in d["measured"].items():
+            for k, v in cols.items():
+                measured[sol].setdefault(k, []).append(v)
+        for k, v in d["gap"].items():
+            gap.setdefault(k, []).append(v)
+    return {"metrics": metrics,
+            "extra": {"runs": [d["path"] for d in done], "main": done[0]["path"],
+                      "measures": measured, "gap": gap, "settings": st,
+                      "measure_seeds": [t["seed"] for t in tasks if t["measure"]]}}
+
+
+def _seed_worker(task: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_seed_task` in a worker process, logging to its stdout."""
+    cfg = task["cfg"]
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg["threads"]))
+    return _seed_task(**task, log=lambda m: print(m, flush=True), progress=False)
+
+
+def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, runs_dir: str,
+               st: Mapping[str, Any], measure: bool, main: bool, log: Log,
+               progress: bool) -> dict[str, Any]:
+    """Everything of one seed: training, budgets, measures, gap (and, for the
+    first seed, the figures' surfaces and rays).  Plain data in and out."""
+    from landscape.config import from_dict
+    from landscape.experiments import fit
+    from landscape.gap import measure_gap
+    from landscape.sharpness.runner import SharpnessConfig, measure_solution
+    from landscape.train import load_data, train
+
+    base = from_dict(cfg, TrainConfig).replace(seed=seed)
+    run = Path(path)
+    metrics: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    train(base, run, progress=progress, log=lambda _: None)
+    with store.open_run(run) as f:
+        for method, sol in (("sgd", "sgd"), ("swa_last", "swa_last"), ("swa", "swa")):
+            metrics[method] = _solution_metrics(store.read_solution(f, sol).attrs)
+    log(f"[paper] seed {seed}: trained SGD and SWA ({base.epochs} epochs) -> {run} "
+        f"({time.perf_counter() - t0:.0f} s)")
+    budgets = st["budgets"][1:]
+    if budgets:
+        t0 = time.perf_counter()
+        data = load_data(base)
+        for b in budgets:  # SWA runs of longer budgets: only their solution is needed
+            f_b = fit(base.replace(swa_epochs=round(b * base.epochs), record_every=0,
+                                   record_steps=0, eval_every=0), data, "swa")
+            metrics[_budget_name(b)] = _solution_metrics(f_b.metrics)
+        log(f"[paper] seed {seed}: SWA with {', '.join(f'{b:g}' for b in budgets)} "
+            f"budgets ({time.perf_counter() - t0:.0f} s)")
+    measured: dict[str, dict[str, float]] = {}
+    gap: dict[str, float] = {}
+    if measure:
+        t0 = time.perf_counter()
+        scfg = SharpnessConfig(samples=st["measure_samples"], directions=st["directions"],
+                               tau=st["tau"], trace_samples=st["trace_samples"],
+                               slq_steps=st["slq_steps"], width_bn="recompute")
+        for sol in ("sgd", "swa"):
+            res = measure_solution(run, sol, MEASURES, scfg, progress=progress)
+            measured[sol] = {label: float(res[m].get(key, math.nan))
+                             for label, m, key in SCALARS}
+        g = measure_gap(run, points=st["gap_points"], progress=progress)
+        gap = {"shift (L2)": g["line"].shift.shift,
+               "|shift| (L2)": abs(g["line"].shift.shift),
+               "SGD–SWA distance (L2)": g["line"].shift.distance}
+        for sol, d in g["solutions"].items():
+            gap |= {f"{sol} {k}": v for k, v in d.items()}
+        gap = {k: float(v) for k, v in gap.items()}
+        log(f"[paper] seed {seed}: flatness measures of SGD and SWA, train-test gap "
+            f"({time.perf_counter() - t0:.0f} s)")
+    if main:
+        t0 = time.perf_counter()
+        paper_surfaces(run, st, progress=progress)
+        for sol in ("sgd", "swa"):
+            ray_profiles(run, sol, rays=st["rays"], points=st["ray_points"], seed=0)
+        log(f"[paper] seed {seed}: surfaces (random around SWA and SGD, plane, PCA, "
+            f"SGD-SWA line) and random rays ({time.perf_counter() - t0:.0f} s)")
+    return {"path": str(run), "metrics": metrics, "measured": measured, "gap": gap}
+
+
+def _budget_name(b: float) -> str:
+    return "swa" if b == 1.0 else f"swa_{b:g}x"
+
+
+def _solution_metrics(a: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(a[k]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+
+
+def paper_surfaces(path: Path, st: Mapping[str, Any], *, progress: bool = False,
+                   ) -> list[str]:
+    """The surfaces behind the paper's figures, computed (or resumed) in ``path``."""
+    from landscape.surface import SurfaceConfig, compute_surface
+
+    n = st["grid"]
+    g = f"-1:1:{n}"
+    specs = {
+        "random_swa": SurfaceConfig(kind="random", center="swa", grid=g, grid_y=g),
+        "random_sgd": SurfaceConfig(kind="random", center="sgd", grid=g, grid_y=g),
+        "plane": SurfaceConfig(kind="plane", points=("sgd", "swa", st["plane_point"]),
+                               grid=None),
+        "pca": SurfaceConfig(kind="pca", trajectory="swa"),
+        "line": SurfaceConfig(kind="line", from_point="swa", to_point="sgd",
+                              distance=True, grid=None),
+    }
+    for name, spec in specs.items():
+        compute_surface(path, spec, name=name, progress=progress, log=lambda _: None)
+    return list(specs)
+
+
+def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
+                 r_max: float | None = None, seed: int = 0) -> None:
+    r"""Train loss and test error along random unit rays from a solution.
+
+    The paper's width figure: for ``rays`` random directions :math:`d` of unit L2
+    norm, evaluate :math:`\theta + r d` for ``points`` radii in ``[0, r_max]``
+    (BN statistics recomputed at each point for BN models).  ``r_max`` defaults
+    to 2.5 × the largest finite width stored by the ``width`` measure, so SGD
+    and SWA share one axis when both are measured.  Stored under
+    ``/measures/<solution>/rays`` (``distance``, ``train_loss``, ``test_err``
+    of shape ``(rays, points)``).
+
+    Raises:
+        UserError: If ``rays`` or ``points`` is below 1 or 2.
+    """
+    from landscape.sharpness.width import width_directions
+    from landscape.train import load_run_model
+
+    if rays < 1 or points < 2:
+        raise UserError("need rays >= 1 and points >= 2")
+    model, data = load_run_model(path)
+    with store.open_run(path) as f:
+        sol = store.read_solution(f, solution)
+        layout, _ = store.layouts(f)
+        if r_max is None:
+            widths = [f[f"measures/{s}/width/widths"][()] for s in ("sgd", "swa")
+                      if f"measures/{s}/width/widths" in f]
+            finite = np.concatenate(widths)[np.isfinite(np.concatenate(widths))] if widths \
+                else np.array([])
+            r_max = 2.5 * float(finite.max()) if finite.size else 1.0
+    ev = Evaluator(copy.deepcopy(model), data)
+    dirs = width_directions(layout, sol.weights.double(), rays, seed=seed)
+    radius = np.linspace(0.0, r_max, points)
+    train_loss = np.full((rays, points), np.nan)
+    test_err = np.full((rays, points), np.nan)
+    center = sol.weights.double()
+    for i in range(rays):
+        for j, r in enumerate(radius):
+            m = ev.evaluate((center + r * dirs[i]).float(), sol.buffers)
+            train_loss[i, j], test_err[i, j] = m["train"].loss, m["test"].err
+    with store.edit_run(path) as f:
+        g = f.require_group(f"measures/{solution}")
+        if "rays" in g:
+            del g["rays"]
+        r = g.create_group("rays")
+        store.write_array(r, "distance", radius)
+        store.write_array(r, "train_loss", train_loss)
+        store.write_array(r, "test_err", test_err)
+        store.set_attrs(r, {"rays": rays, "points": points, "r_max": r_max, "seed": seed,
+                            "bn": ev.bn.value, "units": "L2 distance",
+                            "solution": solution})
+
+
+def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """Markdown rows: each measure for SGD and SWA with the paired SWA/SGD ratio."""
+    from landscape.stats import mean_ci
+
+    rows = ["| measure | SGD | SWA | SWA / SGD (paired) |", "|---|---|---|---|"]
+    for label, *_ in SCALARS:
+        a = np.asarray(measured["sgd"].get(label, []), float)
+        b = np.asarray(measured["swa"].get(label, []), float)
+        if not a.size:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = b / a
+        ok = np.isfinite(ratio)
+        if ok.any():
+            m, h = mean_ci(ratio[ok])
+            rc = f"{m:.3g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
+        else:
+            rc = "n/a"
+        rows.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {rc} |")
+    return rows
+
+
+def _fmt(v: np.ndarray) -> str:
+    from landscape.stats import mean_ci
+
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return "n/a"
+    m, h = mean_ci(v)
+    return f"{m:.4g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
+
+
+# =========================================================================== report
+#: The figures of the report: (file stem, caption), in report order.
+FIGURES = (
+    ("swa_vs_sgd", "Test accuracy of SGD, the last SGD iterate of the SWA run, and SWA "
+     "at 1, 1.25 and 1.5 budgets: mean ± 95 % CI over seeds, one dot per seed."),
+    ("history", "Train (dashed) and test (solid) accuracy per epoch of the SGD iterate and "
+     "the running SWA model (first seed)."),
+    ("plane_test_err", "Test error on the plane through SGD, SWA and an early trajectory "
+     "point (the SWA paper's Figure 1 layout; BN statistics recomputed at every point)."),
+    ("plane_train_loss", "Train loss on the same plane."),
+    ("line", "Train loss and test error along the line from SWA (0) to SGD, in L2 "
+     "distance: where the train-loss minimum and the test-error minimum lie."),
+    ("rays", "Train loss and test error along random unit directions from SGD and SWA "
+     "as a function of L2 distance (the paper's width figure)."),
+    ("width", "Distance at which train loss rises by τ along random unit directions, "
+     "per direction, for SGD and SWA."),
+    ("random_swa_train_loss", "Train loss on a filter-normalized random 2D slice around "
+     "SWA."),
+    ("random_sgd_train_loss", "The same slice type around SGD (its own random "
+     "directions, same seed)."),
+    ("random_swa_3d", "The slice around SWA as a 3D surface."),
+    ("pca_train_loss", "Train loss on the plane of the trajectory's top two principal "
+     "components, with the recorded trajectory overlaid."),
+    ("density", "Hessian eigenvalue density (stochastic Lanczos quadrature) at SGD and "
+     "SWA."),
+    ("eigenvalues", "Top Hessian eigenvalues (Lanczos) at SGD and SWA."),
+)
+
+
+def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[Path]:
+    """The report's figures, from ``results`` (over seeds) and the first seed's run file.
+
+    A trimmed copy of the first seed's run file (no trajectory weights) is
+    written to ``dest/seed0.h5`` so ``landscape plot`` can redraw every figure
+    from ``dest`` alone.
+
+    Returns:
+        The PNG paths, in :data:`FIGURES` order.
+    """
+    from landscape import plot
+
+    main = Path(result["extra"]["main"])
+    small = dest / "seed0.h5"
+    _trimmed_copy(main, small)
+    draw = {
+        "swa_vs_sgd": lambda: plot.plot_swa_vs_sgd(results, metrics=["test_acc"]),
+        "history": lambda: plot.plot_history(small),
+        "plane_test_err": lambda: plot.plot_surface_2d(small, "plane", "test_err"),
+        "plane_train_loss": lambda: plot.plot_surface_2d(small, "plane", "train_loss"),
+        "line": lambda: plot.plot_surface_1d(small, "line"),
+        "rays": lambda: plot.plot_rays(small),
+        "width": lambda: plot.plot_width_distribution(
+            plot.read_widths(small), title="width along random unit directions (seed 0)"),
+        "random_swa_train_loss": lambda: plot.plot_surface_2d(small, "random_swa"),
+        "random_sgd_train_loss": lambda: plot.plot_surface_2d(small, "random_sgd"),
+        "random_swa_3d": lambda: plot.plot_surface_3d(small, "random_swa"),
+        "pca_train_loss": lambda: plot.plot_surface_2d(small, "pca"),
+        "density": lambda: plot.plot_eigenvalue_density(plot.read_density(small)),
+        "eigenvalues": lambda: plot.plot_top_eigenvalues(
+            plot.read_measure_arrays(small, "hessian", "eigenvalues")),
+    }
+    out = []
+    for stem, _ in FIGURES:
+        out += plot.save_figure(draw[stem]()[0], dest / stem)
+    return out
+
+
+def _trimmed_copy(src: Path, dst: Path) -> None:
+    """``src`` without its trajectory weights (the figures need none of them)."""
+    import h5py
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    with h5py.File(src, "r") as f, h5py.File(tmp, "w") as g:
+        for k, v in f.attrs.items():
+            g.attrs[k] = v
+        for name in f:
+            if name != "trajectories":
+                f.copy(name, g)
+    tmp.replace(dst)
+
+
+def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
+                    out: Path) -> list[str]:
+    """Markdown of the report after the accuracy table: measures, gap, figures."""
+    from landscape.stats import mean_ci
+
+    ex = result["extra"]
+    measured, gap = ex["measures"], ex["gap"]
+    n = len(ex["measure_seeds"])
+    lines = [f"## Flatness of SGD and SWA ({n} seed(s): {ex['measure_seeds']})", "",
+             f"On {ex['settings']['measure_samples']} train samples, BN in eval mode "
+             "with each solution's statistics (width: BN statistics recomputed at "
+             f"every point; τ = {ex['settings']['tau']:g}, "
+             f"{ex['settings']['directions']} random unit directions).  Larger width "
+             "and σ mean flatter; larger eigenvalues, trace and sharpness mean "
+             "sharper.", ""]
+    lines += scalar_table(measured)
+    lines += ["", *_flatness_verdicts(measured), "",
+              "## Train–test gap and the shift along the SGD→SWA line", "",
+              "| quantity | mean ± 95 % CI |", "|---|---|"]
+    for k, v in gap.items():
+        if k.endswith(("_loss", "_err")):  # the solutions' metrics are in the table above
+            continue
+        m, h = mean_ci(np.asarray(v, float))
+        scale, unit = (100.0, " points") if k.endswith("err_gap") else (1.0, "")
+        lines.append(f"| {k} | {scale * m:.4g}" + ("" if math.isnan(h) else
+                                                    f" ± {scale * h:.2g}") + f"{unit} |")
+    lines += ["", "The shift is the L2 distance from the train-loss minimum to the "
+              "test-error minimum along the line from SGD (t = 0) to SWA (t = 1), "
+              "positive towards SWA (the paper's observation is a positive shift: the "
+              "test-error minimum lies beyond the train-loss minimum, towards SWA).", "",
+              "## Figures", ""]
+    caps = dict(FIGURES)
+    for p in figures:
+        if p.suffix == ".png":
+            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})", "",
+                      caps.get(p.stem, ""), ""]
+    lines += [f"Redraw: `landscape plot {out / 'seed0.h5'} --all --out DIR` (first "
+              "seed's surfaces and measures; the full run files stay in the runs "
+              "folder).", ""]
+    return lines
+
+
+def _flatness_verdicts(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """One line per measure: is SWA flatter than SGD, paired over seeds?"""
+    from landscape.stats import mean_ci
+
+    flat_up = {"PAC-Bayes σ", "PAC-Bayes σ′ (magnitude-aware)", "median width (L2, τ)"}
+    out = []
+    for label, *_ in SCALARS:
+        a = np.asarray(measured["sgd"].get(label, []), float)
+        b = np.asarray(measured["swa"].get(label, []), float)
+        ok = np.isfinite(a) & np.isfinite(b) & (a != 0)
+        if not ok.any():
+            continue
+        lr = np.log(b[ok] / a[ok]) if (a[ok] > 0).all() and (b[ok] > 0).all() else None
+        if lr is None:
+            continue
+        m, h = mean_ci(lr)
+        flatter = m > 0 if label in flat_up else m < 0
+        ratio = f"SWA/SGD = {math.exp(m):.3g}"
+        if math.isnan(h):
+            out.append(f"- {label}: {ratio} (one seed, no interval).")
+        elif abs(m) > h:
+            ci = f"{math.exp(m - h):.3g}–{math.exp(m + h):.3g}"
+            out.append(f"- {label}: SWA is **{'flatter' if flatter else 'sharper'}** "
+                       f"than SGD, {ratio} (geometric mean, 95 % CI {ci}).")
+        else:
+            out.append(f"- {label}: no difference beyond noise, {ratio} "
+                       f"(95 % CI {math.exp(m - h):.3g}–{math.exp(m + h):.3g}).")
+    return out

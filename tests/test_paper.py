@@ -1,0 +1,128 @@
+"""The ``paper`` experiment (:mod:`landscape.paper`) end to end at tiny sizes, and its
+report logic on known numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from landscape import experiments as ex
+from landscape import paper
+from landscape._errors import UserError
+from landscape.cli import main
+
+SURFACES = {"random_swa", "random_sgd", "plane", "pca", "line"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``landscape demo --quick`` into a temporary folder (one seed, tiny sizes)."""
+    d = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--quick", "--out", str(d / "demo.h5"), "--runs", str(d / "runs"),
+                 "--report", str(d / "fig")])
+    assert code == 0
+    return d
+
+
+def test_demo_run_file_holds_everything(demo: Path) -> None:
+    with h5py.File(demo / "demo.h5", "r") as f:
+        assert set(f["surfaces"]) == SURFACES
+        for name in SURFACES:
+            assert f[f"surfaces/{name}"].attrs["complete"]
+            assert np.isfinite(f[f"surfaces/{name}/train_loss"][()]).all()
+        for sol in ("sgd", "swa"):
+            assert set(paper.MEASURES) | {"rays"} <= set(f[f"measures/{sol}"])
+            ev = f[f"measures/{sol}/hessian/eigenvalues"][()]
+            assert ev.shape == (5,)
+            assert f[f"measures/{sol}/hessian"].attrs["lambda_max"] == pytest.approx(ev.max())
+            assert f[f"measures/{sol}/width/widths"].shape == (3,)
+            rays = f[f"measures/{sol}/rays"]
+            loss = rays["train_loss"][()]
+            assert loss.shape == (2, 4)
+            assert rays["distance"][0] == 0.0
+            assert loss[0, 0] == loss[1, 0]  # every ray starts at the solution
+            assert not np.allclose(loss[0, 1:], loss[1, 1:])  # and leaves it differently
+        assert "shift" in f["measures/gap"].attrs
+
+
+def test_demo_results_match_the_run_file(demo: Path) -> None:
+    out = demo / "fig" / "paper"
+    with h5py.File(out / "results.h5", "r") as r, h5py.File(demo / "demo.h5", "r") as f:
+        assert set(r["metrics"]) == {"sgd", "swa_last", "swa", "swa_1.5x"}
+        assert r.attrs["command"].startswith("landscape demo --out")
+        for method in ("sgd", "swa_last", "swa"):
+            for k in ("train_loss", "test_acc"):
+                assert r[f"metrics/{method}/{k}"][0] == f[f"solutions/{method}"].attrs[k]
+        assert 0 <= r["metrics/swa_1.5x/test_acc"][0] <= 1
+    # the trimmed copy beside the report has the figures' data but no trajectory weights
+    with h5py.File(out / "seed0.h5", "r") as s:
+        assert "trajectories" not in s
+        assert set(s["surfaces"]) == SURFACES
+        assert s.attrs["kind"] == "landscape-run"
+
+
+def test_demo_report_and_figures(demo: Path, capsys: pytest.CaptureFixture) -> None:
+    out = demo / "fig" / "paper"
+    report = (out / "REPORT.md").read_text()
+    assert report.startswith("# paper")
+    assert "## Flatness of SGD and SWA" in report
+    assert "| median width (L2, τ) |" in report
+    assert "## Train–test gap and the shift" in report
+    assert report.count("## Figures") == 1
+    for stem, caption in paper.FIGURES:
+        assert f"![{stem}]({stem}.png)" in report
+        assert caption in report
+        assert (out / f"{stem}.png").stat().st_size > 1000
+
+
+def test_budget_runs_are_the_swa_run_of_that_length(demo: Path) -> None:
+    """The 1.5-budget number is an SWA run of round(1.5 * epochs) epochs."""
+    from landscape.train import load_data
+
+    e = ex.load_experiment("paper", quick=True, overrides={"data_root": "data"})
+    cfg = e.cfg.replace(seed=0)
+    f = ex.fit(cfg.replace(swa_epochs=6, record_every=0, eval_every=0), load_data(cfg),
+               "swa")
+    with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
+        assert r["metrics/swa_1.5x/test_acc"][0] == pytest.approx(f.metrics["test_acc"])
+
+
+def test_workers_do_not_change_results(tmp_path: Path) -> None:
+    e = ex.load_experiment("paper", quick=True)
+    e.settings.update(measure_seeds=0, budgets=[1.0])
+    res = {}
+    for w in (1, 2):
+        e.settings["workers"] = w
+        res[w] = paper.run_paper(e, [0, 1], tmp_path, lambda _: None,
+                                 runs_dir=tmp_path / f"w{w}")
+    assert res[1]["metrics"] == res[2]["metrics"]
+    assert len(res[1]["metrics"]["sgd"]["test_acc"]) == 2
+    assert res[1]["metrics"]["sgd"]["test_acc"][0] != res[1]["metrics"]["sgd"]["test_acc"][1]
+
+
+def test_bad_budgets() -> None:
+    e = ex.load_experiment("paper", quick=True)
+    e.settings["budgets"] = [1.25]
+    with pytest.raises(UserError, match=r"budgets must start with 1\.0"):
+        paper.run_paper(e, [0], Path("unused"), print, runs_dir=Path("unused"))
+
+
+def test_flatness_verdicts_on_known_numbers() -> None:
+    width = "median width (L2, τ)"
+    lam = "λ_max (Hessian)"
+    sigma = "PAC-Bayes σ"
+    measured = {"sgd": {width: [1.0, 1.1, 0.9], lam: [10.0, 11.0, 9.0],
+                        sigma: [0.1, 0.2, 0.3]},
+                "swa": {width: [2.0, 2.2, 1.8], lam: [20.0, 22.0, 18.0],
+                        sigma: [0.2, 0.1, 0.3]}}
+    lines = paper._flatness_verdicts(measured)
+    assert lines[0].startswith(f"- {lam}: SWA is **sharper**")
+    assert "SWA/SGD = 2 " in lines[0]
+    assert lines[1].startswith(f"- {sigma}: no difference beyond noise")
+    assert lines[2].startswith(f"- {width}: SWA is **flatter**")
+    rows = paper.scalar_table(measured)
+    assert rows[0].startswith("| measure | SGD | SWA |")
+    assert f"| {width} | 1 ± 0.25 | 2 ± 0.5 | 2 ± 0 |" in rows
