@@ -1,34 +1,57 @@
-"""The main job behind ``landscape demo`` / ``make demo``: stages on one run file."""
+"""The main job behind ``landscape demo`` / ``make demo``: the ``paper`` experiment.
+
+Runs ``experiments/paper.toml`` on MNIST-1D (generated offline): per seed, the
+SGD baseline and the SWA run, SWA at longer budgets, the flatness measures of
+both solutions and the train–test gap; on the first seed (``runs/demo.h5``)
+the figures' surfaces and rays; then the figures and ``REPORT.md``.  Every
+stage resumes: a second call skips what is finished.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import shlex
 from pathlib import Path
 
-from landscape.config import TrainConfig
-
-#: The demo's training config (MNIST-1D, 40-epoch SGD budget, SWA from epoch 30).
-DEMO = TrainConfig(data="mnist1d", epochs=40, swa_start=30, swa_lr=0.01, lr=0.05)
+#: The experiment the demo runs.
+EXPERIMENT = "paper"
 
 
-def _stage(name: str, fn: Callable[[], object]) -> None:
-    t0 = time.perf_counter()
-    print(f"[demo] {name} ...", flush=True)
-    fn()
-    print(f"[demo] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+def run_demo(out: str | Path = "runs/demo.h5", *, report: str | Path = "figures",
+             runs: str | Path = "runs/paper", seeds: int | None = None,
+             quick: bool = False, data_root: str | None = None,
+             progress: bool = False) -> Path:
+    """Run the ``paper`` experiment with its first seed in ``out``; print the tables.
 
+    Args:
+        out: Run file of the first seed (surfaces and measures included).
+        report: Parent folder of the report (``REPORT/paper/``).
+        runs: Folder of the other seeds' run files.
+        seeds: Number of seeds (default: the config's).
+        quick: The config's tiny smoke-test sizes.
+        data_root: Cache folder for MNIST-1D (default: the config's).
+        progress: Progress bars (only when the seeds run in one process).
 
-def run_demo(out: str | Path, *, data_root: str = "data", progress: bool = True) -> Path:
-    """Train SGD and SWA on MNIST-1D into ``out`` and print the solutions table."""
+    Returns:
+        The report path.
+    """
     from landscape._commands.info import solutions_table
+    from landscape.experiments import reproduce
+    from landscape.sharpness.runner import compare_solutions, format_comparison
     from landscape.store import open_run
-    from landscape.train import train
 
     out = Path(out)
-    cfg = DEMO.replace(data_root=data_root)
-    _stage("train SGD and SWA", lambda: train(cfg, out, progress=progress))
+    command = shlex.join(
+        ["landscape", "demo", "--out", str(out), "--runs", str(runs), "--report", str(report)]
+        + (["--seeds", str(seeds)] if seeds is not None else [])
+        + (["--quick"] if quick else [])
+        + (["--data-root", str(data_root)] if data_root else []))
+    overrides = {"data_root": data_root} if data_root else None
+    path = reproduce(EXPERIMENT, seeds=seeds, out=report, runs=runs, quick=quick,
+                     overrides=overrides, command=command, main_run=out, progress=progress,
+                     log=lambda m: print(m, flush=True))
     with open_run(out) as f:
         print(solutions_table(f))
-    print(f"[demo] results: {out}  (inspect with `landscape info {out}`)")
-    return out
+    print(format_comparison(compare_solutions(out, ("sgd", "swa"))))
+    print(f"[demo] first seed's run file: {out}  (`landscape info {out}`)")
+    print(f"[demo] report: {path}")
+    return path

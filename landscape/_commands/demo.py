@@ -6,22 +6,45 @@ import argparse
 
 NAME = "demo"
 ORDER = 5
-HELP = "run the main job on the embedded MNIST-1D data (train, analyse, plot)"
+HELP = "run the main job on the embedded MNIST-1D data (train, analyse, plot, report)"
 DESCRIPTION = """\
-The main job, end to end, on MNIST-1D generated offline (no download): train
-the SGD baseline and the SWA run, then analyse both solutions. Every stage is
-resumable: run it again after an interruption and finished stages are skipped."""
-EPILOG = "example:\n  landscape demo --out runs/demo.h5"
+The main job, end to end, on MNIST-1D generated offline (no download): the
+`paper` experiment (experiments/paper.toml).  Per seed it trains the SGD
+baseline and the SWA run (and SWA at 1.25 and 1.5 budgets), measures the
+flatness of both solutions (Hessian spectrum, trace, sharpness, PAC-Bayes
+sigma, random-direction width) and the train-test gap; on the first seed it
+computes the surfaces of the figures.  Writes the first seed's run file
+(--out), the other seeds' run files (--runs) and REPORT/paper/REPORT.md with
+figures and mean +- 95 % CI over seeds.  Seeds run in parallel processes, one
+per CPU core.  Every stage is resumable: run it again after an interruption
+and finished stages are skipped."""
+EPILOG = """\
+examples:
+  landscape demo                                  # what `make demo` runs
+  landscape demo --seeds 2 --report /tmp/report   # fewer seeds, elsewhere
+  landscape demo --quick --out /tmp/q.h5 --runs /tmp/q --report /tmp/q  # smoke test"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo.h5", help="run file (default: %(default)s)")
-    p.add_argument("--data-root", default="data", help="cache folder for MNIST-1D")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--out", default="runs/demo.h5",
+                   help="run file of the first seed (default: %(default)s)")
+    p.add_argument("--runs", default="runs/paper",
+                   help="folder for the other seeds' run files (default: %(default)s)")
+    p.add_argument("--report", default="figures",
+                   help="parent folder of the report; it goes to REPORT/paper/ "
+                        "(default: %(default)s)")
+    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the "
+                   "config's, 5)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes from the config's [experiment.quick] (a smoke test)")
+    p.add_argument("--data-root", help="cache folder for MNIST-1D (default: data)")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bars inside stages (only when seeds run in one process)")
 
 
 def run(args: argparse.Namespace) -> int:
     from landscape._demo import run_demo
 
-    run_demo(args.out, data_root=args.data_root, progress=not args.quiet)
+    run_demo(args.out, report=args.report, runs=args.runs, seeds=args.seeds,
+             quick=args.quick, data_root=args.data_root, progress=args.progress)
     return 0
