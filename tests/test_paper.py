@@ -126,3 +126,15 @@ def test_flatness_verdicts_on_known_numbers() -> None:
     rows = paper.scalar_table(measured)
     assert rows[0].startswith("| measure | SGD | SWA |")
     assert f"| {width} | 1 ± 0.25 | 2 ± 0.5 | 2 ± 0 |" in rows
+
+
+def test_info_lists_surfaces_and_measures(demo: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert main(["info", str(demo / "demo.h5")]) == 0
+    out = capsys.readouterr().out
+    for name in SURFACES:
+        assert f"\n  {name} (" in out
+    with h5py.File(demo / "demo.h5", "r") as f:
+        lam = f["measures/swa/hessian"].attrs["lambda_max"]
+    assert f"    hessian: lambda_max={lam:.4g}" in out
+    assert "    rays: rays=2" in out

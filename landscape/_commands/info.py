@@ -35,6 +35,18 @@ def solutions_table(f: h5py.File) -> str:
     return "\n".join(rows)
 
 
+#: The headline attributes of each stored measure, in display order.
+_HEADLINE = ("lambda_max", "lambda_min", "trace", "value", "sigma", "sigma_mag", "median",
+             "rays", "r_max")
+
+
+def _measure_summary(g: h5py.Group) -> str:
+    """``key=value`` of a measure's headline attributes and its datasets' shapes."""
+    parts = [f"{k}={float(g.attrs[k]):.4g}" for k in _HEADLINE if k in g.attrs]
+    parts += [f"{k} {g[k].shape}" for k in g if isinstance(g[k], h5py.Dataset)]
+    return ", ".join(parts)
+
+
 def _short(v: object, limit: int = 100) -> str:
     s = v.decode() if isinstance(v, bytes) else str(v)
     return s if len(s) <= limit else s[:limit] + "..."
@@ -76,6 +88,9 @@ def describe(f: h5py.File, tree: bool = False) -> str:
                 detail = ", ".join(f"{k}={_short(v, 40)}" for k, v in o.attrs.items()
                                    if k in ("kind", "norm", "bn", "dim", "center"))
                 lines.append(f"  {n}" + (f" ({detail})" if detail or kind else ""))
+                if group == "measures" and n in f.get("solutions", {}):
+                    lines.extend(f"    {m}: {_measure_summary(g)}" for m, g in o.items()
+                                 if isinstance(g, h5py.Group))
     if tree:
         lines.append("tree:")
 
