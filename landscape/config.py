@@ -174,6 +174,9 @@ def load_toml(path: str | Path, cls: type = TrainConfig, section: str | None = N
               ) -> dict[str, Any]:
     """Read override values from a TOML file (optionally one ``[section]`` of it).
 
+    The ``[experiment]`` table of an experiment config is skipped, so
+    ``landscape train --config experiments/paper.toml`` trains that config.
+
     Raises:
         UserError: If the file is missing or not valid TOML.
     """
@@ -186,4 +189,6 @@ def load_toml(path: str | Path, cls: type = TrainConfig, section: str | None = N
         raise UserError(f"config file {p} is not valid TOML: {e}") from None
     if section is not None:
         raw = raw.get(section, {})
+    else:  # an experiments/NAME.toml: its [experiment] table is for `landscape reproduce`
+        raw.pop("experiment", None)
     return {k.replace("-", "_"): v for k, v in raw.items()}

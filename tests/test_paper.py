@@ -138,3 +138,13 @@ def test_info_lists_surfaces_and_measures(demo: Path, capsys: pytest.CaptureFixt
         lam = f["measures/swa/hessian"].attrs["lambda_max"]
     assert f"    hessian: lambda_max={lam:.4g}" in out
     assert "    rays: rays=2" in out
+
+
+def test_train_accepts_the_experiment_config(tmp_path: Path) -> None:
+    out = tmp_path / "p.h5"
+    assert main(["train", "--config", str(ex.EXPERIMENTS_DIR / "paper.toml"), "--epochs",
+                 "2", "--swa-start", "1", "--num-samples", "200", "--out", str(out),
+                 "--quiet"]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["solutions/swa"].attrs["n_averaged"] == 1
+        assert '"swa_lr": 0.01' in f.attrs["config"]
