@@ -1,6 +1,6 @@
 """Benchmark of `landscape.surface` (issue 3): cost per point, loss-landscapes, ranks, memory.
 
-Run: ``.venv/bin/python benchmarks/bench_surface.py`` (about 3-5 minutes on 2 CPU cores);
+Run: ``.venv/bin/python benchmarks/bench_surface.py`` (about 2 minutes on 2 CPU cores);
 writes ``benchmarks/results/surface.json``.
 
 * (a) seconds per grid point over the forward floor (the same samples pushed
@@ -114,7 +114,7 @@ def bench_loss_landscapes(net, x, y, steps: int, ours: float) -> dict:
                                              normalization=norm, deepcopy_model=True)
 
         try:
-            t = _best(run, reps=3) / (steps * steps)
+            t = _best(run, reps=5) / (steps * steps)
             break
         except Exception as e:
             errors[norm] = repr(e)
@@ -172,11 +172,11 @@ def bench_ranks_and_memory() -> dict:
         p.write_bytes(base.read_bytes())
         return p
 
-    grid = "-1:1:15"
+    grid = "-1:1:41"  # enough points that set-up (load, process group) is small
     t1, _ = _worker(fresh("r1.h5"), grid, 1)
     t2, _ = _worker(fresh("r2.h5"), grid, 1, ranks=2)
     t1x2, _ = _worker(fresh("r1x2.h5"), grid, 2)
-    ranks = {"grid": "15x15", "samples": 2500, "one_rank_1thread_sec": t1,
+    ranks = {"grid": "41x41", "samples": 2500, "one_rank_1thread_sec": t1,
              "two_ranks_1thread_sec": t2, "one_rank_2threads_sec": t1x2,
              "speedup_2ranks_vs_1rank_1thread": t1 / t2,
              "speedup_2ranks_vs_1rank_2threads": t1x2 / t2,
