@@ -146,5 +146,5 @@ def test_train_accepts_the_experiment_config(tmp_path: Path) -> None:
                  "2", "--swa-start", "1", "--num-samples", "200", "--out", str(out),
                  "--quiet"]) == 0
     with h5py.File(out, "r") as f:
-        assert f["solutions/swa"].attrs["n_averaged"] == 1
+        assert f["solutions/swa"].attrs["n_averaged"] == 2  # after epochs 1 and 2
         assert '"swa_lr": 0.01' in f.attrs["config"]
