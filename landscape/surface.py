@@ -307,13 +307,15 @@ def build_grid(f: h5py.File, cfg: SurfaceConfig, layout: ParamLayout) -> Surface
         x = gx if gx is not None else np.linspace(-0.5 * xb, 1.5 * xb, 21)
         b0 = (bb.double() - cb64) / xb if cb.numel() else None
         kw = {"points": {cfg.from_point: np.zeros(1), cfg.to_point: np.array([xb])},
-              "b0": b0, "x_label": f"distance from {cfg.from_point}" if cfg.distance else "t"}
+              "b0": b0, "x_label": f"L2 distance from {cfg.from_point}" if cfg.distance
+              else f"t ({cfg.from_point} at 0, {cfg.to_point} at 1)"}
     elif kind is SurfaceKind.PLANE:
         pts = [resolve_point(f, p)[0] for p in cfg.points]
         d0, d1, xy = plane_basis(*pts)
         tr = trajectory_of(f, cfg.trajectory) if cfg.trajectory else None
         kw = {"points": {p: xy[i].numpy() for i, p in enumerate(cfg.points)},
-              "x_label": "u", "y_label": "v"}
+              "x_label": f"u: L2 distance along {cfg.points[1]} − {cfg.points[0]}",
+              "y_label": f"v: L2 distance, towards {cfg.points[2]} (⊥ u)"}
         allxy = xy.numpy()
         if tr is not None:
             txy = project(torch.from_numpy(tr["weights"]), c64, d0, d1).numpy()

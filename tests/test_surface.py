@@ -139,7 +139,7 @@ def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
     name = compute_surface(run, cfg, log=lambda _: None)
     s = read_surface(run, name)
     assert s["attrs"]["complete"]
-    assert s["attrs"]["x_label"] == "t"
+    assert s["attrs"]["x_label"] == "t (sgd at 0, swa at 1)"
     with h5py.File(run, "r") as f:
         for i, sol in enumerate(("sgd", "swa")):
             a = f[f"solutions/{sol}"].attrs
@@ -156,6 +156,8 @@ def test_plane_schema_and_coordinates(tiny_run, tmp_path) -> None:
     s = read_surface(run, name)
     a = s["attrs"]
     assert (a["kind"], a["dim"], a["center"]) == ("plane", 2, "sgd")
+    assert a["x_label"] == "u: L2 distance along swa_last − sgd"
+    assert a["y_label"] == "v: L2 distance, towards swa (⊥ u)"
     assert s["train_loss"].shape == (3, 2)
     assert not np.isnan(s["test_acc"]).any()
     assert s["trajectory_xy"].shape[1] == 2
