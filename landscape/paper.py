@@ -194,7 +194,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, runs_dir: str,
                              for label, m, key in SCALARS}
         g = measure_gap(run, points=st["gap_points"], progress=progress)
         gap = {"shift (L2)": g["line"].shift.shift,
-               "|shift| (L2)": abs(g["line"].shift.shift),
+               "absolute shift (L2)": abs(g["line"].shift.shift),
                "SGD–SWA distance (L2)": g["line"].shift.distance}
         for sol, d in g["solutions"].items():
             gap |= {f"{sol} {k}": v for k, v in d.items()}
