@@ -9,14 +9,18 @@ NAME = "reproduce"
 ORDER = 70
 HELP = "run an experiment (experiments/NAME.toml) over seeds; results, figures, REPORT.md"
 DESCRIPTION = """\
-Run one of the experiments in experiments/ (seed000: Optuna search, 5-fold CV
-and train/test scores of SGD with vs without SWA; seed004: checkpoints vs their
-post-hoc average) over --seeds seeds.  Writes OUT/NAME/results.h5 (per-seed
-values, config and command as attributes), figures and OUT/NAME/REPORT.md with
-mean ± 95 % CI of every number.  Without --data the experiments run on MNIST-1D
-(offline); the report says so."""
+Run one of the experiments in experiments/ over --seeds seeds: paper (the SWA
+paper's analyses: accuracy by budget, Hessian spectrum, sharpness, width and
+the train-test shift of SGD vs SWA, surfaces for the figures; what `landscape
+demo` runs), seed000 (Optuna search, 5-fold CV and train/test scores of SGD
+with vs without SWA) or seed004 (checkpoints vs their post-hoc average).
+Writes OUT/NAME/results.h5 (per-seed values, config and command as
+attributes), figures and OUT/NAME/REPORT.md with mean ± 95 % CI of every
+number.  Without --data the experiments run on MNIST-1D (offline); the report
+says so."""
 EPILOG = """\
 examples:
+  landscape reproduce paper --seeds 5
   landscape reproduce seed004
   landscape reproduce seed000 --seeds 3 --out figures
   landscape reproduce seed000 --data kaggle-digits --data-root data/digits
