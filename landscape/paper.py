@@ -111,8 +111,8 @@ def run_paper(exp: Any, seeds: Sequence[int], out: Path, log: Log, *,
     tasks = []
     for i, s in enumerate(seeds):
         path = main_run if (main_run is not None and i == 0) else runs_dir / f"seed{s}.h5"
-        tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), runs_dir=str(runs_dir),
-                          st=st, measure=i < n_measure, main=i == 0))
+        tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), st=st,
+                          measure=i < n_measure, main=i == 0))
     workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
     if workers <= 1:
         done = [_seed_task(**t, log=log, progress=progress) for t in tasks]
@@ -150,9 +150,8 @@ def _seed_worker(task: dict[str, Any]) -> dict[str, Any]:
     return _seed_task(**task, log=lambda m: print(m, flush=True), progress=False)
 
 
-def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, runs_dir: str,
-               st: Mapping[str, Any], measure: bool, main: bool, log: Log,
-               progress: bool) -> dict[str, Any]:
+def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, Any],
+               measure: bool, main: bool, log: Log, progress: bool) -> dict[str, Any]:
     """Everything of one seed: training, budgets, measures, gap (and, for the
     first seed, the figures' surfaces and rays).  Plain data in and out."""
     from landscape.config import from_dict
@@ -174,11 +173,18 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, runs_dir: str,
     budgets = st["budgets"][1:]
     if budgets:
         t0 = time.perf_counter()
-        data = load_data(base)
+        data = None
         for b in budgets:  # SWA runs of longer budgets: only their solution is needed
-            f_b = fit(base.replace(swa_epochs=round(b * base.epochs), record_every=0,
-                                   record_steps=0, eval_every=0), data, "swa")
-            metrics[_budget_name(b)] = _solution_metrics(f_b.metrics)
+            cfg_b = base.replace(swa_epochs=round(b * base.epochs), record_every=0,
+                                 record_steps=0, eval_every=0)
+            key = f"measures/budgets/{_budget_name(b)}"
+            m = _stored(run, key, {"config": cfg_b.to_dict()})
+            if m is None:
+                data = data if data is not None else load_data(base)
+                m = _solution_metrics(fit(cfg_b, data, "swa").metrics)
+                with store.edit_run(run) as f:
+                    store.set_attrs(f.require_group(key), {**m, "config": cfg_b.to_dict()})
+            metrics[_budget_name(b)] = _solution_metrics(m)
         log(f"[paper] seed {seed}: SWA with {', '.join(f'{b:g}' for b in budgets)} "
             f"budgets ({time.perf_counter() - t0:.0f} s)")
     measured: dict[str, dict[str, float]] = {}
@@ -209,6 +215,17 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, runs_dir: str,
         log(f"[paper] seed {seed}: surfaces (random around SWA and SGD, plane, PCA, "
             f"SGD-SWA line) and random rays ({time.perf_counter() - t0:.0f} s)")
     return {"path": str(run), "metrics": metrics, "measured": measured, "gap": gap}
+
+
+def _stored(path: Path, key: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The attributes of group ``key`` if it was stored with ``params``, else None."""
+    with store.open_run(path) as f:
+        if key not in f:
+            return None
+        attrs = dict(f[key].attrs)
+    if any(k not in attrs or attrs[k] != store.to_attr(v) for k, v in params.items()):
+        return None
+    return attrs
 
 
 def _budget_name(b: float) -> str:
@@ -260,16 +277,18 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
 
     if rays < 1 or points < 2:
         raise UserError("need rays >= 1 and points >= 2")
-    model, data = load_run_model(path)
     with store.open_run(path) as f:
         sol = store.read_solution(f, solution)
         layout, _ = store.layouts(f)
         if r_max is None:
-            widths = [f[f"measures/{s}/width/widths"][()] for s in ("sgd", "swa")
-                      if f"measures/{s}/width/widths" in f]
-            finite = np.concatenate(widths)[np.isfinite(np.concatenate(widths))] if widths \
-                else np.array([])
+            widths = np.concatenate([f[f"measures/{s}/width/widths"][()] for s in ("sgd", "swa")
+                                     if f"measures/{s}/width/widths" in f] or [[]])
+            finite = widths[np.isfinite(widths)]
             r_max = 2.5 * float(finite.max()) if finite.size else 1.0
+    params = {"rays": rays, "points": points, "r_max": r_max, "seed": seed}
+    if _stored(path, f"measures/{solution}/rays", params) is not None:
+        return
+    model, data = load_run_model(path)
     ev = Evaluator(copy.deepcopy(model), data)
     dirs = width_directions(layout, sol.weights.double(), rays, seed=seed)
     radius = np.linspace(0.0, r_max, points)
@@ -288,7 +307,7 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
         store.write_array(r, "distance", radius)
         store.write_array(r, "train_loss", train_loss)
         store.write_array(r, "test_err", test_err)
-        store.set_attrs(r, {"rays": rays, "points": points, "r_max": r_max, "seed": seed,
+        store.set_attrs(r, {**params,
                             "bn": ev.bn.value, "units": "L2 distance",
                             "solution": solution})
 

@@ -148,3 +148,20 @@ def test_train_accepts_the_experiment_config(tmp_path: Path) -> None:
     with h5py.File(out, "r") as f:
         assert f["solutions/swa"].attrs["n_averaged"] == 2  # after epochs 1 and 2
         assert '"swa_lr": 0.01' in f.attrs["config"]
+
+
+def test_rerun_keeps_finished_work(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second ``landscape demo`` trains nothing and re-evaluates no budget run or ray."""
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("recomputed finished work")
+
+    with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
+        before = {m: r[f"metrics/{m}/test_loss"][()] for m in r["metrics"]}
+    monkeypatch.setattr(ex, "fit", boom)
+    monkeypatch.setattr(paper, "Evaluator", boom)
+    monkeypatch.setattr("landscape.train.train_run", boom)
+    assert main(["demo", "--quick", "--out", str(demo / "demo.h5"), "--runs",
+                 str(demo / "runs"), "--report", str(demo / "fig")]) == 0
+    with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
+        for m, v in before.items():
+            assert r[f"metrics/{m}/test_loss"][()] == v
