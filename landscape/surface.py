@@ -613,28 +613,40 @@ def _run_points(path: Path, name: str, grid: SurfaceGrid, ev: Evaluator, missing
             pos += len(chunk)
             mine = chunk[rank::world]
             t0 = time.perf_counter()
-            results = []
-            for k in mine:
-                k = int(k)
-                results.append((k, _point_values(ev, grid, k)))
-                done += 1
-                if callback is not None:
-                    callback(done)
+            results, failure = [], None
+            try:
+                for k in mine:
+                    k = int(k)
+                    results.append((k, _point_values(ev, grid, k)))
+                    done += 1
+                    if callback is not None:
+                        callback(done)
+            except Exception as e:
+                if world == 1:
+                    raise
+                failure = e  # tell the other ranks first, so that no rank waits forever
             elapsed = time.perf_counter() - t0
-            gathered = _gather((results, elapsed), world)
+            gathered = _gather((results, elapsed, None if failure is None else
+                                f"rank {rank}: {type(failure).__name__}: {failure}"), world)
             # every rank derives the same next round size from the slowest rank
-            slowest = max(t for _, t in gathered)
+            slowest = max(t for _, t, _ in gathered)
             per_point = slowest / max(len(mine), 1)
             per_rank = int(min(256, max(1, 1.0 / max(per_point, 1e-6))))
+            if rank == 0:
+                for res, _, _ in gathered:
+                    for k, vals in res:
+                        for mname, v in zip(METRICS, vals, strict=True):
+                            flat[mname][k] = v
+                        flat["computed"][k] = True
+                        bar.update(1)
+                pending = True
+            errors = [e for _, _, e in gathered if e is not None]
+            if failure is not None:
+                raise failure
+            if errors:  # rank 0 keeps every finished point (the finally below commits)
+                raise RuntimeError(f"surface {name!r} stopped: {errors[0]}")
             if rank != 0:
                 continue
-            for res, _ in gathered:
-                for k, vals in res:
-                    for mname, v in zip(METRICS, vals, strict=True):
-                        flat[mname][k] = v
-                    flat["computed"][k] = True
-                    bar.update(1)
-            pending = True
             now = time.perf_counter()
             if pos >= len(missing) or now - last_commit >= max(commit_interval,
                                                                20 * commit_cost):

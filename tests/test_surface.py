@@ -236,6 +236,42 @@ def test_two_ranks_equal_one_rank(tiny_run, tmp_path) -> None:
         np.testing.assert_allclose(a[m], b[m], rtol=1e-6, atol=1e-6)
 
 
+_FAILING_RANK = """
+import os, sys
+from landscape.surface import SurfaceConfig, compute_surface
+
+def fail(done):
+    if os.environ["RANK"] == "1" and done == 2:
+        raise ValueError("injected failure")
+
+compute_surface(sys.argv[1], SurfaceConfig(grid="-1:1:4", grid_y="-1:1:4", bn="keep"),
+                commit_interval=0, callback=fail, log=lambda _: None)
+"""
+
+
+def test_a_failing_rank_stops_every_rank_and_keeps_finished_points(tiny_run,
+                                                                   tmp_path) -> None:
+    one, two = _copy(tiny_run, tmp_path, "one.h5"), _copy(tiny_run, tmp_path, "two.h5")
+    script = tmp_path / "fail.py"
+    script.write_text(_FAILING_RANK)
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(script),
+                        str(two)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0  # and no rank hung: the timeout would have fired
+    assert "ValueError: injected failure" in r.stderr
+    assert "stopped: rank 1: ValueError: injected failure" in r.stderr
+    with h5py.File(two, "r") as f:
+        computed = f["surfaces/random_swa/computed"][()]
+    assert 3 <= computed.sum() < computed.size  # rank 1's first point and rank 0's kept
+    opts = ["--grid", "-1:1:4", "--grid-y", "-1:1:4", "--bn", "keep", "--quiet"]
+    assert main(["surface", str(two), *opts]) == 0  # resumes the missing points
+    assert main(["surface", str(one), *opts]) == 0
+    a, b = read_surface(one, "random_swa"), read_surface(two, "random_swa")
+    for m in METRICS:
+        np.testing.assert_allclose(a[m], b[m], rtol=1e-6, atol=1e-6)
+
+
 def test_layout_check_of_direction_shape() -> None:
     lay = ParamLayout.from_module(nn.Linear(2, 2))
     with pytest.raises(UserError, match="another model"):
