@@ -24,7 +24,6 @@ SGD-vs-SWA differences are paired over seeds.
 
 from __future__ import annotations
 
-import copy
 import math
 import multiprocessing
 import os
@@ -167,7 +166,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
     train(base, run, progress=progress, log=lambda _: None)
     with store.open_run(run) as f:
         for method, sol in (("sgd", "sgd"), ("swa_last", "swa_last"), ("swa", "swa")):
-            metrics[method] = _solution_metrics(store.read_solution(f, sol).attrs)
+            metrics[method] = _solution_metrics(f[f"solutions/{sol}"].attrs)
     log(f"[paper] seed {seed}: trained SGD and SWA ({base.epochs} epochs) -> {run} "
         f"({time.perf_counter() - t0:.0f} s)")
     budgets = st["budgets"][1:]
@@ -289,7 +288,7 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
     if _stored(path, f"measures/{solution}/rays", params) is not None:
         return
     model, data = load_run_model(path)
-    ev = Evaluator(copy.deepcopy(model), data)
+    ev = Evaluator(model, data)  # a fresh model of this call's own
     dirs = width_directions(layout, sol.weights.double(), rays, seed=seed)
     radius = np.linspace(0.0, r_max, points)
     train_loss = np.full((rays, points), np.nan)
