@@ -1,6 +1,6 @@
 """The main job behind ``landscape demo`` / ``make demo``: the ``paper`` experiment.
 
-Runs ``experiments/paper.toml`` on MNIST-1D (generated offline): per seed, the
+Runs the shipped ``paper`` experiment on MNIST-1D (generated offline): per seed, the
 SGD baseline and the SWA run, SWA at longer budgets, the flatness measures of
 both solutions and the train–test gap; on the first seed (``runs/demo.h5``)
 the figures' surfaces and rays; then the figures and ``REPORT.md``.  Every
@@ -34,10 +34,9 @@ def run_demo(out: str | Path = "runs/demo.h5", *, report: str | Path = "figures"
     Returns:
         The report path.
     """
-    from landscape._commands.info import solutions_table
     from landscape.experiments import reproduce
-    from landscape.sharpness.runner import compare_solutions, format_comparison
-    from landscape.store import open_run
+    from landscape.jobs import compare_solutions, format_comparison
+    from landscape.store import run_solutions_table
 
     out = Path(out)
     command = shlex.join(
@@ -49,8 +48,7 @@ def run_demo(out: str | Path = "runs/demo.h5", *, report: str | Path = "figures"
     path = reproduce(EXPERIMENT, seeds=seeds, out=report, runs=runs, quick=quick,
                      overrides=overrides, command=command, main_run=out, progress=progress,
                      log=lambda m: print(m, flush=True))
-    with open_run(out) as f:
-        print(solutions_table(f))
+    print(run_solutions_table(out))
     print(format_comparison(compare_solutions(out, ("sgd", "swa"))))
     print(f"[demo] first seed's run file: {out}  (`landscape info {out}`)")
     print(f"[demo] report: {path}")

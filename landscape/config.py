@@ -119,6 +119,21 @@ class TrainConfig:
         return self
 
 
+def load_data(cfg: TrainConfig) -> Any:
+    """The dataset a config names, seeded subsets applied.
+
+    Returns:
+        The :class:`landscape.data.TensorData`.
+    """
+    from landscape.data import load_dataset
+
+    opts: dict[str, Any] = {"download": cfg.download}
+    if cfg.data == "mnist1d":
+        opts = {"num_samples": cfg.num_samples}
+    return load_dataset(cfg.data, cfg.data_root, train_samples=cfg.train_samples,
+                        test_samples=cfg.test_samples, seed=cfg.seed, **opts)
+
+
 def parse_range(text: str) -> tuple[int, int]:
     """Parse ``A:B`` (inclusive integers, ``A <= B``).
 
@@ -167,20 +182,44 @@ def from_dict(values: dict[str, Any], cls: type = TrainConfig) -> Any:
         choices = fields[k].metadata.get("choices")
         if choices and checked[k] not in choices:
             raise UserError(f"{k} must be one of {list(choices)}, got {checked[k]!r}")
-    return cls(**checked).validate()
+    cfg = cls(**checked)
+    check = getattr(cfg, "validate", None)
+    if check is not None:
+        check()
+    return cfg
+
+
+#: The experiment configs shipped with the package (``landscape reproduce NAME``).
+CONFIGS_DIR = Path(__file__).resolve().parent / "experiments" / "configs"
+
+
+def config_path(name: str | Path) -> Path:
+    """A TOML path, or the shipped experiment config of that name (``paper``, ...).
+
+    Returns:
+        The path (not checked to exist).
+    """
+    p = Path(name)
+    if p.suffix != ".toml" and not p.exists() and (CONFIGS_DIR / f"{p}.toml").is_file():
+        return CONFIGS_DIR / f"{p}.toml"
+    return p
 
 
 def load_toml(path: str | Path, cls: type = TrainConfig, section: str | None = None,
               ) -> dict[str, Any]:
     """Read override values from a TOML file (optionally one ``[section]`` of it).
 
-    The ``[experiment]`` table of an experiment config is skipped, so
-    ``landscape train --config experiments/paper.toml`` trains that config.
+    ``path`` may also name a shipped experiment (``paper``, ``seed004``, ...); the
+    ``[experiment]`` table of an experiment config is skipped, so
+    ``landscape train --config paper`` trains that experiment's config.
+
+    Returns:
+        The ``{field: value}`` overrides.
 
     Raises:
         UserError: If the file is missing or not valid TOML.
     """
-    p = Path(path)
+    p = config_path(path)
     try:
         raw = tomllib.loads(p.read_text())
     except FileNotFoundError:
@@ -189,6 +228,6 @@ def load_toml(path: str | Path, cls: type = TrainConfig, section: str | None = N
         raise UserError(f"config file {p} is not valid TOML: {e}") from None
     if section is not None:
         raw = raw.get(section, {})
-    else:  # an experiments/NAME.toml: its [experiment] table is for `landscape reproduce`
+    else:  # an experiment config: its [experiment] table is for `landscape reproduce`
         raw.pop("experiment", None)
     return {k.replace("-", "_"): v for k, v in raw.items()}

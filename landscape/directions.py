@@ -2,8 +2,8 @@ r"""Directions in weight space: random (filter-normalized), line, plane and PCA.
 
 All directions are flat ``(n_params,)`` vectors over the model's parameters in
 the order of a :class:`~landscape.params.ParamLayout`.  The maths are pure
-functions of tensors; :func:`resolve_point` and :func:`trajectory_of` read
-named points from a run file.
+functions of tensors (named points of a run file are read by
+:func:`landscape.store.resolve_point`).
 
 * Filter normalization (Li et al. 2018, "Visualizing the Loss Landscape of
   Neural Nets"): each filter (row along dim 0 of a weight tensor) of a Gaussian
@@ -25,15 +25,12 @@ Example:
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor
 
-from landscape import store
 from landscape._errors import UserError
 from landscape.params import ParamKind, ParamLayout
 
@@ -212,71 +209,3 @@ def pca_directions(weights: Tensor, center: Tensor | None = None) -> tuple[Tenso
         if dirs[i, dirs[i].abs().argmax()] < 0:
             dirs[i] = -dirs[i]
     return dirs, torch.from_numpy(explained)
-
-
-# --------------------------------------------------------------------------- named points
-_POINT = re.compile(r"^(?:(sgd|swa)/)?(epoch|step):(-?\d+)$")
-
-
-def point_names(f: h5py.File) -> list[str]:
-    """Valid point names of a run file (solutions and trajectory forms)."""
-    names = store.solution_names(f)
-    for run in f.get("trajectories", {}):
-        prefix = "" if run == "swa" else f"{run}/"
-        names.append(f"{prefix}epoch:N")
-        names.append(f"{prefix}step:N")
-    return names
-
-
-def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
-    """Recorded ``weights``, ``buffers``, ``epoch`` and ``step`` of a run's trajectory.
-
-    Returns:
-        Arrays by name (weights ``(n_rec, n_params)``).
-
-    Raises:
-        UserError: If the run has no trajectory.
-    """
-    key = f"trajectories/{run}"
-    if key not in f or len(f[key]["epoch"]) == 0:
-        have = list(f.get("trajectories", {}))
-        raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; "
-                        f"recorded: {have or 'none (train with --record-every 1)'}")
-    g = f[key]
-    return {k: g[k][()] for k in ("weights", "buffers", "epoch", "step") if k in g}
-
-
-def resolve_point(f: h5py.File, name: str) -> tuple[Tensor, Tensor]:
-    """Weights and BN buffers of a named point of a run file.
-
-    Names: a solution (``sgd``, ``swa``, ``swa_last``, ``avg``), or ``epoch:N`` /
-    ``step:N`` of the SWA run's trajectory (``sgd/epoch:N`` for the baseline's).
-
-    Returns:
-        ``(weights, buffers)`` float32 flat vectors.
-
-    Raises:
-        UserError: For an unknown name (the message lists valid ones) or an
-            unrecorded epoch/step.
-    """
-    if "solutions" in f and name in f["solutions"]:
-        s = store.read_solution(f, name)
-        return s.weights, s.buffers
-    m = _POINT.match(name)
-    if m is None:
-        raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}")
-    run, key, n = m.group(1) or "swa", m.group(2), int(m.group(3))
-    if f"trajectories/{run}" not in f:
-        raise UserError(f"unknown point {name!r}: no {run} trajectory; choose one of "
-                        f"{point_names(f)}")
-    g = f[f"trajectories/{run}"]
-    vals = g[key][()] if key in g else np.zeros(0)
-    idx = np.flatnonzero(np.isclose(vals, n))
-    if len(idx) == 0:
-        have = ", ".join(f"{v:g}" for v in vals[:20])
-        raise UserError(f"{key} {n} of the {run} run was not recorded; recorded {key}s: "
-                        f"{have or 'none'}")
-    i = int(idx[-1])
-    w = torch.from_numpy(g["weights"][i])
-    b = torch.from_numpy(g["buffers"][i]) if "buffers" in g else torch.zeros(0)
-    return w, b

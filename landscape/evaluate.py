@@ -1,39 +1,69 @@
-r"""The one evaluation path: loss and accuracy of a model at given weights.
+r"""The one evaluation path: a model, a loss and data, at given weights.
 
 Every metric at every point (training history, surfaces, widths, sharpness,
-the train–test gap) goes through :class:`Evaluator`, so BatchNorm handling,
-batching and device logic live here once.
+the train–test gap) goes through this module, so the loss, batching, device
+and BatchNorm logic live here once.
 
-Speed: data are pre-loaded on the device; train and test inputs are
-concatenated and pushed through the model in one pass of large batches under
-``torch.inference_mode`` (valid because in eval mode every sample is
-independent); weights are copied into the module in place.
+* :class:`Evaluator` gives mean loss (with its standard error), and accuracy
+  for classification, on a train and a test set at flat weight vectors.
+* :class:`EmpiricalRisk` is the differentiable train loss
+  :math:`L(\theta) = \frac1N \sum_b \sum_{i \in b} \ell_i(\theta)` as the
+  curvature and sharpness measures need it: value, gradient and
+  Hessian-vector products, each **accumulated over batches**, so peak memory
+  does not grow with the number of samples.  Under ``torchrun`` the batches
+  are split over the ranks and summed with ``all_reduce``.
+
+Data are in-memory tensors (fast path: moved to the device once) or any
+re-iterable of ``(inputs, targets)`` batches such as a ``DataLoader`` (each
+batch moved to the model's device as it is used); see
+:func:`landscape.data.as_batches`.  The loss is any ``criterion(output,
+target)`` returning the batch mean (default: cross-entropy); accuracy is
+reported only for classification (integer targets and ``(N, C)`` outputs),
+NaN otherwise.
 
 BatchNorm modes (:class:`BNMode`):
 
 * ``keep``: the running statistics stored with the weights;
-* ``recompute``: statistics recomputed at each point by one pass over a train
-  subset (``torch.optim.swa_utils.update_bn``), the right choice for any point
+* ``recompute``: statistics recomputed at each point by one pass over train
+  data (``torch.optim.swa_utils.update_bn``), the right choice for any point
   that is not a trained solution (interpolations, perturbations, averages);
 * ``batch``: batch statistics of each evaluation batch.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Linear(3, 1, bias=False)
+    >>> _ = net.weight.data.fill_(1.0)
+    >>> x, y = torch.ones(4, 3), torch.zeros(4, 1)
+    >>> ev = Evaluator(net, (x, y), loss=nn.MSELoss())
+    >>> m = ev.metrics(["train"])["train"]
+    >>> m.loss, m.acc != m.acc  # (1+1+1)^2 = 9; no accuracy for regression
+    (9.0, True)
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import update_bn
 
-from landscape._errors import UserError
-from landscape.data import TensorData
+from landscape._errors import UserError, UserTypeError
+from landscape.data import Batches, StreamBatches, TensorBatches, as_batches
 from landscape.models import has_batchnorm
 from landscape.params import ParamLayout
+
+#: A loss ``criterion(output, target)`` returning the mean over the batch.
+Criterion = Callable[[Tensor, Tensor], Tensor]
 
 
 class BNMode(str, Enum):
@@ -46,7 +76,11 @@ class BNMode(str, Enum):
 
 @dataclass(frozen=True)
 class Metrics:
-    """Mean loss, accuracy and the standard error of the mean loss over ``n`` samples."""
+    """Mean loss, accuracy and the standard error of the mean loss over ``n`` samples.
+
+    ``acc`` is NaN for a regression loss; ``loss_sem`` is NaN when the loss
+    gives no per-sample values (a plain callable).
+    """
 
     loss: float
     acc: float
@@ -62,7 +96,7 @@ class Metrics:
 SPLITS = ("train", "test")
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     """``torch.device`` for a ``--device`` value, with a clear error if unavailable.
 
     Raises:
@@ -75,36 +109,217 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-class Evaluator:
-    """Loss and accuracy of ``model`` at flat weight vectors, on train and test data.
-
-    Args:
-        model: The network; its parameters are overwritten by :meth:`set_point`.
-        data: Pre-loaded tensors.
-        bn: BatchNorm mode; ``None`` picks ``recompute`` for models with BN,
-            ``keep`` otherwise.
-        device: Where to evaluate.
-        batch_size: Samples per forward pass.
-        train_samples: Evaluate on a seeded subset of the train split.
-        test_samples: Evaluate on a seeded subset of the test split.
-        bn_samples: Train samples used to recompute BN statistics (``None``: the
-            whole evaluated train split).
-        l2: Weight decay coefficient; adds ``l2 * ||θ||² / 2`` to the train loss
-            (the SWA paper plots this regularized train loss).
-        seed: Seed of the subsets.
-        compile: Run the forward pass through ``torch.compile`` (seconds to
-            compile once; then faster for 2D convolutions on CPU, e.g. 1.6x on
-            the seed-000 CNN, and no gain for the small 1D CNN).
+def model_device(model: nn.Module) -> torch.device:
+    """The one device the parameters of ``model`` live on.
 
     Raises:
-        UserError: If a BN mode other than ``keep`` is asked of a model without BN.
+        UserError: If the model has no parameters, none trainable, or they are
+            spread over several devices.
+    """
+    params = list(model.parameters())
+    if not params or not any(p.requires_grad for p in params):
+        raise UserError(
+            f"the model ({type(model).__name__}) has no trainable parameters (none with "
+            "requires_grad=True); pass a model whose parameters can be differentiated")
+    devices = {p.device for p in params}
+    if len(devices) > 1:
+        raise UserError(f"the model's parameters live on {sorted(map(str, devices))}; "
+                        "put the model on one device with model.to(device)")
+    return params[0].device
+
+
+# =========================================================================== loss
+class Loss:
+    """A criterion with per-sample values where it can give them.
+
+    ``torch.nn`` losses and ``torch.nn.functional`` losses that take a
+    ``reduction`` argument give per-sample losses (for the standard error and
+    exact sums); any other callable is used as a batch mean.
+
+    Args:
+        criterion: ``criterion(output, target) -> scalar`` (default
+            ``nn.CrossEntropyLoss()``).
+
+    Raises:
+        UserTypeError: If ``criterion`` is not callable.
+    """
+
+    def __init__(self, criterion: Criterion | None = None) -> None:
+        if criterion is None:
+            criterion = nn.CrossEntropyLoss()
+        if not callable(criterion):
+            raise UserTypeError(f"the loss must be a callable criterion(output, target), "
+                                f"got {type(criterion).__name__}")
+        self.criterion = criterion
+        self._none: Criterion | None = None
+        self._sum: Criterion | None = None  # one fused kernel, exact for per-sample losses
+        if isinstance(criterion, nn.CrossEntropyLoss) and criterion.weight is None:
+            self._sum = partial(F.cross_entropy, ignore_index=criterion.ignore_index,
+                                label_smoothing=criterion.label_smoothing,
+                                reduction="sum")
+        elif criterion is F.cross_entropy:
+            self._sum = partial(F.cross_entropy, reduction="sum")
+        if isinstance(criterion, nn.modules.loss._Loss):
+            if getattr(criterion, "weight", None) is None:
+                per = copy.copy(criterion)
+                per.reduction = "none"
+                self._none = per
+        elif criterion is F.cross_entropy:
+            self._none = partial(F.cross_entropy, reduction="none")
+        else:
+            try:
+                params = inspect.signature(criterion).parameters
+            except (TypeError, ValueError):
+                params = {}
+            if "reduction" in params:
+                self._none = partial(criterion, reduction="none")
+
+    @property
+    def per_sample(self) -> bool:
+        """Whether per-sample losses are available."""
+        return self._none is not None
+
+    def samples(self, out: Tensor, y: Tensor) -> Tensor:
+        """``(n,)`` per-sample losses (mean over any further dimensions).
+
+        Returns:
+            The per-sample losses.
+        """
+        assert self._none is not None
+        v = self._none(out, y)
+        return v.reshape(len(y), -1).mean(1) if v.ndim > 1 else v
+
+    def mean(self, out: Tensor, y: Tensor) -> Tensor:
+        """The criterion's batch mean, checked to be a scalar.
+
+        Returns:
+            A 0-dim tensor.
+
+        Raises:
+            UserTypeError: If the criterion returns anything but a scalar tensor.
+        """
+        v = self.criterion(out, y)
+        if not isinstance(v, Tensor) or v.ndim != 0:
+            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise UserTypeError(
+                f"the loss returned {shape}, not a scalar; pass a criterion that "
+                "averages over the batch, e.g. nn.CrossEntropyLoss() or nn.MSELoss()")
+        return v
+
+    def total(self, out: Tensor, y: Tensor) -> Tensor:
+        """Sum of the batch's losses (per-sample sum, else mean × batch size).
+
+        Returns:
+            A 0-dim tensor.
+        """
+        if self._sum is not None and y.ndim == 1:
+            return self._sum(out, y)
+        if self._none is not None:
+            return self.samples(out, y).sum()
+        return self.mean(out, y) * len(y)
+
+
+def is_classification(out: Tensor, y: Tensor) -> bool:
+    """Integer targets with ``(N, C)`` scores: accuracy is defined."""
+    return (not y.is_floating_point() and not y.is_complex() and out.ndim >= 2
+            and out.shape[1] > 1 and y.ndim == 1)
+
+
+def _forward(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``model(x)``, turning a device clash into a one-line error."""
+    try:
+        return model(x)
+    except RuntimeError as e:
+        text = str(e)
+        if any(k in text for k in ("same device", "expected device", "device type")):
+            raise UserError(
+                "the model and the data are on different devices (" +
+                text.splitlines()[0][:120] + "); give the model's device with "
+                "device=... or move the model with model.to(device)") from e
+        raise
+
+
+def _lowp(out: Tensor) -> Tensor:
+    return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+
+
+class _SplitStats:
+    """Accumulated per-sample losses (or batch sums) and correctness of one split."""
+
+    def __init__(self) -> None:
+        self.losses: list[Tensor] = []
+        self.sums: list[float] = []
+        self.correct: list[Tensor] = []
+        self.n = 0
+        self.cls: bool | None = None
+
+    def add(self, loss: Loss, out: Tensor, y: Tensor) -> None:
+        if loss.per_sample:
+            self.losses.append(loss.samples(out, y))
+        else:
+            self.sums.append(float(loss.mean(out, y).double()) * len(y))
+        if self.cls is None:
+            self.cls = is_classification(out, y)
+        if self.cls:
+            self.correct.append(out.argmax(1) == y)
+        self.n += len(y)
+
+    def part(self, start: int, n: int) -> _SplitStats:
+        """The samples ``start .. start + n`` (of a fused pass with per-sample losses)."""
+        p = _SplitStats()
+        p.losses = [torch.cat(self.losses)[start:start + n]]
+        if self.correct:
+            p.correct = [torch.cat(self.correct)[start:start + n]]
+        p.n, p.cls = n, self.cls
+        return p
+
+    def metrics(self) -> Metrics:
+        n = self.n
+        if self.losses:
+            loss = (torch.cat(self.losses) if len(self.losses) > 1 else self.losses[0]
+                    ).double()
+            mean = float(loss.mean())
+            sem = float(loss.std() / math.sqrt(n)) if n > 1 else math.nan
+        else:
+            mean, sem = math.fsum(self.sums) / n, math.nan
+        acc = math.nan
+        if self.correct:
+            corr = torch.cat(self.correct) if len(self.correct) > 1 else self.correct[0]
+            acc = float(corr.double().mean())
+        return Metrics(mean, acc, sem, n)
+
+
+# =========================================================================== evaluator
+class Evaluator:
+    """Loss (and accuracy) of ``model`` at flat weight vectors, on train and test data.
+
+    Args:
+        model: The network; its parameters are overwritten by :meth:`set_point`
+            (and it is moved to ``device``).
+        train: Train data: ``(inputs, targets)`` tensors or a ``DataLoader``
+            (see :func:`landscape.data.as_batches`), or ``None``.
+        test: Test data, likewise.
+        loss: ``criterion(output, target)`` (default cross-entropy).
+        bn: BatchNorm mode; ``None`` picks ``recompute`` for models with BN,
+            ``keep`` otherwise.
+        device: Where to evaluate (default: the model's device).
+        batch_size: Samples per forward pass for in-memory tensors.
+        bn_data: Data whose inputs recompute BN statistics (default: ``train``).
+        bn_samples: Use only the first ``bn_samples`` samples of ``bn_data``.
+        l2: Weight decay coefficient; adds ``l2 * ||θ||² / 2`` to the train loss
+            (the SWA paper plots this regularized train loss).
+        compile: Run the forward pass through ``torch.compile``.
+
+    Raises:
+        UserError: For no data, a BN mode other than ``keep`` on a model
+            without BN, or a model without trainable parameters.
 
     Example:
         >>> from landscape.data import load_dataset
         >>> from landscape.models import build_model
         >>> d = load_dataset("mnist1d", root=None, num_samples=100)
         >>> net = build_model("mnist1d-mlp", d.in_shape, 10)
-        >>> ev = Evaluator(net, d)
+        >>> ev = Evaluator(net, (d.x_train, d.y_train), (d.x_test, d.y_test))
         >>> m = ev.evaluate(ev.layout.read(net))
         >>> m["train"].n, m["test"].n
         (80, 20)
@@ -113,40 +328,57 @@ class Evaluator:
     def __init__(
         self,
         model: nn.Module,
-        data: TensorData,
+        train: Any = None,
+        test: Any = None,
         *,
+        loss: Criterion | Loss | None = None,
         bn: BNMode | str | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         batch_size: int = 4096,
-        train_samples: int | None = None,
-        test_samples: int | None = None,
+        bn_data: Any = None,
         bn_samples: int | None = None,
         l2: float = 0.0,
-        seed: int = 0,
         compile: bool = False,
     ) -> None:
+        if not isinstance(model, nn.Module):
+            raise UserTypeError(f"model must be a torch.nn.Module, got "
+                                f"{type(model).__name__}")
         self.has_bn = has_batchnorm(model)
         if bn is None:
             bn = BNMode.RECOMPUTE if self.has_bn else BNMode.KEEP
-        self.bn = BNMode(bn)
+        try:
+            self.bn = BNMode(bn)
+        except ValueError:
+            raise UserError(f"unknown BN mode {bn!r}; use keep, recompute or batch"
+                            ) from None
         if self.bn is not BNMode.KEEP and not self.has_bn:
             raise UserError(f"--bn {self.bn.value} needs a model with BatchNorm; "
                             "this model has none, use --bn keep")
         if batch_size < 1:
             raise UserError(f"batch size must be positive, got {batch_size}")
-        self.device = torch.device(device)
+        self.device = model_device(model) if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.dtype = next(model.parameters()).dtype
         self.layout = ParamLayout.from_module(model)
         self.buffer_layout = ParamLayout.buffers_of(model)
+        self.loss = loss if isinstance(loss, Loss) else Loss(loss)
         self.batch_size = batch_size
         self.l2 = float(l2)
-        d = data.subset(train_samples, test_samples, seed)
-        self.x = {"train": d.x_train.to(self.device), "test": d.x_test.to(self.device)}
-        self.y = {"train": d.y_train.to(self.device), "test": d.y_test.to(self.device)}
-        n_bn = len(d.y_train) if bn_samples is None else min(bn_samples, len(d.y_train))
-        self._bn_batches = list(self.x["train"][:n_bn].split(batch_size))
+        self.data: dict[str, Batches] = {}
+        for split, d in (("train", train), ("test", test)):
+            if d is not None:
+                self.data[split] = as_batches(d, batch_size)
+        if not self.data:
+            raise UserError("no data to evaluate on; pass train (and test) data as "
+                            "(inputs, targets) tensors or a DataLoader")
+        bn_src = bn_data if bn_data is not None else train
+        self._bn = None if bn_src is None else as_batches(bn_src, batch_size)
+        self._bn_samples = bn_samples
+        if self.bn is BNMode.RECOMPUTE and self._bn is None:
+            raise UserError("bn=recompute needs train data (or bn_data) to recompute "
+                            "the BatchNorm statistics")
         self._weights: Tensor | None = None
-        self._cat: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        self._fused: dict[tuple[str, ...], TensorBatches] = {}
         self._forward = torch.compile(self.model) if compile else self.model
 
     # ------------------------------------------------------------------ points
@@ -162,7 +394,7 @@ class Evaluator:
         self.layout.write(self.model, weights)
         self._weights = weights
         if self.bn is BNMode.RECOMPUTE:
-            update_bn(self._bn_batches, self.model)
+            update_bn(self._bn_inputs(), self.model)
         elif buffers is not None and self.buffer_layout.numel:
             self.buffer_layout.write(self.model, buffers, buffers=True)
         elif self.has_bn and self.bn is BNMode.KEEP:
@@ -173,115 +405,372 @@ class Evaluator:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.train()
 
+    def _bn_inputs(self) -> Iterator[Tensor]:
+        """Inputs (on the device) of the BN-recompute data, ``bn_samples`` at most."""
+        assert self._bn is not None
+        left = self._bn_samples
+        source = (self._bn.to(self.device, self.dtype) if isinstance(self._bn, TensorBatches)
+                  else self._bn)
+        for xb, _ in source:
+            if left is not None:
+                if left <= 0:
+                    return
+                xb, left = xb[:left], left - len(xb)
+            yield self._input(xb)
+
+    def _input(self, xb: Tensor) -> Tensor:
+        xb = xb.to(self.device, non_blocking=True)
+        return xb.to(self.dtype) if xb.is_floating_point() else xb
+
     def read_buffers(self) -> Tensor:
         """The model's current BN buffers as a flat vector (after :meth:`set_point`)."""
         return self.buffer_layout.read(self.model, buffers=True)
 
+    def num_samples(self, split: str) -> int | None:
+        """Samples of ``split`` (``None`` for a stream not yet read once)."""
+        return self.data[split].num_samples
+
     # ------------------------------------------------------------------ metrics
-    def _fused(self, splits: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """Inputs and labels of ``splits`` concatenated once and cached."""
-        key = tuple(splits)
-        if key not in self._cat:
-            if len(key) == 1:
-                self._cat[key] = (self.x[key[0]], self.y[key[0]])
-            else:
-                self._cat[key] = (torch.cat([self.x[s] for s in key]),
-                                  torch.cat([self.y[s] for s in key]))
-        return self._cat[key]
+    def _source(self, split: str) -> Batches:
+        d = self.data[split]
+        return d.to(self.device, self.dtype) if isinstance(d, TensorBatches) else d
+
+    def _fused_source(self, splits: tuple[str, ...]) -> TensorBatches:
+        """In-memory splits concatenated once: in eval mode samples are independent,
+        so train and test go through the model in one pass of large batches."""
+        if splits not in self._fused:
+            parts = [self._source(s) for s in splits]
+            self._fused[splits] = TensorBatches(
+                torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]),
+                self.batch_size)
+        return self._fused[splits]
 
     @torch.inference_mode()
-    def _per_sample(self, splits: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
-        """Per-sample losses and correctness for each split, in one fused pass."""
-        x, y = self._fused(splits)
-        losses, correct = [], []
-        for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
-            out = self._forward(xb)
-            losses.append(F.cross_entropy(out.float(), yb, reduction="none"))
-            correct.append(out.argmax(1) == yb)
-        loss = torch.cat(losses) if len(losses) > 1 else losses[0]
-        corr = torch.cat(correct) if len(correct) > 1 else correct[0]
-        out_d, start = {}, 0
+    def _collect(self, splits: tuple[str, ...]) -> dict[str, _SplitStats]:
+        """Per-sample losses (or batch sums) and correctness of each split."""
+        fused = (len(splits) > 1 and self.loss.per_sample and self.bn is not BNMode.BATCH
+                 and all(isinstance(self.data[s], TensorBatches) for s in splits))
+        sources = [("+", self._fused_source(splits))] if fused else [
+            (s, self._source(s)) for s in splits]
+        stats: dict[str, _SplitStats] = {}
+        for name, src in sources:
+            st = stats.setdefault(name, _SplitStats())
+            for xb, yb in src:
+                xb, yb = self._input(xb), yb.to(self.device, non_blocking=True)
+                out = _lowp(_forward(self._forward, xb))
+                st.add(self.loss, out, yb)
+        if not fused:
+            return stats
+        whole, start = stats["+"], 0
         for s in splits:
-            n = len(self.y[s])
-            out_d[s] = (loss[start:start + n], corr[start:start + n])
+            n = self.data[s].num_samples
+            stats[s] = whole.part(start, n)
             start += n
-        return out_d
+        return stats
 
     def metrics(self, splits: Sequence[str] = SPLITS) -> dict[str, Metrics]:
-        """Metrics at the point last given to :meth:`set_point`.
+        """Metrics at the point last given to :meth:`set_point` (or the model's own).
 
         Raises:
-            UserError: For an unknown split name.
+            UserError: For an unknown or absent split.
         """
         for s in splits:
-            if s not in self.x:
-                raise UserError(f"unknown split {s!r}; use train or test")
-        if self.bn is BNMode.BATCH:  # batch statistics: evaluate splits separately
-            per = {}
-            for s in splits:
-                per.update(self._per_sample([s]))
-        else:
-            per = self._per_sample(list(splits))
+            if s not in self.data:
+                have = ", ".join(self.data)
+                raise UserError(f"no {s!r} data in this evaluator (it has {have}); "
+                                f"pass {s}=... when building it")
+        per = self._collect(tuple(splits))
         reg = 0.0
-        if self.l2 and self._weights is not None:
-            reg = 0.5 * self.l2 * float(self._weights.double().pow(2).sum())
-        out = {}
-        for s, (loss, corr) in per.items():
-            n = loss.numel()
-            mean = float(loss.double().mean())
-            sem = float(loss.double().std() / math.sqrt(n)) if n > 1 else float("nan")
-            if s == "train":
-                mean += reg
-            out[s] = Metrics(mean, float(corr.double().mean()), sem, n)
+        if self.l2:
+            w = self._weights if self._weights is not None else self.layout.read(self.model)
+            reg = 0.5 * self.l2 * float(w.double().pow(2).sum())
+        out = {s: per[s].metrics() for s in splits}
+        if "train" in out and reg:
+            m = out["train"]
+            out["train"] = Metrics(m.loss + reg, m.acc, m.loss_sem, m.n)
         return out
 
     def evaluate(
         self, weights: Tensor, buffers: Tensor | None = None,
         splits: Sequence[str] = SPLITS,
     ) -> dict[str, Metrics]:
-        """:meth:`set_point` then :meth:`metrics`."""
+        """:meth:`set_point` then :meth:`metrics`.
+
+        Returns:
+            ``{split: Metrics}``.
+        """
         self.set_point(weights, buffers)
         return self.metrics(splits)
 
-    # ------------------------------------------------------------------ functional
-    def loss_function(
-        self, buffers: Tensor | None = None, split: str = "train",
-        samples: int | None = None,
-    ) -> Callable[[Tensor], Tensor]:
-        r"""A differentiable ``f(θ) -> mean loss`` over a fixed sample set.
-
-        BatchNorm runs in eval mode with the given buffers (the solution's
-        statistics), so ``f`` is a deterministic function of ``θ`` alone, as the
-        Hessian and the sharpness measures need.  Built on
-        ``torch.func.functional_call``; works with ``torch.func`` transforms.
+    # ------------------------------------------------------------------ objective
+    def risk(self, split: str = "train", buffers: Tensor | None = None, *,
+             dtype: torch.dtype | None = None, graph_cache: int = 1) -> EmpiricalRisk:
+        """The differentiable loss of ``split`` with BatchNorm frozen in eval mode.
 
         Args:
-            buffers: BN buffers to hold fixed (``None``: the model's current ones).
             split: ``train`` or ``test``.
-            samples: Use only the first ``samples`` samples of the split.
+            buffers: BN buffers to hold fixed (``None``: the model's current ones).
+            dtype: Compute dtype (``None``: the model's).
+            graph_cache: See :class:`EmpiricalRisk`.
 
         Returns:
-            The loss function of a flat ``(n_params,)`` vector.
+            The :class:`EmpiricalRisk` (the train one includes the ``l2`` term).
+
+        Raises:
+            UserError: For an absent split.
         """
+        if split not in self.data:
+            raise UserError(f"no {split!r} data in this evaluator; pass {split}=...")
+        fixed = None
         if buffers is not None and self.buffer_layout.numel:
-            self.buffer_layout.write(self.model, buffers, buffers=True)
-        self.model.eval()
-        x, y = self.x[split], self.y[split]
-        if samples is not None:
-            x, y = x[:samples], y[:samples]
-        fixed = {k: v.detach() for k, v in self.model.named_buffers()}
-        model, layout, bs, n = self.model, self.layout, self.batch_size, len(y)
-        l2 = self.l2 if split == "train" else 0.0
+            fixed = self.buffer_layout.unflatten(buffers)
+        return EmpiricalRisk(self.model, self.data[split], self.loss, buffers=fixed,
+                             l2=self.l2 if split == "train" else 0.0, device=self.device,
+                             dtype=dtype, graph_cache=graph_cache)
 
-        def f(theta: Tensor) -> Tensor:
-            params = layout.unflatten(theta)
-            total = theta.new_zeros(())
-            for xb, yb in zip(x.split(bs), y.split(bs), strict=True):
-                out = torch.func.functional_call(model, {**params, **fixed}, (xb,))
-                total = total + F.cross_entropy(out, yb, reduction="sum")
-            loss = total / n
-            if l2:
-                loss = loss + 0.5 * l2 * theta.pow(2).sum()
-            return loss
 
-        return f
+# =========================================================================== risk
+class EmpiricalRisk:
+    r"""The mean loss over fixed data as a function of a flat weight vector.
+
+    .. math::
+        L(\theta) = \frac{1}{N} \sum_b \sum_{i \in b} \ell(f_\theta(x_i), y_i)
+            + \frac{\lambda}{2} \|\theta\|^2 ,
+
+    with BatchNorm in eval mode and its buffers held fixed, so :math:`L` is a
+    deterministic function of :math:`\theta` alone.  Values, gradients and
+    Hessian-vector products are accumulated batch by batch (the HVP of batch
+    :math:`b` is :math:`\nabla_\theta (\nabla_\theta L_b^\top v)`, double
+    backward), so memory holds one batch's graph at a time.  When the data fit
+    in ``graph_cache`` batches the gradient graphs are built once per point
+    and reused by every product (one backward pass per HVP).
+
+    Under ``torchrun`` (``torch.distributed`` initialized, world size > 1)
+    each rank takes every ``world``-th batch and the sums are combined with
+    ``all_reduce``; every rank must see the same batches in the same order.
+
+    Args:
+        model: The network (its own parameters are not changed).
+        data: Batches (anything :func:`landscape.data.as_batches` accepts).
+        loss: The criterion (a :class:`Loss` or a callable).
+        buffers: Named BN buffers to use (``None``: the model's current ones).
+        l2: Weight decay coefficient :math:`\lambda`.
+        device: Where to compute (default: the model's device).
+        dtype: Compute dtype (default: the model's parameters').
+        graph_cache: Largest number of batches whose gradient graphs are kept
+            between HVPs at the same point (memory grows with it).
+        distributed: Split batches over ``torch.distributed`` ranks when
+            initialized (``None``: automatically).
+
+    Raises:
+        UserError: For a model without trainable parameters.
+    """
+
+    def __init__(self, model: nn.Module, data: Any, loss: Criterion | Loss | None = None,
+                 *, buffers: Mapping[str, Tensor] | None = None, l2: float = 0.0,
+                 device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = None, graph_cache: int = 1,
+                 distributed: bool | None = None) -> None:
+        self.device = model_device(model) if device is None else torch.device(device)
+        self.model = model
+        self.layout = ParamLayout.from_module(model)
+        ref = next(model.parameters())
+        self.dtype = dtype or ref.dtype
+        self.data = as_batches(data)
+        self.loss = loss if isinstance(loss, Loss) else Loss(loss)
+        src = dict(model.named_buffers()) if buffers is None else dict(buffers)
+        self.buffers = {k: v.detach().to(self.device).clone() for k, v in src.items()}
+        for k, v in self.buffers.items():
+            if v.is_floating_point():
+                self.buffers[k] = v.to(self.dtype)
+        self.l2 = float(l2)
+        self.graph_cache = int(graph_cache)
+        self.rank, self.world = _dist_info(distributed)
+        self._n: int | None = None
+        self._fingerprint: tuple[int, float] | None = None
+        self._graphs: tuple[Tensor, list[tuple[Tensor, Tensor]]] | None = None
+
+    @property
+    def num_params(self) -> int:
+        """Length of :math:`\\theta`."""
+        return self.layout.numel
+
+    # -------------------------------------------------------------- batches
+    def _all(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """``(index, inputs, targets)`` of every batch, on the device, checked."""
+        src = (self.data.to(self.device, self.dtype) if isinstance(self.data, TensorBatches)
+               else self.data)
+        for i, (xb, yb) in enumerate(src):
+            if isinstance(self.data, StreamBatches):
+                xb = xb.to(self.device, non_blocking=True)
+                if xb.is_floating_point():
+                    xb = xb.to(self.dtype)
+                yb = yb.to(self.device, non_blocking=True)
+                if yb.is_floating_point():
+                    yb = yb.to(self.dtype)
+                if i == 0:
+                    self._check_fingerprint(xb)
+            yield i, xb, yb
+
+    def _check_fingerprint(self, xb: Tensor) -> None:
+        fp = (len(xb), float(xb.detach().double().sum()))
+        if self._fingerprint is None:
+            self._fingerprint = fp
+        elif fp != self._fingerprint:
+            raise UserError(
+                "the data loader yields different batches on each pass (shuffle=True or "
+                "random augmentation?); curvature and sharpness need a fixed sample set: "
+                "use a DataLoader with shuffle=False and no random transforms")
+
+    def _mine(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """This rank's batches (all of them without ``torch.distributed``)."""
+        for i, xb, yb in self._all():
+            if i % self.world == self.rank:
+                yield i, xb, yb
+
+    @property
+    def num_samples(self) -> int:
+        """:math:`N` (one counting pass over a stream the first time)."""
+        if self._n is None:
+            n = self.data.num_samples
+            if n is None:
+                n = sum(len(yb) for _, _, yb in self._all())
+            self._n = int(n)
+        return self._n
+
+    def _reduce(self, t: Tensor) -> Tensor:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(t)
+        return t
+
+    # -------------------------------------------------------------- maths
+    def _batch_loss(self, theta: Tensor, i: int, xb: Tensor, yb: Tensor) -> Tensor:
+        """``(sum of batch losses) / N`` (plus the ``l2`` term on batch 0)."""
+        params = self.layout.unflatten(theta)
+        out = _forward(partial(torch.func.functional_call, self.model,
+                               {**params, **self.buffers}), xb)
+        loss = self.loss.total(out, yb) / self.num_samples
+        if self.l2 and i == 0:
+            loss = loss + 0.5 * self.l2 * theta.pow(2).sum()
+        return loss
+
+    def _point(self, theta: Tensor) -> Tensor:
+        self.layout.check_vector(theta, "theta")
+        return theta.detach().to(self.device, self.dtype)
+
+    def value(self, theta: Tensor) -> float:
+        """:math:`L(\\theta)` (no graph).
+
+        Returns:
+            The loss.
+        """
+        t = self._point(theta)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for i, xb, yb in self._mine():
+                total += self._batch_loss(t, i, xb, yb).double()
+        return float(self._reduce(total))
+
+    __call__ = value
+
+    def value_and_grad(self, theta: Tensor) -> tuple[float, Tensor]:
+        """:math:`L(\\theta)` and :math:`\\nabla L(\\theta)`, one batch at a time.
+
+        Returns:
+            The loss and the ``(n,)`` gradient (dtype of the computation).
+        """
+        t = self._point(theta).requires_grad_(True)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        grad = torch.zeros_like(t)
+        with torch.enable_grad():
+            for i, xb, yb in self._mine():
+                loss = self._batch_loss(t, i, xb, yb)
+                (g,) = torch.autograd.grad(loss, t)
+                grad += g
+                total += loss.detach().double()
+        self._reduce(grad)
+        return float(self._reduce(total)), grad
+
+    def hvp(self, theta: Tensor) -> Callable[[Tensor], Tensor]:
+        r"""The Hessian-vector product :math:`v \mapsto \nabla^2 L(\theta)\, v`.
+
+        Returns:
+            A function of ``(n,)`` vectors returning ``(n,)`` vectors.
+        """
+        t = self._point(theta).requires_grad_(True)
+        cached: list[tuple[Tensor, Tensor]] | None = None
+        n_batches = None
+        if isinstance(self.data, TensorBatches):
+            n_batches = math.ceil(self.data.num_samples / self.data.batch_size)
+        if n_batches is not None and n_batches <= self.graph_cache:
+            cached = []
+            with torch.enable_grad():
+                for i, xb, yb in self._mine():
+                    (g,) = torch.autograd.grad(self._batch_loss(t, i, xb, yb), t,
+                                               create_graph=True)
+                    cached.append((g, t))
+
+        def hv(v: Tensor) -> Tensor:
+            v = v.to(self.device, self.dtype)
+            out = torch.zeros_like(t)
+            with torch.enable_grad():
+                if cached is not None:
+                    for g, tt in cached:
+                        out += _grad_dot(g, tt, v, retain=True)
+                else:
+                    for i, xb, yb in self._mine():
+                        tb = t.detach().requires_grad_(True)
+                        (g,) = torch.autograd.grad(self._batch_loss(tb, i, xb, yb), tb,
+                                                   create_graph=True)
+                        out += _grad_dot(g, tb, v, retain=False)
+            return self._reduce(out)
+
+        return hv
+
+    @torch.no_grad()
+    def error(self, theta: Tensor) -> float:
+        """The 0-1 error of ``theta`` on the data (classification only).
+
+        Returns:
+            The error rate.
+
+        Raises:
+            UserError: For a regression loss.
+        """
+        t = self._point(theta)
+        params = self.layout.unflatten(t)
+        counts = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for _, xb, yb in self._mine():
+            out = torch.func.functional_call(self.model, {**params, **self.buffers}, (xb,))
+            if not is_classification(out, yb):
+                raise UserError("a 0-1 error needs a classifier (integer targets, (N, C) "
+                                "outputs); use the loss as the metric instead")
+            counts += torch.stack([(out.argmax(1) == yb).sum().double(),
+                                   torch.tensor(float(len(yb)), dtype=torch.float64,
+                                                device=self.device)])
+        right, n = self._reduce(counts).tolist()
+        return 1.0 - right / n  # as Metrics.err: the same rounding as 1 - accuracy
+
+
+def _grad_dot(g: Tensor, t: Tensor, v: Tensor, *, retain: bool) -> Tensor:
+    """:math:`\\nabla_t (g^\\top v)` (zero where ``g`` does not depend on ``t``)."""
+    if not g.requires_grad:  # the loss is linear in t: H = 0
+        return torch.zeros_like(t)
+    (hv,) = torch.autograd.grad(g, t, v, retain_graph=retain, allow_unused=True)
+    return torch.zeros_like(t) if hv is None else hv.detach()
+
+
+def _dist_info(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world)`` when the batches are to be split, else ``(0, 1)``."""
+    if distributed is False:
+        return 0, 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if distributed:
+        raise UserError("distributed=True but torch.distributed is not initialized; run "
+                        "under torchrun or call init_process_group first")
+    return 0, 1

@@ -15,7 +15,8 @@ r"""The train–test gap: per solution, along the trajectory, and along the SGD�
   :math:`(t_{test} - t_{train})\,\|\theta_b - \theta_a\|` is an L2 distance,
   positive when the test-error minimum lies further towards ``b``.
 
-Results are stored under ``/measures/gap``.
+:func:`landscape.jobs.gap.measure_gap` runs all three on a run file and stores
+them under ``/measures/gap``.
 
 Example:
     >>> t = np.linspace(-0.5, 1.5, 21)
@@ -26,22 +27,18 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from landscape import store
 from landscape._errors import UserError
-from landscape.data import TensorData
-from landscape.evaluate import BNMode, Evaluator
+from landscape.evaluate import Evaluator
 
 
 # =========================================================================== pure maths
@@ -123,28 +120,28 @@ def train_test_shift(t: np.ndarray, train_loss: np.ndarray, test_err: np.ndarray
     return Shift(a, b, b - a, float(distance), (b - a) * float(distance))
 
 
-def solution_gaps(f: Any) -> dict[str, dict[str, float]]:
-    """Test − train loss and error of every stored solution, from its stored metrics.
+def metric_gaps(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Test − train loss and error from a solution's stored metrics.
 
     Args:
-        f: An open run file.
+        metrics: ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc``
+            (missing ones count as NaN).
 
     Returns:
-        ``{solution: {train_loss, test_loss, train_err, test_err, loss_gap,
-        err_gap}}`` (NaN where a metric is missing).
+        ``{train_loss, test_loss, train_err, test_err, loss_gap, err_gap}``.
+
+    Example:
+        >>> metric_gaps({"train_loss": 0.1, "test_loss": 0.4, "train_acc": 1.0,
+        ...              "test_acc": 0.9})["err_gap"]
+        0.09999999999999998
     """
-    out = {}
-    for name in store.solution_names(f):
-        a = f["solutions"][name].attrs
+    def get(k: str) -> float:
+        return float(metrics[k]) if k in metrics else math.nan
 
-        def get(k: str, a: Any = a) -> float:
-            return float(a[k]) if k in a else math.nan
-
-        tl, vl = get("train_loss"), get("test_loss")
-        te, ve = 1 - get("train_acc"), 1 - get("test_acc")
-        out[name] = {"train_loss": tl, "test_loss": vl, "train_err": te, "test_err": ve,
-                     "loss_gap": vl - tl, "err_gap": ve - te}
-    return out
+    tl, vl = get("train_loss"), get("test_loss")
+    te, ve = 1 - get("train_acc"), 1 - get("test_acc")
+    return {"train_loss": tl, "test_loss": vl, "train_err": te, "test_err": ve,
+            "loss_gap": vl - tl, "err_gap": ve - te}
 
 
 # =========================================================================== evaluation
@@ -248,102 +245,3 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
     return LineGap(ts, metrics, train_test_shift(ts, metrics["train_loss"],
                                                  metrics["test_err"], distance=dist,
                                                  refine=refine))
-
-
-# =========================================================================== run file
-def measure_gap(
-    path: str | os.PathLike, *, a: str = "sgd", b: str = "swa", points: int = 21,
-    t_min: float = -0.5, t_max: float = 1.5, bn: str | None = None,
-    trajectories: bool = True, model: nn.Module | None = None,
-    data: TensorData | None = None, device: str = "cpu", batch_size: int = 4096,
-    progress: bool = False, log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Compute every gap of a run file and store it under ``/measures/gap``.
-
-    Args:
-        path: Run file.
-        a: Solution at ``t = 0`` of the line.
-        b: Solution at ``t = 1``.
-        points: Number of ``t`` values.
-        t_min: First ``t``.
-        t_max: Last ``t``.
-        bn: BN mode along the line (``None``: recompute for BN models).
-        trajectories: Also evaluate every recorded trajectory point.
-        model: The run's model (``None``: rebuilt with
-            :func:`landscape.train.load_run_model`).
-        data: The run's data (with ``model``).
-        device: Where to evaluate.
-        batch_size: Samples per forward pass.
-        progress: tqdm bars on stderr.
-        log: Called with summary lines.
-
-    Returns:
-        ``{"solutions": ..., "line": LineGap, "trajectories": {run: arrays}}``.
-
-    Raises:
-        UserError: For a missing solution or a grid of fewer than 3 points.
-    """
-    if points < 3 or not t_max > t_min:
-        raise UserError(f"the line needs --points >= 3 and --t-max > --t-min, got "
-                        f"{points} points on [{t_min}, {t_max}]")
-    with store.open_run(path) as f:
-        sols = solution_gaps(f)
-        sa, sb = store.read_solution(f, a), store.read_solution(f, b)
-        trajs = {}
-        if trajectories and "trajectories" in f:
-            for run, g in f["trajectories"].items():
-                if "weights" in g and len(g["weights"]):
-                    trajs[run] = {k: g[k][()] for k in ("weights", "buffers", "epoch",
-                                                        "step") if k in g}
-    if model is None or data is None:
-        from landscape.train import load_run_model
-
-        model, data = load_run_model(path)
-    ev_line = Evaluator(copy.deepcopy(model), data, bn=bn, device=device,
-                        batch_size=batch_size)
-    line = line_gap(ev_line, sa.weights, sb.weights,
-                    np.linspace(t_min, t_max, points), progress=progress)
-    traj_out = {}
-    if trajs:
-        ev_keep = Evaluator(copy.deepcopy(model), data, bn=BNMode.KEEP, device=device,
-                            batch_size=batch_size)
-        for run, g in trajs.items():
-            bufs = g.get("buffers")
-            if bufs is not None and bufs.shape[-1] == 0:
-                bufs = None
-            traj_out[run] = trajectory_gaps(ev_keep, g["weights"], bufs,
-                                            progress=progress)
-            for k in ("epoch", "step"):
-                if k in g:
-                    traj_out[run][k] = np.asarray(g[k])
-    s = line.shift
-    with store.edit_run(path) as f:
-        root = f.require_group("measures")
-        if "gap" in root:
-            del root["gap"]
-        g = root.create_group("gap")
-        store.set_attrs(g, {
-            "from": a, "to": b, "points": points, "t_min": t_min, "t_max": t_max,
-            "bn": ev_line.bn.value, "distance": s.distance, "t_train_min": s.t_train,
-            "t_test_min": s.t_test, "shift_t": s.shift_t, "shift": s.shift,
-            "shift_abs": abs(s.shift), "refine": "parabola"})
-        gl = g.create_group("line")
-        store.write_array(gl, "t", line.t)
-        for k, v in line.metrics.items():
-            store.write_array(gl, k, v)
-        gs = g.create_group("solutions")
-        for name, vals in sols.items():
-            store.set_attrs(gs.create_group(name), vals)
-        gt = g.create_group("trajectories")
-        for run, arrs in traj_out.items():
-            gr = gt.create_group(run)
-            for k, v in arrs.items():
-                store.write_array(gr, k, np.asarray(v))
-    if log:
-        for name, v in sols.items():
-            log(f"{name}: test-train loss {v['loss_gap']:+.4f}, error "
-                f"{100 * v['err_gap']:+.2f} points")
-        log(f"line {a}->{b}: train-loss minimum at t={s.t_train:.3f}, test-error "
-            f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
-            f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})")
-    return {"solutions": sols, "line": line, "trajectories": traj_out}

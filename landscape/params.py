@@ -162,10 +162,21 @@ class ParamLayout:
             )
 
     # ----------------------------------------------------------------- module IO
-    def read(self, module: nn.Module, *, buffers: bool = False) -> Tensor:
-        """Current parameters (or buffers) of ``module`` as one flat float32 vector."""
+    def read(self, module: nn.Module, *, buffers: bool = False,
+             dtype: torch.dtype = torch.float32) -> Tensor:
+        """Current parameters (or buffers) of ``module`` as one flat CPU vector.
+
+        Args:
+            module: The module.
+            buffers: Read the buffers instead of the parameters.
+            dtype: The vector's dtype (float32, as run files store them; float64
+                keeps a float64 model exact).
+
+        Returns:
+            The ``(numel,)`` vector.
+        """
         src = dict(module.named_buffers() if buffers else module.named_parameters())
-        return self.flatten(src).to(torch.float32).cpu()
+        return self.flatten(src).to(dtype).cpu()
 
     @torch.no_grad()
     def write(self, module: nn.Module, vec: Tensor, *, buffers: bool = False) -> None:

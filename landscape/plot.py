@@ -1,12 +1,12 @@
 r"""Figures from HDF5 files only: surfaces, training curves, checkpoints, measures.
 
-Two layers.  The *readers* (``read_*``) open a run or results file and return
-plain numpy arrays and attributes; nothing else here touches HDF5.  The *plot
-functions* (``plot_*``) take a file path (or, for the measure plots, plain
-arrays), draw on ``ax`` (a new figure when ``ax=None``) and return ``(fig, ax)``,
-in the spirit of torchmetrics' ``plot()``.  Style is applied through
-:func:`matplotlib.rc_context`, with the Okabe–Ito colour-blind-safe palette
-(Okabe & Ito 2008), so nothing global changes.
+The *plot functions* (``plot_*``) take a file path — a run file, a results
+file or an analysis file written by :func:`landscape.save` — (or, for the
+measure plots, plain arrays from the :mod:`landscape.store` readers), draw on
+``ax`` (a new figure when ``ax=None``) and return ``(fig, ax)``, in the spirit
+of torchmetrics' ``plot()``.  Files are read through :mod:`landscape.store`.
+Style is applied through :func:`matplotlib.rc_context`, with the Okabe–Ito
+colour-blind-safe palette (Okabe & Ito 2008), so nothing global changes.
 
 This is the only module that imports matplotlib, and ``import landscape`` does
 not import it.  If pyplot has not been imported yet, the non-interactive Agg
@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import h5py
 import matplotlib
 import numpy as np
 
@@ -41,6 +39,19 @@ from matplotlib.figure import Figure
 
 from landscape._errors import UserError
 from landscape.stats import mean_ci
+from landscape.store import (
+    contents,
+    file_title,
+    read_checkpoints,
+    read_density,
+    read_history,
+    read_measure_arrays,
+    read_rays,
+    read_results,
+    read_surface,
+    read_widths,
+)
+from landscape.surface import Surface
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {
@@ -93,14 +104,6 @@ __all__ = [
     "plot_swa_vs_sgd",
     "plot_top_eigenvalues",
     "plot_width_distribution",
-    "read_checkpoints",
-    "read_density",
-    "read_history",
-    "read_measure_arrays",
-    "read_rays",
-    "read_results",
-    "read_surface",
-    "read_widths",
     "save_figure",
 ]
 
@@ -110,236 +113,6 @@ def style(**overrides: Any) -> Iterator[None]:
     """The package's matplotlib style as a context manager (nothing global changes)."""
     with matplotlib.rc_context({**STYLE, **overrides}):
         yield
-
-
-# =========================================================================== readers
-@contextmanager
-def _open(path: str | os.PathLike) -> Iterator[h5py.File]:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p} does not exist; pass a run or results file (.h5)")
-    if not h5py.is_hdf5(p):
-        raise UserError(f"{p} is not an HDF5 file; pass a run or results file (.h5)")
-    with h5py.File(p, "r") as f:
-        yield f
-
-
-def _run_title(f: h5py.File) -> str:
-    """``"<file stem>: <model> on <data>"`` for titles."""
-    stem = Path(f.filename).stem
-    model = f["model"].attrs.get("name", "") if "model" in f else ""
-    data = f["data"].attrs.get("name", "") if "data" in f else ""
-    detail = f"{model} on {data}" if model and data else (model or data)
-    return f"{stem}: {detail}" if detail else stem
-
-
-def _attr(obj: h5py.HLObject, key: str, default: Any = None) -> Any:
-    if key not in obj.attrs:
-        return default
-    v = obj.attrs[key]
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, str) and v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except json.JSONDecodeError:
-            return v
-    return v
-
-
-def read_history(path: str | os.PathLike) -> dict[str, Any]:
-    """Per-epoch metrics of each training run.
-
-    Returns:
-        ``{"title": str, "runs": {run: {key: (n_epochs,) array}}}``.
-
-    Raises:
-        UserError: If the file has no ``/history``.
-    """
-    with _open(path) as f:
-        if "history" not in f or not len(f["history"]):
-            raise UserError(f"{path} has no /history; it is not a finished run file")
-        runs = {r: {k: g[k][()] for k in g} for r, g in f["history"].items()}
-        return {"title": _run_title(f), "runs": runs}
-
-
-def read_surface(path: str | os.PathLike, name: str) -> dict[str, Any]:
-    """One surface: attributes, axes, metric grids, named points, trajectory.
-
-    Returns:
-        Dict with ``attrs``, ``x``, ``y`` (or None), ``grids`` ({metric: array}),
-        ``points`` ({name: (dim,) array}), ``trajectory`` (``(n, 2)`` or None),
-        ``trajectory_epoch`` and ``title``.
-
-    Raises:
-        UserError: If the surface does not exist.
-    """
-    with _open(path) as f:
-        if "surfaces" not in f or name not in f["surfaces"]:
-            have = list(f["surfaces"]) if "surfaces" in f else []
-            raise UserError(f"no surface {name!r} in {path}; choose one of "
-                            f"{have or '(none: run `landscape surface` first)'}")
-        g = f["surfaces"][name]
-        attrs = {k: _attr(g, k) for k in g.attrs}
-        grids = {k: g[k][()].astype(np.float64) for k in
-                 ("train_loss", "train_acc", "test_loss", "test_acc",
-                  "train_loss_sem", "test_loss_sem") if k in g}
-        stored = list(g["points"]) if "points" in g else []
-        order = [p for p in (_attr(g, "points") or []) if p in stored]
-        points = {k: np.atleast_1d(g["points"][k][()]).astype(np.float64)
-                  for k in order + [p for p in stored if p not in order]}
-        traj = g["trajectory/xy"][()] if "trajectory/xy" in g else None
-        tep = g["trajectory/epoch"][()] if "trajectory/epoch" in g else None
-        return {"name": name, "attrs": attrs, "x": g["axes/x"][()].astype(np.float64),
-                "y": g["axes/y"][()].astype(np.float64) if "axes/y" in g else None,
-                "grids": grids, "points": points, "trajectory": traj,
-                "trajectory_epoch": tep, "title": _run_title(f)}
-
-
-def read_checkpoints(path: str | os.PathLike) -> dict[str, Any]:
-    """Stored per-checkpoint test accuracies and the averaged model's accuracy.
-
-    Reads ``/measures/checkpoints/{epoch,test_acc}`` (written by
-    :func:`landscape.experiments.evaluate_checkpoints`) and ``/solutions/avg``.
-
-    Returns:
-        ``{"epoch", "test_acc", "avg_acc" (float or NaN), "title"}``.
-
-    Raises:
-        UserError: If the checkpoint accuracies were not stored.
-    """
-    with _open(path) as f:
-        if "measures/checkpoints/test_acc" not in f:
-            raise UserError(f"{path} has no /measures/checkpoints; evaluate them with "
-                            "landscape.experiments.evaluate_checkpoints (`landscape "
-                            "reproduce seed004` does)")
-        g = f["measures/checkpoints"]
-        avg = (float(f["solutions/avg"].attrs.get("test_acc", np.nan))
-               if "solutions/avg" in f else np.nan)
-        return {"epoch": g["epoch"][()], "test_acc": g["test_acc"][()], "avg_acc": avg,
-                "title": _run_title(f)}
-
-
-def read_widths(path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"),
-                measure: str = "width") -> dict[str, np.ndarray]:
-    """Per-direction widths of each solution, ``/measures/<sol>/<measure>/widths``.
-
-    Returns:
-        ``{solution: (n_directions,) widths}`` for the solutions that have them.
-
-    Raises:
-        UserError: If none of the solutions has the measure.
-    """
-    out = {}
-    with _open(path) as f:
-        for s in solutions:
-            g = f.get(f"measures/{s}/{measure}")
-            if g is None:
-                continue
-            key = next((k for k in ("widths", "width", "radii", "radius") if k in g), None)
-            if key is not None:
-                out[s] = np.asarray(g[key][()], dtype=np.float64).ravel()
-    if not out:
-        raise UserError(f"no /measures/<solution>/{measure} in {path}; run "
-                        "`landscape sharpness` first")
-    return out
-
-
-def read_density(path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"),
-                 measure: str = "density") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Eigenvalue densities ``/measures/<sol>/<measure>/{grid,density}``.
-
-    Returns:
-        ``{solution: (grid, density)}``.
-
-    Raises:
-        UserError: If none of the solutions has the measure.
-    """
-    out = {}
-    with _open(path) as f:
-        for s in solutions:
-            g = f.get(f"measures/{s}/{measure}")
-            if g is None:
-                continue
-            gk = next((k for k in ("grid", "eigenvalues", "x") if k in g), None)
-            dk = next((k for k in ("density", "y") if k in g), None)
-            if gk and dk:
-                out[s] = (g[gk][()].astype(np.float64), g[dk][()].astype(np.float64))
-    if not out:
-        raise UserError(f"no /measures/<solution>/{measure} in {path}; run "
-                        "`landscape sharpness` first")
-    return out
-
-
-def read_measure_arrays(path: str | os.PathLike, measure: str, key: str,
-                        solutions: Sequence[str] = ("sgd", "swa")) -> dict[str, np.ndarray]:
-    """Dataset ``key`` of ``/measures/<sol>/<measure>`` for each solution that has it,
-    e.g. ``("hessian", "eigenvalues")`` (written by :mod:`landscape.sharpness`).
-
-    Returns:
-        ``{solution: array}``.
-
-    Raises:
-        UserError: If no solution has it.
-    """
-    out = {}
-    with _open(path) as f:
-        for s in solutions:
-            k = f"measures/{s}/{measure}/{key}"
-            if k in f:
-                out[s] = np.asarray(f[k][()], dtype=np.float64)
-    if not out:
-        raise UserError(f"no /measures/<solution>/{measure}/{key} in {path}; run "
-                        "`landscape sharpness` first")
-    return out
-
-
-def read_rays(path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"),
-              ) -> dict[str, dict[str, np.ndarray]]:
-    """Train loss and test error along random rays, ``/measures/<sol>/rays``
-    (written by :func:`landscape.paper.ray_profiles`).
-
-    Returns:
-        ``{solution: {"distance": (points,), "train_loss": (rays, points),
-        "test_err": (rays, points)}}``.
-
-    Raises:
-        UserError: If no solution has rays.
-    """
-    out = {}
-    with _open(path) as f:
-        for s in solutions:
-            g = f.get(f"measures/{s}/rays")
-            if g is not None:
-                out[s] = {k: np.asarray(g[k][()], dtype=np.float64)
-                          for k in ("distance", "train_loss", "test_err")}
-    if not out:
-        raise UserError(f"no /measures/<solution>/rays in {path}; run "
-                        "`landscape reproduce paper` (or landscape.paper.ray_profiles)")
-    return out
-
-
-def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """A multi-seed results file written by :mod:`landscape.experiments`.
-
-    Returns:
-        ``{"experiment", "seeds", "metrics": {method: {metric: (n_seeds,)}}, "attrs"}``.
-
-    Raises:
-        UserError: If the file is not a results file.
-    """
-    with _open(path) as f:
-        if f.attrs.get("kind") != "landscape-results" or "metrics" not in f:
-            raise UserError(f"{path} is not a results file of `landscape reproduce`")
-        attrs = {k: _attr(f, k) for k in f.attrs}
-        stored = list(f["metrics"])
-        order = [m for m in (attrs.get("methods") or []) if m in stored]
-        metrics = {m: {k: f["metrics"][m][k][()].astype(np.float64) for k in f["metrics"][m]}
-                   for m in order + [m for m in stored if m not in order]}
-        return {"experiment": attrs.get("experiment", Path(path).stem),
-                "seeds": attrs.get("seeds"), "metrics": metrics, "attrs": attrs}
 
 
 # =========================================================================== helpers
@@ -354,17 +127,32 @@ def _label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
-def _grid(s: Mapping[str, Any], metric: str) -> np.ndarray:
-    """A metric grid in display units (accuracy/error in %)."""
-    g = s["grids"]
+def _grid(s: Surface, name: str, metric: str) -> np.ndarray:
+    """A metric grid in display units (accuracy/error in %).
+
+    Raises:
+        UserError: If the surface has no such (finite) grid.
+    """
+    g = s.values
+    key = metric.replace("_err", "_acc") if metric.endswith("_err") else metric
+    if key not in g or not np.isfinite(g[key]).any():
+        have = sorted(k for k, v in g.items() if np.isfinite(v).any())
+        raise UserError(f"surface {name} has no {key} values (a regression loss has no "
+                        f"accuracy); it has {have}")
     if metric.endswith("_err"):
-        acc = metric.replace("_err", "_acc")
-        if acc not in g:
-            raise UserError(f"surface {s['name']} has no {acc} grid")
-        return 100.0 * (1.0 - g[acc])
-    if metric not in g:
-        raise UserError(f"surface {s['name']} has no {metric} grid; it has {sorted(g)}")
-    return 100.0 * g[metric] if metric.endswith("_acc") else g[metric]
+        return 100.0 * (1.0 - g[key])
+    return 100.0 * g[key] if metric.endswith("_acc") else g[key]
+
+
+def _has(s: Surface, metric: str) -> bool:
+    return metric in s.values and bool(np.isfinite(s.values[metric]).any())
+
+
+def _surface_title(s: Surface, name: str) -> str:
+    """``"<run> — surface <name>"``, naming the kind only where the name does not."""
+    kind = str(s.attrs.get("kind", ""))
+    what = f"surface {name}" if not kind or kind in name else f"{kind} surface {name}"
+    return f"{s.attrs.get('title', '')} — {what}"
 
 
 def _point_color(name: str, i: int) -> str:
@@ -384,27 +172,27 @@ def plot_surface_1d(path: str | os.PathLike, name: str, *, ax: Axes | None = Non
     s = read_surface(path, name)
     with style():
         fig, ax = _axes(ax)
-        x = s["x"]
-        (l1,) = ax.plot(x, _grid(s, "train_loss"), color=OKABE_ITO["blue"], lw=2,
+        x = s.grid.x
+        (l1,) = ax.plot(x, _grid(s, name, "train_loss"), color=OKABE_ITO["blue"], lw=2,
                         label="train loss")
-        ax.set_xlabel(s["attrs"].get("x_label") or "distance along direction")
+        ax.set_xlabel(s.grid.x_label or "distance along direction")
         ax.set_ylabel(_label("train_loss"), color=OKABE_ITO["blue"])
         handles = [l1]
-        if "test_acc" in s["grids"]:
+        if _has(s, "test_acc"):
             ax2 = ax.twinx()
             ax2.grid(False)
             ax2.spines["right"].set_visible(True)
-            (l2,) = ax2.plot(x, _grid(s, "test_err"), color=OKABE_ITO["vermillion"], lw=2,
-                             ls="--", label="test error")
+            (l2,) = ax2.plot(x, _grid(s, name, "test_err"), color=OKABE_ITO["vermillion"],
+                             lw=2, ls="--", label="test error")
             ax2.set_ylabel(_label("test_err"), color=OKABE_ITO["vermillion"])
             ax.right_ax = ax2  # type: ignore[attr-defined]
             handles.append(l2)
-        for i, (p, xy) in enumerate(s["points"].items()):
+        for i, (p, xy) in enumerate(s.grid.points.items()):
             ax.axvline(float(xy[0]), color=_point_color(p, i), ls=":", lw=1.2)
             ax.annotate(p, (float(xy[0]), 1.0), xycoords=("data", "axes fraction"),
                         ha="center", va="bottom", fontsize=9, color=_point_color(p, i))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-        ax.set_title(f"{s['title']} — {s['attrs'].get('kind', '')} surface {name}", pad=16)
+        ax.set_title(_surface_title(s, name), pad=16)
     return fig, ax
 
 
@@ -435,32 +223,32 @@ def plot_surface_2d(path: str | os.PathLike, name: str, metric: str = "train_los
         UserError: If the surface is not 2D.
     """
     s = read_surface(path, name)
-    if s["y"] is None:
+    gx, gy = s.grid.x, s.grid.y
+    if gy is None:
         raise UserError(f"surface {name} is 1D; use plot_surface_1d")
-    z = _grid(s, metric).T  # (ny, nx) for contourf
+    z = _grid(s, name, metric).T  # (ny, nx) for contourf
     with style():
         fig, ax = _axes(ax)
         lv = _levels(z, levels, metric.endswith("_loss"))
-        cs = ax.contourf(s["x"], s["y"], z, levels=lv, cmap="viridis", extend="max")
-        ax.contour(s["x"], s["y"], z, levels=lv[::3], colors="white", linewidths=0.5,
-                   alpha=0.7)
+        cs = ax.contourf(gx, gy, z, levels=lv, cmap="viridis", extend="max")
+        ax.contour(gx, gy, z, levels=lv[::3], colors="white", linewidths=0.5, alpha=0.7)
         fig.colorbar(cs, ax=ax, label=_label(metric), format="%.3g")
-        if s["trajectory"] is not None and len(s["trajectory"]):
-            t = np.asarray(s["trajectory"])
+        t = s.grid.trajectory_xy
+        if t is not None and len(t):
+            t = np.asarray(t)
             ax.plot(t[:, 0], t[:, 1], "-o", color=OKABE_ITO["orange"], ms=2.5, lw=1,
                     label="trajectory")
-        for i, (p, xy) in enumerate(s["points"].items()):
+        for i, (p, xy) in enumerate(s.grid.points.items()):
             if len(xy) >= 2:
                 ax.plot(xy[0], xy[1], marker="*", ms=13, color=_point_color(p, i),
                         mec="white", ls="none", label=p)
-        ax.set_xlim(s["x"][0], s["x"][-1])  # the trajectory may leave the grid
-        ax.set_ylim(s["y"][0], s["y"][-1])
-        ax.set_xlabel(s["attrs"].get("x_label") or "x (direction 1)")
-        ax.set_ylabel(s["attrs"].get("y_label") or "y (direction 2)")
+        ax.set_xlim(gx[0], gx[-1])  # the trajectory may leave the grid
+        ax.set_ylim(gy[0], gy[-1])
+        ax.set_xlabel(s.grid.x_label or "x (direction 1)")
+        ax.set_ylabel(s.grid.y_label or "y (direction 2)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", frameon=True, framealpha=0.8, fontsize=8)
-        ax.set_title(f"{s['title']} — {_label(metric).split(' (')[0]}, "
-                     f"{s['attrs'].get('kind', '')} surface {name}")
+        ax.set_title(f"{_surface_title(s, name)}: {_label(metric).split(' (')[0]}")
     return fig, ax
 
 
@@ -475,18 +263,18 @@ def plot_surface_3d(path: str | os.PathLike, name: str, metric: str = "train_los
         UserError: If the surface is not 2D.
     """
     s = read_surface(path, name)
-    if s["y"] is None:
+    if s.grid.y is None:
         raise UserError(f"surface {name} is 1D; use plot_surface_1d")
-    z = _grid(s, metric).T
-    X, Y = np.meshgrid(s["x"], s["y"])
+    z = _grid(s, name, metric).T
+    X, Y = np.meshgrid(s.grid.x, s.grid.y)
     with style(**{"axes.grid": False}):
         fig, ax = _axes(ax, projection="3d")
         ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="viridis", linewidth=0,
                         antialiased=True, alpha=0.95)
-        ax.set_xlabel(s["attrs"].get("x_label") or "x")
-        ax.set_ylabel(s["attrs"].get("y_label") or "y")
-        ax.set_zlabel(_label(metric))
-        ax.set_title(f"{s['title']} — surface {name}")
+        ax.set_xlabel(s.grid.x_label or "x", labelpad=8)
+        ax.set_ylabel(s.grid.y_label or "y", labelpad=8)
+        ax.set_zlabel(_label(metric), labelpad=14)  # clear of the tick labels
+        ax.set_title(_surface_title(s, name))
     return fig, ax
 
 
@@ -496,8 +284,7 @@ def plot_surface(path: str | os.PathLike, name: str, **kw: Any) -> tuple[Figure,
     Returns:
         ``(fig, ax)``.
     """
-    s = read_surface(path, name)
-    if s["y"] is None:
+    if read_surface(path, name).grid.y is None:
         return plot_surface_1d(path, name, ax=kw.get("ax"))
     return plot_surface_2d(path, name, **kw)
 
@@ -676,8 +463,7 @@ def plot_rays(path: str | os.PathLike, *, solutions: Sequence[str] = ("sgd", "sw
         ``(fig, axes)`` with two axes.
     """
     rays = read_rays(path, solutions)
-    with _open(path) as f:
-        title = _run_title(f)
+    title = file_title(path)
     with style(**{"figure.figsize": (10.0, 4.0)}):
         if axes is None:
             fig, axes = plt.subplots(1, 2)
@@ -768,10 +554,6 @@ def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
     return out
 
 
-def _names(f: h5py.File, group: str) -> list[str]:
-    return list(f[group]) if group in f else []
-
-
 def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
              surfaces: Sequence[str] | None = None, measures: Sequence[str] | None = None,
              pdf: bool = False, log: Any = None) -> list[Path]:
@@ -790,18 +572,9 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
     """
     out_dir = Path(out_dir)
     written: list[Path] = []
-    with _open(path) as f:
-        kind = f.attrs.get("kind")
-        have_surf = _names(f, "surfaces")
-        have_meas = sorted({m for s in _names(f, "measures")
-                            for m, o in f["measures"][s].items() if isinstance(o, h5py.Group)})
-        units = {m: str(_attr(f["measures"][s][m], "units", "L2 distance"))
-                 for s in _names(f, "measures") for m in have_meas
-                 if isinstance(f["measures"][s], h5py.Group) and m in f["measures"][s]}
-        has_hist = "history" in f
-        has_ck = "measures/checkpoints/test_acc" in f
-        dims = {n: int(_attr(f["surfaces"][n], "dim", 1 if "axes/y" not in
-                             f["surfaces"][n] else 2)) for n in have_surf}
+    c = contents(path)
+    kind, dims, have_meas, units = c["kind"], c["surfaces"], c["measures"], c["units"]
+    have_surf, has_hist, has_ck = list(dims), c["history"], c["checkpoints"]
     stem = Path(path).stem
 
     def emit(fig_ax: tuple[Figure, Axes], name: str) -> None:

@@ -1,19 +1,24 @@
 r"""Loss surfaces: train and test metrics on 1D/2D grids over weight-space directions.
 
-A surface is the set of points :math:`\theta(x, y) = c + x\,d_0 + y\,d_1` on a grid
-of ``(x, y)``, each evaluated by the one :class:`~landscape.evaluate.Evaluator`
-(train and test in one fused pass).  Results go to ``/surfaces/NAME`` of the run
-file (schema in :func:`_create_group`), with NaN marking points not yet computed.
+A surface is the set of points :math:`\theta(x, y) = c + x\,d_0 + y\,d_1` on a
+grid of ``(x, y)``, each evaluated by the one
+:class:`~landscape.evaluate.Evaluator` (train and test in one pass).  The
+grid builders turn points and directions into a :class:`SurfaceGrid`:
 
-* Resumable: results are committed atomically (:func:`landscape.store.edit_run`)
-  in batches whose interval adapts so that copying the file costs under ~5 % of
-  compute; the same call run again computes only the missing points, and the
-  final file equals an uninterrupted run's.
-* Memory is flat in the grid size: only the centre and the directions are held;
-  each point's weights are built when evaluated.
-* Sharded: under ``torchrun`` (``WORLD_SIZE > 1``) the points are split over
-  ``torch.distributed`` ranks (gloo on CPU, nccl on GPU); results are gathered
-  to rank 0, which alone holds the writer lock and writes.
+* :func:`random_grid` — filter/layer-normalized Gaussian directions (Li et
+  al. 2018) around a centre;
+* :func:`line_grid` — the line through two points, in ``t`` or in L2 distance;
+* :func:`plane_grid` — the plane through three points (Garipov et al. 2018);
+* :func:`pca_grid` — the top principal components of a trajectory.
+
+:func:`evaluate_points` evaluates any subset of a grid's points, in rounds
+that are split over ``torch.distributed`` ranks under ``torchrun`` (only rank 0
+receives the results), and :class:`Surface` holds the result.  The functions
+:func:`random_surface`, :func:`line_surface`, :func:`plane_surface` and
+:func:`pca_surface` do the whole thing for a user's model and data; the
+resumable run-file version is :func:`landscape.jobs.surface.compute_surface`.
+Memory is flat in the grid size: only the centre and the directions are
+held, and each point's weights are built when it is evaluated.
 
 Example:
     >>> parse_grid("-1:1:5").tolist()
@@ -22,24 +27,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
-import os
+import math
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from landscape import store
-from landscape._errors import UserError
+from landscape import _dist
+from landscape._errors import UserError, UserTypeError
 from landscape.directions import (
     Normalization,
     line_direction,
@@ -47,10 +48,8 @@ from landscape.directions import (
     plane_basis,
     project,
     random_direction,
-    resolve_point,
-    trajectory_of,
 )
-from landscape.evaluate import BNMode, Evaluator, resolve_device
+from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "train_loss_sem",
@@ -64,84 +63,6 @@ class SurfaceKind(str, Enum):
     LINE = "line"
     PLANE = "plane"
     PCA = "pca"
-
-
-# --------------------------------------------------------------------------- config
-@dataclass(frozen=True)
-class SurfaceConfig:
-    """Every option that decides a surface's values (stored as its ``config`` attr).
-
-    ``None`` fields take a default that depends on the kind and the run file;
-    :meth:`resolved` fills them in.
-    """
-
-    kind: str = "random"
-    dim: int | None = None  # random/pca: 2, line: 1, plane: 2
-    center: str | None = None  # random/pca: swa (else sgd); line: from_point; plane: points[0]
-    from_point: str | None = None  # line start (default sgd)
-    to_point: str | None = None  # line end (default swa)
-    points: tuple[str, ...] | None = None  # plane (default sgd, swa_last, swa)
-    grid: str | None = None  # start:stop:num (default per kind)
-    grid_y: str | None = None
-    norm: str = "filter"
-    keep_bias_bn: bool = False
-    bn: str | None = None  # default recompute for BN models, keep otherwise
-    distance: bool = False  # line: x is the L2 distance from from_point, not t
-    trajectory: str | None = None  # run whose trajectory pca uses / plane overlays
-    train_samples: int | None = None
-    test_samples: int | None = None
-    l2: float = 0.0
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        d = dataclasses.asdict(self)
-        if d["points"] is not None:
-            d["points"] = list(d["points"])
-        return d
-
-    def resolved(self, f: h5py.File, has_bn: bool) -> SurfaceConfig:
-        """Fill the kind-dependent defaults from the run file.
-
-        Raises:
-            UserError: For an unknown kind/normalization/BN mode or a bad dimension.
-        """
-        try:
-            kind = SurfaceKind(self.kind)
-            Normalization(self.norm)
-            bn = BNMode(self.bn) if self.bn is not None else None
-        except ValueError as e:
-            raise UserError(f"{e}; check --kind, --norm and --bn") from None
-        sols = store.solution_names(f)
-        first = "swa" if "swa" in sols else (sols[0] if sols else "sgd")
-        dim = self.dim or (1 if kind is SurfaceKind.LINE else 2)
-        if dim not in (1, 2):
-            raise UserError(f"--dim must be 1 or 2, got {dim}")
-        if kind is SurfaceKind.LINE and dim != 1:
-            raise UserError("a line surface is 1D; drop --dim or use --dim 1")
-        if kind is SurfaceKind.PLANE and dim != 2:
-            raise UserError("a plane surface is 2D; drop --dim or use --dim 2")
-        if dim == 1 and self.grid_y is not None:
-            raise UserError("--grid-y is for 2D surfaces; drop it or use --dim 2")
-        rep: dict[str, Any] = {"kind": kind.value, "dim": dim,
-                               "bn": (bn or (BNMode.RECOMPUTE if has_bn else BNMode.KEEP)).value}
-        if kind is SurfaceKind.LINE:
-            a = self.from_point or self.center or "sgd"
-            rep |= {"from_point": a, "to_point": self.to_point or first, "center": a}
-        elif kind is SurfaceKind.PLANE:
-            pts = tuple(self.points or ("sgd", "swa_last", "swa"))
-            if len(pts) != 3:
-                raise UserError(f"--points needs three names, got {len(pts)}: {list(pts)}")
-            rep |= {"points": pts, "center": pts[0]}
-        else:
-            rep["center"] = self.center or first
-        if kind in (SurfaceKind.PLANE, SurfaceKind.PCA):
-            c = rep.get("center", "")
-            runs = list(f.get("trajectories", {}))
-            default = "sgd" if c.startswith("sgd") and "sgd" in runs else (
-                "swa" if "swa" in runs else (runs[0] if runs else "swa"))
-            rep["trajectory"] = self.trajectory or default
-        return dataclasses.replace(self, **rep)
 
 
 def parse_grid(text: str) -> np.ndarray:
@@ -167,20 +88,24 @@ def parse_grid(text: str) -> np.ndarray:
     return np.linspace(start, stop, num)
 
 
-def _auto_grid(values: np.ndarray, num: int = 21) -> np.ndarray:
+def auto_grid(values: np.ndarray, num: int = 21) -> np.ndarray:
+    """``num`` values spanning ``values`` with a 20 % margin on each side.
+
+    Returns:
+        ``(num,)`` float64 values.
+    """
     lo, hi = float(np.min(values)), float(np.max(values))
     margin = 0.2 * (hi - lo) if hi > lo else 1.0
     return np.linspace(lo - margin, hi + margin, num)
 
 
-def default_name(cfg: SurfaceConfig) -> str:
-    """A descriptive surface name such as ``random_swa`` or ``line_sgd_swa``."""
-    if cfg.kind == "line":
-        return f"line_{cfg.from_point}_{cfg.to_point}".replace("/", "-").replace(":", "")
-    if cfg.kind == "plane":
-        return ("plane_" + "_".join(cfg.points or ())).replace("/", "-").replace(":", "")
-    base = cfg.kind + ("1d" if cfg.dim == 1 else "")
-    return f"{base}_{cfg.center}".replace("/", "-").replace(":", "")
+def _axis(values: np.ndarray | Sequence[float] | str | None, default: np.ndarray
+          ) -> np.ndarray:
+    if values is None:
+        return np.asarray(default, dtype=np.float64)
+    if isinstance(values, str):
+        return parse_grid(values)
+    return np.asarray(values, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- grid
@@ -211,7 +136,7 @@ class SurfaceGrid:
     d0: Tensor
     d1: Tensor | None = None
     b0: Tensor | None = None
-    points: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    points: dict[str, np.ndarray] = field(default_factory=dict)
     x_label: str = "x"
     y_label: str = ""
     trajectory_xy: np.ndarray | None = None
@@ -266,396 +191,471 @@ class SurfaceGrid:
         return (self.center_buffers + self.coords(k)[0] * self.b0).float()
 
 
-def build_grid(f: h5py.File, cfg: SurfaceConfig, layout: ParamLayout) -> SurfaceGrid:
-    """The directions, centre and axes that a resolved config asks for.
+def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | None = None,
+                *, dim: int = 2, norm: Normalization | str = "filter",
+                keep_bias_bn: bool = False, seed: int = 0,
+                x: np.ndarray | Sequence[float] | str | None = None,
+                y: np.ndarray | Sequence[float] | str | None = None,
+                center_name: str = "center") -> SurfaceGrid:
+    """Random normalized directions around ``center`` (Li et al. 2018).
 
-    Deterministic: the same file and config give bit-identical grids (random
-    directions come from a ``torch.Generator`` seeded with ``cfg.seed``; PCA
-    uses a full SVD), so every rank and every resumed run rebuilds the same one.
-
-    Returns:
-        The :class:`SurfaceGrid`.
-
-    Raises:
-        UserError: For unknown points, degenerate lines/planes, or short trajectories.
-    """
-    kind = SurfaceKind(cfg.kind)
-    assert cfg.center is not None, "call cfg.resolved(f) first"
-    c, cb = resolve_point(f, cfg.center)
-    layout.check_vector(c, f"point {cfg.center}")
-    c64, cb64 = c.double(), cb.double()
-    gx = parse_grid(cfg.grid) if cfg.grid is not None else None
-    gy = parse_grid(cfg.grid_y) if cfg.grid_y is not None else None
-    two = cfg.dim == 2
-    kw: dict[str, Any] = {}
-    if kind is SurfaceKind.RANDOM:
-        g = torch.Generator().manual_seed(cfg.seed)
-        d0 = random_direction(layout, c, norm=cfg.norm, keep_bias_bn=cfg.keep_bias_bn,
-                              generator=g)
-        d1 = random_direction(layout, c, norm=cfg.norm, keep_bias_bn=cfg.keep_bias_bn,
-                              generator=g) if two else None
-        default = np.linspace(-1, 1, 21)
-        x = gx if gx is not None else default
-        y = (gy if gy is not None else x) if two else None
-        kw = {"points": {cfg.center: np.zeros(cfg.dim)},
-              "x_label": f"{cfg.norm}-normalized direction 1",
-              "y_label": f"{cfg.norm}-normalized direction 2" if two else ""}
-    elif kind is SurfaceKind.LINE:
-        b, bb = resolve_point(f, cfg.to_point)
-        d0, xb = line_direction(c, b, distance=cfg.distance)
-        d1, y = None, None
-        x = gx if gx is not None else np.linspace(-0.5 * xb, 1.5 * xb, 21)
-        b0 = (bb.double() - cb64) / xb if cb.numel() else None
-        kw = {"points": {cfg.from_point: np.zeros(1), cfg.to_point: np.array([xb])},
-              "b0": b0, "x_label": f"L2 distance from {cfg.from_point}" if cfg.distance
-              else f"t ({cfg.from_point} at 0, {cfg.to_point} at 1)"}
-    elif kind is SurfaceKind.PLANE:
-        pts = [resolve_point(f, p)[0] for p in cfg.points]
-        d0, d1, xy = plane_basis(*pts)
-        tr = trajectory_of(f, cfg.trajectory) if cfg.trajectory else None
-        kw = {"points": {p: xy[i].numpy() for i, p in enumerate(cfg.points)},
-              "x_label": f"u: L2 distance along {cfg.points[1]} − {cfg.points[0]}",
-              "y_label": f"v: L2 distance, towards {cfg.points[2]} (⊥ u)"}
-        allxy = xy.numpy()
-        if tr is not None:
-            txy = project(torch.from_numpy(tr["weights"]), c64, d0, d1).numpy()
-            kw |= {"trajectory_xy": txy, "trajectory_epoch": tr["epoch"]}
-        x = gx if gx is not None else _auto_grid(allxy[:, 0])
-        y = gy if gy is not None else _auto_grid(allxy[:, 1])
-    else:  # PCA
-        tr = trajectory_of(f, cfg.trajectory)
-        w = torch.from_numpy(tr["weights"])
-        layout.check_vector(w[0], f"trajectory of {cfg.trajectory}")
-        dirs, ev = pca_directions(w)
-        d0, d1 = dirs[0], (dirs[1] if two else None)
-        used = [d0] + ([d1] if two else [])
-        txy = project(w, c64, *used).numpy()
-        pts = {cfg.center: np.zeros(cfg.dim)}
-        for s in store.solution_names(f):
-            pts[s] = project(resolve_point(f, s)[0][None], c64, *used)[0].numpy()
-        kw = {"points": pts, "x_label": f"PC1 ({100 * float(ev[0]):.1f}%)",
-              "y_label": f"PC2 ({100 * float(ev[1]):.1f}%)" if two else "",
-              "trajectory_xy": txy if two else np.c_[txy, np.zeros(len(txy))],
-              "trajectory_epoch": tr["epoch"]}
-        x = gx if gx is not None else _auto_grid(txy[:, 0])
-        y = (gy if gy is not None else _auto_grid(txy[:, 1])) if two else None
-    return SurfaceGrid(x=np.asarray(x, float), y=None if y is None else np.asarray(y, float),
-                       center=c64, center_buffers=cb64, d0=d0, d1=d1, **kw)
-
-
-def evaluate_grid(grid: SurfaceGrid, evaluator: Evaluator) -> dict[str, np.ndarray]:
-    """Evaluate every point of a grid in memory (no file; one point's weights at a time).
+    Directions come from a ``torch.Generator`` seeded with ``seed``, so the same
+    arguments give bit-identical grids.
 
     Returns:
-        One ``grid.shape`` float64 array per name in :data:`METRICS`.
+        The grid (default axes ``-1:1:21``; ``y`` defaults to ``x``).
+
+    Raises:
+        UserError: For a dimension other than 1 or 2.
     """
-    out = {m: np.full(grid.n_points, np.nan) for m in METRICS}
-    for k in range(grid.n_points):
-        for mname, v in zip(METRICS, _point_values(evaluator, grid, k), strict=True):
-            out[mname][k] = v
-    return {m: a.reshape(grid.shape) for m, a in out.items()}
+    if dim not in (1, 2):
+        raise UserError(f"--dim must be 1 or 2, got {dim}")
+    g = torch.Generator().manual_seed(seed)
+    d0 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn, generator=g)
+    d1 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn,
+                          generator=g) if dim == 2 else None
+    xs = _axis(x, np.linspace(-1, 1, 21))
+    ys = _axis(y, xs) if dim == 2 else None
+    norm = Normalization(norm).value
+    return SurfaceGrid(
+        x=xs, y=ys, center=center.double(), center_buffers=_buf(center_buffers),
+        d0=d0, d1=d1, points={center_name: np.zeros(dim)},
+        x_label=f"{norm}-normalized direction 1",
+        y_label=f"{norm}-normalized direction 2" if dim == 2 else "")
 
 
-def _point_values(ev: Evaluator, grid: SurfaceGrid, k: int) -> tuple[float, ...]:
-    """The :data:`METRICS` values at point ``k``."""
-    m = ev.evaluate(grid.weights(k), grid.buffers(k))
-    tr, te = m["train"], m["test"]
-    return tr.loss, tr.acc, te.loss, te.acc, tr.loss_sem, te.loss_sem
+def line_grid(a: Tensor, b: Tensor, a_buffers: Tensor | None = None,
+              b_buffers: Tensor | None = None, *, distance: bool = False,
+              x: np.ndarray | Sequence[float] | str | None = None,
+              names: tuple[str, str] = ("a", "b")) -> SurfaceGrid:
+    r"""The line :math:`a + t (b - a)`, in ``t`` or (``distance``) in L2 distance from ``a``.
 
-
-# --------------------------------------------------------------------------- storage
-def _ds_name(point: str) -> str:
-    return point.replace("/", ".")
-
-
-def _create_group(f: h5py.File, name: str, grid: SurfaceGrid, cfg: SurfaceConfig,
-                  train_n: int, test_n: int) -> None:
-    """Write the empty surface ``/surfaces/NAME`` (metric grids all NaN)."""
-    root = f.require_group("surfaces")
-    if name in root:
-        del root[name]
-    g = root.create_group(name)
-    store.set_attrs(g, {
-        "kind": cfg.kind, "dim": int(grid.dim), "norm": cfg.norm, "bn": cfg.bn,
-        "center": cfg.center, "points": list(grid.points), "x_label": grid.x_label,
-        "y_label": grid.y_label, "train_samples": int(train_n), "test_samples": int(test_n),
-        "seed": int(cfg.seed), "l2": float(cfg.l2), "config": cfg.to_dict(),
-        "complete": False,
-    })
-    a = g.create_group("axes")
-    store.write_array(a, "x", grid.x.astype(np.float64))
-    if grid.y is not None:
-        store.write_array(a, "y", grid.y.astype(np.float64))
-    d = g.create_group("directions")
-    store.write_array(d, "d0", grid.d0.float())
-    if grid.d1 is not None:
-        store.write_array(d, "d1", grid.d1.float())
-    if grid.b0 is not None:
-        store.write_array(d, "b0", grid.b0.float())
-    store.write_array(g, "center", grid.center.float())
-    store.write_array(g, "center_buffers", grid.center_buffers.float())
-    for m in METRICS:
-        store.write_array(g, m, np.full(grid.shape, np.nan))
-    store.write_array(g, "computed", np.zeros(grid.shape, dtype=bool))
-    p = g.create_group("points")
-    for pname, xy in grid.points.items():
-        ds = store.write_array(p, _ds_name(pname), np.asarray(xy, np.float64))
-        ds.attrs["name"] = pname
-    if grid.trajectory_xy is not None:
-        t = g.create_group("trajectory")
-        store.write_array(t, "xy", np.asarray(grid.trajectory_xy, np.float64))
-        store.write_array(t, "epoch", np.asarray(grid.trajectory_epoch, np.float64))
-
-
-def read_surface(path: str | os.PathLike, name: str) -> dict[str, Any]:
-    """A stored surface as numpy arrays plus its attributes under ``"attrs"``.
+    BN buffers are interpolated along the line so ``bn=keep`` is exact at both ends.
 
     Returns:
-        ``{"x", "y", "train_loss", ..., "points": {name: coords}, "attrs": {...}}``.
-
-    Raises:
-        UserError: If there is no such surface.
+        The 1D grid (default axis: 21 values from -0.5 to 1.5 of the segment).
     """
-    with store.open_run(path) as f:
-        if "surfaces" not in f or name not in f["surfaces"]:
-            have = list(f.get("surfaces", {}))
-            raise UserError(f"no surface {name!r} in {path}; stored: {have or 'none'}")
-        g = f["surfaces"][name]
-        out: dict[str, Any] = {m: g[m][()] for m in (*METRICS, "computed", "center")}
-        out["x"] = g["axes/x"][()]
-        out["y"] = g["axes/y"][()] if "y" in g["axes"] else None
-        out["d0"] = g["directions/d0"][()]
-        out["d1"] = g["directions/d1"][()] if "d1" in g["directions"] else None
-        out["points"] = {ds.attrs.get("name", k): ds[()] for k, ds in g["points"].items()}
-        if "trajectory" in g:
-            out["trajectory_xy"] = g["trajectory/xy"][()]
-            out["trajectory_epoch"] = g["trajectory/epoch"][()]
-        out["attrs"] = {k: store._plain(v) for k, v in g.attrs.items()}
-    return out
+    d0, xb = line_direction(a, b, distance=distance)
+    ab, bb = _buf(a_buffers), _buf(b_buffers)
+    b0 = (bb - ab) / xb if ab.numel() and bb.numel() == ab.numel() else None
+    return SurfaceGrid(
+        x=_axis(x, np.linspace(-0.5 * xb, 1.5 * xb, 21)), y=None, center=a.double(),
+        center_buffers=ab, d0=d0, b0=b0,
+        points={names[0]: np.zeros(1), names[1]: np.array([xb])},
+        x_label=f"L2 distance from {names[0]}" if distance
+        else f"t ({names[0]} at 0, {names[1]} at 1)")
 
 
-# --------------------------------------------------------------------------- distributed
-def _dist_setup(device: str) -> tuple[int, int, bool, str]:
-    """``(rank, world, initialized_here, device)``; init only under torchrun."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False, device
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False, device
-    cuda = torch.device(device).type == "cuda"
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), True, device
-
-
-def _broadcast(obj: Any, world: int) -> Any:
-    if world == 1:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(obj: Any, world: int) -> list[Any]:
-    if world == 1:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# --------------------------------------------------------------------------- compute
-def _prepare(path: Path, name: str, cfg: SurfaceConfig, grid: SurfaceGrid, ev: Evaluator,
-             force: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Rank 0: create or reopen the surface; return the missing points and grids.
-
-    Raises:
-        UserError: If a surface of another config has this name and not ``force``.
-    """
-    want = json.loads(json.dumps(cfg.to_dict()))
-    with store.open_run(path) as f:
-        g = f.get(f"surfaces/{name}")
-        if g is not None:
-            same = store.json_attr(g, "config") == want and g["train_loss"].shape == grid.shape
-            if not same and not force:
-                raise UserError(f"surface {name!r} in {path} was computed with another "
-                                "config; pass --force to overwrite it or choose --name")
-            if same:
-                arrays = {m: g[m][()] for m in (*METRICS, "computed")}
-                return np.flatnonzero(~arrays["computed"].reshape(-1)), arrays
-    with store.edit_run(path) as f:
-        _create_group(f, name, grid, cfg, len(ev.y["train"]), len(ev.y["test"]))
-    arrays = {m: np.full(grid.shape, np.nan) for m in METRICS}
-    arrays["computed"] = np.zeros(grid.shape, dtype=bool)
-    return np.arange(grid.n_points), arrays
-
-
-def _commit(path: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    with store.edit_run(path) as f:
-        g = f["surfaces"][name]
-        for m, a in arrays.items():
-            g[m][...] = a
-        g.attrs["complete"] = bool(arrays["computed"].all())
-
-
-def compute_surface(
-    path: str | os.PathLike,
-    cfg: SurfaceConfig | None = None,
-    *,
-    name: str | None = None,
-    device: str = "cpu",
-    batch_size: int = 4096,
-    compile: bool = False,
-    force: bool = False,
-    progress: bool = False,
-    commit_interval: float = 10.0,
-    callback: Callable[[int], None] | None = None,
-    log: Callable[[str], None] = print,
-) -> str:
-    """Compute (or resume) a surface of a run file and store it under ``/surfaces/NAME``.
-
-    Under ``torchrun`` each rank calls this with the same arguments; the points
-    are split over the ranks and only rank 0 writes.
+def plane_grid(p1: Tensor, p2: Tensor, p3: Tensor, p1_buffers: Tensor | None = None,
+               *, names: tuple[str, str, str] = ("p1", "p2", "p3"),
+               trajectory: Tensor | None = None, trajectory_epoch: np.ndarray | None = None,
+               x: np.ndarray | Sequence[float] | str | None = None,
+               y: np.ndarray | Sequence[float] | str | None = None) -> SurfaceGrid:
+    """The plane through three points with an orthonormal basis (Garipov et al. 2018).
 
     Args:
-        path: Run file written by :func:`landscape.train.train`.
-        cfg: The surface options (defaults: random 2D around ``swa``).
-        name: Surface name (default from :func:`default_name`).
-        device: ``cpu`` or ``cuda``.
-        batch_size: Samples per forward pass.
-        compile: Evaluate through ``torch.compile`` (see :class:`Evaluator`).
-        force: Overwrite a surface of another config with the same name.
-        progress: Show a tqdm bar over points (rank 0, stderr).
-        commit_interval: Minimum seconds between commits (also at least 20× the
-            last commit's duration); 0 commits after every round of points.
-        callback: Called with the number of points this rank has evaluated
-            after each one (tests use it to simulate a kill).
-        log: Where one-line status messages go (rank 0).
+        p1: Origin (``(n,)`` weights).
+        p2: Second point; ``u`` points from ``p1`` to it.
+        p3: Third point; ``v`` is its direction orthogonal to ``u``.
+        p1_buffers: BN buffers at ``p1`` (for ``bn=keep``).
+        names: Names of the three points.
+        trajectory: ``(n_rec, n)`` weights to project onto the plane, if any.
+        trajectory_epoch: Their epochs.
+        x: ``u`` axis (default: around the points).
+        y: ``v`` axis (default: around the points).
 
     Returns:
-        The surface's name.
+        The 2D grid.
+    """
+    d0, d1, xy = plane_basis(p1, p2, p3)
+    kw: dict[str, Any] = {}
+    if trajectory is not None:
+        kw = {"trajectory_xy": project(trajectory, p1.double(), d0, d1).numpy(),
+              "trajectory_epoch": trajectory_epoch}
+    allxy = xy.numpy()
+    return SurfaceGrid(
+        x=_axis(x, auto_grid(allxy[:, 0])), y=_axis(y, auto_grid(allxy[:, 1])),
+        center=p1.double(), center_buffers=_buf(p1_buffers), d0=d0, d1=d1,
+        points={nm: allxy[i] for i, nm in enumerate(names)},
+        x_label=f"u: L2 distance along {names[1]} − {names[0]}",
+        y_label=f"v: L2 distance, towards {names[2]} (⊥ u)", **kw)
+
+
+def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None = None,
+             *, dim: int = 2, trajectory_epoch: np.ndarray | None = None,
+             layout: ParamLayout | None = None, keep_bias_bn: bool = True,
+             points: Mapping[str, Tensor] | None = None, center_name: str = "center",
+             x: np.ndarray | Sequence[float] | str | None = None,
+             y: np.ndarray | Sequence[float] | str | None = None) -> SurfaceGrid:
+    """The top principal directions of a trajectory, centred on ``center``.
+
+    Returns:
+        The grid, with the projected trajectory and the named ``points``.
 
     Raises:
-        UserError: For bad options, unknown points, or a name clash without ``force``.
+        UserError: For a dimension other than 1 or 2, or a short trajectory.
     """
-    from landscape.train import load_run_model
-
-    cfg = cfg or SurfaceConfig()
-    path = Path(path)
-    store.check_run_file(path)
-    model, data = load_run_model(path)
-    rank, world, own_pg, device = _dist_setup(device)
-    try:
-        dev = resolve_device(device)
-        from landscape.models import has_batchnorm
-
-        with store.open_run(path) as f:
-            cfg = cfg.resolved(f, has_batchnorm(model))
-            layout, _ = store.layouts(f)
-            grid = build_grid(f, cfg, layout)
-        name = name or default_name(cfg)
-        ev = Evaluator(model, data, bn=cfg.bn, device=dev, batch_size=batch_size,
-                       train_samples=cfg.train_samples, test_samples=cfg.test_samples,
-                       l2=cfg.l2, seed=cfg.seed, compile=compile)
-        with contextlib.ExitStack() as stack:
-            msg: Any
-            arrays: dict[str, np.ndarray] = {}
-            if rank == 0:
-                try:
-                    stack.enter_context(store.WriterLock(path))
-                    missing, arrays = _prepare(path, name, cfg, grid, ev, force)
-                    msg = ("ok", missing)
-                except UserError as e:
-                    msg = ("error", str(e))
-            else:
-                msg = None
-            msg = _broadcast(msg, world)
-            if msg[0] == "error":
-                raise UserError(msg[1])
-            missing = msg[1]
-            if len(missing) == 0:
-                if rank == 0:
-                    log(f"surface {name!r} is already complete for this config; nothing to do")
-                return name
-            _run_points(path, name, grid, ev, missing, arrays, rank, world, progress,
-                        commit_interval, callback)
-        return name
-    finally:
-        if own_pg:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    if dim not in (1, 2):
+        raise UserError(f"--dim must be 1 or 2, got {dim}")
+    dirs, ev = pca_directions(trajectory)
+    d0, d1 = dirs[0], (dirs[1] if dim == 2 else None)
+    used = [d0] + ([d1] if d1 is not None else [])
+    c64 = center.double()
+    txy = project(trajectory, c64, *used).numpy()
+    pts = {center_name: np.zeros(dim)}
+    for name, w in (points or {}).items():
+        pts[name] = project(w[None], c64, *used)[0].numpy()
+    return SurfaceGrid(
+        x=_axis(x, auto_grid(txy[:, 0])),
+        y=_axis(y, auto_grid(txy[:, 1])) if dim == 2 else None,
+        center=c64, center_buffers=_buf(center_buffers), d0=d0, d1=d1, points=pts,
+        x_label=f"PC1 ({100 * float(ev[0]):.1f}%)",
+        y_label=f"PC2 ({100 * float(ev[1]):.1f}%)" if dim == 2 else "",
+        trajectory_xy=txy if dim == 2 else np.c_[txy, np.zeros(len(txy))],
+        trajectory_epoch=trajectory_epoch)
 
 
-def _run_points(path: Path, name: str, grid: SurfaceGrid, ev: Evaluator, missing: np.ndarray,
-                arrays: dict[str, np.ndarray], rank: int, world: int, progress: bool,
-                commit_interval: float, callback: Callable[[int], None] | None) -> None:
-    """Evaluate ``missing`` points in rounds; rank 0 gathers and commits."""
+def _buf(b: Tensor | None) -> Tensor:
+    return torch.zeros(0, dtype=torch.float64) if b is None else b.double()
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class Surface:
+    """A surface: its grid, the metric values at each point and how it was made.
+
+    Attributes:
+        grid: Axes, centre, directions, named points, labels, trajectory.
+        values: One ``grid.shape`` float64 array per name in :data:`METRICS`
+            (NaN where not computed; accuracies NaN for regression).
+        computed: ``grid.shape`` booleans.
+        attrs: ``kind``, ``dim``, ``norm``, ``bn``, ``center``, ``l2``,
+            ``train_samples``, ``test_samples``, ``seed``, ``config``, ...
+    """
+
+    grid: SurfaceGrid
+    values: dict[str, np.ndarray]
+    computed: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, grid: SurfaceGrid, attrs: Mapping[str, Any] | None = None) -> Surface:
+        """A surface of ``grid`` with no point computed yet.
+
+        Returns:
+            The surface.
+        """
+        return cls(grid, {m: np.full(grid.shape, np.nan) for m in METRICS},
+                   np.zeros(grid.shape, dtype=bool), dict(attrs or {}))
+
+    @property
+    def complete(self) -> bool:
+        """Whether every point is computed."""
+        return bool(self.computed.all())
+
+    def missing(self) -> np.ndarray:
+        """Flat indices of the points not yet computed.
+
+        Returns:
+            ``(m,)`` int array.
+        """
+        return np.flatnonzero(~self.computed.reshape(-1))
+
+    def set(self, k: int, vals: Sequence[float]) -> None:
+        """Store the :data:`METRICS` values of flat point ``k``."""
+        for m, v in zip(METRICS, vals, strict=True):
+            self.values[m].reshape(-1)[k] = v
+        self.computed.reshape(-1)[k] = True
+
+
+def point_values(ev: Evaluator, grid: SurfaceGrid, k: int) -> tuple[float, ...]:
+    """The :data:`METRICS` values at flat point ``k`` of ``grid``.
+
+    Returns:
+        ``(train_loss, train_acc, test_loss, test_acc, train_loss_sem, test_loss_sem)``.
+    """
+    splits = tuple(s for s in ("train", "test") if s in ev.data)
+    m = ev.evaluate(grid.weights(k), grid.buffers(k), splits=splits)
+    nan = math.nan
+    tr, te = m.get("train"), m.get("test")
+    return (tr.loss if tr else nan, tr.acc if tr else nan, te.loss if te else nan,
+            te.acc if te else nan, tr.loss_sem if tr else nan, te.loss_sem if te else nan)
+
+
+Round = list[tuple[int, tuple[float, ...]]]
+
+
+def evaluate_points(
+    ev: Evaluator, grid: SurfaceGrid, indices: Sequence[int] | np.ndarray, *,
+    rank: int = 0, world: int = 1, on_round: Callable[[Round], None] | None = None,
+    callback: Callable[[int], None] | None = None, progress: bool = False,
+    desc: str = "surface",
+) -> Round:
+    """Evaluate the points ``indices`` of ``grid``, split over ``world`` ranks.
+
+    Points go in rounds sized so that each lasts about a second; each rank
+    evaluates every ``world``-th point of a round and the results are gathered
+    to rank 0.  A rank that fails tells the others at the next gather, so all
+    stop with its error and rank 0 still gets the points finished before.
+
+    Args:
+        ev: The evaluation path.
+        grid: The grid.
+        indices: Flat point indices to evaluate (the same on every rank).
+        rank: This rank.
+        world: Number of ranks.
+        on_round: Called on rank 0 with each round's ``(k, values)`` pairs, also
+            when a rank failed (then with the points finished).
+        callback: Called with the number of points this rank has evaluated
+            after each one (tests use it to simulate a kill).
+        progress: A tqdm bar over points (rank 0, stderr).
+        desc: The bar's label.
+
+    Returns:
+        Every ``(k, values)`` pair gathered on rank 0 (empty on other ranks).
+
+    Raises:
+        RuntimeError: If another rank failed (its error in the message).
+    """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(missing), desc=f"surface {name}", disable=not progress or rank != 0,
-               dynamic_ncols=True, leave=False)
+    indices = np.asarray(indices, dtype=np.int64)
+    bar = tqdm(total=len(indices), desc=desc, disable=not progress or rank != 0,
+               dynamic_ncols=True, leave=False, file=sys.stderr)
     pos, per_rank, done = 0, 1, 0
-    last_commit, commit_cost, pending = time.perf_counter(), 0.0, False
-    flat = {m: a.reshape(-1) for m, a in arrays.items()}  # views into arrays
+    out: Round = []
     try:
-        while pos < len(missing):
-            chunk = missing[pos:pos + per_rank * world]
+        while pos < len(indices):
+            chunk = indices[pos:pos + per_rank * world]
             pos += len(chunk)
             mine = chunk[rank::world]
             t0 = time.perf_counter()
-            results, failure = [], None
+            results: Round = []
+            failure: Exception | None = None
             try:
                 for k in mine:
-                    k = int(k)
-                    results.append((k, _point_values(ev, grid, k)))
+                    results.append((int(k), point_values(ev, grid, int(k))))
                     done += 1
                     if callback is not None:
                         callback(done)
             except Exception as e:
                 if world == 1:
+                    if on_round is not None and results:
+                        on_round(results)
                     raise
                 failure = e  # tell the other ranks first, so that no rank waits forever
             elapsed = time.perf_counter() - t0
-            gathered = _gather((results, elapsed, None if failure is None else
-                                f"rank {rank}: {type(failure).__name__}: {failure}"), world)
+            gathered = _dist.gather((results, elapsed, None if failure is None else
+                                     f"rank {rank}: {type(failure).__name__}: {failure}"),
+                                    world)
             # every rank derives the same next round size from the slowest rank
             slowest = max(t for _, t, _ in gathered)
             per_point = slowest / max(len(mine), 1)
             per_rank = int(min(256, max(1, 1.0 / max(per_point, 1e-6))))
             if rank == 0:
-                for res, _, _ in gathered:
-                    for k, vals in res:
-                        for mname, v in zip(METRICS, vals, strict=True):
-                            flat[mname][k] = v
-                        flat["computed"][k] = True
-                        bar.update(1)
-                pending = True
+                got = [r for res, _, _ in gathered for r in res]
+                out += got
+                bar.update(len(got))
+                if on_round is not None and got:
+                    on_round(got)
             errors = [e for _, _, e in gathered if e is not None]
             if failure is not None:
                 raise failure
-            if errors:  # rank 0 keeps every finished point (the finally below commits)
-                raise RuntimeError(f"surface {name!r} stopped: {errors[0]}")
-            if rank != 0:
-                continue
-            now = time.perf_counter()
-            if pos >= len(missing) or now - last_commit >= max(commit_interval,
-                                                               20 * commit_cost):
-                _commit(path, name, arrays)
-                pending = False
-                last_commit = time.perf_counter()
-                commit_cost = last_commit - now
+            if errors:
+                raise RuntimeError(f"{desc} stopped: {errors[0]}")
     finally:
         bar.close()
-        if rank == 0 and pending:
-            with contextlib.suppress(Exception):  # keep what was computed before the error
-                _commit(path, name, arrays)
+    return out
+
+
+def evaluate_grid(grid: SurfaceGrid, evaluator: Evaluator, *, progress: bool = False,
+                  attrs: Mapping[str, Any] | None = None) -> Surface:
+    """Evaluate every point of a grid in memory (one point's weights at a time).
+
+    Returns:
+        The complete :class:`Surface`.
+    """
+    s = Surface.empty(grid, attrs)
+    for k, vals in evaluate_points(evaluator, grid, np.arange(grid.n_points),
+                                   progress=progress):
+        s.set(k, vals)
+    return s
+
+
+# --------------------------------------------------------------------------- user API
+def as_point(layout: ParamLayout, buffers: ParamLayout, point: Any
+             ) -> tuple[Tensor, Tensor | None]:
+    """Flat weights (and BN buffers, if known) of a model, a state dict or a vector.
+
+    Returns:
+        ``(weights, buffers or None)``.
+
+    Raises:
+        UserTypeError: For another type.
+    """
+    if isinstance(point, nn.Module):
+        return (layout.read(point, dtype=torch.float64),
+                buffers.read(point, buffers=True, dtype=torch.float64))
+    if isinstance(point, Mapping):
+        w = layout.flatten(point)
+        b = buffers.flatten(point) if buffers.numel and all(
+            n in point for n in buffers.names) else None
+        return w, b
+    if isinstance(point, Tensor):
+        layout.check_vector(point, "point")
+        return point, None
+    raise UserTypeError(f"a point must be a model, a state dict or a flat weight vector, "
+                        f"got {type(point).__name__}")
+
+
+def _evaluator(model: nn.Module, train: Any, test: Any, kw: Mapping[str, Any]) -> Evaluator:
+    return Evaluator(model, train, test, loss=kw.get("loss"), bn=kw.get("bn"),
+                     device=kw.get("device"), batch_size=kw.get("batch_size", 4096),
+                     l2=kw.get("l2", 0.0))
+
+
+def _attrs(kind: str, grid: SurfaceGrid, ev: Evaluator, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "dim": grid.dim, "bn": ev.bn.value, "l2": ev.l2,
+            "train_samples": ev.num_samples("train") if "train" in ev.data else 0,
+            "test_samples": ev.num_samples("test") if "test" in ev.data else 0,
+            "x_label": grid.x_label, "y_label": grid.y_label,
+            "points": list(grid.points), **extra}
+
+
+def _finish(s: Surface, ev: Evaluator) -> Surface:
+    for split in ("train", "test"):  # streams know their size after the first pass
+        if split in ev.data:
+            s.attrs[f"{split}_samples"] = ev.num_samples(split)
+    return s
+
+
+def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int = 2,
+                   norm: str = "filter", keep_bias_bn: bool = False,
+                   grid: Any = None, grid_y: Any = None, seed: int = 0,
+                   progress: bool = False, **kw: Any) -> Surface:
+    """Train (and test) metrics on random normalized directions around a model.
+
+    Args:
+        model: The network, at the centre weights (its parameters are changed
+            during the evaluation and restored afterwards).
+        train: Train data (tensors or a ``DataLoader``).
+        test: Test data, or ``None``.
+        dim: 1 or 2.
+        norm: ``filter`` (Li et al. 2018), ``layer`` or ``none``.
+        keep_bias_bn: Keep bias and BN entries of the directions.
+        grid: ``x`` axis (``"start:stop:num"`` or values; default ``-1:1:21``).
+        grid_y: ``y`` axis (default: as ``x``).
+        seed: Seed of the directions.
+        progress: A tqdm bar on stderr.
+        **kw: ``loss``, ``bn``, ``device``, ``batch_size``, ``l2`` of the
+            :class:`~landscape.evaluate.Evaluator`.
+
+    Returns:
+        The :class:`Surface`.
+    """
+    ev = _evaluator(model, train, test, kw)
+    c, cb = ev.layout.read(model), ev.read_buffers()
+    g = random_grid(ev.layout, c, cb, dim=dim, norm=norm, keep_bias_bn=keep_bias_bn,
+                    seed=seed, x=grid, y=grid_y)
+    with _restored(ev, c, cb):
+        return _finish(evaluate_grid(g, ev, progress=progress, attrs=_attrs(
+            "random", g, ev, norm=Normalization(norm).value, seed=seed, center="center")),
+            ev)
+
+
+def line_surface(model: nn.Module, start: Any, end: Any, train: Any, test: Any = None, *,
+                 distance: bool = False, grid: Any = None, names: tuple[str, str] = (
+                     "start", "end"), progress: bool = False, **kw: Any) -> Surface:
+    """Train (and test) metrics on the line between two points.
+
+    Args:
+        model: A network of the points' architecture (evaluated in place).
+        start: The point at 0: a model, a state dict or a flat weight vector.
+        end: The point at 1 (or at its distance with ``distance``).
+        train: Train data.
+        test: Test data, or ``None``.
+        distance: Measure ``x`` in L2 distance from ``start`` instead of ``t``.
+        grid: ``x`` axis (default: 21 values from -0.5 to 1.5 of the segment).
+        names: Names of the two points.
+        progress: A tqdm bar on stderr.
+        **kw: As :func:`random_surface`.
+
+    Returns:
+        The :class:`Surface`.
+    """
+    ev = _evaluator(model, train, test, kw)
+    (a, ab), (b, bb) = (as_point(ev.layout, ev.buffer_layout, p) for p in (start, end))
+    g = line_grid(a, b, ab, bb, distance=distance, x=grid, names=names)
+    c, cb = ev.layout.read(model), ev.read_buffers()
+    with _restored(ev, c, cb):
+        return _finish(evaluate_grid(g, ev, progress=progress, attrs=_attrs(
+            "line", g, ev, center=names[0])), ev)
+
+
+def plane_surface(model: nn.Module, p1: Any, p2: Any, p3: Any, train: Any,
+                  test: Any = None, *, grid: Any = None, grid_y: Any = None,
+                  names: tuple[str, str, str] = ("p1", "p2", "p3"),
+                  progress: bool = False, **kw: Any) -> Surface:
+    """Train (and test) metrics on the plane through three points.
+
+    Returns:
+        The :class:`Surface` (see :func:`plane_grid` for the coordinates).
+    """
+    ev = _evaluator(model, train, test, kw)
+    pts = [as_point(ev.layout, ev.buffer_layout, p) for p in (p1, p2, p3)]
+    g = plane_grid(pts[0][0], pts[1][0], pts[2][0], pts[0][1], names=names, x=grid,
+                   y=grid_y)
+    c, cb = ev.layout.read(model), ev.read_buffers()
+    with _restored(ev, c, cb):
+        return _finish(evaluate_grid(g, ev, progress=progress, attrs=_attrs(
+            "plane", g, ev, center=names[0])), ev)
+
+
+def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: Any = None,
+                *, dim: int = 2, grid: Any = None, grid_y: Any = None,
+                progress: bool = False, **kw: Any) -> Surface:
+    """Train (and test) metrics on the top principal directions of a trajectory.
+
+    Args:
+        model: The network at the centre (e.g. the final weights).
+        trajectory: At least 3 points (models, state dicts or flat vectors).
+        train: Train data.
+        test: Test data, or ``None``.
+        dim: 1 or 2.
+        grid: ``x`` axis (default: around the projected trajectory).
+        grid_y: ``y`` axis.
+        progress: A tqdm bar on stderr.
+        **kw: As :func:`random_surface`.
+
+    Returns:
+        The :class:`Surface` with the projected trajectory.
+    """
+    ev = _evaluator(model, train, test, kw)
+    W = torch.stack([as_point(ev.layout, ev.buffer_layout, p)[0] for p in trajectory])
+    c, cb = ev.layout.read(model), ev.read_buffers()
+    g = pca_grid(W, c, cb, dim=dim, trajectory_epoch=np.arange(len(W), dtype=float),
+                 x=grid, y=grid_y)
+    with _restored(ev, c, cb):
+        return _finish(evaluate_grid(g, ev, progress=progress, attrs=_attrs(
+            "pca", g, ev, center="center")), ev)
+
+
+class _restored:
+    """Put the model's own weights and buffers back after a surface is evaluated."""
+
+    def __init__(self, ev: Evaluator, weights: Tensor, buffers: Tensor) -> None:
+        self.ev, self.w, self.b = ev, weights, buffers
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.ev.layout.write(self.ev.model, self.w)
+        if self.ev.buffer_layout.numel:
+            self.ev.buffer_layout.write(self.ev.model, self.b, buffers=True)
+
+
+__all__ = ["METRICS", "Surface", "SurfaceGrid", "SurfaceKind", "auto_grid", "evaluate_grid",
+           "evaluate_points", "line_grid", "line_surface", "parse_grid", "pca_grid",
+           "pca_surface", "plane_grid", "plane_surface", "point_values", "random_grid",
+           "random_surface"]

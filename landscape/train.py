@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -43,8 +42,8 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.config import TrainConfig, parse_range
-from landscape.data import TensorData, load_dataset
+from landscape.config import TrainConfig, load_data, parse_range
+from landscape.data import TensorData
 from landscape.evaluate import BNMode, Evaluator, resolve_device
 from landscape.models import build_model, default_model, has_batchnorm
 from landscape.params import ParamLayout
@@ -100,37 +99,10 @@ def resolve_model_name(cfg: TrainConfig) -> str:
     return cfg.model or default_model(cfg.data)
 
 
-def load_data(cfg: TrainConfig) -> TensorData:
-    """The dataset a config names (subsets applied)."""
-    opts: dict[str, Any] = {"download": cfg.download}
-    if cfg.data == "mnist1d":
-        opts = {"num_samples": cfg.num_samples}
-    return load_dataset(cfg.data, cfg.data_root, train_samples=cfg.train_samples,
-                        test_samples=cfg.test_samples, seed=cfg.seed, **opts)
-
-
 def make_model(cfg: TrainConfig, data: TensorData) -> nn.Module:
     """The seeded initial model (the same for both runs)."""
     torch.manual_seed(cfg.seed)
     return build_model(resolve_model_name(cfg), data.in_shape, data.n_classes)
-
-
-def load_run_model(path: str | os.PathLike) -> tuple[nn.Module, TensorData]:
-    """Rebuild the model and data of a run file (weights are not loaded).
-
-    Raises:
-        UserError: If the stored layout does not match the rebuilt model.
-    """
-    with store.open_run(path) as f:
-        cfg = TrainConfig(**store.config_of(f))
-        name = f["model"].attrs["name"]
-        kwargs = store.json_attr(f["model"], "kwargs", {})
-        layout, buffers = store.layouts(f)
-    data = load_data(cfg)
-    model = build_model(name, data.in_shape, data.n_classes, **kwargs)
-    layout.check_module(model)
-    buffers.check_module(model, buffers=True)
-    return model, data
 
 
 # --------------------------------------------------------------------------- state
@@ -248,9 +220,9 @@ def train_run(
     if st.done:
         return model, swa_model, st, ck
 
-    evaluator = Evaluator(copy.deepcopy(model), data, device=device,
-                          bn=BNMode.KEEP)
-    swa_eval = (Evaluator(copy.deepcopy(model), data, device=device)
+    splits = (data.batches("train"), data.batches("test"))
+    evaluator = Evaluator(copy.deepcopy(model), *splits, device=device, bn=BNMode.KEEP)
+    swa_eval = (Evaluator(copy.deepcopy(model), *splits, device=device)
                 if swa_model is not None else None)
 
     def record(loss: float, lr: float) -> None:
@@ -346,7 +318,8 @@ def solution_metrics(
     device: torch.device,
 ) -> dict[str, float]:
     """Train/test loss and accuracy of a solution with its stored BN statistics."""
-    ev = Evaluator(copy.deepcopy(model), data, device=device, bn=BNMode.KEEP)
+    ev = Evaluator(copy.deepcopy(model), data.batches("train"), data.batches("test"),
+                   device=device, bn=BNMode.KEEP)
     return _flat(ev.evaluate(weights, buffers), "")
 
 
@@ -374,29 +347,30 @@ def average_checkpoints(weights: Tensor) -> Tensor:
 
 
 def trajectory_average(
-    f: h5py.File, run: str, epochs: tuple[int, int],
+    f: Any, run: str, epochs: tuple[int, int],
 ) -> tuple[Tensor, Tensor, list[int]]:
     """Average the recorded weights of ``run`` at completed epochs ``A..B``.
+
+    Args:
+        f: The open run file.
+        run: ``sgd`` or ``swa``.
+        epochs: ``(A, B)``, inclusive.
 
     Returns:
         Averaged weights, averaged buffers and the epochs used.
 
     Raises:
-        UserError: If the run or some epochs were not recorded.
+        UserError: If some epochs were not recorded.
     """
-    if f"trajectories/{run}" not in f:
-        raise UserError(f"no trajectory of the {run} run in {f.filename}")
-    g = f[f"trajectories/{run}"]
-    ep = g["epoch"][()]
+    ep, W, B = store.checkpoints(f, run, epochs)
     want = list(range(epochs[0], epochs[1] + 1))
-    idx = [int(np.flatnonzero(np.isclose(ep, e))[0]) for e in want
-           if np.isclose(ep, e).any()]
-    if len(idx) != len(want):
+    if sorted(set(ep.astype(int).tolist())) != want:
         raise UserError(f"epochs {epochs[0]}:{epochs[1]} of the {run} run were not all "
                         "recorded; train with --record-every 1 or pick recorded epochs")
-    w = average_checkpoints(torch.from_numpy(g["weights"][idx]))
-    b = average_checkpoints(torch.from_numpy(g["buffers"][idx])) if g[
-        "buffers"].shape[1] else torch.zeros(0)
+    last = {int(e): i for i, e in enumerate(ep)}  # the last record of each epoch
+    idx = [last[e] for e in want]
+    w = average_checkpoints(torch.from_numpy(W[idx]))
+    b = average_checkpoints(torch.from_numpy(B[idx])) if B.shape[1] else torch.zeros(0)
     return w, b, want
 
 
@@ -436,8 +410,7 @@ def train(
     folder = out.with_name(out.name + ".partial")
     with store.WriterLock(out):
         if out.exists() and not force:
-            with store.open_run(out) as f:
-                same = store.config_of(f) == cfg.to_dict()
+            same = store.run_config(out) == cfg.to_dict()
             if same:
                 log(f"{out} is already complete for this config; nothing to do")
                 return out
@@ -488,15 +461,10 @@ def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,
                    "in_shape": list(data.in_shape), "n_classes": data.n_classes},
             params=layout, buffers=buf, data=data.attrs())
         for run, (_, _, st, ck) in results.items():
-            h = f.require_group(f"history/{run}")
-            for k, v in st.history.items():
-                store.write_array(h, k, np.asarray(v))
-            t = f.require_group(f"trajectories/{run}")
+            store.write_history(f, run, st.history)
             rec = ck.records(st.n_records, layout.numel + buf.numel)
-            store.write_array(t, "weights", rec[:, :layout.numel], compress=True)
-            store.write_array(t, "buffers", rec[:, layout.numel:], compress=True)
-            for k, v in st.traj.items():
-                store.write_array(t, k, np.asarray(v))
+            store.write_trajectory(f, run, rec[:, :layout.numel], rec[:, layout.numel:],
+                                   st.traj)
         if cfg.average_epochs is not None:
             rng = parse_range(cfg.average_epochs)
             w, b, used = trajectory_average(f, cfg.average_run, rng)

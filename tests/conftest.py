@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from landscape.config import TrainConfig
+
+# The tests' models are tiny: one thread is as fast, and it does not collapse when
+# the machine is busy (OpenMP threads spin-waiting on 2 loaded cores cost 50x).
+torch.set_num_threads(1)
 
 #: A run small enough for every test module to share (about 1 s of training).
 TINY = TrainConfig(num_samples=500, epochs=6, swa_start=3, batch_size=50, record_every=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import h5py
 import pytest
 import torch
 
@@ -14,7 +13,6 @@ from landscape.directions import (
     pca_directions,
     plane_basis,
     random_direction,
-    resolve_point,
 )
 from landscape.params import ParamKind, ParamLayout
 
@@ -97,17 +95,3 @@ def test_pca_recovers_subspace() -> None:
     torch.testing.assert_close(proj, dirs.T, atol=1e-10, rtol=0)
     with pytest.raises(UserError, match="at least 3"):
         pca_directions(w[:2])
-
-
-def test_resolve_point(tiny_run) -> None:
-    with h5py.File(tiny_run, "r") as f:
-        w, _ = resolve_point(f, "swa")
-        assert torch.equal(w, torch.from_numpy(f["solutions/swa/weights"][()]))
-        w1, _ = resolve_point(f, "epoch:2")
-        assert torch.equal(w1, torch.from_numpy(f["trajectories/swa/weights"][2]))
-        w2, _ = resolve_point(f, "sgd/epoch:1")
-        assert torch.equal(w2, torch.from_numpy(f["trajectories/sgd/weights"][1]))
-        with pytest.raises(UserError, match=r"unknown point 'nope'.*swa_last"):
-            resolve_point(f, "nope")
-        with pytest.raises(UserError, match="not recorded"):
-            resolve_point(f, "epoch:999")

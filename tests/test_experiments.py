@@ -13,7 +13,7 @@ import torch
 from landscape import experiments as ex
 from landscape._errors import UserError
 from landscape.cli import main
-from landscape.data import TensorData
+from landscape.data import TensorData, write_submission
 
 
 def test_experiments_are_found() -> None:
@@ -58,7 +58,7 @@ def test_early_stop() -> None:
 def test_fold_uses_train_split_only() -> None:
     d = TensorData("t", torch.arange(10.0)[:, None], torch.arange(10) % 2,
                    torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), 2)
-    f = ex._fold(d, torch.tensor([0, 1, 2, 3]), torch.tensor([7, 8]))
+    f = ex.fold(d, torch.tensor([0, 1, 2, 3]), torch.tensor([7, 8]))
     assert f.x_train.ravel().tolist() == [0, 1, 2, 3]
     assert f.x_test.ravel().tolist() == [7, 8]
 
@@ -71,9 +71,9 @@ def test_missing_optuna_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_verdict_says_when_swa_does_not_win() -> None:
-    assert "does not beat" in ex._verdict("SGD", [0.9, 0.91, 0.92], "SWA",
+    assert "does not beat" in ex.verdict("SGD", [0.9, 0.91, 0.92], "SWA",
                                           [0.88, 0.89, 0.90], "test acc")
-    assert "**SWA beats SGD**" in ex._verdict("SGD", [0.9, 0.91, 0.92], "SWA",
+    assert "**SWA beats SGD**" in ex.verdict("SGD", [0.9, 0.91, 0.92], "SWA",
                                               [0.92, 0.93, 0.94], "test acc")
 
 
@@ -139,7 +139,7 @@ def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:
     assert f.history["swa_test_acc"].shape == (3,)
     assert np.isnan(f.history["swa_test_acc"][0])  # before averaging
     assert 0 <= f.metrics["test_acc"] <= 1
-    pred = ex._predict(f, d.x_predict)
+    pred = ex.seed000._predict(f, d.x_predict)
     assert pred.shape == (5,)
-    sub = ex.write_submission(tmp_path / "s.csv", pred)
+    sub = write_submission(tmp_path / "s.csv", pred)
     assert sub.read_text().splitlines()[0] == "ImageId,Label"

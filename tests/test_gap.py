@@ -16,15 +16,9 @@ from landscape._errors import UserError
 from landscape.cli import main
 from landscape.data import TensorData
 from landscape.evaluate import Evaluator
-from landscape.gap import (
-    line_gap,
-    measure_gap,
-    minimum_location,
-    solution_gaps,
-    train_test_shift,
-)
-from landscape.store import open_run, read_solution
-from landscape.train import load_run_model
+from landscape.gap import line_gap, metric_gaps, minimum_location, train_test_shift
+from landscape.jobs import load_run_model, measure_gap
+from landscape.store import open_run, read_solution, solution_attrs
 
 T = np.linspace(-0.5, 1.5, 21)
 
@@ -82,7 +76,7 @@ def test_line_gap_recovers_a_known_shift_through_the_evaluator() -> None:
     x_test = torch.tensor([[1.0], [1.1], [1.2]])
     data = TensorData("bump", x_train, torch.zeros(6, dtype=torch.long), x_test,
                       torch.zeros(3, dtype=torch.long), 2)
-    ev = Evaluator(_Bump(0.15**2), data)
+    ev = Evaluator(_Bump(0.15**2), *data.splits())
     a, b = torch.zeros(2), torch.ones(2)
     r = line_gap(ev, a, b, T)
     assert r.shift.t_train == pytest.approx(0.8, abs=1e-6)
@@ -109,12 +103,12 @@ def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
 
 def test_solution_gap_is_test_minus_train_of_stored_metrics(run_copy: Path) -> None:
     with open_run(run_copy) as f:
-        gaps = solution_gaps(f)
-        assert set(gaps) == set(f["solutions"])
-        for name, g in gaps.items():
-            a = f["solutions"][name].attrs
-            assert g["loss_gap"] == a["test_loss"] - a["train_loss"]
-            assert g["err_gap"] == pytest.approx(a["train_acc"] - a["test_acc"], abs=1e-15)
+        stored = solution_attrs(f)
+    assert set(stored) == {"sgd", "swa", "swa_last"}
+    for a in stored.values():
+        g = metric_gaps(a)
+        assert g["loss_gap"] == a["test_loss"] - a["train_loss"]
+        assert g["err_gap"] == pytest.approx(a["train_acc"] - a["test_acc"], abs=1e-15)
 
 
 def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> None:
@@ -142,7 +136,7 @@ def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> N
             f["solutions/sgd"].attrs["test_loss"], rel=1e-5)
         with open_run(run_copy) as r:
             sgd, swa = read_solution(r, "sgd"), read_solution(r, "swa")
-    ev = Evaluator(model, data)  # recompute BN, as along the line
+    ev = Evaluator(model, *data.splits())  # recompute BN, as along the line
     assert out["line"].metrics["test_err"][5] == pytest.approx(  # t = 0: SGD
         ev.evaluate(sgd.weights)["test"].err)
     assert out["line"].shift.distance == pytest.approx(

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from landscape import experiments as ex
-from landscape import paper
 from landscape._errors import UserError
 from landscape.cli import main
+from landscape.experiments import paper
 
 SURFACES = {"random_swa", "random_sgd", "plane", "pca", "line"}
 
@@ -80,7 +80,7 @@ def test_demo_report_and_figures(demo: Path, capsys: pytest.CaptureFixture) -> N
 
 def test_budget_runs_are_the_swa_run_of_that_length(demo: Path) -> None:
     """The 1.5-budget number is an SWA run of round(1.5 * epochs) epochs."""
-    from landscape.train import load_data
+    from landscape.config import load_data
 
     e = ex.load_experiment("paper", quick=True, overrides={"data_root": "data"})
     cfg = e.cfg.replace(seed=0)
@@ -142,7 +142,7 @@ def test_info_lists_surfaces_and_measures(demo: Path, capsys: pytest.CaptureFixt
 
 def test_train_accepts_the_experiment_config(tmp_path: Path) -> None:
     out = tmp_path / "p.h5"
-    assert main(["train", "--config", str(ex.EXPERIMENTS_DIR / "paper.toml"), "--epochs",
+    assert main(["train", "--config", str(ex.CONFIGS_DIR / "paper.toml"), "--epochs",
                  "2", "--swa-start", "1", "--num-samples", "200", "--out", str(out),
                  "--quiet"]) == 0
     with h5py.File(out, "r") as f:

@@ -7,6 +7,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -18,8 +19,10 @@ from torch import Tensor, nn
 from landscape.cli import main
 from landscape.data import TensorData, load_dataset
 from landscape.evaluate import Evaluator
+from landscape.jobs import compare_solutions, measure_solution
 from landscape.sharpness import (
     HVPMethod,
+    MeasureConfig,
     adaptive_sharpness,
     average_sharpness,
     dense_hessian,
@@ -37,14 +40,10 @@ from landscape.sharpness import (
     sam_one_step,
     sam_sharpness,
     slq_density,
+    specs,
     tridiagonal_nodes_weights,
     width_along,
     width_ratio,
-)
-from landscape.sharpness.runner import (
-    SharpnessConfig,
-    compare_solutions,
-    measure_solution,
 )
 
 F64 = torch.float64
@@ -120,8 +119,9 @@ def test_hvp_matches_matrix_on_quadratic(method: HVPMethod) -> None:
     assert_close_report(hvp(2 * v).numpy(), (2 * H @ v).numpy(), rtol=1e-12, atol=1e-12)
 
 
-def _tiny_cnn_loss(samples: int = 32) -> tuple[Callable[[Tensor], Tensor], Tensor]:
-    """A float64 Conv1d + BN net on a few MNIST-1D samples, through the Evaluator."""
+def _tiny_cnn_loss(samples: int = 32) -> tuple[Callable[[Tensor], Tensor], Tensor, Any]:
+    """A float64 Conv1d + BN net on a few MNIST-1D samples: the test's own functional
+    loss, the solution and the evaluation path's batched risk of the same loss."""
     d = load_dataset("mnist1d", root=None, num_samples=200, seed=0)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv1d(1, 3, 5, stride=2), nn.BatchNorm1d(3), nn.ReLU(),
@@ -131,13 +131,20 @@ def _tiny_cnn_loss(samples: int = 32) -> tuple[Callable[[Tensor], Tensor], Tenso
         net[1].running_var.uniform_(0.5, 2.0)
     d64 = TensorData("mnist1d", d.x_train[:samples].double(), d.y_train[:samples],
                      d.x_test[:8].double(), d.y_test[:8], 10)
-    ev = Evaluator(net, d64, bn="keep")
+    ev = Evaluator(net, *d64.splits(), bn="keep")
     theta = ev.layout.read(net).double()
-    return ev.loss_function(buffers=ev.read_buffers().double()), theta
+    buffers = dict(net.named_buffers())
+    x, y = d64.x_train, d64.y_train
+
+    def f(th: Tensor) -> Tensor:
+        out = torch.func.functional_call(net, {**ev.layout.unflatten(th), **buffers}, (x,))
+        return nn.functional.cross_entropy(out, y)
+
+    return f, theta, ev.risk()  # the model's own (float64) BN buffers
 
 
 def test_small_cnn_top_eigenvalue_matches_dense_hessian() -> None:
-    f, theta = _tiny_cnn_loss()
+    f, theta, risk = _tiny_cnn_loss()
     dense = torch.func.hessian(f)(theta).numpy()  # (n, n), n = 574
     assert theta.numel() == dense.shape[0] == 574
     exact = np.linalg.eigvalsh(0.5 * (dense + dense.T))
@@ -145,7 +152,9 @@ def test_small_cnn_top_eigenvalue_matches_dense_hessian() -> None:
     for method in HVPMethod:
         hvp = make_hvp(f, theta, method)
         assert_close_report(hvp(v).numpy(), dense @ v.numpy(), rtol=1e-8, atol=1e-10)
-    top = hessian_top_eigenvalues(make_hvp(f, theta), theta.numel(), k=3)
+    assert_close_report(risk.hvp(theta)(v).numpy(), dense @ v.numpy(), rtol=1e-8,
+                        atol=1e-10)
+    top = hessian_top_eigenvalues(make_hvp(risk, theta), theta.numel(), k=3)
     assert top.converged
     assert_close_report(top.eigenvalues, exact[::-1][:3], rtol=1e-4)
     assert top.n_hvp < 30
@@ -419,11 +428,11 @@ def _rescale(theta: Tensor, n1: int, alpha: float) -> Tensor:
 
 def test_dinh_rescaling_changes_lambda_max_not_asam_or_sigma_mag() -> None:
     net, data = relu_net()
-    ev = Evaluator(net, data)
+    ev = Evaluator(net, *data.splits())
     theta = ev.layout.read(net).double()
     n1 = net[0].weight.numel()
-    f = ev.loss_function()
-    loss = lambda w: float(f(w))  # noqa: E731
+    f = ev.risk()
+    loss = f.value
     vals: dict[str, list[float]] = {k: [] for k in
                                     ("loss", "lmax", "asam", "sigma_mag", "sigma")}
     for alpha in (1.0, 10.0, 0.1):
@@ -468,17 +477,17 @@ def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     return p
 
 
-FAST = SharpnessConfig(samples=200, top_k=2, trace_samples=10, slq_steps=10,
-                       eps_maxiter=3, ascent_steps=3, avg_samples=4,
-                       pacbayes_samples=2, pacbayes_metric="loss", pacbayes_target=0.05,
-                       directions=4, width_tol=1e-2, smallest=False)
+COMMON = MeasureConfig(samples=200, device="cpu")
+FAST = {"top_k": 2, "trace_samples": 10, "slq_steps": 10, "eps_maxiter": 3,
+        "ascent_steps": 3, "avg_samples": 4, "pacbayes_samples": 2,
+        "pacbayes_metric": "loss", "pacbayes_target": 0.05, "directions": 4,
+        "width_tol": 1e-2, "smallest": False}
 
 
 def test_measure_solution_stores_every_measure(run_copy: Path) -> None:
     logs: list[str] = []
-    out = measure_solution(run_copy, "swa", ["all"], FAST, log=logs.append)
-    assert set(out) == {"hessian", "trace", "density", "eps", "sam", "asam", "avg",
-                        "pacbayes", "width"}
+    out = measure_solution(run_copy, "swa", ["all"], COMMON, FAST, log=logs.append)
+    assert set(out) == set(specs())  # every registered measure
     with h5py.File(run_copy) as f:
         g = f["measures/swa"]
         h = g["hessian"]
@@ -498,26 +507,25 @@ def test_measure_solution_stores_every_measure(run_copy: Path) -> None:
         assert math.isnan(g["eps"].attrs["dim"])
         for m in g.values():
             assert isinstance(m.attrs["params"], str)  # JSON, no pickles
-    assert len(logs) == 9
+    assert len(logs) == len(specs())
     again: list[str] = []
-    measure_solution(run_copy, "swa", ["width"], FAST, log=again.append)
+    measure_solution(run_copy, "swa", ["width"], COMMON, FAST, log=again.append)
     assert again == ["swa width: kept (stored with the same parameters)"]
 
 
 def test_compare_reports_width_ratio(run_copy: Path) -> None:
-    cfg = FAST
     for s in ("sgd", "swa"):
-        measure_solution(run_copy, s, ["width", "avg"], cfg)
+        measure_solution(run_copy, s, ["width", "avg"], COMMON, FAST)
     rows = compare_solutions(run_copy, ("sgd", "swa"))
-    width = rows[0]
+    width = rows[1]
     with h5py.File(run_copy) as f:
         wa = f["measures/sgd/width/widths"][()]
         wb = f["measures/swa/width/widths"][()]
-        assert f["measures/compare/ratio"][0] == pytest.approx(width["ratio"])
+        assert f["measures/compare/ratio"][1] == pytest.approx(width["ratio"])
     assert width["ratio"] == pytest.approx(np.median(wb) / np.median(wa))
     assert width["paired"]
     assert width["low"] <= width["ratio"] <= width["high"]
-    assert [r["quantity"] for r in rows][1:] == ["avg_sharpness"]
+    assert [r["quantity"] for r in rows] == ["average sharpness", "median width (tau=0.1)"]
 
 
 def test_cli_sharpness_and_compare(run_copy: Path, capsys: pytest.CaptureFixture[str]
@@ -527,9 +535,9 @@ def test_cli_sharpness_and_compare(run_copy: Path, capsys: pytest.CaptureFixture
     assert main(["sharpness", str(run_copy), "--solution", "sgd,swa", *common]) == 0
     assert main(["compare", str(run_copy)]) == 0
     out = capsys.readouterr().out
-    assert "| width median (tau=0.1) |" in out
+    assert "| median width (tau=0.1) |" in out
     assert "swa/sgd" in out
-    assert "| lambda_max |" in out
+    assert "| λ_max (Hessian) |" in out
     assert main(["sharpness", str(run_copy), "--measures", "width", "--samples", "99999",
                  "--directions", "2", "--quiet"]) == 0
     assert "using all 400 train samples" in capsys.readouterr().out

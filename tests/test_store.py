@@ -17,7 +17,7 @@ from landscape.params import ParamKind, ParamLayout
 
 
 def test_solutions_round_trip_to_state_dict(tiny_run: Path) -> None:
-    from landscape.train import load_run_model
+    from landscape.jobs import load_run_model
 
     model, _ = load_run_model(tiny_run)
     with store.open_run(tiny_run) as f:
@@ -38,7 +38,7 @@ def test_foreign_and_other_version_files_are_refused(tmp_path: Path, tiny_run: P
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["x"] = 1
-    with pytest.raises(UserError, match="not a landscape run file"):
+    with pytest.raises(UserError, match="not of kind"):
         store.check_run_file(other)
     text = tmp_path / "a.h5"
     text.write_text("hello")
@@ -118,3 +118,17 @@ def test_attrs_are_json_not_pickles(tiny_run: Path) -> None:
                 assert obj.dtype.kind in "fiub", obj.name
         check("/", f)
         f.visititems(check)
+
+
+def test_resolve_point(tiny_run) -> None:
+    with h5py.File(tiny_run, "r") as f:
+        w, _ = store.resolve_point(f, "swa")
+        assert torch.equal(w, torch.from_numpy(f["solutions/swa/weights"][()]))
+        w1, _ = store.resolve_point(f, "epoch:2")
+        assert torch.equal(w1, torch.from_numpy(f["trajectories/swa/weights"][2]))
+        w2, _ = store.resolve_point(f, "sgd/epoch:1")
+        assert torch.equal(w2, torch.from_numpy(f["trajectories/sgd/weights"][1]))
+        with pytest.raises(UserError, match=r"unknown point 'nope'.*swa_last"):
+            store.resolve_point(f, "nope")
+        with pytest.raises(UserError, match="not recorded"):
+            store.resolve_point(f, "epoch:999")

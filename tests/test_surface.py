@@ -20,16 +20,10 @@ from landscape.cli import main
 from landscape.data import TensorData
 from landscape.directions import random_direction
 from landscape.evaluate import Evaluator
+from landscape.jobs import SurfaceConfig, compute_surface
 from landscape.params import ParamLayout
-from landscape.surface import (
-    METRICS,
-    SurfaceConfig,
-    SurfaceGrid,
-    compute_surface,
-    evaluate_grid,
-    parse_grid,
-    read_surface,
-)
+from landscape.store import read_surface
+from landscape.surface import METRICS, SurfaceGrid, evaluate_grid, parse_grid
 
 
 def _data(n_in: int = 5, n: int = 64, seed: int = 0) -> TensorData:
@@ -70,14 +64,14 @@ def test_grid_points_quadratic_closed_form() -> None:
 def test_linear_model_surface_equals_direct_cross_entropy() -> None:
     data = _data()
     net = nn.Linear(5, 3)
-    ev = Evaluator(net, data, bn="keep")
+    ev = Evaluator(net, *data.splits(), bn="keep")
     lay = ev.layout
     c = lay.read(net).double()
     g = torch.Generator().manual_seed(1)
     d0, d1 = (torch.randn(lay.numel, generator=g, dtype=torch.float64) for _ in range(2))
     grid = SurfaceGrid(x=parse_grid("-1:1:3"), y=parse_grid("0:2:4"), center=c,
                        center_buffers=torch.zeros(0), d0=d0, d1=d1)
-    res = evaluate_grid(grid, ev)
+    res = evaluate_grid(grid, ev).values
     assert res["train_loss"].shape == (3, 4)
     for i, x in enumerate(grid.x):
         for j, y in enumerate(grid.y):
@@ -93,7 +87,7 @@ def test_linear_model_surface_equals_direct_cross_entropy() -> None:
 
 def test_bn_mode_without_bn_is_an_error() -> None:
     with pytest.raises(UserError, match="needs a model with BatchNorm"):
-        Evaluator(nn.Linear(5, 3), _data(), bn="recompute")
+        Evaluator(nn.Linear(5, 3), *_data().splits(), bn="recompute")
 
 
 def test_filter_normalization_rescaling_invariance() -> None:
@@ -110,14 +104,14 @@ def test_filter_normalization_rescaling_invariance() -> None:
         scaled[2].bias.copy_(net[2].bias)
     results = []
     for m in (net, scaled):
-        ev = Evaluator(m, data, bn="keep")
+        ev = Evaluator(m, *data.splits(), bn="keep")
         c = ev.layout.read(m).double()
         gen = torch.Generator().manual_seed(5)
         d0 = random_direction(ev.layout, c, norm="filter", generator=gen)
         d1 = random_direction(ev.layout, c, norm="filter", generator=gen)
         grid = SurfaceGrid(x=parse_grid("-1:1:5"), y=parse_grid("-1:1:5"), center=c,
                            center_buffers=torch.zeros(0), d0=d0, d1=d1)
-        results.append(evaluate_grid(grid, ev))
+        results.append(evaluate_grid(grid, ev).values)
     for m in METRICS:
         np.testing.assert_allclose(results[0][m], results[1][m], rtol=1e-5, atol=1e-5)
 
@@ -138,14 +132,14 @@ def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
     cfg = SurfaceConfig(kind="line", from_point="sgd", to_point="swa", grid="0:1:2", bn="keep")
     name = compute_surface(run, cfg, log=lambda _: None)
     s = read_surface(run, name)
-    assert s["attrs"]["complete"]
-    assert s["attrs"]["x_label"] == "t (sgd at 0, swa at 1)"
+    assert s.attrs["complete"]
+    assert s.attrs["x_label"] == "t (sgd at 0, swa at 1)"
     with h5py.File(run, "r") as f:
         for i, sol in enumerate(("sgd", "swa")):
             a = f[f"solutions/{sol}"].attrs
             for m in ("train_loss", "train_acc", "test_loss", "test_acc"):
-                assert s[m][i] == pytest.approx(a[m], rel=1e-12, abs=0), (sol, m)
-    np.testing.assert_array_equal(s["points"]["swa"], [1.0])
+                assert s.values[m][i] == pytest.approx(a[m], rel=1e-12, abs=0), (sol, m)
+    np.testing.assert_array_equal(s.grid.points["swa"], [1.0])
 
 
 def test_plane_schema_and_coordinates(tiny_run, tmp_path) -> None:
@@ -154,18 +148,19 @@ def test_plane_schema_and_coordinates(tiny_run, tmp_path) -> None:
                         grid_y="-1:1:2", bn="keep")
     name = compute_surface(run, cfg, log=lambda _: None)
     s = read_surface(run, name)
-    a = s["attrs"]
+    a = s.attrs
     assert (a["kind"], a["dim"], a["center"]) == ("plane", 2, "sgd")
     assert a["x_label"] == "u: L2 distance along swa_last − sgd"
     assert a["y_label"] == "v: L2 distance, towards swa (⊥ u)"
-    assert s["train_loss"].shape == (3, 2)
-    assert not np.isnan(s["test_acc"]).any()
-    assert s["trajectory_xy"].shape[1] == 2
+    assert s.values["train_loss"].shape == (3, 2)
+    assert not np.isnan(s.values["test_acc"]).any()
+    assert s.grid.trajectory_xy.shape[1] == 2
     with h5py.File(run, "r") as f:
         for p in ("sgd", "swa_last", "swa"):
-            xy = s["points"][p]
-            rec = s["center"].astype(np.float64) + xy[0] * s["d0"] + xy[1] * s["d1"]
-            np.testing.assert_allclose(rec, f[f"solutions/{p}/weights"][()], atol=1e-5)
+            xy = s.grid.points[p]
+            rec = s.grid.center + xy[0] * s.grid.d0 + xy[1] * s.grid.d1
+            np.testing.assert_allclose(rec.numpy(), f[f"solutions/{p}/weights"][()],
+                                       atol=1e-5)
         g = f[f"surfaces/{name}"]
         for k in ("norm", "bn", "points", "x_label", "y_label", "train_samples",
                   "test_samples", "seed", "l2", "config"):
@@ -190,15 +185,15 @@ def test_resume_after_kill_equals_uninterrupted(tiny_run, tmp_path) -> None:
     with pytest.raises(Killed):
         compute_surface(part, cfg, commit_interval=0, callback=kill_after)
     mid = read_surface(part, "random_swa")
-    assert not mid["attrs"]["complete"]
-    assert 0 < mid["computed"].sum() < 12
+    assert not mid.attrs["complete"]
+    assert 0 < mid.computed.sum() < 12
     counted: list[int] = []
     compute_surface(part, cfg, callback=counted.append, log=lambda _: None)
-    assert len(counted) == 12 - mid["computed"].sum()
+    assert len(counted) == 12 - mid.computed.sum()
     a, b = read_surface(full, "random_swa"), read_surface(part, "random_swa")
-    assert b["attrs"]["complete"]
+    assert b.attrs["complete"]
     for m in METRICS:
-        np.testing.assert_array_equal(a[m], b[m])
+        np.testing.assert_array_equal(a.values[m], b.values[m])
     # complete with the same config: a no-op
     again: list[int] = []
     compute_surface(part, cfg, callback=again.append, log=lambda _: None)
@@ -212,7 +207,7 @@ def test_cli_surface_and_errors(tiny_run, tmp_path, capsys) -> None:
     assert main(["surface", str(run), "--kind", "pca", "--grid", "-1:1:2", "--grid-y",
                  "-1:1:2", "--quiet", "--bn", "keep"]) == 0
     s = read_surface(run, "pca_swa")
-    assert s["attrs"]["x_label"].startswith("PC1 (")
+    assert s.attrs["x_label"].startswith("PC1 (")
     assert main(["surface", str(run), "--kind", "line", "--from", "nope"]) == 2
     assert "unknown point 'nope'" in capsys.readouterr().err
     assert main(["surface", str(run), "--grid", "-1:1:0"]) == 2
@@ -231,14 +226,14 @@ def test_two_ranks_equal_one_rank(tiny_run, tmp_path) -> None:
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = read_surface(one, "random_swa"), read_surface(two, "random_swa")
-    assert b["attrs"]["complete"]
+    assert b.attrs["complete"]
     for m in METRICS:
-        np.testing.assert_allclose(a[m], b[m], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a.values[m], b.values[m], rtol=1e-6, atol=1e-6)
 
 
 _FAILING_RANK = """
 import os, sys
-from landscape.surface import SurfaceConfig, compute_surface
+from landscape.jobs import SurfaceConfig, compute_surface
 
 def fail(done):
     if os.environ["RANK"] == "1" and done == 2:
@@ -269,7 +264,7 @@ def test_a_failing_rank_stops_every_rank_and_keeps_finished_points(tiny_run,
     assert main(["surface", str(one), *opts]) == 0
     a, b = read_surface(one, "random_swa"), read_surface(two, "random_swa")
     for m in METRICS:
-        np.testing.assert_allclose(a[m], b[m], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a.values[m], b.values[m], rtol=1e-6, atol=1e-6)
 
 
 def test_layout_check_of_direction_shape() -> None:
@@ -288,7 +283,7 @@ def test_sigkill_mid_surface_then_resume(tiny_run, tmp_path) -> None:
     compute_surface(full, SurfaceConfig(**opts), log=lambda _: None)
     child = subprocess.Popen([sys.executable, "-c", (
         "import time\n"
-        "from landscape.surface import SurfaceConfig, compute_surface\n"
+        "from landscape.jobs import SurfaceConfig, compute_surface\n"
         f"compute_surface({str(part)!r}, SurfaceConfig(**{opts!r}), commit_interval=0,\n"
         "                callback=lambda n: time.sleep(0.3))\n")])
     try:
@@ -305,12 +300,12 @@ def test_sigkill_mid_surface_then_resume(tiny_run, tmp_path) -> None:
     finally:
         child.kill()
     mid = read_surface(part, "random_swa")
-    assert not mid["attrs"]["complete"]
-    assert 3 <= mid["computed"].sum() < 20
+    assert not mid.attrs["complete"]
+    assert 3 <= mid.computed.sum() < 20
     counted: list[int] = []
     compute_surface(part, SurfaceConfig(**opts), callback=counted.append,
                     log=lambda _: None)
-    assert len(counted) == 20 - mid["computed"].sum()
+    assert len(counted) == 20 - mid.computed.sum()
     a, b = read_surface(full, "random_swa"), read_surface(part, "random_swa")
     for m in METRICS:
-        np.testing.assert_array_equal(a[m], b[m])
+        np.testing.assert_array_equal(a.values[m], b.values[m])

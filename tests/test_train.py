@@ -18,7 +18,8 @@ import torch
 from landscape import store
 from landscape._errors import UserError
 from landscape.config import TrainConfig
-from landscape.train import learning_rate, load_run_model, swa_paper_factor, train
+from landscape.jobs import load_run_model
+from landscape.train import learning_rate, swa_paper_factor, train
 
 
 def _traj(f: h5py.File, run: str) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from landscape._errors import UserError
-    from landscape.sharpness.runner import compare_solutions, format_comparison
+    from landscape.jobs import compare_solutions, format_comparison
 
     if not 0 < args.level < 1:
         raise UserError(f"--level must lie in (0, 1), got {args.level}")

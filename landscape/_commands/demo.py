@@ -9,7 +9,7 @@ ORDER = 5
 HELP = "run the main job on the embedded MNIST-1D data (train, analyse, plot, report)"
 DESCRIPTION = """\
 The main job, end to end, on MNIST-1D generated offline (no download): the
-`paper` experiment (experiments/paper.toml).  Per seed it trains the SGD
+`paper` experiment (`landscape reproduce paper`).  Per seed it trains the SGD
 baseline and the SWA run (and SWA at 1.25 and 1.5 budgets), measures the
 flatness of both solutions (Hessian spectrum, trace, sharpness, PAC-Bayes
 sigma, random-direction width) and the train-test gap; on the first seed it

@@ -47,7 +47,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from landscape.evaluate import resolve_device
-    from landscape.gap import measure_gap
+    from landscape.jobs import measure_gap
 
     device = str(resolve_device(args.device))
     measure_gap(args.file, a=args.from_point, b=args.to_point, points=args.points,

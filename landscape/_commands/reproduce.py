@@ -1,4 +1,4 @@
-"""``landscape reproduce``: run an experiment of ``experiments/`` over seeds."""
+"""``landscape reproduce``: run a shipped experiment (or a TOML file) over seeds."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import shlex
 
 NAME = "reproduce"
 ORDER = 70
-HELP = "run an experiment (experiments/NAME.toml) over seeds; results, figures, REPORT.md"
+HELP = "run an experiment (shipped config or TOML file) over seeds; results, REPORT.md"
 DESCRIPTION = """\
-Run one of the experiments in experiments/ over --seeds seeds: paper (the SWA
+Run one of the shipped experiments (or a TOML file of your own) over --seeds
+seeds: paper (the SWA
 paper's analyses: accuracy by budget, Hessian spectrum, sharpness, width and
 the train-test shift of SGD vs SWA, surfaces for the figures; what `landscape
 demo` runs), seed000 (Optuna search, 5-fold CV and train/test scores of SGD

@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 NAME = "sharpness"
 ORDER = 30
 HELP = "Hessian eigenvalues/trace/density, sharpness, PAC-Bayes sigma and width"
-DESCRIPTION = """\
-Measure the curvature and flatness of stored solutions on a fixed, seeded
-subset of the train data (--samples), with BatchNorm in eval mode using each
-solution's own statistics, and store every measure under
-/measures/<solution>/<measure> of the run file with its parameters and seed.
-
-Measures (--measures, comma-separated, or all):
-  hessian   top-k eigenvalues by Lanczos (ARPACK) and the smallest eigenvalue
-  trace     Hutchinson trace estimate with its standard error (or Hutch++)
-  density   eigenvalue density by stochastic Lanczos quadrature
-  eps       Keskar et al. 2017 epsilon-sharpness (box, L-BFGS-B)
-  sam       worst-case L2-ball sharpness (Foret et al. 2021), multi- and one-step
-  asam      adaptive sharpness, T_w = |w| + eta (Kwon et al. 2021)
-  avg       average-case sharpness under Gaussian noise
-  pacbayes  Jiang et al. 2020 PAC-Bayes sigma and magnitude-aware sigma'
-  width     distance along random directions at which train loss rises by tau
-
-Each measure is written as soon as it finishes; a measure already stored with
-the same parameters is kept (use --recompute).  Flags override the
-[sharpness] section of the --config TOML file, which overrides the defaults."""
 EPILOG = """\
 examples:
   landscape sharpness runs/demo.h5 --solution sgd,swa
@@ -36,34 +17,79 @@ examples:
   landscape compare runs/demo.h5 --solutions sgd,swa"""
 
 
+def _description() -> str:
+    from landscape.sharpness import specs
+
+    rows = "\n".join(f"  {n:<13} {s.summary}" for n, s in specs().items())
+    return f"""\
+Measure the curvature and flatness of stored solutions on a fixed, seeded
+subset of the train data (--samples), with BatchNorm in eval mode using each
+solution's own statistics, and store every measure under
+/measures/<solution>/<measure> of the run file with its parameters and seed.
+
+Measures (--measures, comma-separated, or all):
+{rows}
+
+Each measure is written as soon as it finishes; a measure already stored with
+the same parameters is kept (use --recompute).  Flags override the
+[sharpness] section of the --config TOML file, which overrides the defaults."""
+
+
+def __getattr__(name: str) -> str:  # DESCRIPTION reads the registry when asked for
+    if name == "DESCRIPTION":
+        return _description()
+    raise AttributeError(name)
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     from landscape._commands._common import add_config_flags
-    from landscape.sharpness.runner import MEASURES, SharpnessConfig
+    from landscape.sharpness import MeasureConfig, specs
 
     p.add_argument("file", help="run file (HDF5) written by `landscape train`")
     p.add_argument("--solution", default="swa",
                    help="solution(s) to measure, comma-separated (default: swa)")
     p.add_argument("--measures", default="all",
-                   help=f"comma-separated subset of {','.join(MEASURES)} (default: all)")
+                   help=f"comma-separated subset of {','.join(specs())} (default: all)")
     p.add_argument("--config", help="TOML file whose [sharpness] section overrides "
                    "the defaults")
     p.add_argument("--recompute", action="store_true",
                    help="recompute measures already stored with the same parameters")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_config_flags(p, SharpnessConfig)
+    add_config_flags(p, MeasureConfig)
+    seen: set[str] = set()
+    for s in specs().values():
+        names = {f.name for f in dataclasses.fields(s.params)}
+        add_config_flags(p, s.params, skip=tuple(seen))
+        seen |= names
 
 
 def run(args: argparse.Namespace) -> int:
-    from landscape._commands._common import config_from_args
     from landscape._errors import UserError
-    from landscape.sharpness.runner import SharpnessConfig, measure_solution, parse_measures
+    from landscape.config import from_dict, load_toml
+    from landscape.jobs import measure_solution
+    from landscape.sharpness import MeasureConfig, parse_measures
+    from landscape.sharpness._registry import all_params
 
-    cfg = config_from_args(args, SharpnessConfig, "sharpness")
+    common_keys = {f.name for f in dataclasses.fields(MeasureConfig)}
+    known = set(all_params())
+    values = load_toml(args.config, section="sharpness") if args.config else {}
+    bad = sorted(set(values) - common_keys - known)
+    if bad:
+        raise UserError(f"unknown [sharpness] key(s) {bad} in {args.config}; valid: "
+                        f"{sorted(common_keys | known)}")
+    for k in common_keys | known:
+        v = getattr(args, k, None)
+        if v is not None:
+            values[k] = v
+    common = from_dict({k: v for k, v in values.items() if k in common_keys}, MeasureConfig)
+    if common.device is None:
+        common = dataclasses.replace(common, device="cpu")
+    params = {k: v for k, v in values.items() if k in known}
     measures = parse_measures(args.measures)
     solutions = [s.strip() for s in args.solution.split(",") if s.strip()]
     if not solutions:
         raise UserError("--solution is empty; name a stored solution, e.g. --solution swa")
     for s in solutions:
-        measure_solution(args.file, s, measures, cfg, recompute=args.recompute,
+        measure_solution(args.file, s, measures, common, params, recompute=args.recompute,
                          progress=not args.quiet, log=print)
     return 0

@@ -78,7 +78,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landscape.surface import SurfaceConfig, compute_surface
+    from landscape.jobs import SurfaceConfig, compute_surface
 
     points = tuple(s.strip() for s in args.points.split(",")) if args.points else None
     cfg = SurfaceConfig(

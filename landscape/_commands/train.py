@@ -26,13 +26,13 @@ examples:
   landscape train --data kaggle-digits --data-root data/digits --out runs/k.h5
   landscape train --data svhn --data-root data/svhn --no-swa --sgd-schedule const \\
       --lr 0.05 --epochs 20 --average-epochs 11:20 --out runs/svhn.h5
-  landscape train --config experiments/paper.toml --out runs/paper.h5"""
+  landscape train --config paper --out runs/paper.h5    # a shipped experiment's config"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run file to write (HDF5)")
-    p.add_argument("--config", help="TOML file of overrides (keys as the flags, "
-                   "with _ or -)")
+    p.add_argument("--config", help="TOML file of overrides (keys as the flags, with _ "
+                   "or -), or the name of a shipped experiment (paper, seed000, seed004)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a run file (or partial run) of another config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -40,13 +40,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landscape._commands.info import solutions_table
-    from landscape.store import open_run
+    from landscape.store import run_solutions_table
     from landscape.train import train
 
     cfg = config_from_args(args, TrainConfig)
     out = train(cfg, args.out, force=args.force, progress=not args.quiet)
-    with open_run(out) as f:
-        print(solutions_table(f))
+    print(run_solutions_table(out))
     print(f"run file: {out}")
     return 0

@@ -1,8 +1,12 @@
 r"""Sharpness, curvature and width of a solution, one module per method.
 
-The maths are pure functions of a loss callable ``f(θ)`` (or a Hessian-vector
-product ``hvp(v)``) and a flat weight vector; :mod:`landscape.sharpness.runner`
-ties them to a run file and stores results under ``/measures/<solution>/``.
+Each module holds the maths as pure functions of an objective ``f(θ)`` (or a
+Hessian-vector product ``hvp(v)``) and a flat weight vector, and declares its
+measure once in the registry (:mod:`landscape.sharpness._registry`): name,
+parameters with defaults, the function, what it stores and its headline
+numbers.  Modules are discovered automatically, so a new measure is one new
+file.  :func:`measure` runs registered measures on a model and its data;
+:mod:`landscape.jobs.measures` runs them on a run file's solutions.
 
 =====================  ==========================================================
 module                 measure
@@ -20,6 +24,19 @@ module                 measure
 =====================  ==========================================================
 """
 
+from landscape.sharpness._base import Objective
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureConfig,
+    MeasureContext,
+    MeasureResult,
+    MeasureSpec,
+    _discover,
+    measure,
+    parse_measures,
+    spec,
+    specs,
+)
 from landscape.sharpness.average import AverageSharpness, average_sharpness
 from landscape.sharpness.foret2021sam import (
     BallSharpness,
@@ -43,13 +60,6 @@ from landscape.sharpness.hutchinson import TraceEstimate, hutchinson_trace, hutc
 from landscape.sharpness.jiang2020pacbayes import SigmaSearch, pacbayes_sigma
 from landscape.sharpness.keskar2017 import EpsilonSharpness, epsilon_sharpness
 from landscape.sharpness.kwon2021asam import adaptive_sharpness, asam_scale
-from landscape.sharpness.runner import (
-    MEASURES,
-    SharpnessConfig,
-    compare_solutions,
-    format_comparison,
-    measure_solution,
-)
 from landscape.sharpness.slq import (
     SpectralDensity,
     lanczos_tridiagonal,
@@ -65,15 +75,21 @@ from landscape.sharpness.width import (
     width_ratio,
 )
 
+_discover()  # every other module of this package registers its measure on import
+
 __all__ = [
-    "MEASURES",
     "AverageSharpness",
     "BallSharpness",
     "Eigenpairs",
     "EpsilonSharpness",
     "HVPMethod",
+    "Headline",
     "HessianLinearOperator",
-    "SharpnessConfig",
+    "MeasureConfig",
+    "MeasureContext",
+    "MeasureResult",
+    "MeasureSpec",
+    "Objective",
     "SigmaSearch",
     "SpectralDensity",
     "TraceEstimate",
@@ -82,10 +98,8 @@ __all__ = [
     "asam_scale",
     "average_sharpness",
     "ball_ascent",
-    "compare_solutions",
     "dense_hessian",
     "epsilon_sharpness",
-    "format_comparison",
     "hessian_smallest_eigenvalue",
     "hessian_top_eigenvalues",
     "hutchinson_trace",
@@ -94,14 +108,17 @@ __all__ = [
     "hvp_forward_over_reverse",
     "lanczos_tridiagonal",
     "make_hvp",
-    "measure_solution",
+    "measure",
     "median_ci",
     "pacbayes_sigma",
+    "parse_measures",
     "power_iteration",
     "random_widths",
     "sam_one_step",
     "sam_sharpness",
     "slq_density",
+    "spec",
+    "specs",
     "tridiagonal_nodes_weights",
     "width_along",
     "width_directions",

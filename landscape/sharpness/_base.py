@@ -1,12 +1,19 @@
-"""Shared plumbing of the sharpness measures: types, gradients, seeded noise.
+"""Shared plumbing of the sharpness measures: objectives, gradients, seeded noise.
 
-The measures are pure functions of a loss callable and a flat weight vector;
-this module holds what every one of them needs once.
+The measures are pure functions of an *objective* and a flat weight vector.
+An objective is either a differentiable callable ``f(θ) -> scalar tensor``
+(closed-form tests, small models) or an object with ``value``,
+``value_and_grad`` and ``hvp`` methods, such as
+:class:`landscape.evaluate.EmpiricalRisk`, which accumulates them over
+batches so memory stays flat in the number of samples.  :func:`value_and_grad`,
+:func:`loss_value` and :func:`landscape.sharpness.hessian.make_hvp` accept
+both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -18,6 +25,20 @@ LossFunction = Callable[[Tensor], Tensor]
 Metric = Callable[[Tensor], float]
 #: A Hessian-vector product ``v -> H v`` on flat vectors.
 HVP = Callable[[Tensor], Tensor]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A loss of a flat weight vector that computes its own gradient and HVPs."""
+
+    def value(self, theta: Tensor) -> float:
+        """The loss at ``theta``."""
+
+    def value_and_grad(self, theta: Tensor) -> tuple[float, Tensor]:
+        """The loss and its gradient at ``theta``."""
+
+    def hvp(self, theta: Tensor) -> HVP:
+        """The Hessian-vector product at ``theta``."""
 
 
 def check_flat(theta: Tensor, name: str = "theta") -> None:
@@ -34,12 +55,15 @@ def check_flat(theta: Tensor, name: str = "theta") -> None:
         )
 
 
-def value_and_grad(f: LossFunction, theta: Tensor) -> tuple[float, Tensor]:
+def value_and_grad(f: LossFunction | Objective, theta: Tensor) -> tuple[float, Tensor]:
     """``f(theta)`` and its gradient (one forward and one backward pass).
 
     Returns:
         The loss as a float and the gradient, detached, with ``theta``'s dtype.
     """
+    if isinstance(f, Objective):
+        val, g = f.value_and_grad(theta)
+        return val, g.detach().to(theta)
     t = theta.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         loss = f(t)
@@ -47,12 +71,14 @@ def value_and_grad(f: LossFunction, theta: Tensor) -> tuple[float, Tensor]:
     return float(loss.detach()), g.detach()
 
 
-def loss_value(f: LossFunction | Metric, theta: Tensor) -> float:
+def loss_value(f: LossFunction | Metric | Objective, theta: Tensor) -> float:
     """``f(theta)`` as a float without building a graph.
 
     Returns:
         The value.
     """
+    if isinstance(f, Objective):
+        return float(f.value(theta))
     with torch.no_grad():
         out = f(theta.detach())
     return float(out)

@@ -28,7 +28,24 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from landscape.sharpness._base import Metric, check_flat, gaussian, generator, loss_value, sem
+from landscape.sharpness._base import (
+    Metric,
+    Objective,
+    check_flat,
+    gaussian,
+    generator,
+    loss_value,
+    sem,
+)
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,7 @@ class AverageSharpness:
 
 
 def average_sharpness(
-    loss: Metric, theta: Tensor, sigma: float = 0.01, samples: int = 20, *,
+    loss: Metric | Objective, theta: Tensor, sigma: float = 0.01, samples: int = 20, *,
     scale: Tensor | None = None, seed: int = 0, antithetic: bool = True,
 ) -> AverageSharpness:
     r"""Expected loss rise under Gaussian weight noise of scale :math:`\sigma`.
@@ -86,3 +103,37 @@ def average_sharpness(
         rises[i] = (0.5 * (up + loss_value(loss, w - delta)) if antithetic else up) - loss0
     n_evals = 1 + samples * (2 if antithetic else 1)
     return AverageSharpness(float(rises.mean()), sem(rises), loss0, rises, n_evals)
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class AvgParams:
+    """Parameters of the ``avg`` measure."""
+
+    sigma: float = param(0.01, "average-case sharpness noise std")
+    avg_samples: int = param(20, "average-case Monte Carlo samples (antithetic pairs)")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a non-positive setting."""
+        check_positive(self, "sigma", "avg_samples")
+
+
+def avg_measure(ctx: MeasureContext, p: AvgParams) -> Result:
+    """Average-case sharpness of the context's solution.
+
+    Returns:
+        Scalars (``value`` with its standard error) and the per-sample ``rises``.
+    """
+    r = average_sharpness(ctx.objective(), ctx.theta, p.sigma, p.avg_samples,
+                          seed=ctx.seed)
+    return ({"value": r.value, "sem": r.sem, "loss": r.loss, "sigma": p.sigma,
+             "n_evals": r.n_evals, "antithetic": True}, {"rises": r.rises})
+
+
+register(MeasureSpec(
+    name="avg", order=70, params=AvgParams, compute=avg_measure, unit="f",
+    summary="average-case sharpness under Gaussian noise",
+    headline=(Headline("value", "average sharpness", sem="sem"),), datasets=("rises",),
+    line=lambda a: (f"average sharpness {a['value']:.6g} ± {a['sem']:.3g} "
+                    f"(sigma {a['sigma']})"),
+    reference="Andriushchenko et al. (ICML 2023), average-case sharpness"))

@@ -37,7 +37,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from landscape.sharpness._base import LossFunction, check_flat, generator, value_and_grad
+from landscape.sharpness._base import (
+    LossFunction,
+    Objective,
+    check_flat,
+    generator,
+    value_and_grad,
+)
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,7 @@ class BallSharpness:
 
 
 def ball_ascent(
-    f: LossFunction, theta: Tensor, rho: float, *, scale: Tensor | None = None,
+    f: LossFunction | Objective, theta: Tensor, rho: float, *, scale: Tensor | None = None,
     steps: int = 20, step_size: float = 1.0, seed: int = 0,
 ) -> BallSharpness:
     r"""Maximize :math:`L(\theta + s \odot z)` over :math:`\|z\|_2 \le \rho`.
@@ -121,7 +136,7 @@ def ball_ascent(
 
 
 def sam_sharpness(
-    f: LossFunction, theta: Tensor, rho: float = 0.05, *, steps: int = 20,
+    f: LossFunction | Objective, theta: Tensor, rho: float = 0.05, *, steps: int = 20,
     step_size: float = 1.0, seed: int = 0,
 ) -> BallSharpness:
     r"""Worst-case L2 sharpness :math:`S_\rho` (multi-step, with the one-step value).
@@ -140,7 +155,7 @@ def sam_sharpness(
     return ball_ascent(f, theta, rho, steps=steps, step_size=step_size, seed=seed)
 
 
-def sam_one_step(f: LossFunction, theta: Tensor, rho: float = 0.05, *,
+def sam_one_step(f: LossFunction | Objective, theta: Tensor, rho: float = 0.05, *,
                  seed: int = 0) -> float:
     r"""SAM's one-step estimate :math:`L(\theta + \rho g/\|g\|) - L(\theta)`.
 
@@ -148,3 +163,48 @@ def sam_one_step(f: LossFunction, theta: Tensor, rho: float = 0.05, *,
         The estimate (a lower bound on :math:`S_\rho`).
     """
     return ball_ascent(f, theta, rho, steps=0, seed=seed).one_step
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class SamParams:
+    """Parameters of the ``sam`` measure."""
+
+    rho: float = param(0.05, "SAM L2-ball radius")
+    ascent_steps: int = param(20, "projected ascent steps after the one-step point")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a bad radius or step count."""
+        check_positive(self, "rho")
+        check_positive(self, "ascent_steps", allow_zero=True)
+
+
+def ball_scalars(r: BallSharpness, rho: float, steps: int) -> dict[str, float]:
+    """The stored scalars of a ball-sharpness result.
+
+    Returns:
+        ``value``, ``one_step``, losses, evaluations and settings.
+    """
+    return {"value": r.value, "one_step": r.one_step, "loss": r.loss,
+            "max_loss": r.max_loss, "n_evals": r.n_evals,
+            "random_start": r.random_start, "rho": rho, "steps": steps}
+
+
+def sam_measure(ctx: MeasureContext, p: SamParams) -> Result:
+    """Worst-case L2 sharpness of the context's solution.
+
+    Returns:
+        The scalars of :func:`ball_scalars`.
+    """
+    r = sam_sharpness(ctx.objective(), ctx.theta, p.rho, steps=p.ascent_steps,
+                      seed=ctx.seed)
+    return ball_scalars(r, p.rho, p.ascent_steps), {}
+
+
+register(MeasureSpec(
+    name="sam", order=50, params=SamParams, compute=sam_measure, unit="fb",
+    summary="worst-case L2-ball sharpness (Foret et al. 2021), multi- and one-step",
+    headline=(Headline("value", "SAM sharpness ρ=0.05"),), datasets=(),
+    line=lambda a: (f"sam sharpness {a['value']:.6g}, one-step {a['one_step']:.6g} "
+                    f"(rho {a['rho']})"),
+    reference="Foret, Kleiner, Mobahi & Neyshabur (ICLR 2021)"))

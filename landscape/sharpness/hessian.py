@@ -30,16 +30,27 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 
-from landscape.sharpness._base import HVP, LossFunction, check_flat
+from landscape.sharpness._base import HVP, LossFunction, Objective, check_flat
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 class HVPMethod(str, Enum):
@@ -108,14 +119,27 @@ def hvp_forward_over_reverse(f: LossFunction, theta: Tensor) -> HVP:
     return hvp
 
 
-def make_hvp(f: LossFunction, theta: Tensor,
+def make_hvp(f: LossFunction | Objective, theta: Tensor,
              method: HVPMethod | str = HVPMethod.DOUBLE_BACKWARD) -> HVP:
     """The HVP of ``f`` at ``theta`` by the chosen :class:`HVPMethod`.
 
+    An :class:`~landscape.sharpness._base.Objective` (such as the batched
+    :class:`landscape.evaluate.EmpiricalRisk`) supplies its own double-backward
+    product, accumulated over batches.
+
     Returns:
         A function ``v -> H v``.
+
+    Raises:
+        ValueError: For forward-over-reverse on an objective that is not a callable
+            of the flat vector.
     """
     method = HVPMethod(method)
+    if isinstance(f, Objective):
+        if method is not HVPMethod.DOUBLE_BACKWARD:
+            raise ValueError("a batched objective computes double-backward HVPs only; "
+                             "use method='double-backward'")
+        return f.hvp(theta)
     if method is HVPMethod.DOUBLE_BACKWARD:
         return hvp_double_backward(f, theta)
     return hvp_forward_over_reverse(f, theta)
@@ -342,3 +366,57 @@ def power_iteration(
         vals.append(float("nan") if est is None else est)
     V = torch.stack(vecs, 1).to("cpu", torch.float64).numpy()
     return Eigenpairs(np.asarray(vals), n_hvp, V)
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class HessianParams:
+    """Parameters of the ``hessian`` measure."""
+
+    top_k: int = param(5, "number of top Hessian eigenvalues (Lanczos)")
+    eig_tol: float = param(1e-3, "ARPACK relative residual tolerance of the top Ritz pairs")
+    smallest: bool = param(True, "also the smallest (most negative) eigenvalue")
+    min_tol: float = param(1e-2, "ARPACK relative residual tolerance of the smallest")
+    save_eigenvectors: bool = param(False, "store the top-k eigenvectors (k x n floats)")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a non-positive count or tolerance."""
+        check_positive(self, "top_k", "eig_tol", "min_tol")
+
+
+def hessian_measure(ctx: MeasureContext, p: HessianParams) -> Result:
+    """Top-k and smallest eigenvalues of the Hessian at the context's solution.
+
+    Returns:
+        Scalars (``lambda_max``, ``lambda_min``, HVP counts, convergence) and the
+        ``eigenvalues`` (and optionally ``eigenvectors``) arrays.
+    """
+    hvp = ctx.hvp()
+    kw = {"seed": ctx.seed, "dtype": ctx.dtype, "device": ctx.device}
+    top = hessian_top_eigenvalues(hvp, ctx.n, min(p.top_k, ctx.n), tol=p.eig_tol,
+                                  eigenvectors=p.save_eigenvectors, **kw)
+    attrs: dict[str, Any] = {
+        "lambda_max": float(top.eigenvalues[0]), "top_k": p.top_k,
+        "n_hvp_top": top.n_hvp, "converged_top": top.converged, "eig_tol": p.eig_tol,
+        "lambda_min": math.nan, "n_hvp_min": 0, "converged_min": False,
+        "min_tol": p.min_tol}
+    if p.smallest:
+        low = hessian_smallest_eigenvalue(hvp, ctx.n, tol=p.min_tol, **kw)
+        attrs |= {"lambda_min": float(low.eigenvalues[0]), "n_hvp_min": low.n_hvp,
+                  "converged_min": low.converged}
+    attrs["min_max_ratio"] = abs(attrs["lambda_min"] / attrs["lambda_max"])
+    arrays: dict[str, np.ndarray] = {"eigenvalues": top.eigenvalues}
+    if top.eigenvectors is not None:
+        arrays["eigenvectors"] = top.eigenvectors.T.astype(np.float32)  # (k, n)
+    return attrs, arrays
+
+
+register(MeasureSpec(
+    name="hessian", order=10, params=HessianParams, compute=hessian_measure, unit="HVP",
+    summary="top-k eigenvalues by Lanczos (ARPACK) and the smallest eigenvalue",
+    headline=(Headline("lambda_max", "λ_max (Hessian)"),
+              Headline("lambda_min", "λ_min (Hessian)", report=False)),
+    datasets=("eigenvalues", "eigenvectors"),
+    line=lambda a: (f"lambda_max {a['lambda_max']:.6g}, lambda_min {a['lambda_min']:.6g} "
+                    f"({a['n_hvp_top']}+{a['n_hvp_min']} HVPs)"),
+    reference="Lanczos (1950) via ARPACK; cf. PyHessian (Yao et al. 2020)"))

@@ -31,6 +31,15 @@ import torch
 from torch import Tensor
 
 from landscape.sharpness._base import HVP, generator, rademacher, sem
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 @dataclass(frozen=True)
@@ -147,3 +156,50 @@ def hutchpp_trace(
     nan = float("nan")
     return TraceEstimate(exact + float(quad.mean()), sem(quad), nan, nan, quad,
                          2 * s + m, "hutchpp")
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class TraceParams:
+    """Parameters of the ``trace`` measure."""
+
+    trace_samples: int = param(100, "Hutchinson probes (HVPs) for the trace")
+    trace_method: str = param("hutchinson", "trace estimator",
+                              choices=("hutchinson", "hutchpp"))
+
+    def validate(self) -> None:
+        """Raise a one-line error for a bad probe count.
+
+        Raises:
+            UserError: If Hutch++ gets fewer than 3 probes.
+        """
+        check_positive(self, "trace_samples")
+        if self.trace_method == "hutchpp" and self.trace_samples < 3:
+            from landscape._errors import UserError
+
+            raise UserError("--trace-method hutchpp needs --trace-samples >= 3")
+
+
+def trace_measure(ctx: MeasureContext, p: TraceParams) -> Result:
+    """Hutchinson (or Hutch++) trace of the Hessian at the context's solution.
+
+    Returns:
+        Scalars (``trace`` with its standard error, the Frobenius estimate) and the
+        per-probe ``samples``.
+    """
+    fn = hutchpp_trace if p.trace_method == "hutchpp" else hutchinson_trace
+    est = fn(ctx.hvp(), ctx.n, p.trace_samples, seed=ctx.seed, dtype=ctx.dtype,
+             device=ctx.device)
+    return ({"trace": est.trace, "trace_sem": est.sem, "frobenius_sq": est.frobenius_sq,
+             "frobenius_sq_sem": est.frobenius_sq_sem, "n_hvp": est.n_hvp,
+             "method": est.method},
+            {"samples": est.samples})
+
+
+register(MeasureSpec(
+    name="trace", order=20, params=TraceParams, compute=trace_measure, unit="HVP",
+    summary="Hutchinson trace estimate with its standard error (or Hutch++)",
+    headline=(Headline("trace", "trace (Hutchinson)", sem="trace_sem"),),
+    datasets=("samples",),
+    line=lambda a: f"trace {a['trace']:.6g} ± {a['trace_sem']:.3g} ({a['n_hvp']} HVPs)",
+    reference="Hutchinson (1989); Hutch++: Meyer et al. (2021)"))

@@ -40,12 +40,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.sharpness._base import Metric, check_flat, gaussian, generator, loss_value, sem
+from landscape.sharpness._base import (
+    Metric,
+    Objective,
+    check_flat,
+    gaussian,
+    generator,
+    loss_value,
+    sem,
+)
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +104,7 @@ class SigmaSearch:
 
 
 def pacbayes_sigma(
-    metric: Metric, theta: Tensor, target: float = 0.1, *,
+    metric: Metric | Objective, theta: Tensor, target: float = 0.1, *,
     magnitude_aware: bool = False, eps: float = 1e-3, samples: int = 10,
     sigma_init: float = 0.05, sigma_min: float = 1e-8, sigma_max: float = 100.0,
     rel_tol: float = 1e-3, max_steps: int = 60, seed: int = 0,
@@ -171,3 +189,56 @@ def pacbayes_sigma(
             hi = mid
     near = min((lo, hi), key=lambda s: abs(rise(s) - target))
     return result(math.sqrt(lo * hi), near)
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class PacBayesParams:
+    """Parameters of the ``pacbayes`` measure."""
+
+    pacbayes_metric: str = param("error", "quantity whose rise defines sigma",
+                                 choices=("error", "loss"))
+    pacbayes_target: float = param(0.1, "rise of --pacbayes-metric that defines sigma")
+    pacbayes_samples: int = param(10, "Monte Carlo draws per sigma")
+    pacbayes_eps: float = param(1e-3, "magnitude-aware noise offset epsilon")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a bad target, draw count or offset."""
+        check_positive(self, "pacbayes_target", "pacbayes_samples")
+        check_positive(self, "pacbayes_eps", allow_zero=True)
+
+
+def pacbayes_measure(ctx: MeasureContext, p: PacBayesParams) -> Result:
+    """PAC-Bayes σ and magnitude-aware σ' of the context's solution.
+
+    Returns:
+        Scalars (σ, σ', their standard errors, flatness 1/σ², rises) and the
+        bisection traces.
+    """
+    metric = ctx.count(ctx.error) if p.pacbayes_metric == "error" else ctx.objective()
+    attrs: dict[str, Any] = {"metric": p.pacbayes_metric, "target": p.pacbayes_target,
+                             "mc_samples": p.pacbayes_samples, "eps": p.pacbayes_eps}
+    arrays = {}
+    for key, mag in (("", False), ("_mag", True)):
+        r = pacbayes_sigma(metric, ctx.theta, p.pacbayes_target, magnitude_aware=mag,
+                           eps=p.pacbayes_eps, samples=p.pacbayes_samples, seed=ctx.seed)
+        attrs |= {f"sigma{key}": r.sigma, f"sigma{key}_sem": r.sigma_sem,
+                  f"flatness{key}": r.flatness, f"rise{key}": r.rise,
+                  f"rise{key}_sem": r.rise_sem}
+        attrs["base"] = r.base
+        arrays |= {f"trace_sigma{key}": r.trace_sigma, f"trace_rise{key}": r.trace_rise}
+    attrs["n_evals"] = metric.calls
+    return attrs, arrays
+
+
+register(MeasureSpec(
+    name="pacbayes", order=80, params=PacBayesParams, compute=pacbayes_measure, unit="f",
+    summary="Jiang et al. 2020 PAC-Bayes sigma and magnitude-aware sigma'",
+    headline=(Headline("sigma", "PAC-Bayes σ", sem="sigma_sem", flatter="higher"),
+              Headline("sigma_mag", "PAC-Bayes σ′ (magnitude-aware)", sem="sigma_mag_sem",
+                       flatter="higher")),
+    datasets=("trace_sigma", "trace_rise", "trace_sigma_mag", "trace_rise_mag"),
+    line=lambda a: (f"sigma {a['sigma']:.5g} ± {a['sigma_sem']:.2g}, sigma' "
+                    f"{a['sigma_mag']:.5g} ± {a['sigma_mag_sem']:.2g} "
+                    f"({a['metric']} rise {a['target']})"),
+    reference="Jiang, Neyshabur, Mobahi, Krishnan & Bengio (ICLR 2020)"))

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,22 @@ import torch
 from scipy.optimize import Bounds, minimize
 from torch import Tensor
 
-from landscape.sharpness._base import LossFunction, check_flat, loss_value, value_and_grad
+from landscape.sharpness._base import (
+    LossFunction,
+    Objective,
+    check_flat,
+    loss_value,
+    value_and_grad,
+)
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,7 @@ class EpsilonSharpness:
 
 
 def epsilon_sharpness(
-    f: LossFunction, theta: Tensor, eps: float = 1e-3, *, maxiter: int = 10,
+    f: LossFunction | Objective, theta: Tensor, eps: float = 1e-3, *, maxiter: int = 10,
     restarts: int = 1, dim: int | None = None, seed: int = 0,
 ) -> EpsilonSharpness:
     r"""Keskar et al.'s ε-sharpness by L-BFGS-B from random starts in the box.
@@ -110,3 +126,40 @@ def epsilon_sharpness(
         minimize(neg_loss, y0, jac=True, method="L-BFGS-B", bounds=Bounds(-bound, bound),
                  options={"maxiter": maxiter})
     return EpsilonSharpness(100.0 * (best - loss0) / (1.0 + loss0), loss0, best, n_evals)
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class EpsParams:
+    """Parameters of the ``eps`` measure."""
+
+    eps: float = param(1e-3, "Keskar box size: |dw_i| <= eps (|w_i| + 1)")
+    eps_maxiter: int = param(10, "L-BFGS-B iterations per restart")
+    eps_restarts: int = param(1, "random starts inside the box")
+    eps_dim: int | None = param(None, "random subspace dimension (None: the full space)")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a non-positive setting."""
+        check_positive(self, "eps", "eps_maxiter", "eps_restarts", "eps_dim")
+
+
+def eps_measure(ctx: MeasureContext, p: EpsParams) -> Result:
+    """Keskar et al.'s ε-sharpness of the context's solution.
+
+    Returns:
+        Scalars (``value`` in percent, the losses, evaluations, settings).
+    """
+    r = epsilon_sharpness(ctx.objective(), ctx.theta, p.eps, maxiter=p.eps_maxiter,
+                          restarts=p.eps_restarts, dim=p.eps_dim, seed=ctx.seed)
+    return ({"value": r.value, "loss": r.loss, "max_loss": r.max_loss,
+             "n_evals": r.n_evals, "eps": p.eps, "maxiter": p.eps_maxiter,
+             "restarts": p.eps_restarts,
+             "dim": math.nan if p.eps_dim is None else p.eps_dim}, {})
+
+
+register(MeasureSpec(
+    name="eps", order=40, params=EpsParams, compute=eps_measure, unit="fb",
+    summary="Keskar et al. 2017 epsilon-sharpness (box, L-BFGS-B)",
+    headline=(Headline("value", "ε-sharpness (Keskar)"),), datasets=(),
+    line=lambda a: f"eps-sharpness {a['value']:.6g} (eps {a['eps']})",
+    reference="Keskar, Mudigere, Nocedal, Smelyanskiy & Tang (ICLR 2017)"))

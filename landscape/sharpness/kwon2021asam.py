@@ -27,11 +27,22 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from landscape.sharpness._base import LossFunction, check_flat
-from landscape.sharpness.foret2021sam import BallSharpness, ball_ascent
+from landscape.sharpness._base import LossFunction, Objective, check_flat
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
+from landscape.sharpness.foret2021sam import BallSharpness, ball_ascent, ball_scalars
 
 
 def asam_scale(theta: Tensor, eta: float = 0.01, mask: Tensor | None = None) -> Tensor:
@@ -62,7 +73,7 @@ def asam_scale(theta: Tensor, eta: float = 0.01, mask: Tensor | None = None) -> 
 
 
 def adaptive_sharpness(
-    f: LossFunction, theta: Tensor, rho: float = 0.5, *, eta: float = 0.01,
+    f: LossFunction | Objective, theta: Tensor, rho: float = 0.5, *, eta: float = 0.01,
     mask: Tensor | None = None, steps: int = 20, step_size: float = 1.0,
     seed: int = 0,
 ) -> BallSharpness:
@@ -83,3 +94,52 @@ def adaptive_sharpness(
     """
     return ball_ascent(f, theta, rho, scale=asam_scale(theta, eta, mask), steps=steps,
                        step_size=step_size, seed=seed)
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class AsamParams:
+    """Parameters of the ``asam`` measure."""
+
+    asam_rho: float = param(0.5, "ASAM radius in normalized coordinates")
+    eta: float = param(0.01, "ASAM offset: T_w = |w| + eta")
+    ascent_steps: int = param(20, "projected ascent steps after the one-step point")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a bad radius, offset or step count."""
+        check_positive(self, "asam_rho")
+        check_positive(self, "eta", "ascent_steps", allow_zero=True)
+
+
+def weight_mask(ctx: MeasureContext) -> Tensor:
+    """ASAM's code scales the parameters whose name contains ``weight``.
+
+    Returns:
+        ``(n,)`` booleans.
+    """
+    mask = torch.zeros(ctx.n, dtype=torch.bool, device=ctx.device)
+    for name, sl, _, _ in ctx.layout.slices():
+        if "weight" in name:
+            mask[sl] = True
+    return mask
+
+
+def asam_measure(ctx: MeasureContext, p: AsamParams) -> Result:
+    """ASAM's adaptive sharpness of the context's solution.
+
+    Returns:
+        The ball scalars with ``eta`` and what was scaled.
+    """
+    r = adaptive_sharpness(ctx.objective(), ctx.theta, p.asam_rho, eta=p.eta,
+                           mask=weight_mask(ctx), steps=p.ascent_steps, seed=ctx.seed)
+    return (ball_scalars(r, p.asam_rho, p.ascent_steps)
+            | {"eta": p.eta, "scaled": "parameters whose name contains 'weight'"}, {})
+
+
+register(MeasureSpec(
+    name="asam", order=60, params=AsamParams, compute=asam_measure, unit="fb",
+    summary="adaptive sharpness, T_w = |w| + eta (Kwon et al. 2021)",
+    headline=(Headline("value", "ASAM sharpness"),), datasets=(),
+    line=lambda a: (f"asam sharpness {a['value']:.6g}, one-step {a['one_step']:.6g} "
+                    f"(rho {a['rho']})"),
+    reference="Kwon, Kim, Park & Choi (ICML 2021)"))

@@ -34,6 +34,14 @@ import torch
 from torch import Tensor
 
 from landscape.sharpness._base import HVP, generator, rademacher
+from landscape.sharpness._registry import (
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 def lanczos_tridiagonal(
@@ -203,3 +211,40 @@ def slq_density(
         th, tau = tridiagonal_nodes_weights(a, b)
         nodes[d, :th.size], weights[d, :th.size] = th, tau
     return SpectralDensity(nodes, weights, n_hvp)
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class DensityParams:
+    """Parameters of the ``density`` measure."""
+
+    slq_steps: int = param(80, "Lanczos steps per SLQ draw")
+    slq_draws: int = param(1, "SLQ random start vectors")
+    slq_sigma2: float = param(1e-5, "relative variance of the density's Gaussian kernel")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a non-positive setting."""
+        check_positive(self, "slq_steps", "slq_draws", "slq_sigma2")
+
+
+def density_measure(ctx: MeasureContext, p: DensityParams) -> Result:
+    """SLQ eigenvalue density of the Hessian at the context's solution.
+
+    Returns:
+        Scalars (steps, draws, HVPs, the trace estimate ``n · E[θ]``) and the
+        quadrature ``nodes``/``weights`` with the smoothed ``density`` on a ``grid``.
+    """
+    d = slq_density(ctx.hvp(), ctx.n, p.slq_steps, p.slq_draws, seed=ctx.seed,
+                    dtype=ctx.dtype, device=ctx.device)
+    grid, dens = d.density(sigma2=p.slq_sigma2)
+    return ({"steps": p.slq_steps, "draws": p.slq_draws, "sigma2": p.slq_sigma2,
+             "n_hvp": d.n_hvp, "trace_estimate": ctx.n * d.moment(1)},
+            {"nodes": d.nodes, "weights": d.weights, "grid": grid, "density": dens})
+
+
+register(MeasureSpec(
+    name="density", order=30, params=DensityParams, compute=density_measure, unit="HVP",
+    summary="eigenvalue density by stochastic Lanczos quadrature",
+    headline=(), datasets=("nodes", "weights", "grid", "density"),
+    line=lambda a: f"SLQ {a['steps']} steps x {a['draws']} draws ({a['n_hvp']} HVPs)",
+    reference="Ghorbani, Krishnan & Xiao (ICML 2019)"))

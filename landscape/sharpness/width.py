@@ -42,7 +42,16 @@ from torch import Tensor
 
 from landscape.directions import Normalization, random_direction
 from landscape.params import ParamLayout
-from landscape.sharpness._base import Metric, check_flat, loss_value
+from landscape.sharpness._base import Metric, Objective, check_flat, loss_value
+from landscape.sharpness._registry import (
+    Headline,
+    MeasureContext,
+    MeasureSpec,
+    Result,
+    check_positive,
+    param,
+    register,
+)
 
 
 def width_along(
@@ -126,7 +135,7 @@ class WidthResult:
 
 
 def random_widths(
-    loss: Metric, theta: Tensor, directions: Tensor, tau: float = 0.1, *,
+    loss: Metric | Objective, theta: Tensor, directions: Tensor, tau: float = 0.1, *,
     r_init: float = 1.0, r_max: float = 1e4, rel_tol: float = 1e-3,
 ) -> WidthResult:
     r"""Width :math:`w_\tau(\theta, d_k)` along each row of ``directions``.
@@ -257,3 +266,56 @@ def width_ratio(
     if boot.size == 0:
         return ratio, math.nan, math.nan
     return (ratio, *_quantiles(boot, level))
+
+
+# =========================================================================== measure
+@dataclass(frozen=True)
+class WidthParams:
+    """Parameters of the ``width`` measure."""
+
+    directions: int = param(20, "random directions for the width")
+    tau: float = param(0.1, "train-loss rise that defines the width")
+    normalization: str = param("none", "width directions: none (unit L2), filter, layer",
+                               choices=tuple(n.value for n in Normalization))
+    width_bn: str = param("keep", "BN statistics along width rays: keep or recompute",
+                          choices=("keep", "recompute"))
+    width_tol: float = param(1e-3, "relative precision of each width")
+    r_max: float = param(1e4, "largest radius searched (beyond: width inf)")
+
+    def validate(self) -> None:
+        """Raise a one-line error for a non-positive setting."""
+        check_positive(self, "directions", "tau", "width_tol", "r_max")
+
+
+def width_measure(ctx: MeasureContext, p: WidthParams) -> Result:
+    """Random-direction widths of the context's solution.
+
+    Returns:
+        Scalars (median with its bootstrap interval, settings) and the ``widths``.
+    """
+    loss: Metric | Objective = ctx.objective()
+    if p.width_bn == "recompute" and ctx.buffer_layout.numel:
+        loss = ctx.count(ctx.recomputed_loss)
+    dirs = width_directions(ctx.layout, ctx.theta.cpu(), p.directions,
+                            normalization=p.normalization, seed=ctx.seed)
+    r = random_widths(loss, ctx.theta, dirs.to(ctx.device), p.tau, rel_tol=p.width_tol,
+                      r_max=p.r_max)
+    med, lo, hi = median_ci(r.widths, seed=ctx.seed)
+    units = "l2" if p.normalization == "none" else f"{p.normalization}-normalized"
+    return ({"median": med, "ci_low": lo, "ci_high": hi, "level": 0.95,
+             "tau": p.tau, "directions": p.directions, "normalization": p.normalization,
+             "units": units, "bn": p.width_bn, "loss": r.loss, "n_evals": r.n_evals,
+             "n_unreached": int(np.isinf(r.widths).sum())},
+            {"widths": r.widths})
+
+
+register(MeasureSpec(
+    name="width", order=90, params=WidthParams, compute=width_measure, unit="f",
+    summary="distance along random directions at which train loss rises by tau",
+    headline=(Headline("median", "median width (L2, τ)", flatter="higher",
+                       distribution="widths"),),
+    datasets=("widths",),
+    line=lambda a: (f"median width {a['median']:.5g} [{a['ci_low']:.5g}, "
+                    f"{a['ci_high']:.5g}] over {a['directions']} directions "
+                    f"(tau {a['tau']})"),
+    reference="Izmailov et al. (UAI 2018), §3.4 solution width"))

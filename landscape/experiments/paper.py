@@ -1,6 +1,6 @@
-r"""The SWA paper's analyses (Izmailov et al. 2018) on the embedded data, over seeds.
+r"""Protocol ``paper``: the SWA paper's analyses (Izmailov et al. 2018), over seeds.
 
-Protocol ``paper`` (``experiments/paper.toml``, ``landscape reproduce paper``):
+``landscape reproduce paper`` (config ``configs/paper.toml``; ``landscape demo``):
 
 1. For every seed, one ``landscape train`` run: the SGD baseline with the
    paper's decaying schedule over ``epochs`` and the SWA run (``swa_start``,
@@ -8,10 +8,9 @@ Protocol ``paper`` (``experiments/paper.toml``, ``landscape reproduce paper``):
    (``budgets`` × ``epochs``, the paper's 1.25 and 1.5 budgets) — the accuracy
    table.
 2. For every seed, flatness measures of the SGD and the SWA solution
-   (:func:`landscape.sharpness.measure_solution`: top Hessian eigenvalues,
-   trace, ε-sharpness, SAM/ASAM, average-case sharpness, PAC-Bayes σ and the
-   random-direction width) and the train–test gap with the shift along the
-   SGD→SWA line (:func:`landscape.gap.measure_gap`).
+   (every registered measure, :func:`landscape.jobs.measure_solution`) and the
+   train–test gap with the shift along the SGD→SWA line
+   (:func:`landscape.jobs.measure_gap`).
 3. On seed 0, the surfaces of the paper's figures: random 2D slices around SWA
    and SGD, the plane through SGD, SWA and an early point of the trajectory,
    PCA of the trajectory, the SGD→SWA line in L2 distance, and train loss /
@@ -28,7 +27,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,24 +38,29 @@ from landscape import store
 from landscape._errors import UserError
 from landscape.config import TrainConfig
 from landscape.evaluate import Evaluator
+from landscape.experiments._common import (
+    LABELS,
+    Experiment,
+    Log,
+    Protocol,
+    figure_lines,
+    fit,
+    register_protocol,
+    verdict,
+)
+from landscape.sharpness import Headline, specs
 
-Log = Callable[[str], None]
-
-#: Measures computed for both solutions of every seed.
+#: The flatness measures computed for both solutions of every seed (``measures``).
 MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
 
-#: (report label, measure, attribute) of the scalar measures tabulated over seeds.
-SCALARS = (
-    ("λ_max (Hessian)", "hessian", "lambda_max"),
-    ("trace (Hutchinson)", "trace", "trace"),
-    ("ε-sharpness (Keskar)", "eps", "value"),
-    ("SAM sharpness ρ=0.05", "sam", "value"),
-    ("ASAM sharpness", "asam", "value"),
-    ("average sharpness", "avg", "value"),
-    ("PAC-Bayes σ", "pacbayes", "sigma"),
-    ("PAC-Bayes σ′ (magnitude-aware)", "pacbayes", "sigma_mag"),
-    ("median width (L2, τ)", "width", "median"),
-)
+
+def scalars() -> list[tuple[str, Headline]]:
+    """``(measure, headline)`` of every registered headline the report tabulates.
+
+    Returns:
+        The pairs, in registry order.
+    """
+    return [(name, h) for name, sp in specs().items() for h in sp.headline if h.report]
 
 
 def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,10 +75,11 @@ def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
             "slq_steps": int(s.get("slq_steps", 80)),
             "gap_points": int(s.get("gap_points", 41)),
             "measure_seeds": s.get("measure_seeds"),
-            "workers": s.get("workers")}
+            "workers": s.get("workers"),
+            "measures": list(s.get("measures", MEASURES))}
 
 
-def run_paper(exp: Any, seeds: Sequence[int], out: Path, log: Log, *,
+def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
               runs_dir: Path, main_run: Path | None = None,
               progress: bool = False) -> dict[str, Any]:
     """Run the ``paper`` protocol (see the module docstring).
@@ -153,11 +158,10 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
                measure: bool, main: bool, log: Log, progress: bool) -> dict[str, Any]:
     """Everything of one seed: training, budgets, measures, gap (and, for the
     first seed, the figures' surfaces and rays).  Plain data in and out."""
-    from landscape.config import from_dict
-    from landscape.experiments import fit
-    from landscape.gap import measure_gap
-    from landscape.sharpness.runner import SharpnessConfig, measure_solution
-    from landscape.train import load_data, train
+    from landscape.config import from_dict, load_data
+    from landscape.jobs import measure_gap, measure_solution
+    from landscape.sharpness import MeasureConfig
+    from landscape.train import train
 
     base = from_dict(cfg, TrainConfig).replace(seed=seed)
     run = Path(path)
@@ -165,8 +169,9 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
     t0 = time.perf_counter()
     train(base, run, progress=progress, log=lambda _: None)
     with store.open_run(run) as f:
-        for method, sol in (("sgd", "sgd"), ("swa_last", "swa_last"), ("swa", "swa")):
-            metrics[method] = _solution_metrics(f[f"solutions/{sol}"].attrs)
+        sols = store.solution_attrs(f)
+    for method in ("sgd", "swa_last", "swa"):
+        metrics[method] = _solution_metrics(sols[method])
     log(f"[paper] seed {seed}: trained SGD and SWA ({base.epochs} epochs) -> {run} "
         f"({time.perf_counter() - t0:.0f} s)")
     budgets = st["budgets"][1:]
@@ -181,8 +186,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
             if m is None:
                 data = data if data is not None else load_data(base)
                 m = _solution_metrics(fit(cfg_b, data, "swa").metrics)
-                with store.edit_run(run) as f:
-                    store.set_attrs(f.require_group(key), {**m, "config": cfg_b.to_dict()})
+                store.write_group_attrs(run, key, {**m, "config": cfg_b.to_dict()})
             metrics[_budget_name(b)] = _solution_metrics(m)
         log(f"[paper] seed {seed}: SWA with {', '.join(f'{b:g}' for b in budgets)} "
             f"budgets ({time.perf_counter() - t0:.0f} s)")
@@ -190,13 +194,15 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
     gap: dict[str, float] = {}
     if measure:
         t0 = time.perf_counter()
-        scfg = SharpnessConfig(samples=st["measure_samples"], directions=st["directions"],
-                               tau=st["tau"], trace_samples=st["trace_samples"],
-                               slq_steps=st["slq_steps"], width_bn="recompute")
+        common = MeasureConfig(samples=st["measure_samples"], device="cpu")
+        params = {"directions": st["directions"], "tau": st["tau"],
+                  "trace_samples": st["trace_samples"], "slq_steps": st["slq_steps"],
+                  "width_bn": "recompute"}
         for sol in ("sgd", "swa"):
-            res = measure_solution(run, sol, MEASURES, scfg, progress=progress)
-            measured[sol] = {label: float(res[m].get(key, math.nan))
-                             for label, m, key in SCALARS}
+            res = measure_solution(run, sol, st["measures"], common, params,
+                                   progress=progress)
+            measured[sol] = {h.label: float(res[m].get(h.key, math.nan))
+                             for m, h in scalars() if m in res}
         g = measure_gap(run, points=st["gap_points"], progress=progress)
         gap = {"shift (L2)": g["line"].shift.shift,
                "absolute shift (L2)": abs(g["line"].shift.shift),
@@ -218,11 +224,9 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
 
 def _stored(path: Path, key: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """The attributes of group ``key`` if it was stored with ``params``, else None."""
-    with store.open_run(path) as f:
-        if key not in f:
-            return None
-        attrs = dict(f[key].attrs)
-    if any(k not in attrs or attrs[k] != store.to_attr(v) for k, v in params.items()):
+    attrs = store.group_attrs(path, key)
+    if attrs is None or any(k not in attrs or attrs[k] != store.to_attr(v)
+                            for k, v in params.items()):
         return None
     return attrs
 
@@ -238,7 +242,7 @@ def _solution_metrics(a: Mapping[str, Any]) -> dict[str, float]:
 def paper_surfaces(path: Path, st: Mapping[str, Any], *, progress: bool = False,
                    ) -> list[str]:
     """The surfaces behind the paper's figures, computed (or resumed) in ``path``."""
-    from landscape.surface import SurfaceConfig, compute_surface
+    from landscape.jobs import SurfaceConfig, compute_surface
 
     n = st["grid"]
     g = f"-1:1:{n}"
@@ -271,24 +275,24 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
     Raises:
         UserError: If ``rays`` or ``points`` is below 1 or 2.
     """
+    from landscape.jobs import load_run_model
     from landscape.sharpness.width import width_directions
-    from landscape.train import load_run_model
 
     if rays < 1 or points < 2:
         raise UserError("need rays >= 1 and points >= 2")
     with store.open_run(path) as f:
         sol = store.read_solution(f, solution)
         layout, _ = store.layouts(f)
-        if r_max is None:
-            widths = np.concatenate([f[f"measures/{s}/width/widths"][()] for s in ("sgd", "swa")
-                                     if f"measures/{s}/width/widths" in f] or [[]])
-            finite = widths[np.isfinite(widths)]
-            r_max = 2.5 * float(finite.max()) if finite.size else 1.0
+    if r_max is None:
+        stored = store.read_widths(path, ("sgd", "swa"), required=False)
+        widths = np.concatenate(list(stored.values()) or [np.zeros(0)])
+        finite = widths[np.isfinite(widths)]
+        r_max = 2.5 * float(finite.max()) if finite.size else 1.0
     params = {"rays": rays, "points": points, "r_max": r_max, "seed": seed}
     if _stored(path, f"measures/{solution}/rays", params) is not None:
         return
     model, data = load_run_model(path)
-    ev = Evaluator(model, data)  # a fresh model of this call's own
+    ev = Evaluator(model, data.batches("train"), data.batches("test"))
     dirs = width_directions(layout, sol.weights.double(), rays, seed=seed)
     radius = np.linspace(0.0, r_max, points)
     train_loss = np.full((rays, points), np.nan)
@@ -299,16 +303,10 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
             m = ev.evaluate((center + r * dirs[i]).float(), sol.buffers)
             train_loss[i, j], test_err[i, j] = m["train"].loss, m["test"].err
     with store.edit_run(path) as f:
-        g = f.require_group(f"measures/{solution}")
-        if "rays" in g:
-            del g["rays"]
-        r = g.create_group("rays")
-        store.write_array(r, "distance", radius)
-        store.write_array(r, "train_loss", train_loss)
-        store.write_array(r, "test_err", test_err)
-        store.set_attrs(r, {**params,
-                            "bn": ev.bn.value, "units": "L2 distance",
-                            "solution": solution})
+        store.write_rays(f, solution, {"distance": radius, "train_loss": train_loss,
+                                       "test_err": test_err},
+                         {**params, "bn": ev.bn.value, "units": "L2 distance",
+                          "solution": solution})
 
 
 def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
@@ -316,7 +314,7 @@ def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[
     from landscape.stats import mean_ci
 
     rows = ["| measure | SGD | SWA | SWA / SGD (paired) |", "|---|---|---|---|"]
-    for label, *_ in SCALARS:
+    for label in (h.label for _, h in scalars()):
         a = np.asarray(measured["sgd"].get(label, []), float)
         b = np.asarray(measured["swa"].get(label, []), float)
         if not a.size:
@@ -385,8 +383,7 @@ def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[
     from landscape import plot
 
     main = Path(result["extra"]["main"])
-    small = dest / "seed0.h5"
-    _trimmed_copy(main, small)
+    small = store.trimmed_copy(main, dest / "seed0.h5")
     draw = {
         "swa_vs_sgd": lambda: plot.plot_swa_vs_sgd(results, metrics=["test_acc"]),
         "history": lambda: plot.plot_history(small),
@@ -408,20 +405,6 @@ def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[
     for stem, _ in FIGURES:
         out += plot.save_figure(draw[stem]()[0], dest / stem)
     return out
-
-
-def _trimmed_copy(src: Path, dst: Path) -> None:
-    """``src`` without its trajectory weights (the figures need none of them)."""
-    import h5py
-
-    tmp = dst.with_name(dst.name + ".tmp")
-    with h5py.File(src, "r") as f, h5py.File(tmp, "w") as g:
-        for k, v in f.attrs.items():
-            g.attrs[k] = v
-        for name in f:
-            if name != "trajectories":
-                f.copy(name, g)
-    tmp.replace(dst)
 
 
 def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
@@ -455,11 +438,7 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
               "positive towards SWA (the paper's observation is a positive shift: the "
               "test-error minimum lies beyond the train-loss minimum, towards SWA).", "",
               "## Figures", ""]
-    caps = dict(FIGURES)
-    for p in figures:
-        if p.suffix == ".png":
-            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})", "",
-                      caps.get(p.stem, ""), ""]
+    lines += figure_lines(figures, out, dict(FIGURES))
     lines += [f"Redraw: `landscape plot {out / 'seed0.h5'} --all --out DIR` (first "
               "seed's surfaces and measures; the full run files stay in the runs "
               "folder).", ""]
@@ -470,9 +449,9 @@ def _flatness_verdicts(measured: Mapping[str, Mapping[str, Sequence[float]]]) ->
     """One line per measure: is SWA flatter than SGD, paired over seeds?"""
     from landscape.stats import mean_ci
 
-    flat_up = {"PAC-Bayes σ", "PAC-Bayes σ′ (magnitude-aware)", "median width (L2, τ)"}
     out = []
-    for label, *_ in SCALARS:
+    for _, head in scalars():
+        label = head.label
         a = np.asarray(measured["sgd"].get(label, []), float)
         b = np.asarray(measured["swa"].get(label, []), float)
         ok = np.isfinite(a) & np.isfinite(b) & (a != 0)
@@ -482,7 +461,7 @@ def _flatness_verdicts(measured: Mapping[str, Mapping[str, Sequence[float]]]) ->
         if lr is None:
             continue
         m, h = mean_ci(lr)
-        flatter = m > 0 if label in flat_up else m < 0
+        flatter = m > 0 if head.flatter == "higher" else m < 0
         ratio = f"SWA/SGD = {math.exp(m):.3g}"
         if math.isnan(h):
             out.append(f"- {label}: {ratio} (one seed, no interval).")
@@ -494,3 +473,24 @@ def _flatness_verdicts(measured: Mapping[str, Mapping[str, Sequence[float]]]) ->
             out.append(f"- {label}: no difference beyond noise, {ratio} "
                        f"(95 % CI {math.exp(m - h):.3g}–{math.exp(m + h):.3g}).")
     return out
+
+
+def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Path]:
+    return paper_figures(res, result, dest)
+
+
+def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
+            ) -> list[str]:
+    m = result["metrics"]
+    lines = ["- " + verdict("SGD", m["sgd"]["test_acc"], LABELS.get(b, b), m[b]["test_acc"],
+                            "test accuracy") for b in m if b.startswith("swa")]
+    return [*lines, "", *report_sections(result, figures, out)]
+
+
+register_protocol(Protocol(
+    name="paper", title="the SWA paper's analyses (Izmailov et al. 2018), SGD vs SWA",
+    keys=frozenset({"protocol", "seeds", "budgets", "grid", "rays", "ray_points",
+                    "plane_point", "measure_samples", "directions", "tau", "trace_samples",
+                    "slq_steps", "gap_points", "measure_seeds", "workers", "measures",
+                    "quick"}),
+    run=run_paper, figures=_figures, report=_report))

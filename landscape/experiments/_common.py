@@ -1,0 +1,443 @@
+r"""Shared machinery of the experiments: configs, fitting, the protocol registry, reports.
+
+An experiment is ``landscape/experiments/configs/NAME.toml`` (shipped with the
+package) or any TOML file: top-level keys override
+:class:`landscape.config.TrainConfig`, and an ``[experiment]`` table names the
+``protocol`` and its settings (``seeds``, and a ``[experiment.quick]`` table of
+overrides for a smoke test).  :func:`reproduce` runs it over seeds, writes one
+results file ``OUT/NAME/results.h5`` (per-seed values; config and command as
+attributes), figures, and ``OUT/NAME/REPORT.md`` with mean ± 95 % CI
+(Student t, :func:`landscape.stats.mean_ci`) of every number.
+
+Each protocol is a module of this package that registers a :class:`Protocol`:
+how to run it over seeds, its figures and the sections of its report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import shlex
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from landscape import store
+from landscape._errors import UserError
+from landscape.config import CONFIGS_DIR, TrainConfig, from_dict
+from landscape.data import TensorData
+from landscape.evaluate import resolve_device
+from landscape.params import ParamLayout
+from landscape.stats import format_ci, mean_ci
+
+Log = Callable[[str], None]
+
+
+# =========================================================================== protocols
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """An experiment protocol.
+
+    Attributes:
+        name: The ``[experiment] protocol`` value.
+        title: The report's title after the experiment name.
+        keys: Valid ``[experiment]`` keys.
+        run: ``run(exp, seeds, out, log, runs_dir=..., main_run=..., progress=...)``
+            returning ``{"metrics": {method: {metric: per-seed list}}, "extra": ...}``.
+        figures: ``figures(exp, results_path, result, dest) -> [paths]``.
+        report: ``report(exp, result, figures, out) -> [markdown lines]``: the
+            verdicts and sections under the report's ``## Verdict`` heading.
+    """
+
+    name: str
+    title: str
+    keys: frozenset[str]
+    run: Callable[..., dict[str, Any]]
+    figures: Callable[..., list[Path]]
+    report: Callable[..., list[str]]
+
+
+PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(p: Protocol) -> Protocol:
+    """Add a protocol to :data:`PROTOCOLS`.
+
+    Returns:
+        ``p``.
+    """
+    PROTOCOLS[p.name] = p
+    return p
+
+
+def _protocols() -> dict[str, Protocol]:
+    importlib.import_module("landscape.experiments")  # the package imports every protocol
+    return PROTOCOLS
+
+
+# =========================================================================== configs
+@dataclasses.dataclass
+class Experiment:
+    """A resolved experiment: the train config, the protocol settings and its origin."""
+
+    name: str
+    cfg: TrainConfig
+    settings: dict[str, Any]
+    path: Path
+
+    @property
+    def protocol(self) -> str:
+        """The protocol name."""
+        return self.settings["protocol"]
+
+
+def available() -> list[str]:
+    """Names of the experiments shipped in :data:`CONFIGS_DIR`.
+
+    Returns:
+        The names.
+    """
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+
+
+def load_experiment(name: str, *, quick: bool = False,
+                    overrides: Mapping[str, Any] | None = None) -> Experiment:
+    """Read the shipped config ``NAME`` (or a path to a TOML file).
+
+    Args:
+        name: Experiment name or TOML path.
+        quick: Apply the ``[experiment.quick]`` overrides.
+        overrides: Further TrainConfig overrides (applied last).
+
+    Returns:
+        The resolved :class:`Experiment`.
+
+    Raises:
+        UserError: For a missing file, unknown keys or a bad protocol.
+    """
+    path = Path(name) if name.endswith(".toml") else CONFIGS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise UserError(f"no experiment {name!r} (looked for {path}); choose one of "
+                        f"{available()}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML: {e}") from None
+    settings = dict(raw.pop("experiment", {}))
+    protocol = settings.get("protocol")
+    protocols = _protocols()
+    if protocol not in protocols:
+        raise UserError(f"{path}: [experiment] protocol must be one of "
+                        f"{sorted(protocols)}, got {protocol!r}")
+    keys = protocols[protocol].keys
+    unknown = set(settings) - keys
+    if unknown:
+        raise UserError(f"{path}: unknown [experiment] key(s) {sorted(unknown)}; valid: "
+                        f"{sorted(keys)}")
+    train_kw = {k.replace("-", "_"): v for k, v in raw.items()}
+    quick_kw = settings.pop("quick", {})
+    if quick:
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        for k, v in quick_kw.items():
+            if k in fields:
+                train_kw[k] = v
+            elif k == "search":
+                settings["search"] = {**settings.get("search", {}), **v}
+            elif k in keys:
+                settings[k] = v
+            else:
+                raise UserError(f"{path}: unknown [experiment.quick] key {k!r}")
+    if overrides:
+        if overrides.get("data", train_kw.get("data")) != train_kw.get("data"):
+            train_kw.pop("model", None)  # the registry's model for the other dataset
+        train_kw |= dict(overrides)
+    cfg = from_dict(train_kw, TrainConfig)
+    return Experiment(path.stem, cfg, settings, path)
+
+
+# =========================================================================== fitting
+@dataclasses.dataclass
+class Fit:
+    """One training run on given tensors: per-epoch history and its final solution."""
+
+    history: dict[str, np.ndarray]
+    weights: torch.Tensor
+    buffers: torch.Tensor
+    metrics: dict[str, float]
+    model: torch.nn.Module
+
+
+def fit(cfg: TrainConfig, data: TensorData, run: str = "sgd") -> Fit:
+    """Train one run (``sgd`` or ``swa``) of ``cfg`` on ``data`` (no run file).
+
+    The validation data of a fold goes in ``data.x_test``; the per-epoch history
+    then holds validation metrics.  For ``swa`` the solution is the SWA average
+    with BN statistics recomputed, else the last iterate.
+
+    Args:
+        cfg: Config (its ``data`` fields are ignored).
+        data: Train and test (or validation) tensors.
+        run: ``sgd`` or ``swa``.
+
+    Returns:
+        The :class:`Fit`.
+
+    Raises:
+        UserError: If the run diverges or averaged nothing.
+    """
+    from landscape import train as _train
+
+    device = resolve_device(cfg.device)
+    with tempfile.TemporaryDirectory(prefix="landscape-fit-") as d:
+        model, swa_model, st, _ = _train.train_run(cfg, run, data, device, Path(d),
+                                                    checkpoint=False)
+    model0 = _train.make_model(cfg, data)
+    layout, buf = ParamLayout.from_module(model0), ParamLayout.buffers_of(model0)
+    if swa_model is not None:
+        if int(swa_model.n_averaged) == 0:
+            raise UserError("the SWA run averaged no model; lower swa_start")
+        w = layout.read(swa_model.module)
+        b = _train.bn_buffers(model0, w, data, device)
+    else:
+        w, b = layout.read(model), buf.read(model, buffers=True)
+    metrics = _train.solution_metrics(model0, data, w, b, device)
+    hist = {k: np.asarray(v, dtype=np.float64) for k, v in st.history.items()}
+    return Fit(hist, w, b, metrics, model0)
+
+
+def early_stop(acc: Sequence[float] | np.ndarray, patience: int) -> tuple[int, float]:
+    """Stopping epoch and its accuracy for early stopping with ``patience``.
+
+    Epochs with NaN accuracy (e.g. before SWA averages) are skipped.  Training
+    stops once ``patience`` evaluated epochs pass without a strictly better
+    accuracy; the best epoch's model is kept.
+
+    Args:
+        acc: Validation accuracy after each completed epoch (index 0 = epoch 1).
+        patience: Epochs without improvement before stopping (>= 1).
+
+    Returns:
+        ``(epoch, accuracy)`` of the kept model, epochs counted from 1.
+
+    Raises:
+        UserError: If no epoch has a finite accuracy.
+
+    Example:
+        >>> early_stop([0.5, 0.7, 0.6, 0.65, 0.9], patience=2)
+        (2, 0.7)
+        >>> early_stop([float("nan"), 0.5, 0.6], patience=2)
+        (3, 0.6)
+    """
+    best_e, best, wait = -1, -math.inf, 0
+    for i, a in enumerate(np.asarray(acc, dtype=np.float64)):
+        if not np.isfinite(a):
+            continue
+        if a > best:
+            best_e, best, wait = i + 1, float(a), 0
+        else:
+            wait += 1
+            if wait >= patience:
+                break
+    if best_e < 0:
+        raise UserError("no epoch was evaluated; set eval_every = 1")
+    return best_e, best
+
+
+def fold(data: TensorData, train_idx: torch.Tensor, val_idx: torch.Tensor) -> TensorData:
+    """A fold of the training split: train on ``train_idx``, validate on ``val_idx``."""
+    return dataclasses.replace(
+        data, x_train=data.x_train[train_idx], y_train=data.y_train[train_idx],
+        x_test=data.x_train[val_idx], y_test=data.y_train[val_idx], x_predict=None,
+        meta={**data.meta, "fold_of": data.name})
+
+
+# =========================================================================== reports
+def ci_cell(v: Sequence[float], pct: bool, digits: int | None = None) -> str:
+    return format_ci(v, scale=100.0 if pct else 1.0,
+                     digits=digits if digits is not None else 2 if pct else 1)
+
+
+def comparison(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Mean and 95 % CI half-width of the paired difference ``b - a`` over seeds.
+
+    Example:
+        >>> round(comparison([0.9, 0.8], [0.95, 0.85])[0], 6)
+        0.05
+    """
+    return mean_ci(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64))
+
+
+def verdict(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float],
+             what: str) -> str:
+    d, h = comparison(a, b)
+    if math.isnan(h):
+        sign = "higher" if d > 0 else "not higher"
+        return (f"With one seed, {name_b}'s {what} is {sign} than {name_a}'s "
+                f"({100 * d:+.2f} points); no interval can be given.")
+    if d - h > 0:
+        return (f"**{name_b} beats {name_a}** on {what}: {100 * d:+.2f} ± {100 * h:.2f} "
+                f"points (paired over seeds, 95 % CI excludes 0).")
+    if d + h < 0:
+        return (f"**{name_b} does not beat {name_a}** on {what}: it is worse by "
+                f"{-100 * d:.2f} ± {100 * h:.2f} points (95 % CI excludes 0).")
+    return (f"**{name_b} does not beat {name_a}** on {what} beyond noise: "
+            f"{100 * d:+.2f} ± {100 * h:.2f} points (95 % CI includes 0).")
+
+
+def fmt_params(p: Mapping[str, Any]) -> str:
+    """``k=v, ...`` of hyperparameters (floats to 3 significant digits).
+
+    Returns:
+        The text.
+    """
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in p.items())
+
+
+#: Table labels of the methods of every protocol.
+LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
+          "swa_last": "last SGD iterate of the SWA run", "swa_1.25x": "SWA, 1.25 budgets",
+          "swa_1.5x": "SWA, 1.5 budgets",
+          "checkpoints_mean": "checkpoints' mean", "avg": "averaged model",
+          "checkpoints_best": "best checkpoint"}
+
+
+def figure_lines(figures: Sequence[Path], out: Path,
+                 captions: Mapping[str, str] | None = None) -> list[str]:
+    """Markdown image lines of the PNG figures (with captions where given).
+
+    Returns:
+        The lines.
+    """
+    lines: list[str] = []
+    for p in figures:
+        if p.suffix != ".png":
+            continue
+        lines.append(f"![{p.stem}]({p.relative_to(out).as_posix()})")
+        if captions is not None:
+            lines += ["", captions.get(p.stem, ""), ""]
+    return lines
+
+
+def write_results(path: Path, exp: Experiment, seeds: Sequence[int], result: Mapping,
+                  command: str, seconds: float) -> Path:
+    """The results file: ``/metrics/<method>/<metric>`` arrays over seeds, config as attrs.
+
+    Returns:
+        ``path``.
+    """
+    return store.write_results(path, {
+        "experiment": exp.name, "protocol": exp.protocol, "command": command,
+        "config": exp.cfg.to_dict(), "settings": exp.settings, "seeds": list(seeds),
+        "seconds": float(seconds), "extra": result.get("extra", {})}, result["metrics"])
+
+
+def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mapping,
+                 command: str, figures: Sequence[Path], seconds: float) -> Path:
+    """``OUT/REPORT.md``: command and config first, then tables, verdicts and figures.
+
+    Returns:
+        The report path.
+    """
+    cfg = exp.cfg
+    protocol = _protocols()[exp.protocol]
+    m = result["metrics"]
+    embedded = cfg.data == "mnist1d"
+    lines = [f"# {exp.name}: {protocol.title}", "",
+             "```", command, "```", "",
+             f"Config `{exp.path.name}` resolved (TrainConfig overrides + [experiment]):", "",
+             "```json", json.dumps({"train": {k: v for k, v in cfg.to_dict().items()
+                                              if v is not None},
+                                    "experiment": exp.settings}, indent=1), "```", "",
+             f"Seeds: {list(seeds)}; wall time {seconds:.0f} s; every number is the mean "
+             "over seeds ± the 95 % Student-t half-width.", ""]
+    if embedded and exp.protocol in ("seed000", "seed004"):
+        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+                  f"model `{cfg.model}`), not the seed's dataset "
+                  f"({'Kaggle Digit Recognizer' if exp.protocol == 'seed000' else 'SVHN'}); "
+                  "pass `--data` and `--data-root` for that.", ""]
+    elif embedded:
+        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+                  f"model `{cfg.model}`); the SWA paper used CIFAR and ImageNet, so "
+                  "magnitudes differ from its figures.", ""]
+    else:
+        lines += [f"Data: `{cfg.data}` from `{cfg.data_root}`.", ""]
+    all_keys = list(dict.fromkeys(k for cols in m.values() for k in cols))
+    lines += ["| method | " + " | ".join(all_keys) + " |",
+              "|---|" + "---|" * len(all_keys)]
+    for method, cols in m.items():
+        cells = [ci_cell(cols[k], k.endswith("_acc"), 4 if k.endswith("_loss") else None)
+                 if k in cols else "" for k in all_keys]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    lines += ["", "Accuracies in %" + (", stop_epoch in epochs." if "stop_epoch" in all_keys
+                                       else "; losses: mean cross-entropy (nats)."), ""]
+    lines += ["## Verdict", ""]
+    lines += protocol.report(exp, result, figures, out)
+    lines += ["", f"Per-seed values: `results.h5` (`landscape plot {out / 'results.h5'} "
+              f"--out {out}`)."]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# =========================================================================== entry
+def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures",
+              runs: str | Path | None = None, quick: bool = False,
+              overrides: Mapping[str, Any] | None = None,
+              command: str | None = None, log: Log = print,
+              main_run: str | Path | None = None, progress: bool = False) -> Path:
+    """Run an experiment over seeds and write results, figures and ``REPORT.md``.
+
+    Args:
+        name: Shipped experiment name (see :func:`available`) or a TOML path.
+        seeds: Number of seeds (``0..seeds-1``); default from the config.
+        out: Parent folder; outputs go to ``OUT/NAME/``.
+        runs: Folder for per-seed run files (default ``runs/NAME``, git-ignored,
+            so ``figures/`` holds only small files).
+        quick: Use the config's ``[experiment.quick]`` overrides.
+        overrides: TrainConfig overrides (e.g. ``data``, ``data_root``).
+        command: The command line to record (default: reconstructed).
+        log: One line per stage and seed.
+        main_run: The first seed's run file, for protocols that keep one
+            (``landscape demo`` uses ``runs/demo.h5``).
+        progress: Progress bars on long stages (with one worker).
+
+    Returns:
+        The report path.
+
+    Raises:
+        UserError: For a bad config or seeds < 1.
+    """
+    exp = load_experiment(name, quick=quick, overrides=overrides)
+    n = int(seeds if seeds is not None else exp.settings.get("seeds", 5))
+    if n < 1:
+        raise UserError(f"--seeds must be >= 1, got {n}")
+    seed_list = list(range(n))
+    if command is None:
+        command = shlex.join(["landscape", "reproduce", name, "--seeds", str(n), "--out",
+                              str(out)] + (["--quick"] if quick else []))
+    dest = Path(out) / exp.name
+    dest.mkdir(parents=True, exist_ok=True)
+    if exp.cfg.threads:
+        torch.set_num_threads(exp.cfg.threads)
+    log(f"[{exp.name}] protocol {exp.protocol}, {n} seed(s), data {exp.cfg.data}, "
+        f"model {exp.cfg.model or '(default)'} -> {dest}")
+    t0 = time.perf_counter()
+    runs_dir = Path(runs) if runs is not None else Path("runs") / exp.name
+    protocol = _protocols()[exp.protocol]
+    result = protocol.run(exp, seed_list, dest, log, runs_dir=runs_dir,
+                          main_run=Path(main_run) if main_run else None, progress=progress)
+    seconds = time.perf_counter() - t0
+    res = write_results(dest / "results.h5", exp, seed_list, result, command, seconds)
+    figures = protocol.figures(exp, res, result, dest)
+    report = write_report(dest, exp, seed_list, result, command, figures, seconds)
+    log(f"[{exp.name}] done in {seconds:.0f} s: {report}")
+    return report

@@ -1,0 +1,131 @@
+r"""Protocol ``seed004``: the SVHN blog post's checkpoint averaging.
+
+Constant lr, no SWA run, every epoch recorded, post-hoc average of the
+checkpoints of epochs ``A..B`` (``average_epochs``); each checkpoint's test
+accuracy is stored in the run file (``/measures/checkpoints``) by
+:func:`evaluate_checkpoints`, and the averaged model is compared with the mean
+and the last of its checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from landscape import store
+from landscape.config import parse_range
+from landscape.evaluate import BNMode, Evaluator
+from landscape.experiments._common import (
+    Experiment,
+    Log,
+    Protocol,
+    figure_lines,
+    register_protocol,
+    verdict,
+)
+from landscape.jobs import load_run_model
+from landscape.train import train
+
+
+def evaluate_checkpoints(path: str | Path, run: str = "sgd",
+                         epochs: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Evaluate recorded checkpoints of ``run`` and store them in the run file.
+
+    Each recorded weight vector at a whole completed epoch (within ``epochs``,
+    inclusive, if given) is evaluated with its own BN buffers (``bn=keep``)
+    through :class:`landscape.evaluate.Evaluator`; the results go to
+    ``/measures/checkpoints/{epoch,train_acc,test_acc,train_loss,test_loss}``.
+
+    Returns:
+        The stored arrays.
+
+    Raises:
+        UserError: If the run has no trajectory or no checkpoint in range.
+    """
+    model, data = load_run_model(path)
+    with store.open_run(path) as f:
+        ep, W, B = store.checkpoints(f, run, epochs)  # (k,), (k, n_params), (k, n_buffers)
+    ev = Evaluator(model, data.batches("train"), data.batches("test"), bn=BNMode.KEEP)
+    cols: dict[str, list[float]] = {k: [] for k in ("train_acc", "test_acc", "train_loss",
+                                                    "test_loss")}
+    for w, b in zip(W, B, strict=True):
+        m = ev.evaluate(torch.from_numpy(w), torch.from_numpy(b) if b.size else None)
+        for s in ("train", "test"):
+            cols[f"{s}_acc"].append(m[s].acc)
+            cols[f"{s}_loss"].append(m[s].loss)
+    out = {"epoch": ep, **{k: np.asarray(v) for k, v in cols.items()}}
+    with store.edit_run(path) as f:
+        store.write_checkpoints(f, out, {"run": run, "bn": "keep",
+                                         "source": "recorded checkpoints"})
+    return out
+
+
+def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
+                runs_dir: Path | None = None, **_: Any) -> dict[str, Any]:
+    """Per seed: train (no SWA run), evaluate every checkpoint, compare with their average.
+
+    Run files (large: every epoch's weights) go to ``runs_dir/seedS.h5``
+    (default ``OUT/runs``).
+
+    Returns:
+        ``{"metrics": {method: {metric: list}}, "extra": {...}}``.
+    """
+    rng = parse_range(exp.cfg.average_epochs or f"1:{exp.cfg.epochs}")
+    metrics: dict[str, dict[str, list[float]]] = {
+        m: {"test_acc": [], "train_acc": []} for m in ("last", "checkpoints_mean", "avg")}
+    metrics["checkpoints_best"] = {"test_acc": []}
+    runs = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        path = (runs_dir or out / "runs") / f"seed{seed}.h5"
+        train(exp.cfg.replace(seed=seed), path, force=True, progress=False,
+              log=lambda _m: None)
+        ck = evaluate_checkpoints(path, exp.cfg.average_run, rng)
+        with store.open_run(path) as f:
+            sols = store.solution_attrs(f)
+        last = sols[exp.cfg.average_run if exp.cfg.average_run == "sgd" else "swa_last"]
+        avg = sols["avg"]
+        for m, tr, te in (("last", last["train_acc"], last["test_acc"]),
+                          ("checkpoints_mean", ck["train_acc"].mean(), ck["test_acc"].mean()),
+                          ("avg", avg["train_acc"], avg["test_acc"])):
+            metrics[m]["train_acc"].append(float(tr))
+            metrics[m]["test_acc"].append(float(te))
+        metrics["checkpoints_best"]["test_acc"].append(float(ck["test_acc"].max()))
+        runs.append(str(path))
+        log(f"[seed {seed}] checkpoints {rng[0]}..{rng[1]}: mean test acc "
+            f"{ck['test_acc'].mean():.4f} (min {ck['test_acc'].min():.4f}, max "
+            f"{ck['test_acc'].max():.4f}); averaged model {avg['test_acc']:.4f}; last "
+            f"{last['test_acc']:.4f} ({time.perf_counter() - t0:.0f} s)")
+    return {"metrics": metrics, "extra": {"runs": runs, "average_epochs": list(rng)}}
+
+
+def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Path]:
+    from landscape import plot
+
+    figs = plot.save_figure(plot.plot_swa_vs_sgd(res, metrics=["test_acc"])[0],
+                            dest / "averaging")
+    for run in result.get("extra", {}).get("runs", [])[:1]:
+        figs += plot.save_figure(plot.plot_checkpoints(run)[0], dest / "checkpoints")
+        figs += plot.save_figure(plot.plot_history(run)[0], dest / "history")
+    return figs
+
+
+def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
+            ) -> list[str]:
+    m = result["metrics"]
+    return ["- " + verdict("the checkpoints' mean", m["checkpoints_mean"]["test_acc"],
+                           "the averaged model", m["avg"]["test_acc"], "test accuracy"),
+            "- " + verdict("the last checkpoint", m["last"]["test_acc"],
+                           "the averaged model", m["avg"]["test_acc"], "test accuracy"),
+            "", "## Figures", "", *figure_lines(figures, out)]
+
+
+register_protocol(Protocol(
+    name="seed004", title="SmallCNN, checkpoints vs their average",
+    keys=frozenset({"protocol", "seeds", "quick"}),
+    run=run_seed004, figures=_figures, report=_report))

@@ -1,0 +1,19 @@
+"""Analyses of run files: each reads a run file through :mod:`landscape.store`,
+runs the pure analysis, and stores the result back, resumably.
+
+* :func:`compute_surface` — a surface of stored points, resumable after a kill
+  and sharded over ``torchrun`` ranks;
+* :func:`measure_solution` / :func:`compare_solutions` — registered flatness
+  measures of stored solutions, and two solutions side by side;
+* :func:`measure_gap` — the train–test gap per solution, per trajectory point
+  and along a line;
+* :func:`load_run_model` — the model and data a run file was trained with.
+"""
+
+from landscape.jobs._run import load_run_model
+from landscape.jobs.gap import measure_gap
+from landscape.jobs.measures import compare_solutions, format_comparison, measure_solution
+from landscape.jobs.surface import SurfaceConfig, compute_surface, default_name
+
+__all__ = ["SurfaceConfig", "compare_solutions", "compute_surface", "default_name",
+           "format_comparison", "load_run_model", "measure_gap", "measure_solution"]

@@ -1,0 +1,32 @@
+"""The model and data of a run file."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from landscape import store
+from landscape.config import TrainConfig, load_data
+from landscape.data import TensorData
+from landscape.models import build_model
+
+
+def load_run_model(path: str | os.PathLike) -> tuple[nn.Module, TensorData]:
+    """Rebuild the model and data of a run file (weights are not loaded).
+
+    Returns:
+        ``(model, data)``.
+
+    Raises:
+        UserError: If the stored layout does not match the rebuilt model.
+    """
+    with store.open_run(path) as f:
+        cfg = TrainConfig(**store.config_of(f))
+        name, kwargs = store.model_spec(f)
+        layout, buffers = store.layouts(f)
+    data = load_data(cfg)
+    model = build_model(name, data.in_shape, data.n_classes, **kwargs)
+    layout.check_module(model)
+    buffers.check_module(model, buffers=True)
+    return model, data

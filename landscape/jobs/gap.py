@@ -1,0 +1,96 @@
+"""The train–test gap of a run file: per solution, per trajectory point, along a line."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from landscape import store
+from landscape._errors import UserError
+from landscape.data import TensorData
+from landscape.evaluate import BNMode, Evaluator
+from landscape.gap import line_gap, metric_gaps, trajectory_gaps
+from landscape.jobs._run import load_run_model
+
+
+def measure_gap(
+    path: str | os.PathLike, *, a: str = "sgd", b: str = "swa", points: int = 21,
+    t_min: float = -0.5, t_max: float = 1.5, bn: str | None = None,
+    trajectories: bool = True, model: nn.Module | None = None,
+    data: TensorData | None = None, device: str = "cpu", batch_size: int = 4096,
+    progress: bool = False, log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Compute every gap of a run file and store it under ``/measures/gap``.
+
+    Args:
+        path: Run file.
+        a: Solution at ``t = 0`` of the line.
+        b: Solution at ``t = 1``.
+        points: Number of ``t`` values.
+        t_min: First ``t``.
+        t_max: Last ``t``.
+        bn: BN mode along the line (``None``: recompute for BN models).
+        trajectories: Also evaluate every recorded trajectory point.
+        model: The run's model (``None``: rebuilt from the run file).
+        data: The run's data (with ``model``).
+        device: Where to evaluate.
+        batch_size: Samples per forward pass.
+        progress: tqdm bars on stderr.
+        log: Called with summary lines.
+
+    Returns:
+        ``{"solutions": ..., "line": LineGap, "trajectories": {run: arrays}}``.
+
+    Raises:
+        UserError: For a missing solution or a grid of fewer than 3 points.
+    """
+    if points < 3 or not t_max > t_min:
+        raise UserError(f"the line needs --points >= 3 and --t-max > --t-min, got "
+                        f"{points} points on [{t_min}, {t_max}]")
+    with store.open_run(path) as f:
+        sols = {n: metric_gaps(a_) for n, a_ in store.solution_attrs(f).items()}
+        sa, sb = store.read_solution(f, a), store.read_solution(f, b)
+        trajs = {}
+        if trajectories:
+            for run in store.trajectory_runs(f):
+                trajs[run] = store.trajectory_of(f, run)
+    if model is None or data is None:
+        model, data = load_run_model(path)
+    train, test = data.batches("train", batch_size), data.batches("test", batch_size)
+    ev_line = Evaluator(copy.deepcopy(model), train, test, bn=bn, device=device,
+                        batch_size=batch_size)
+    line = line_gap(ev_line, sa.weights, sb.weights,
+                    np.linspace(t_min, t_max, points), progress=progress)
+    traj_out = {}
+    if trajs:
+        ev_keep = Evaluator(copy.deepcopy(model), train, test, bn=BNMode.KEEP,
+                            device=device, batch_size=batch_size)
+        for run, g in trajs.items():
+            bufs = g.get("buffers")
+            if bufs is not None and bufs.shape[-1] == 0:
+                bufs = None
+            traj_out[run] = trajectory_gaps(ev_keep, g["weights"], bufs, progress=progress)
+            for k in ("epoch", "step"):
+                if k in g:
+                    traj_out[run][k] = np.asarray(g[k])
+    s = line.shift
+    with store.edit_run(path) as f:
+        store.write_gap(f, {
+            "from": a, "to": b, "points": points, "t_min": t_min, "t_max": t_max,
+            "bn": ev_line.bn.value, "distance": s.distance, "t_train_min": s.t_train,
+            "t_test_min": s.t_test, "shift_t": s.shift_t, "shift": s.shift,
+            "shift_abs": abs(s.shift), "refine": "parabola"},
+            {"t": line.t, **line.metrics}, sols, traj_out)
+    if log:
+        for name, v in sols.items():
+            log(f"{name}: test-train loss {v['loss_gap']:+.4f}, error "
+                f"{100 * v['err_gap']:+.2f} points")
+        log(f"line {a}->{b}: train-loss minimum at t={s.t_train:.3f}, test-error "
+            f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
+            f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})")
+    return {"solutions": sols, "line": line, "trajectories": traj_out}

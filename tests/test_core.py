@@ -1,0 +1,258 @@
+"""The library core on a user's own model, DataLoader and loss.
+
+Batched curvature against full-batch and dense float64 references, streaming data
+against in-memory tensors, a regression model through every surface and measure,
+the public API and the README example, and the one-line errors of bad input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import landscape as ls
+from landscape._errors import UserError
+from landscape.evaluate import EmpiricalRisk, Evaluator
+from landscape.sharpness import specs
+
+F64 = torch.float64
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _bn_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(1, 3, 5, stride=2), nn.BatchNorm1d(3), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 8, 4)).double()
+    with torch.no_grad():  # non-trivial statistics, held fixed (eval mode)
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _cls_data(n: int = 45, seed: int = 0) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 20, generator=g, dtype=F64), torch.randint(0, 4, (n,),
+                                                                         generator=g)
+
+
+def _reference_loss(net: nn.Module, x: Tensor, y: Tensor):
+    """The mean cross-entropy of all samples as one graph (the test's own reference)."""
+    layout = ls.ParamLayout.from_module(net)
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+
+    def f(theta: Tensor) -> Tensor:
+        out = torch.func.functional_call(net, {**layout.unflatten(theta), **buffers}, (x,))
+        return F.cross_entropy(out, y)
+
+    return f, layout.read(net).double()
+
+
+# =========================================================================== curvature
+def test_batched_hvp_equals_full_batch_to_1e10() -> None:
+    net = _bn_cnn()
+    x, y = _cls_data(45)
+    f, theta = _reference_loss(net, x, y)
+    g = torch.Generator().manual_seed(3)
+    v = torch.randn(theta.numel(), generator=g, dtype=F64)
+    full = torch.autograd.functional.hvp(f, theta, v)[1]
+    for batch in (45, 16, 7):  # one batch (cached graph), ragged batches (recomputed)
+        risk = EmpiricalRisk(net, DataLoader(TensorDataset(x, y), batch_size=batch))
+        np.testing.assert_allclose(risk.hvp(theta)(v).numpy(), full.numpy(), rtol=0,
+                                   atol=1e-10)
+        val, grad = risk.value_and_grad(theta)
+        assert val == pytest.approx(float(f(theta)), rel=1e-12)
+        np.testing.assert_allclose(grad.numpy(), torch.func.grad(f)(theta).numpy(),
+                                   rtol=0, atol=1e-12)
+
+
+def test_top_eigenvalue_of_bn_cnn_through_a_ragged_dataloader() -> None:
+    net = _bn_cnn()
+    x, y = _cls_data(45)
+    f, theta = _reference_loss(net, x, y)
+    dense = torch.func.hessian(f)(theta).numpy()
+    exact = np.linalg.eigvalsh(0.5 * (dense + dense.T))[::-1]
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)  # 16 + 16 + 13
+    r = ls.measure(net, loader, "hessian", dtype="float64", top_k=3, eig_tol=1e-10)
+    np.testing.assert_allclose(r.eigenvalues, exact[:3], rtol=1e-8)
+    assert r.samples == 45
+    assert r.lambda_min == pytest.approx(exact[-1], rel=1e-2)
+
+
+def test_streaming_metrics_equal_in_memory_metrics() -> None:
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(70, 6), torch.randint(0, 3, (70,))
+    xt, yt = torch.randn(30, 6), torch.randint(0, 3, (30,))
+    mem = Evaluator(net, (x, y), (xt, yt), batch_size=16)
+    stream = Evaluator(net, DataLoader(TensorDataset(x, y), batch_size=16),
+                       DataLoader(TensorDataset(xt, yt), batch_size=16))
+    theta = mem.layout.read(net)
+    a, b = mem.evaluate(theta), stream.evaluate(theta)
+    for s in ("train", "test"):
+        assert a[s].n == b[s].n
+        assert a[s].loss == pytest.approx(b[s].loss, rel=1e-6)
+        assert a[s].acc == b[s].acc
+        assert a[s].loss_sem == pytest.approx(b[s].loss_sem, rel=1e-5)
+
+
+# =========================================================================== regression
+class _Regressor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+def test_linear_regression_mse_has_the_closed_form_hessian() -> None:
+    """MSE of a linear model: H = 2 XᵀX / (N d) per output, exact through a loader."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(50, 4, generator=g, dtype=F64)
+    y = torch.randn(50, 1, generator=g, dtype=F64)
+    net = nn.Linear(4, 1, bias=False).double()
+    r = ls.measure(net, DataLoader(TensorDataset(x, y), batch_size=12), "hessian",
+                   loss=nn.MSELoss(), dtype="float64", top_k=2, eig_tol=1e-12)
+    H = (2 * x.T @ x / 50).numpy()
+    np.testing.assert_allclose(r.eigenvalues, np.linalg.eigvalsh(H)[::-1][:2], rtol=1e-10)
+    tr = ls.measure(net, (x, y), "trace", loss=nn.MSELoss(), dtype="float64",
+                    trace_samples=200)
+    assert tr.trace == pytest.approx(np.trace(H), abs=4 * tr.trace_sem + 1e-9)
+
+
+def test_regression_goes_through_every_surface_and_measure(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _Regressor()
+    x, y = torch.randn(40, 3), torch.randn(40, 2)
+    train = DataLoader(TensorDataset(x, y), batch_size=16)
+    test = (torch.randn(20, 3), torch.randn(20, 2))
+    mse = nn.MSELoss()
+    params = {"top_k": 2, "trace_samples": 5, "slq_steps": 6, "eps_maxiter": 2,
+              "ascent_steps": 2, "avg_samples": 3, "pacbayes_samples": 2,
+              "pacbayes_metric": "loss", "pacbayes_target": 0.05, "directions": 3}
+    out = ls.measure(model, train, "all", loss=mse, **params)
+    assert set(out) == set(specs())
+    base = float(mse(model(x), y).detach())
+    for name, r in out.items():
+        assert r.samples == 40, name
+        for h in specs()[name].headline:
+            assert math.isfinite(r.scalars[h.key]), (name, h.key)
+    assert out["sam"].loss == pytest.approx(base, rel=1e-5)  # the loss it measured
+    surfaces = {
+        "random": ls.random_surface(model, train, test, grid="-1:1:3", loss=mse),
+        "line": ls.line_surface(model, model, _Regressor(), train, test, grid="0:1:3",
+                                loss=mse),
+        "plane": ls.plane_surface(model, model, _Regressor(), _Regressor(), train, test,
+                                  grid="-1:1:3", grid_y="-1:1:2", loss=mse),
+        "pca": ls.pca_surface(model, [_Regressor() for _ in range(4)] + [model], train,
+                              test, grid="-1:1:3", grid_y="-1:1:3", loss=mse),
+    }
+    for kind, s in surfaces.items():
+        assert s.complete, kind
+        assert np.isfinite(s.values["train_loss"]).all(), kind
+        assert np.isnan(s.values["train_acc"]).all(), kind  # no accuracy for regression
+        ls.save(s, tmp_path / "reg.h5", kind)
+    centre = surfaces["random"].values["train_loss"][1, 1]  # (0, 0): the model itself
+    assert centre == pytest.approx(base, rel=1e-5)
+    line = surfaces["line"].values["test_loss"][0]  # t = 0: the model
+    assert line == pytest.approx(float(mse(model(test[0]), test[1]).detach()), rel=1e-5)
+    assert ls.load(tmp_path / "reg.h5", "plane").grid.shape == (3, 2)
+
+
+# =========================================================================== API
+def test_public_api_lists_the_stages() -> None:
+    names = set(ls.__all__)
+    for stage in ({"Evaluator", "as_batches", "EmpiricalRisk"},
+                  {"random_direction", "normalize_direction", "line_direction",
+                   "plane_basis", "pca_directions"},
+                  {"random_surface", "line_surface", "plane_surface", "pca_surface"},
+                  {"measure", "measures", "hessian_top_eigenvalues", "width_ratio"},
+                  {"line_gap", "trajectory_gaps"}, {"average_checkpoints"},
+                  {"save", "load", "plot_surface_2d", "plot_width_distribution"}):
+        assert stage <= names, stage - names
+    for n in ls.__all__:
+        assert getattr(ls, n) is not None, n
+
+
+def test_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    text = README.read_text()
+    section = text[text.index("## Your own model"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 15
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert (tmp_path / "mine.h5").is_file()
+    from matplotlib.figure import Figure
+
+    assert isinstance(ns["fig"], Figure)
+    assert ls.load(tmp_path / "mine.h5", "random").complete
+
+
+def test_average_checkpoints_is_the_mean_with_recomputed_bn() -> None:
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)) for _ in range(3)]
+    x = torch.randn(64, 3)
+    avg = ls.average_checkpoints(nets[0], [nets[0], nets[1].state_dict(), nets[2]],
+                                 bn_data=(x, torch.zeros(64)))
+    w = torch.stack([n[0].weight.detach() for n in nets]).mean(0)
+    torch.testing.assert_close(avg.module[0].weight.detach(), w, rtol=0, atol=1e-7)
+    h = avg.module[0](x).detach()
+    torch.testing.assert_close(avg.module[1].running_mean, h.mean(0), rtol=0, atol=1e-6)
+    with pytest.raises(UserError, match="pass bn_data"):
+        ls.average_checkpoints(nets[0], nets)
+
+
+# =========================================================================== bad input
+def _net() -> nn.Module:
+    return nn.Linear(4, 3)
+
+
+class _Stray(nn.Module):
+    """A model with a plain tensor attribute, which .to(device) leaves behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.shift = torch.ones(3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lin(x) + self.shift
+
+
+def _xy(n: int = 8) -> tuple[Tensor, Tensor]:
+    return torch.randn(n, 4), torch.randint(0, 3, (n,))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: ls.measure(_net(), [{"x": torch.zeros(2, 4)}], "trace"),
+     "not an (inputs, targets) pair"),
+    (lambda: ls.measure(_net(), [_xy()], "trace", loss=lambda o, y: (o - 0).sum(1)),
+     "not a scalar"),
+    (lambda: ls.measure(nn.ReLU(), [_xy()], "trace"), "no trainable parameters"),
+    (lambda: Evaluator(_net(), DataLoader(TensorDataset(*_xy(0)), batch_size=4)
+                       ).metrics(["train"]), "yielded no batch"),
+    (lambda: ls.measure(_net(), iter([_xy()]), "trace"), "one-shot iterator"),
+    (lambda: ls.measure(_net(), (torch.full((8, 4), math.nan), _xy()[1]), "trace"),
+     "loss at the measured solution is nan"),
+    (lambda: Evaluator(_Stray().to("meta"), _xy()).metrics(["train"]), "different devices"),
+])
+def test_bad_input_is_one_line(make, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
+        make()
+    assert "\n" not in str(e.value)
+
+
+def test_a_shuffling_loader_is_refused_by_curvature() -> None:
+    loader = DataLoader(TensorDataset(*_xy(64)), batch_size=8, shuffle=True)
+    with pytest.raises(UserError, match="shuffle=False"):
+        ls.measure(_net(), loader, "hessian", top_k=2)
