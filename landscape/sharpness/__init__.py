@@ -15,6 +15,7 @@ module                 measure
                        smallest eigenvalues (Lanczos, ARPACK), power iteration
 ``hutchinson``         trace (Hutchinson, Hutch++), Frobenius norm
 ``slq``                eigenvalue density (stochastic Lanczos quadrature)
+``layerwise``          top eigenvalue and trace of each parameter block's Hessian
 ``keskar2017``         ε-sharpness in a box (L-BFGS-B)
 ``foret2021sam``       worst-case L2 sharpness (one-step and projected ascent)
 ``kwon2021asam``       adaptive sharpness, :math:`T = |\theta| + \eta`
