@@ -409,6 +409,48 @@ def test_median_ci_and_width_ratio() -> None:
     assert not math.isnan(lo)
 
 
+def test_width_median_is_one_midpoint_median_with_inf() -> None:
+    """The median of [1, 2, 3, inf] is (2 + 3)/2; a middle pair holding inf gives inf."""
+    inf = math.inf
+    a, b = np.array([1.0, 2.0, 3.0, inf]), np.array([3.0, 5.0, 7.0])
+    ma, lo, hi = median_ci(a, seed=0)
+    assert ma == 2.5
+    # replicate medians: 1 needs >= 3 draws of 1 (P = 13/256 > 2.5 %), inf needs
+    # >= 2 draws of inf (P = 67/256 > 2.5 %)
+    assert (lo, hi) == (1.0, inf)
+    assert median_ci(np.array([1.0, 2.0, inf, inf]))[0] == inf
+    mb = median_ci(b)[0]
+    assert mb == 5.0
+    assert width_ratio(a, b)[0] == 2.0
+
+
+@pytest.mark.parametrize(("wa", "wb", "expected"), [
+    pytest.param([1.0, 2.0, 3.0, math.inf], [3.0, 5.0, 7.0], 2.0, id="inf_outside_middle"),
+    pytest.param([1.0, 2.0, math.inf, math.inf], [1.0, 2.0, 3.0, math.inf], 0.0,
+                 id="a_median_inf"),
+    pytest.param([1.0, 2.0, 3.0, math.inf], [1.0, math.inf, math.inf], math.inf,
+                 id="b_median_inf"),
+])
+def test_width_ratio_is_the_ratio_of_the_reported_medians(
+    wa: list[float], wb: list[float], expected: float,
+) -> None:
+    ma, mb = median_ci(np.array(wa))[0], median_ci(np.array(wb))[0]
+    r, lo, hi = width_ratio(np.array(wa), np.array(wb))
+    assert r == expected
+    assert r == mb / ma
+    assert lo <= r <= hi
+
+
+def test_width_ratio_nan_widths_are_missing() -> None:
+    a, b = np.array([1.0, math.nan, 3.0]), np.array([2.0, 5.0, 6.0])
+    assert width_ratio(a, b, paired=True)[0] == 4.0 / 2.0  # pairs 0 and 2
+    assert width_ratio(a, b)[0] == 5.0 / 2.0
+    assert math.isnan(width_ratio(np.array([1.0, math.inf, math.inf]),
+                                  np.array([math.inf, math.inf]))[0])
+    with pytest.raises(ValueError, match=">= 0"):
+        median_ci(np.array([1.0, -1.0]))
+
+
 # =========================================================================== invariance
 def _rescale(theta: Tensor, n1: int, alpha: float) -> Tensor:
     out = theta.clone()
