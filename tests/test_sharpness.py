@@ -20,6 +20,7 @@ from landscape.data import TensorData, load_dataset
 from landscape.evaluate import Evaluator
 from landscape.sharpness import (
     HVPMethod,
+    SpectralDensity,
     adaptive_sharpness,
     average_sharpness,
     dense_hessian,
@@ -250,6 +251,39 @@ def test_slq_density_integrates_to_one_with_mass_at_the_eigenvalues() -> None:
     assert d.n_hvp == 300 * 4  # the 4th step finds the invariant subspace and stops
 
 
+def _gauss(t: np.ndarray, mean: float, var: float) -> np.ndarray:
+    return np.exp(-0.5 * (t - mean) ** 2 / var) / np.sqrt(2 * np.pi * var)
+
+
+@pytest.mark.parametrize(("lo", "hi", "var"), [
+    pytest.param(-1.0, 3.0, 4 * 0.01, id="range4"),  # sigma2 * (hi - lo)
+    pytest.param(0.2, 0.7, 0.01, id="range_below_1"),  # sigma2 * max(1, 0.5)
+])
+def test_slq_density_of_diag2_is_two_gaussians(lo: float, hi: float, var: float) -> None:
+    """diag(lo, hi): every Rademacher start gives nodes lo, hi with weights 1/2, so
+    the density is (N(lo, s2) + N(hi, s2)) / 2 with s2 = sigma2 max(1, hi - lo)."""
+    H = torch.diag(torch.tensor([hi, lo], dtype=F64))
+    d = slq_density(lambda v: H @ v, 2, steps=2, draws=3, seed=1)
+    t = np.array([lo - 0.3, lo - 0.05, lo, 0.5 * (lo + hi), hi, hi + 0.1, hi + 0.4])
+    grid, dens = d.density(t, sigma2=0.01)
+    np.testing.assert_array_equal(grid, t)
+    assert_close_report(dens, 0.5 * _gauss(t, lo, var) + 0.5 * _gauss(t, hi, var),
+                        rtol=1e-12)
+
+
+def test_slq_kernel_width_uses_the_range_of_all_nodes() -> None:
+    """Nodes of every draw count (padding ignored): range 5 - 0, so s2 = 5 sigma2."""
+    nan = math.nan
+    d = SpectralDensity(nodes=np.array([[0.0, 1.0, nan], [2.0, 5.0, 4.0]]),
+                        weights=np.array([[0.25, 0.75, 0.0], [0.5, 0.25, 0.25]]), n_hvp=0)
+    t = np.linspace(-0.5, 5.5, 13)
+    var = 5 * 1e-3
+    exact = (0.25 * _gauss(t, 0.0, var) + 0.75 * _gauss(t, 1.0, var)
+             + 0.5 * _gauss(t, 2.0, var) + 0.25 * _gauss(t, 5.0, var)
+             + 0.25 * _gauss(t, 4.0, var)) / 2
+    assert_close_report(d.density(t, sigma2=1e-3)[1], exact, rtol=1e-12)
+
+
 def test_lanczos_quadrature_reproduces_moments() -> None:
     H, _ = random_spd(50, seed=8)
     Hn = H.numpy()
@@ -287,8 +321,32 @@ def test_keskar_rotated_quadratic_vertex_enumeration() -> None:
     assert 0.2 * 100 * exact < r1.value <= 100 * exact * (1 + 1e-9)
     r = epsilon_sharpness(f, W_STAR, eps=eps, restarts=10, seed=0)
     assert r.value == pytest.approx(100 * exact, rel=1e-6)
-    sub = epsilon_sharpness(f, W_STAR, eps=eps, dim=2, restarts=3)
-    assert 0 < sub.value < 10 * 100 * exact
+
+
+@pytest.mark.parametrize(("n", "dim", "seed"), [
+    pytest.param(3, 2, 0, id="n3_dim2"), pytest.param(8, 3, 1, id="n8_dim3"),
+    pytest.param(10, 4, 2, id="n10_dim4")])
+def test_keskar_subspace_is_the_box_vertex_maximum(n: int, dim: int, seed: int) -> None:
+    """In the subspace θ + Ay the loss is ½ yᵀAᵀHAy + c, convex in y: its maximum
+    over the box |y_i| <= ε(|(A⁺θ)_i| + 1) is at one of the 2^dim vertices.
+
+    A is built as documented (``default_rng(seed).random((n, dim))``, unit
+    columns).  The offset c = 0.5 makes the 1 + L(θ) = 1.5 denominator count.
+    """
+    H, _ = random_spd(n, seed=20 + n, low=0.25, high=4.0)
+    theta = torch.from_numpy(np.random.default_rng(30 + n).normal(size=n))
+    quad = quadratic(H, theta)
+    f = lambda w: quad(w) + 0.5  # noqa: E731
+    eps = 1e-3
+    A = np.random.default_rng(seed).random((n, dim))
+    A /= np.linalg.norm(A, axis=0)
+    box = eps * (np.abs(np.linalg.pinv(A) @ theta.numpy()) + 1.0)
+    M = A.T @ H.numpy() @ A
+    rise = max(0.5 * (np.array(s) * box) @ M @ (np.array(s) * box)
+               for s in itertools.product((-1.0, 1.0), repeat=dim))
+    r = epsilon_sharpness(f, theta, eps=eps, dim=dim, seed=seed)
+    assert r.loss == 0.5
+    assert r.value == pytest.approx(100 * rise / 1.5, rel=1e-9)
 
 
 # =========================================================================== SAM / ASAM
