@@ -464,6 +464,12 @@ _IDX_IMAGES = 0x00000803
 _IDX_LABELS = 0x00000801
 
 
+def _mnist_names(name: str) -> list[str]:
+    """Accepted spellings of an MNIST file: ``-idx`` (torchvision) or ``.idx``, raw or ``.gz``."""
+    dotted = name.replace("-idx", ".idx")
+    return [name, name + ".gz", dotted, dotted + ".gz"]
+
+
 def _read_idx(path: Path, images: bool) -> np.ndarray:
     """Parse an MNIST IDX file (raw or ``.gz``) into uint8 ``(N, 28, 28)`` or ``(N,)``.
 
@@ -506,8 +512,10 @@ def load_mnist(
     """MNIST from the four IDX files (raw or ``.gz``), parsed with numpy.
 
     The files are looked for in ``root/MNIST/raw/`` (torchvision's layout),
-    ``root/`` and ``root/mnist/``.  Inputs are float32 ``(N, 1, 28, 28)`` in
-    ``[0, 1]``.
+    ``root/`` and ``root/mnist/``, named as torchvision names them
+    (``train-images-idx3-ubyte``) or with a dot before ``idx``
+    (``train-images.idx3-ubyte``), raw or ``.gz``.  Inputs are float32
+    ``(N, 1, 28, 28)`` in ``[0, 1]``.
 
     Args:
         root: Data folder.
@@ -518,7 +526,7 @@ def load_mnist(
     dirs = [root / "MNIST" / "raw", root, root / "mnist"]
 
     def find() -> dict[str, Path | None]:
-        return {k: _find(dirs, [n, n + ".gz"]) for k, n in _MNIST_FILES.items()}
+        return {k: _find(dirs, _mnist_names(n)) for k, n in _MNIST_FILES.items()}
 
     paths = find()
     if download and None in paths.values():
@@ -533,10 +541,11 @@ def load_mnist(
         paths = find()
     missing = [_MNIST_FILES[k] for k, p in paths.items() if p is None]
     if missing:
+        names = ", ".join(f"{n} (or {n.replace('-idx', '.idx')})" for n in missing)
         raise UserError(
-            f"MNIST file(s) {', '.join(missing)} (or .gz) not found in "
+            f"MNIST file(s) {names}, raw or .gz, not found in "
             f"{_looked(dirs)}; "
-            f"expected torchvision's MNIST IDX files; put them in "
+            f"expected the MNIST IDX files; put them in "
             f"{root / 'MNIST' / 'raw'} or pass --data-root "
             "(or --download where a network exists)"
         )

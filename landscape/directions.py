@@ -15,6 +15,9 @@ functions of tensors (named points of a run file are read by
   :math:`v = (\theta_3 - \theta_1) - \langle\cdot, \hat u\rangle \hat u`, both
   normalized; a point is :math:`\theta_1 + x \hat u + y \hat v`.
 
+* PCA (Li et al. 2018): the top two principal directions of the recorded
+  trajectory, mean-centred as in their reference code (sklearn's ``PCA``).
+
 Example:
     >>> import torch
     >>> u, v, xy = plane_basis(torch.zeros(2), torch.tensor([2.0, 0]),
@@ -181,29 +184,62 @@ def project(points: Tensor, origin: Tensor, *dirs: Tensor) -> Tensor:
     return torch.stack([p @ d.double() for d in dirs], dim=1)
 
 
-def pca_directions(weights: Tensor, center: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Top two principal directions of a trajectory (weights minus its final point).
+def pca_directions(
+    weights: Tensor, *, layout: ParamLayout | None = None, keep_bias_bn: bool = True,
+) -> tuple[Tensor, Tensor]:
+    r"""Top two principal directions of a trajectory, as Li et al. (2018) fit them.
+
+    Li et al.'s reference code fits a PCA (which centres its rows) to the
+    differences :math:`w_i - w_{\text{final}}` of the recorded points.  Centring
+    cancels the final point, so with :math:`M` the recorded weights minus their
+    mean, :math:`M = U S V^\top`, the directions are the first two rows of
+    :math:`V^\top` and the explained-variance ratios are
+    :math:`s_k^2 / \sum_j s_j^2`.  With ``keep_bias_bn=False`` the bias and BN
+    entries of every row are zeroed before the fit (Li et al.'s
+    ``ignore='biasbn'``), so the directions are the principal directions of the
+    weight entries alone: orthonormal, zero on bias and BN entries, and the
+    ratios are shares of the weight entries' variance.
 
     Args:
         weights: ``(n_rec, n_params)`` recorded weights; the last row is the final point.
-        center: Unused reference kept for symmetry; differences are taken to
-            the final point as in Li et al. (2018).
+        layout: The parameter layout; needed to find bias and BN entries.
+        keep_bias_bn: Keep bias and BN entries; ``False`` zeroes them (needs ``layout``).
 
     Returns:
         ``(dirs, explained)``: ``(2, n_params)`` float64 unit directions (sign fixed
         so the largest-magnitude entry is positive) and the explained-variance
-        ratios ``(2,)``.
+        ratios ``(2,)`` of the centred trajectory.
 
     Raises:
-        UserError: If fewer than three points were recorded.
+        UserError: If fewer than three points were recorded, the points do not
+            move (in the kept entries), or ``weights`` does not fit ``layout``.
+        ValueError: If ``keep_bias_bn`` is ``False`` without a ``layout``.
+
+    Example:
+        >>> w = torch.tensor([[-1.0, 0, 3], [3.0, 0, 3], [1.0, 1, 3], [1.0, -1, 3]])
+        >>> dirs, ev = pca_directions(w)  # centred: (-2, 0), (2, 0), (0, 1), (0, -1)
+        >>> dirs.abs().tolist(), ev.tolist()
+        ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [0.8, 0.2])
     """
     if weights.ndim != 2 or len(weights) < 3:
         raise UserError("PCA needs a trajectory of at least 3 recorded points; train "
                         "with --record-every 1 (or --record-steps)")
-    m = (weights.double() - weights[-1].double()).numpy()
+    if not keep_bias_bn and layout is None:
+        raise ValueError("keep_bias_bn=False needs the layout that marks bias/BN entries; "
+                         "pass layout=ParamLayout.from_module(model)")
+    m = weights.double().numpy(force=True).copy()  # (n_rec, n_params)
+    if layout is not None:
+        layout.check_vector(weights[0], "trajectory point")
+        if not keep_bias_bn:
+            m[:, ~layout.mask(ParamKind.WEIGHT).numpy()] = 0.0
+    m -= m.mean(axis=0)
     _, s, vt = np.linalg.svd(m, full_matrices=False)
     var = s**2
-    explained = var[:2] / max(var.sum(), _EPS)
+    if not var.sum() > 0:
+        raise UserError("the trajectory's recorded points coincide"
+                        + ("" if keep_bias_bn else " in their weight entries")
+                        + "; record a trajectory that moves (--record-every 1)")
+    explained = var[:2] / var.sum()
     dirs = torch.from_numpy(vt[:2].copy())
     for i in range(len(dirs)):
         if dirs[i, dirs[i].abs().argmax()] < 0:

@@ -287,7 +287,10 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
              points: Mapping[str, Tensor] | None = None, center_name: str = "center",
              x: np.ndarray | Sequence[float] | str | None = None,
              y: np.ndarray | Sequence[float] | str | None = None) -> SurfaceGrid:
-    """The top principal directions of a trajectory, centred on ``center``.
+    """The top principal directions of a trajectory (a centred PCA), around ``center``.
+
+    With a ``layout`` and ``keep_bias_bn=False`` the bias and BN entries are left
+    out of the fit, as for random directions (Li et al.'s ``ignore='biasbn'``).
 
     Returns:
         The grid, with the projected trajectory and the named ``points``.
@@ -297,7 +300,10 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
     """
     if dim not in (1, 2):
         raise UserError(f"--dim must be 1 or 2, got {dim}")
-    dirs, ev = pca_directions(trajectory)
+    dirs, ev = pca_directions(trajectory, layout=layout,
+                              keep_bias_bn=keep_bias_bn or layout is None)
+    share = "centred variance" if keep_bias_bn or layout is None else \
+        "centred weight variance"
     d0, d1 = dirs[0], (dirs[1] if dim == 2 else None)
     used = [d0] + ([d1] if d1 is not None else [])
     c64 = center.double()
@@ -309,8 +315,8 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         x=_axis(x, auto_grid(txy[:, 0])),
         y=_axis(y, auto_grid(txy[:, 1])) if dim == 2 else None,
         center=c64, center_buffers=_buf(center_buffers), d0=d0, d1=d1, points=pts,
-        x_label=f"PC1 ({100 * float(ev[0]):.1f}%)",
-        y_label=f"PC2 ({100 * float(ev[1]):.1f}%)" if dim == 2 else "",
+        x_label=f"PC1 ({100 * float(ev[0]):.1f}% of {share})",
+        y_label=f"PC2 ({100 * float(ev[1]):.1f}% of {share})" if dim == 2 else "",
         trajectory_xy=txy if dim == 2 else np.c_[txy, np.zeros(len(txy))],
         trajectory_epoch=trajectory_epoch)
 
@@ -612,8 +618,8 @@ def plane_surface(model: nn.Module, p1: Any, p2: Any, p3: Any, train: Any,
 
 
 def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: Any = None,
-                *, dim: int = 2, grid: Any = None, grid_y: Any = None,
-                progress: bool = False, **kw: Any) -> Surface:
+                *, dim: int = 2, keep_bias_bn: bool = False, grid: Any = None,
+                grid_y: Any = None, progress: bool = False, **kw: Any) -> Surface:
     """Train (and test) metrics on the top principal directions of a trajectory.
 
     Args:
@@ -622,6 +628,7 @@ def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: A
         train: Train data.
         test: Test data, or ``None``.
         dim: 1 or 2.
+        keep_bias_bn: Fit the PCA on bias and BN entries too (default: weights only).
         grid: ``x`` axis (default: around the projected trajectory).
         grid_y: ``y`` axis.
         progress: A tqdm bar on stderr.
@@ -634,7 +641,7 @@ def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: A
     W = torch.stack([as_point(ev.layout, ev.buffer_layout, p)[0] for p in trajectory])
     c, cb = ev.layout.read(model), ev.read_buffers()
     g = pca_grid(W, c, cb, dim=dim, trajectory_epoch=np.arange(len(W), dtype=float),
-                 x=grid, y=grid_y)
+                 layout=ev.layout, keep_bias_bn=keep_bias_bn, x=grid, y=grid_y)
     with _restored(ev, c, cb):
         return _finish(evaluate_grid(g, ev, progress=progress, attrs=_attrs(
             "pca", g, ev, center="center")), ev)

@@ -153,10 +153,26 @@ def test_mnist_truncated_and_bad_gzip(tmp_path: Path) -> None:
         load_dataset("mnist", tmp_path)
 
 
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_mnist_reads_dotted_file_names(tmp_path: Path, gz: bool) -> None:
+    """``train-images.idx3-ubyte``: the spelling with a dot before ``idx``."""
+    for name, arr in mnist_arrays().items():
+        write_idx(tmp_path / (name.replace("-idx", ".idx") + (".gz" if gz else "")), arr)
+    d = load_dataset("mnist", tmp_path)
+    assert d.y_train.tolist() == [5, 0, 9]
+    assert d.y_test.tolist() == [7, 2]
+    assert d.x_train[2, 0, 27, 27].item() == pytest.approx(128 / 255, abs=1e-7)
+    assert d.x_test[1, 0, 3, 4].item() == 1.0
+    assert sorted(Path(f).name for f in d.meta["files"]) == sorted(
+        n.replace("-idx", ".idx") + (".gz" if gz else "") for n in mnist_arrays())
+
+
 def test_mnist_missing_names_files_and_fix(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="train-images-idx3-ubyte") as e:
         load_dataset("mnist", tmp_path)
     msg = str(e.value)
+    assert "train-images-idx3-ubyte (or train-images.idx3-ubyte)" in msg
+    assert "raw or .gz" in msg
     assert "--data-root" in msg
     assert str(tmp_path / "MNIST" / "raw") in msg
     assert "\n" not in msg

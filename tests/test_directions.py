@@ -95,3 +95,80 @@ def test_pca_recovers_subspace() -> None:
     torch.testing.assert_close(proj, dirs.T, atol=1e-10, rtol=0)
     with pytest.raises(UserError, match="at least 3"):
         pca_directions(w[:2])
+
+
+#: Zero-mean, mutually orthogonal coefficient patterns over 8 recorded points (norm sqrt 8).
+_H8 = torch.tensor([[1.0, -1, 1, -1, 1, -1, 1, -1],
+                    [1.0, 1, -1, -1, 1, 1, -1, -1],
+                    [1.0, 1, 1, 1, -1, -1, -1, -1]], dtype=torch.float64)
+
+
+def _unit_sign(d: torch.Tensor) -> torch.Tensor:
+    """``d`` with its largest-magnitude entry made positive (the documented sign)."""
+    return d if d[d.abs().argmax()] > 0 else -d
+
+
+def _frame(k: int, support: torch.Tensor, seed: int) -> torch.Tensor:
+    """``(k, numel)`` orthonormal rows that are zero outside ``support``."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(int(support.sum()), k, generator=g,
+                                       dtype=torch.float64))
+    out = torch.zeros(k, LAYOUT.numel, dtype=torch.float64)
+    out[:, support] = q.T
+    return out
+
+
+def test_pca_is_mean_centred_closed_form() -> None:
+    """Rank-3 trajectory w_i = c + 3 h1_i e1 + 2 h2_i e2 + h3_i e3 (h zero-mean, orthogonal).
+
+    Centred, its singular values are (3, 2, 1) sqrt(8) along e1, e2, e3, so the
+    PCs are e1, e2 with ratios 9/14, 4/14.  The uncentred differences to the
+    final point (3 h1 + 3, ...) have other singular vectors.
+    """
+    e = _frame(3, torch.ones(LAYOUT.numel, dtype=torch.bool), seed=4)
+    c = _center()
+    w = c + (torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)[:, None] * _H8).T @ e
+    dirs, explained = pca_directions(w)
+    torch.testing.assert_close(dirs[0], _unit_sign(e[0]), atol=1e-12, rtol=0)
+    torch.testing.assert_close(dirs[1], _unit_sign(e[1]), atol=1e-12, rtol=0)
+    torch.testing.assert_close(explained, torch.tensor([9 / 14, 4 / 14], dtype=torch.float64),
+                               atol=1e-14, rtol=0)
+
+
+def test_pca_matches_centred_svd_on_curved_trajectory() -> None:
+    g = torch.Generator().manual_seed(5)
+    t = torch.linspace(0, 1, 30, dtype=torch.float64)[:, None]
+    a, b, c3 = (torch.randn(LAYOUT.numel, generator=g, dtype=torch.float64) for _ in range(3))
+    w = a * t + b * t**2 + 0.3 * c3 * torch.sin(6 * t)  # (30, n) curved, rank 3
+    dirs, explained = pca_directions(w.float())
+    m = w.float().double()
+    m = m - m.mean(dim=0)
+    _, s, vt = torch.linalg.svd(m, full_matrices=False)
+    for k in range(2):
+        torch.testing.assert_close(dirs[k], _unit_sign(vt[k]), atol=1e-10, rtol=0)
+    torch.testing.assert_close(explained, s[:2] ** 2 / (s**2).sum(), atol=1e-12, rtol=0)
+
+
+def test_pca_zeroes_bias_bn_before_the_fit() -> None:
+    """The largest variance lies along bias/BN entries (f); dropping them leaves e1, e2."""
+    weight = LAYOUT.mask(ParamKind.WEIGHT)
+    e = _frame(2, weight, seed=6)
+    f = _frame(1, ~weight, seed=7)[0]
+    w = _center() + 5 * _H8[0, :, None] * f + 3 * _H8[1, :, None] * e[0] \
+        + 2 * _H8[2, :, None] * e[1]
+    kept, ev_kept = pca_directions(w, layout=LAYOUT)
+    torch.testing.assert_close(kept[0], _unit_sign(f), atol=1e-12, rtol=0)
+    torch.testing.assert_close(ev_kept, torch.tensor([25 / 38, 9 / 38], dtype=torch.float64),
+                               atol=1e-14, rtol=0)
+    dirs, explained = pca_directions(w, layout=LAYOUT, keep_bias_bn=False)
+    assert torch.equal(dirs[:, ~weight], torch.zeros(2, int((~weight).sum()), dtype=torch.float64))
+    torch.testing.assert_close(dirs[0], _unit_sign(e[0]), atol=1e-12, rtol=0)
+    torch.testing.assert_close(dirs[1], _unit_sign(e[1]), atol=1e-12, rtol=0)
+    torch.testing.assert_close(explained, torch.tensor([9 / 13, 4 / 13], dtype=torch.float64),
+                               atol=1e-14, rtol=0)
+    with pytest.raises(ValueError, match="needs the layout"):
+        pca_directions(w, keep_bias_bn=False)
+    with pytest.raises(UserError, match="another model"):
+        pca_directions(w[:, :-1], layout=LAYOUT)
+    with pytest.raises(UserError, match="coincide in their weight entries"):
+        pca_directions(_center() + _H8[0, :, None] * f, layout=LAYOUT, keep_bias_bn=False)

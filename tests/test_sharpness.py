@@ -23,6 +23,7 @@ from landscape.jobs import compare_solutions, measure_solution
 from landscape.sharpness import (
     HVPMethod,
     MeasureConfig,
+    SpectralDensity,
     adaptive_sharpness,
     average_sharpness,
     dense_hessian,
@@ -259,6 +260,39 @@ def test_slq_density_integrates_to_one_with_mass_at_the_eigenvalues() -> None:
     assert d.n_hvp == 300 * 4  # the 4th step finds the invariant subspace and stops
 
 
+def _gauss(t: np.ndarray, mean: float, var: float) -> np.ndarray:
+    return np.exp(-0.5 * (t - mean) ** 2 / var) / np.sqrt(2 * np.pi * var)
+
+
+@pytest.mark.parametrize(("lo", "hi", "var"), [
+    pytest.param(-1.0, 3.0, 4 * 0.01, id="range4"),  # sigma2 * (hi - lo)
+    pytest.param(0.2, 0.7, 0.01, id="range_below_1"),  # sigma2 * max(1, 0.5)
+])
+def test_slq_density_of_diag2_is_two_gaussians(lo: float, hi: float, var: float) -> None:
+    """diag(lo, hi): every Rademacher start gives nodes lo, hi with weights 1/2, so
+    the density is (N(lo, s2) + N(hi, s2)) / 2 with s2 = sigma2 max(1, hi - lo)."""
+    H = torch.diag(torch.tensor([hi, lo], dtype=F64))
+    d = slq_density(lambda v: H @ v, 2, steps=2, draws=3, seed=1)
+    t = np.array([lo - 0.3, lo - 0.05, lo, 0.5 * (lo + hi), hi, hi + 0.1, hi + 0.4])
+    grid, dens = d.density(t, sigma2=0.01)
+    np.testing.assert_array_equal(grid, t)
+    assert_close_report(dens, 0.5 * _gauss(t, lo, var) + 0.5 * _gauss(t, hi, var),
+                        rtol=1e-12)
+
+
+def test_slq_kernel_width_uses_the_range_of_all_nodes() -> None:
+    """Nodes of every draw count (padding ignored): range 5 - 0, so s2 = 5 sigma2."""
+    nan = math.nan
+    d = SpectralDensity(nodes=np.array([[0.0, 1.0, nan], [2.0, 5.0, 4.0]]),
+                        weights=np.array([[0.25, 0.75, 0.0], [0.5, 0.25, 0.25]]), n_hvp=0)
+    t = np.linspace(-0.5, 5.5, 13)
+    var = 5 * 1e-3
+    exact = (0.25 * _gauss(t, 0.0, var) + 0.75 * _gauss(t, 1.0, var)
+             + 0.5 * _gauss(t, 2.0, var) + 0.25 * _gauss(t, 5.0, var)
+             + 0.25 * _gauss(t, 4.0, var)) / 2
+    assert_close_report(d.density(t, sigma2=1e-3)[1], exact, rtol=1e-12)
+
+
 def test_lanczos_quadrature_reproduces_moments() -> None:
     H, _ = random_spd(50, seed=8)
     Hn = H.numpy()
@@ -296,8 +330,32 @@ def test_keskar_rotated_quadratic_vertex_enumeration() -> None:
     assert 0.2 * 100 * exact < r1.value <= 100 * exact * (1 + 1e-9)
     r = epsilon_sharpness(f, W_STAR, eps=eps, restarts=10, seed=0)
     assert r.value == pytest.approx(100 * exact, rel=1e-6)
-    sub = epsilon_sharpness(f, W_STAR, eps=eps, dim=2, restarts=3)
-    assert 0 < sub.value < 10 * 100 * exact
+
+
+@pytest.mark.parametrize(("n", "dim", "seed"), [
+    pytest.param(3, 2, 0, id="n3_dim2"), pytest.param(8, 3, 1, id="n8_dim3"),
+    pytest.param(10, 4, 2, id="n10_dim4")])
+def test_keskar_subspace_is_the_box_vertex_maximum(n: int, dim: int, seed: int) -> None:
+    """In the subspace θ + Ay the loss is ½ yᵀAᵀHAy + c, convex in y: its maximum
+    over the box |y_i| <= ε(|(A⁺θ)_i| + 1) is at one of the 2^dim vertices.
+
+    A is built as documented (``default_rng(seed).random((n, dim))``, unit
+    columns).  The offset c = 0.5 makes the 1 + L(θ) = 1.5 denominator count.
+    """
+    H, _ = random_spd(n, seed=20 + n, low=0.25, high=4.0)
+    theta = torch.from_numpy(np.random.default_rng(30 + n).normal(size=n))
+    quad = quadratic(H, theta)
+    f = lambda w: quad(w) + 0.5  # noqa: E731
+    eps = 1e-3
+    A = np.random.default_rng(seed).random((n, dim))
+    A /= np.linalg.norm(A, axis=0)
+    box = eps * (np.abs(np.linalg.pinv(A) @ theta.numpy()) + 1.0)
+    M = A.T @ H.numpy() @ A
+    rise = max(0.5 * (np.array(s) * box) @ M @ (np.array(s) * box)
+               for s in itertools.product((-1.0, 1.0), repeat=dim))
+    r = epsilon_sharpness(f, theta, eps=eps, dim=dim, seed=seed)
+    assert r.loss == 0.5
+    assert r.value == pytest.approx(100 * rise / 1.5, rel=1e-9)
 
 
 # =========================================================================== SAM / ASAM
@@ -322,6 +380,39 @@ def test_sam_one_step_and_multi_step_off_minimum() -> None:
     assert one <= multi.value
     assert multi.one_step == one
     assert multi.value == pytest.approx(exact, rel=1e-6)
+
+
+def test_sam_value_when_the_one_step_point_overshoots() -> None:
+    """L(x) = x - 4x^2 from 0, rho = 1/2: the step x = 1/2 lands on L = -1/2 < L(0).
+
+    The ball's maximum is at x = 1/8 (inside), max L = 1/16; with no ascent
+    steps the best point seen is x = 0 itself, so the value is 0, not -1/2.
+    """
+    f = lambda w: (w - 4 * w * w).sum()  # noqa: E731
+    x0 = torch.zeros(1, dtype=F64)
+    none = sam_sharpness(f, x0, rho=0.5, steps=0)
+    assert (none.one_step, none.value, none.max_loss) == (-0.5, 0.0, 0.0)
+    full = sam_sharpness(f, x0, rho=0.5, steps=20)
+    assert full.one_step == -0.5
+    assert full.value == 1 / 16  # max_{|x| <= 1/2} x - 4x^2, at x = 1/8
+
+
+def test_sam_and_asam_value_at_a_local_maximum_is_zero() -> None:
+    """At a strict local maximum the ball's maximum is L(θ): S = 0 exactly.
+
+    The random start lands on L = -rho^2 and steps of 0.3 rho only approach 0,
+    so every iterate lies below L(θ); the value must still be 0.
+    """
+    x0 = torch.zeros(1, dtype=F64)
+    r = sam_sharpness(lambda w: -(w * w).sum(), x0, rho=0.5, step_size=0.3)
+    assert r.random_start
+    assert r.one_step == -0.25
+    assert (r.value, r.max_loss) == (0.0, r.loss)
+    one = torch.ones(1, dtype=F64)
+    a = adaptive_sharpness(lambda w: -((w - 1) ** 2).sum(), one, rho=0.5, eta=0.0,
+                           step_size=0.3)
+    assert a.one_step == -0.25  # T = |1| + 0: the same ball
+    assert (a.value, a.max_loss) == (0.0, a.loss)
 
 
 def test_asam_closed_forms() -> None:
@@ -416,6 +507,48 @@ def test_median_ci_and_width_ratio() -> None:
     med, lo, hi = median_ci(np.array([1.0, np.inf, np.inf]))
     assert med == math.inf
     assert not math.isnan(lo)
+
+
+def test_width_median_is_one_midpoint_median_with_inf() -> None:
+    """The median of [1, 2, 3, inf] is (2 + 3)/2; a middle pair holding inf gives inf."""
+    inf = math.inf
+    a, b = np.array([1.0, 2.0, 3.0, inf]), np.array([3.0, 5.0, 7.0])
+    ma, lo, hi = median_ci(a, seed=0)
+    assert ma == 2.5
+    # replicate medians: 1 needs >= 3 draws of 1 (P = 13/256 > 2.5 %), inf needs
+    # >= 2 draws of inf (P = 67/256 > 2.5 %)
+    assert (lo, hi) == (1.0, inf)
+    assert median_ci(np.array([1.0, 2.0, inf, inf]))[0] == inf
+    mb = median_ci(b)[0]
+    assert mb == 5.0
+    assert width_ratio(a, b)[0] == 2.0
+
+
+@pytest.mark.parametrize(("wa", "wb", "expected"), [
+    pytest.param([1.0, 2.0, 3.0, math.inf], [3.0, 5.0, 7.0], 2.0, id="inf_outside_middle"),
+    pytest.param([1.0, 2.0, math.inf, math.inf], [1.0, 2.0, 3.0, math.inf], 0.0,
+                 id="a_median_inf"),
+    pytest.param([1.0, 2.0, 3.0, math.inf], [1.0, math.inf, math.inf], math.inf,
+                 id="b_median_inf"),
+])
+def test_width_ratio_is_the_ratio_of_the_reported_medians(
+    wa: list[float], wb: list[float], expected: float,
+) -> None:
+    ma, mb = median_ci(np.array(wa))[0], median_ci(np.array(wb))[0]
+    r, lo, hi = width_ratio(np.array(wa), np.array(wb))
+    assert r == expected
+    assert r == mb / ma
+    assert lo <= r <= hi
+
+
+def test_width_ratio_nan_widths_are_missing() -> None:
+    a, b = np.array([1.0, math.nan, 3.0]), np.array([2.0, 5.0, 6.0])
+    assert width_ratio(a, b, paired=True)[0] == 4.0 / 2.0  # pairs 0 and 2
+    assert width_ratio(a, b)[0] == 5.0 / 2.0
+    assert math.isnan(width_ratio(np.array([1.0, math.inf, math.inf]),
+                                  np.array([math.inf, math.inf]))[0])
+    with pytest.raises(ValueError, match=">= 0"):
+        median_ci(np.array([1.0, -1.0]))
 
 
 # =========================================================================== invariance

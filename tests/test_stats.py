@@ -30,10 +30,30 @@ def test_mean_ci_single_value_has_no_interval() -> None:
     assert math.isnan(h)
 
 
-@pytest.mark.parametrize("bad", [[], [float("nan")]])
+@pytest.mark.parametrize("bad", [[], [float("nan")]], ids=["empty", "all_nan"])
 def test_mean_ci_rejects_no_data(bad: list[float]) -> None:
-    with pytest.raises(UserError, match="no finite values"):
+    with pytest.raises(UserError, match=r"no values to summarise \(all missing/NaN\)"):
         mean_ci(bad)
+
+
+def test_infinite_values_are_kept_not_dropped() -> None:
+    """NaN is missing and dropped; inf is a value: inf mean, no half-width."""
+    inf = math.inf
+    m, h = mean_ci([1.0, 2.0, inf, float("nan")])
+    assert (m, math.isnan(h)) == (inf, True)
+    m, h = mean_ci([1.0, -inf])
+    assert (m, math.isnan(h)) == (-inf, True)
+    m, h = mean_ci([inf, -inf, 1.0])
+    assert (math.isnan(m), math.isnan(h)) == (True, True)
+    assert format_ci([1.0, inf]) == "inf"
+
+
+def test_bootstrap_keeps_infinite_values() -> None:
+    """Median of [1, 2, 3, inf] is 2.5; replicate medians are 1 with P = 13/256 and
+    inf with P = 67/256, both above 2.5 %, so the 95 % interval is exactly [1, inf]."""
+    est, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, math.inf], statistic=np.median,
+                               n_resamples=2000, seed=0)
+    assert (est, lo, hi) == (2.5, 1.0, math.inf)
 
 
 def test_mean_ci_rejects_bad_level() -> None:

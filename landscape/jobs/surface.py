@@ -194,7 +194,8 @@ def build_grid(f: Any, cfg: SurfaceConfig, layout: ParamLayout) -> SurfaceGrid:
     layout.check_vector(w[0], f"trajectory of {cfg.trajectory}")
     sols = {s: store.resolve_point(f, s)[0] for s in store.solution_names(f)}
     return pca_grid(w, c, cb, dim=cfg.dim or 2, trajectory_epoch=tr["epoch"],
-                    points=sols, center_name=cfg.center, x=cfg.grid, y=cfg.grid_y)
+                    layout=layout, keep_bias_bn=cfg.keep_bias_bn, points=sols,
+                    center_name=cfg.center, x=cfg.grid, y=cfg.grid_y)
 
 
 # --------------------------------------------------------------------------- compute

@@ -15,6 +15,11 @@ measured two ways:
   onto the ball, step halving when the loss does not rise, best iterate kept;
   the measurement of Andriushchenko et al. 2023 without their momentum).
 
+The ball contains :math:`\varepsilon = 0`, so :math:`S_\rho \ge 0`: the best
+loss starts at :math:`\max(L(\theta), L(\theta + \hat\varepsilon))` and the
+multi-step value is never negative, even when the one-step point overshoots to
+a lower loss (then ``one_step``, kept raw, is negative).
+
 The ascent runs in coordinates :math:`z` with :math:`\varepsilon = s \odot z`
 and :math:`\|z\|_2 \le \rho`, so the same loop gives the adaptive sharpness
 of ASAM (:mod:`landscape.sharpness.kwon2021asam`) with :math:`s = |\theta| + \eta`.
@@ -60,10 +65,12 @@ class BallSharpness:
     """Result of a worst-case sharpness measurement.
 
     Attributes:
-        value: ``max_loss - loss`` (multi-step; equals ``one_step`` with 0 steps).
-        one_step: ``L(θ + ε̂) - L(θ)`` at the first-order maximizer.
+        value: ``max_loss - loss`` (multi-step), never negative; with 0 steps
+            it is ``max(one_step, 0)``.
+        one_step: ``L(θ + ε̂) - L(θ)`` at the first-order maximizer (raw: negative
+            when the step overshoots to a lower loss).
         loss: :math:`L(\\theta)`.
-        max_loss: The largest loss found in the ball.
+        max_loss: The largest loss found in the ball, counting ``θ`` itself.
         n_evals: Loss-and-gradient evaluations (forward+backward passes).
         random_start: Whether the gradient vanished and the start was random.
     """
@@ -92,7 +99,9 @@ def ball_ascent(
         seed: Seed of the random start used when the gradient vanishes.
 
     Returns:
-        The one-step and multi-step values.
+        The one-step and multi-step values; the multi-step value is the best
+        loss among ``θ``, the one-step point and the accepted iterates, minus
+        ``L(θ)``, so it is never negative.
 
     Raises:
         ValueError: If ``rho`` or ``step_size`` is not positive, ``steps < 0``,
@@ -114,7 +123,8 @@ def ball_ascent(
                          device=w.device)
     z = rho * gz / gz.norm()
     cur, g = value_and_grad(f, w + s * z)
-    one_step, best, n_evals = cur - loss0, cur, 2
+    # θ itself (ε = 0) is in the ball: the maximum is never below L(θ)
+    one_step, best, n_evals = cur - loss0, max(loss0, cur), 2
     gz = s * g
     alpha = step_size * rho
     for _ in range(steps):

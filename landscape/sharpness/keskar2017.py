@@ -87,7 +87,9 @@ def epsilon_sharpness(
         restarts: Independent random starts; the best is kept.
         dim: ``None`` for the full space, else the number of random directions
             (columns of :math:`A`; the paper uses 100).
-        seed: Seed of the starts and of :math:`A`.
+        seed: Seed of ``numpy.random.default_rng``, which draws :math:`A` first
+            (``rng.random((n, dim))``, each column scaled to unit norm) and
+            then the uniform starts in the box.
 
     Returns:
         The sharpness value with the losses it came from.

@@ -13,7 +13,8 @@ rescaling of a ReLU net), because :math:`T_{A\theta}^{-1} A = T_\theta^{-1}`.
 The first-order maximizer is :math:`\hat\varepsilon = \rho\, T^2 g / \|T g\|_2`;
 the multi-step value uses the same projected ascent as SAM
 (:func:`landscape.sharpness.foret2021sam.ball_ascent`) in the coordinates
-:math:`z = T^{-1}\varepsilon`.
+:math:`z = T^{-1}\varepsilon`; as the region contains :math:`\varepsilon = 0`,
+the value is never negative, while the raw one-step rise may be.
 
 At the minimum of a quadratic, :math:`S^A_\rho = \rho^2 \lambda_{\max}(THT)/2`.
 

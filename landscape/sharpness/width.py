@@ -14,6 +14,18 @@ Over :math:`K` directions the summary is the median with a percentile
 bootstrap 95 % interval; directions along which the loss never rises by
 :math:`\tau` before ``r_max`` get width ``inf`` (kept as such in the median).
 
+One median is used everywhere (the point estimate, every bootstrap replicate
+and both medians of a ratio), so a ratio is always the ratio of the medians
+reported beside it.  It is the usual sample median: the middle width for odd
+:math:`K`, the midpoint of the two middle widths for even :math:`K`.  An
+``inf`` width ("never rose by :math:`\tau`") sorts above every finite one and
+a midpoint involving ``inf`` is ``inf``, so the median is finite exactly when
+more than half of the directions reached :math:`\tau`
+(``[1, 2, 3, inf]`` → 2.5, ``[1, 2, inf, inf]`` → inf); for finite widths it
+equals ``np.median``.  A ratio ``median(b) / median(a)`` is then 0 when only
+``a``'s median is infinite, ``inf`` when only ``b``'s is, and NaN when both are.
+NaN widths (missing) are dropped.
+
 Directions are unit L2 vectors over all parameters (uniform on the sphere), so
 ``r`` is an L2 distance; or filter-normalized (Li et al. 2018, bias and BN
 entries zeroed), so ``r`` is relative to each filter's norm.
@@ -199,6 +211,30 @@ def width_directions(
     return torch.stack(out)
 
 
+def _widths(widths: np.ndarray) -> np.ndarray:
+    """Widths as a flat float64 array (NaN kept).
+
+    Raises:
+        ValueError: If a width is negative.
+    """
+    x = np.asarray(widths, dtype=np.float64).ravel()
+    if (x < 0).any():
+        raise ValueError("widths must be >= 0 (inf: not reached); pass the widths "
+                         "random_widths returned")
+    return x
+
+
+def _median(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """The module's one median (see the module docstring): midpoint rule, inf-aware.
+
+    Returns:
+        The median of ``x`` (along ``axis``); ``inf`` if a middle value is ``inf``.
+    """
+    # np.median averages the two middle values of an even count: (w + inf) / 2
+    # and (inf + inf) / 2 are inf, never NaN, as widths are never -inf.
+    return np.median(x, axis=axis)
+
+
 def _quantiles(boot: np.ndarray, level: float) -> tuple[float, float]:
     a = (1 - level) / 2  # no interpolation, so inf widths give inf, not nan
     return (float(np.quantile(boot, a, method="lower")),
@@ -209,22 +245,30 @@ def median_ci(widths: np.ndarray, level: float = 0.95, *, n_boot: int = 2000,
               seed: int = 0) -> tuple[float, float, float]:
     """Median and percentile-bootstrap interval of the median (``inf`` allowed).
 
+    The median is the module's one definition (midpoint rule; ``inf`` when a
+    middle width is ``inf``), for the estimate and for every replicate.
+
     Returns:
         ``(median, low, high)``; NaN interval for fewer than two values.
 
     Raises:
-        ValueError: If there are no widths or the level is outside (0, 1).
+        ValueError: If there are no widths, a width is negative, or the level
+            is outside (0, 1).
+
+    Example:
+        >>> median_ci(np.array([1.0, 2.0, 3.0, np.inf]), n_boot=10)[0]
+        2.5
     """
-    x = np.asarray(widths, dtype=np.float64).ravel()
+    x = _widths(widths)
     x = x[~np.isnan(x)]
     if x.size == 0 or not 0 < level < 1:
         raise ValueError(f"need widths and a level in (0, 1); got {x.size} values, "
                          f"level {level}")
-    est = float(np.quantile(x, 0.5, method="lower" if np.isinf(x).any() else "linear"))
+    est = float(_median(x))
     if x.size < 2:
         return est, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    boot = np.median(x[rng.integers(0, x.size, (n_boot, x.size))], axis=1)
+    boot = _median(x[rng.integers(0, x.size, (n_boot, x.size))], axis=1)
     return (est, *_quantiles(boot, level))
 
 
@@ -233,6 +277,10 @@ def width_ratio(
     paired: bool = False, n_boot: int = 2000, seed: int = 0,
 ) -> tuple[float, float, float]:
     """Ratio of median widths ``median(b) / median(a)`` with a bootstrap interval.
+
+    Both medians are those :func:`median_ci` reports, so the ratio is exactly
+    the ratio of the two printed medians (0, ``inf`` or NaN when a median is
+    ``inf``; replicates that are NaN are left out of the interval).
 
     Args:
         widths_a: Widths of the reference solution (e.g. SGD).
@@ -246,22 +294,31 @@ def width_ratio(
         ``(ratio, low, high)``.
 
     Raises:
-        ValueError: If a set is empty, or ``paired`` with different sizes.
+        ValueError: If a set is empty (after dropping NaN), a width is negative,
+            or ``paired`` with different sizes.
+
+    Example:
+        >>> width_ratio(np.array([1.0, 2.0, 3.0, np.inf]), np.array([3.0, 5.0, 7.0]))[0]
+        2.0
     """
-    a = np.asarray(widths_a, dtype=np.float64).ravel()
-    b = np.asarray(widths_b, dtype=np.float64).ravel()
-    if a.size == 0 or b.size == 0:
-        raise ValueError("both width sets must be non-empty")
+    a, b = _widths(widths_a), _widths(widths_b)
     if paired and a.size != b.size:
         raise ValueError(f"paired widths need equal counts, got {a.size} and {b.size}")
+    if paired:
+        keep = ~(np.isnan(a) | np.isnan(b))
+        a, b = a[keep], b[keep]
+    else:
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.size == 0 or b.size == 0:
+        raise ValueError("both width sets must be non-empty (NaN widths are dropped)")
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = float(np.median(b) / np.median(a))
+        ratio = float(_median(b) / _median(a))
         if min(a.size, b.size) < 2:
             return ratio, math.nan, math.nan
         rng = np.random.default_rng(seed)
         ia = rng.integers(0, a.size, (n_boot, a.size))
         ib = ia if paired else rng.integers(0, b.size, (n_boot, b.size))
-        boot = np.median(b[ib], axis=1) / np.median(a[ia], axis=1)
+        boot = _median(b[ib], axis=1) / _median(a[ia], axis=1)
     boot = boot[~np.isnan(boot)]
     if boot.size == 0:
         return ratio, math.nan, math.nan
