@@ -480,15 +480,23 @@ class Evaluator:
                 raise UserError(f"no {s!r} data in this evaluator (it has {have}); "
                                 f"pass {s}=... when building it")
         per = self._collect(tuple(splits))
-        reg = 0.0
-        if self.l2:
-            w = self._weights if self._weights is not None else self.layout.read(self.model)
-            reg = 0.5 * self.l2 * float(w.double().pow(2).sum())
+        reg = self.penalty()
         out = {s: per[s].metrics() for s in splits}
         if "train" in out and reg:
             m = out["train"]
             out["train"] = Metrics(m.loss + reg, m.acc, m.loss_sem, m.n)
         return out
+
+    def penalty(self) -> float:
+        """The ``l2 * ||θ||² / 2`` term the train loss includes at the current point.
+
+        Returns:
+            The term (0 without ``l2``).
+        """
+        if not self.l2:
+            return 0.0
+        w = self._weights if self._weights is not None else self.layout.read(self.model)
+        return 0.5 * self.l2 * float(w.double().pow(2).sum())
 
     def evaluate(
         self, weights: Tensor, buffers: Tensor | None = None,

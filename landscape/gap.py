@@ -198,14 +198,20 @@ class LineGap:
 
     Attributes:
         t: ``(m,)`` line coordinates (``a`` at 0, ``b`` at 1).
-        metrics: ``{train_loss, test_loss, train_err, test_err, loss_gap,
-            err_gap}``, each ``(m,)``.
-        shift: The minima and their shift.
+        metrics: ``{train_loss, train_ce, test_loss, train_err, test_err,
+            loss_gap, err_gap}``, each ``(m,)``; ``train_loss`` includes the
+            evaluator's ``l2`` term (the SWA paper's regularized loss),
+            ``train_ce`` does not.
+        shift: The minima of the (regularized) train loss and the test error.
+        shift_ce: The same with the unregularized train loss.
+        l2: The weight-decay coefficient of ``train_loss``.
     """
 
     t: np.ndarray
     metrics: dict[str, np.ndarray]
     shift: Shift
+    shift_ce: Shift
+    l2: float = 0.0
 
 
 def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np.ndarray,
@@ -235,13 +241,19 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
         raise UserError("the two solutions are identical, so there is no line between "
                         "them; pick two different solutions with --from/--to")
     ts = np.asarray(t, dtype=np.float64)
-    rows = []
+    rows, ce = [], []
     with _bar(progress, ts.size, "line gap") as bar:
         for ti in ts:
             w = (a.double() + float(ti) * d).to(a.dtype)
-            rows.append(_row(evaluator.evaluate(w)))
+            m = evaluator.evaluate(w)
+            rows.append(_row(m))
+            ce.append(m["train"].loss - evaluator.penalty())
             bar.update(1)
     metrics = _metrics_rows(rows)
-    return LineGap(ts, metrics, train_test_shift(ts, metrics["train_loss"],
-                                                 metrics["test_err"], distance=dist,
-                                                 refine=refine))
+    metrics["train_ce"] = np.asarray(ce)
+
+    def shift(train: np.ndarray) -> Shift:
+        return train_test_shift(ts, train, metrics["test_err"], distance=dist, refine=refine)
+
+    return LineGap(ts, metrics, shift(metrics["train_loss"]), shift(metrics["train_ce"]),
+                   evaluator.l2)

@@ -123,7 +123,9 @@ def _axes(ax: Axes | None, projection: str | None = None) -> tuple[Figure, Axes]
     return fig, fig.add_subplot(projection=projection)
 
 
-def _label(metric: str) -> str:
+def _label(metric: str, l2: float = 0.0) -> str:
+    if metric == "train_loss" and l2:
+        return f"train loss (CE + {l2:g}/2·‖θ‖², nats)"
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
@@ -142,6 +144,14 @@ def _grid(s: Surface, name: str, metric: str) -> np.ndarray:
     if metric.endswith("_err"):
         return 100.0 * (1.0 - g[key])
     return 100.0 * g[key] if metric.endswith("_acc") else g[key]
+
+
+def _l2(s: Surface) -> float:
+    """The weight decay the surface's train loss includes (0: plain loss)."""
+    try:
+        return float(s.attrs.get("l2", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _has(s: Surface, metric: str) -> bool:
@@ -176,7 +186,7 @@ def plot_surface_1d(path: str | os.PathLike, name: str, *, ax: Axes | None = Non
         (l1,) = ax.plot(x, _grid(s, name, "train_loss"), color=OKABE_ITO["blue"], lw=2,
                         label="train loss")
         ax.set_xlabel(s.grid.x_label or "distance along direction")
-        ax.set_ylabel(_label("train_loss"), color=OKABE_ITO["blue"])
+        ax.set_ylabel(_label("train_loss", _l2(s)), color=OKABE_ITO["blue"])
         handles = [l1]
         if _has(s, "test_acc"):
             ax2 = ax.twinx()
@@ -232,7 +242,7 @@ def plot_surface_2d(path: str | os.PathLike, name: str, metric: str = "train_los
         lv = _levels(z, levels, metric.endswith("_loss"))
         cs = ax.contourf(gx, gy, z, levels=lv, cmap="viridis", extend="max")
         ax.contour(gx, gy, z, levels=lv[::3], colors="white", linewidths=0.5, alpha=0.7)
-        fig.colorbar(cs, ax=ax, label=_label(metric), format="%.3g")
+        fig.colorbar(cs, ax=ax, label=_label(metric, _l2(s)), format="%.3g")
         t = s.grid.trajectory_xy
         if t is not None and len(t):
             t = np.asarray(t)
@@ -273,7 +283,7 @@ def plot_surface_3d(path: str | os.PathLike, name: str, metric: str = "train_los
                         antialiased=True, alpha=0.95)
         ax.set_xlabel(s.grid.x_label or "x", labelpad=8)
         ax.set_ylabel(s.grid.y_label or "y", labelpad=8)
-        ax.set_zlabel(_label(metric), labelpad=14)  # clear of the tick labels
+        ax.set_zlabel(_label(metric, _l2(s)), labelpad=14)  # clear of the tick labels
         ax.set_title(_surface_title(s, name))
     return fig, ax
 

@@ -147,7 +147,7 @@ def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> N
 def test_cli_gap(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gap", str(run_copy), "--quiet", "--no-trajectories", "--points",
                  "11"]) == 0
-    assert "train-loss minimum at t=" in capsys.readouterr().out
+    assert "regularized train loss (l2 0.0005) minimum at t=" in capsys.readouterr().out
     with h5py.File(run_copy) as f:
         assert f["measures/gap/line/t"].shape == (11,)
         assert len(f["measures/gap/trajectories"]) == 0
@@ -156,3 +156,53 @@ def test_cli_gap(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "--points >= 3" in err
     assert "no solution 'nope'" in err
+
+
+def _regularized_loss(model: nn.Module, data, theta: Tensor, wd: float) -> float:  # noqa: ANN001
+    """CE of the train split at ``theta`` with BN statistics recomputed, + wd/2 ||θ||²,
+    written here with plain torch calls (the test's own reference)."""
+    from torch.optim.swa_utils import update_bn
+
+    from landscape.params import ParamLayout
+
+    m = __import__("copy").deepcopy(model)
+    ParamLayout.from_module(m).write(m, theta)
+    update_bn([data.x_train], m)
+    m.eval()
+    with torch.no_grad():
+        ce = float(nn.functional.cross_entropy(m(data.x_train), data.y_train).double())
+    return ce + 0.5 * wd * float(theta.double().pow(2).sum())
+
+
+def test_line_train_loss_is_l2_regularized_with_the_runs_weight_decay(run_copy: Path
+                                                                      ) -> None:
+    from landscape.jobs import SurfaceConfig, compute_surface
+    from landscape.store import read_surface, run_config
+
+    wd = run_config(run_copy)["wd"]
+    assert wd > 0
+    out = measure_gap(run_copy, points=5, trajectories=False)
+    model, data = load_run_model(run_copy)
+    with open_run(run_copy) as f:
+        a, b = read_solution(f, "sgd").weights, read_solution(f, "swa").weights
+    line = out["line"]
+    assert line.l2 == wd
+    for i, t in enumerate(line.t):
+        theta = (a.double() + t * (b.double() - a.double())).float()
+        assert line.metrics["train_loss"][i] == pytest.approx(
+            _regularized_loss(model, data, theta, wd), rel=1e-6)
+        assert line.metrics["train_ce"][i] == pytest.approx(
+            _regularized_loss(model, data, theta, 0.0), rel=1e-6)
+    with h5py.File(run_copy) as f:
+        assert f["measures/gap"].attrs["l2"] == wd
+        np.testing.assert_allclose(f["measures/gap/line/train_loss"][()],
+                                   line.metrics["train_loss"])
+    name = compute_surface(run_copy, SurfaceConfig(kind="line", grid="0:1:3", distance=False),
+                           log=lambda _: None)
+    s = read_surface(run_copy, name)
+    assert s.attrs["l2"] == wd  # line surfaces default to the run's weight decay
+    for i, t in enumerate(s.grid.x):
+        theta = (a.double() + t * (b.double() - a.double())).float()
+        assert s.values["train_loss"][i] == pytest.approx(
+            _regularized_loss(model, data, theta, wd), rel=1e-6)
+    assert main(["surface", str(run_copy), "--kind", "line", "--l2", "x", "--name", "z"]) == 2

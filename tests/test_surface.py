@@ -129,7 +129,8 @@ def test_grid_validation() -> None:
 # --------------------------------------------------------------------------- run files
 def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
     run = _copy(tiny_run, tmp_path)
-    cfg = SurfaceConfig(kind="line", from_point="sgd", to_point="swa", grid="0:1:2", bn="keep")
+    cfg = SurfaceConfig(kind="line", from_point="sgd", to_point="swa", grid="0:1:2", bn="keep",
+                        l2=0)
     name = compute_surface(run, cfg, log=lambda _: None)
     s = read_surface(run, name)
     assert s.attrs["complete"]

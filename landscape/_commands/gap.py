@@ -37,6 +37,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn", choices=[m.value for m in BNMode],
                    help="BN statistics along the line (default: recompute for BN "
                    "models, keep otherwise)")
+    p.add_argument("--l2", default="auto",
+                   help="train loss along the line: CE + l2*||theta||^2/2 with l2 = auto "
+                   "(the run's weight decay, as the SWA paper plots it), 0 or a value "
+                   "(default: auto); the shift is reported for both losses")
     p.add_argument("--trajectories", action=argparse.BooleanOptionalAction, default=True,
                    help="also evaluate every recorded trajectory point (default: yes)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = str(resolve_device(args.device))
     measure_gap(args.file, a=args.from_point, b=args.to_point, points=args.points,
-                t_min=args.t_min, t_max=args.t_max, bn=args.bn,
+                t_min=args.t_min, t_max=args.t_max, bn=args.bn, l2=args.l2,
                 trajectories=args.trajectories, device=device,
                 batch_size=args.batch_size, progress=not args.quiet, log=print)
     return 0

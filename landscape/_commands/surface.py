@@ -63,8 +63,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "BN models, keep otherwise)")
     p.add_argument("--train-samples", type=int, help="evaluate on a seeded train subset")
     p.add_argument("--test-samples", type=int, help="evaluate on a seeded test subset")
-    p.add_argument("--l2", type=float, default=0.0,
-                   help="add l2*||theta||^2/2 to the train loss (default: 0)")
+    p.add_argument("--l2", help="add l2*||theta||^2/2 to the train loss: auto (the run's "
+                   "weight decay, the SWA paper's regularized loss), 0 or a value "
+                   "(default: auto for line and plane, 0 for random and pca)")
     p.add_argument("--seed", type=int, default=0, help="seed of directions and subsets")
     p.add_argument("--name", help="surface name (default: e.g. random_swa, line_sgd_swa)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")

@@ -12,6 +12,32 @@ from landscape.data import TensorData
 from landscape.models import build_model
 
 
+def resolve_l2(value: float | str | None, wd: float) -> float:
+    """The weight-decay coefficient of a regularized train loss.
+
+    Args:
+        value: ``"auto"`` (the run's weight decay ``wd``), a number, or its text.
+        wd: The run's ``wd``.
+
+    Returns:
+        The coefficient.
+
+    Raises:
+        UserError: For anything but ``auto`` or a number >= 0.
+    """
+    from landscape._errors import UserError
+
+    if value is None or value == "auto":
+        return float(wd)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--l2 must be auto, 0 or a number >= 0, got {value!r}") from None
+    if not v >= 0:
+        raise UserError(f"--l2 must be auto, 0 or a number >= 0, got {value!r}")
+    return v
+
+
 def load_run_model(path: str | os.PathLike) -> tuple[nn.Module, TensorData]:
     """Rebuild the model and data of a run file (weights are not loaded).
 

@@ -15,12 +15,13 @@ from landscape._errors import UserError
 from landscape.data import TensorData
 from landscape.evaluate import BNMode, Evaluator
 from landscape.gap import line_gap, metric_gaps, trajectory_gaps
-from landscape.jobs._run import load_run_model
+from landscape.jobs._run import load_run_model, resolve_l2
 
 
 def measure_gap(
     path: str | os.PathLike, *, a: str = "sgd", b: str = "swa", points: int = 21,
     t_min: float = -0.5, t_max: float = 1.5, bn: str | None = None,
+    l2: float | str = "auto",
     trajectories: bool = True, model: nn.Module | None = None,
     data: TensorData | None = None, device: str = "cpu", batch_size: int = 4096,
     progress: bool = False, log: Callable[[str], None] | None = None,
@@ -35,6 +36,8 @@ def measure_gap(
         t_min: First ``t``.
         t_max: Last ``t``.
         bn: BN mode along the line (``None``: recompute for BN models).
+        l2: Weight decay of the train loss along the line: ``"auto"`` (the
+            run's ``wd``; the SWA paper plots CE + wd/2·‖θ‖²), or a number.
         trajectories: Also evaluate every recorded trajectory point.
         model: The run's model (``None``: rebuilt from the run file).
         data: The run's data (with ``model``).
@@ -53,6 +56,7 @@ def measure_gap(
         raise UserError(f"the line needs --points >= 3 and --t-max > --t-min, got "
                         f"{points} points on [{t_min}, {t_max}]")
     with store.open_run(path) as f:
+        coef = resolve_l2(l2, float(store.config_of(f).get("wd", 0.0)))
         sols = {n: metric_gaps(a_) for n, a_ in store.solution_attrs(f).items()}
         sa, sb = store.read_solution(f, a), store.read_solution(f, b)
         trajs = {}
@@ -63,7 +67,7 @@ def measure_gap(
         model, data = load_run_model(path)
     train, test = data.batches("train", batch_size), data.batches("test", batch_size)
     ev_line = Evaluator(copy.deepcopy(model), train, test, bn=bn, device=device,
-                        batch_size=batch_size)
+                        batch_size=batch_size, l2=coef)
     line = line_gap(ev_line, sa.weights, sb.weights,
                     np.linspace(t_min, t_max, points), progress=progress)
     traj_out = {}
@@ -78,19 +82,23 @@ def measure_gap(
             for k in ("epoch", "step"):
                 if k in g:
                     traj_out[run][k] = np.asarray(g[k])
-    s = line.shift
+    s, sc = line.shift, line.shift_ce
     with store.edit_run(path) as f:
         store.write_gap(f, {
             "from": a, "to": b, "points": points, "t_min": t_min, "t_max": t_max,
-            "bn": ev_line.bn.value, "distance": s.distance, "t_train_min": s.t_train,
-            "t_test_min": s.t_test, "shift_t": s.shift_t, "shift": s.shift,
-            "shift_abs": abs(s.shift), "refine": "parabola"},
+            "bn": ev_line.bn.value, "distance": s.distance, "l2": coef,
+            "train_loss": "CE + l2/2 ||theta||^2" if coef else "CE",
+            "t_train_min": s.t_train, "t_test_min": s.t_test, "shift_t": s.shift_t,
+            "shift": s.shift, "shift_abs": abs(s.shift), "t_train_min_ce": sc.t_train,
+            "shift_ce": sc.shift, "refine": "parabola"},
             {"t": line.t, **line.metrics}, sols, traj_out)
     if log:
         for name, v in sols.items():
             log(f"{name}: test-train loss {v['loss_gap']:+.4f}, error "
                 f"{100 * v['err_gap']:+.2f} points")
-        log(f"line {a}->{b}: train-loss minimum at t={s.t_train:.3f}, test-error "
+        what = f"regularized train loss (l2 {coef:g})" if coef else "train loss"
+        log(f"line {a}->{b}: {what} minimum at t={s.t_train:.3f}, test-error "
             f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
-            f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})")
+            f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})"
+            + (f"; with the plain CE train loss {sc.shift:+.4g}" if coef else ""))
     return {"solutions": sols, "line": line, "trajectories": traj_out}

@@ -32,7 +32,7 @@ from landscape import _dist, store
 from landscape._errors import UserError
 from landscape.directions import Normalization
 from landscape.evaluate import BNMode, Evaluator, resolve_device
-from landscape.jobs._run import load_run_model
+from landscape.jobs._run import load_run_model, resolve_l2
 from landscape.models import has_batchnorm
 from landscape.params import ParamLayout
 from landscape.surface import (
@@ -71,7 +71,7 @@ class SurfaceConfig:
     trajectory: str | None = None  # run whose trajectory pca uses / plane overlays
     train_samples: int | None = None
     test_samples: int | None = None
-    l2: float = 0.0
+    l2: float | str | None = None  # None: "auto" for line/plane, 0 for random/pca
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,14 +85,19 @@ class SurfaceConfig:
             d["points"] = list(d["points"])
         return d
 
-    def resolved(self, solutions: list[str], trajectories: list[str], has_bn: bool
-                 ) -> SurfaceConfig:
+    def resolved(self, solutions: list[str], trajectories: list[str], has_bn: bool,
+                 wd: float = 0.0) -> SurfaceConfig:
         """Fill the kind-dependent defaults from what the run file holds.
+
+        The train loss of line and plane surfaces includes the run's weight decay
+        by default (``l2="auto"``: the SWA paper's figures plot CE + wd/2·‖θ‖²);
+        random and PCA surfaces (Li et al.'s) plot the plain loss.
 
         Args:
             solutions: The run file's solution names.
             trajectories: Its runs with a recorded trajectory.
             has_bn: Whether the model has BatchNorm.
+            wd: The run's weight decay (for ``l2="auto"``).
 
         Returns:
             The config with every default filled in.
@@ -118,6 +123,10 @@ class SurfaceConfig:
             raise UserError("--grid-y is for 2D surfaces; drop it or use --dim 2")
         rep: dict[str, Any] = {"kind": kind.value, "dim": dim,
                                "bn": (bn or (BNMode.RECOMPUTE if has_bn else BNMode.KEEP)).value}
+        l2 = self.l2
+        if l2 is None:
+            l2 = "auto" if kind in (SurfaceKind.LINE, SurfaceKind.PLANE) else 0.0
+        rep["l2"] = resolve_l2(l2, wd)
         if kind is SurfaceKind.LINE:
             a = self.from_point or self.center or "sgd"
             rep |= {"from_point": a, "to_point": self.to_point or first, "center": a}
@@ -277,7 +286,7 @@ def compute_surface(
         dev = resolve_device(device)
         with store.open_run(path) as f:
             cfg = cfg.resolved(store.solution_names(f), store.trajectory_runs(f),
-                               has_batchnorm(model))
+                               has_batchnorm(model), float(store.config_of(f).get("wd", 0)))
             layout, _ = store.layouts(f)
             grid = build_grid(f, cfg, layout)
         name = name or default_name(cfg)
