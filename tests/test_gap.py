@@ -158,7 +158,7 @@ def test_cli_gap(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no solution 'nope'" in err
 
 
-def _regularized_loss(model: nn.Module, data, theta: Tensor, wd: float) -> float:  # noqa: ANN001
+def _regularized_loss(model: nn.Module, data, theta: Tensor, wd: float) -> float:
     """CE of the train split at ``theta`` with BN statistics recomputed, + wd/2 ||θ||²,
     written here with plain torch calls (the test's own reference)."""
     from torch.optim.swa_utils import update_bn
