@@ -78,8 +78,9 @@ def test_shift_uses_the_given_lambda_max_or_pays_for_it() -> None:
     H, _ = bulk_spectrum_matrix()
     top = hessian_top_eigenvalues(lambda v: H @ v, 60, 1, tol=1e-3)
     assert top.eigenvalues[0] == pytest.approx(40.0, rel=1e-6)
-    given = hessian_smallest_eigenvalue(Counted(H), 60, lambda_max=float(top.eigenvalues[0]))
-    own = hessian_smallest_eigenvalue(Counted(H), 60)
+    given = hessian_smallest_eigenvalue(Counted(H), 60, method="shift",
+                                        lambda_max=float(top.eigenvalues[0]))
+    own = hessian_smallest_eigenvalue(Counted(H), 60, method="shift")
     assert own.n_hvp == given.n_hvp + top.n_hvp
     assert own.eigenvalues[0] == given.eigenvalues[0]
 
@@ -96,6 +97,28 @@ def test_the_sa_test_is_stricter_at_the_same_tol() -> None:
     assert sa.n_hvp >= shift.n_hvp
     assert sa.residuals[0] <= 1e-4 * 0.5 + 1e-12 < 1e-4 * 40.5
     assert 0 <= sa.eigenvalues[0] - eigs[0] <= shift.eigenvalues[0] - eigs[0] + 1e-12
+
+
+def test_the_shift_test_stops_inside_a_dense_bulk_and_the_default_does_not() -> None:
+    """A Hessian-like spectrum: 600 eigenvalues 40 u^8 (a bulk at 0 with a tail to 40)
+    and 200 at -0.04 u^3 (a negative edge).  After one basis of 20 the residual is
+    below 1e-2 (λ_max - θ), so the shift test stops with θ > 0, above the whole
+    negative edge; the 'sa' test (the default) goes on to λ_min = -0.04."""
+    rng = np.random.default_rng(0)
+    u = np.linspace(0, 1, 600)
+    eigs = np.concatenate([-0.04 * np.linspace(0, 1, 200) ** 3, 40 * u**8])
+    Q, _ = np.linalg.qr(rng.standard_normal((800, 800)))
+    H = torch.from_numpy((Q * eigs) @ Q.T)
+    shift = hessian_smallest_eigenvalue(lambda v: H @ v, 800, method="shift",
+                                        lambda_max=40.0, ncv=20)
+    assert shift.converged
+    assert shift.n_hvp == 20
+    assert shift.eigenvalues[0] > 0  # λ_min = -0.04 not even found to be negative
+    assert shift.residuals[0] <= 1e-2 * (40.0 - shift.eigenvalues[0])
+    default = hessian_smallest_eigenvalue(lambda v: H @ v, 800)
+    assert default.converged
+    assert default.eigenvalues[0] == pytest.approx(-0.04, rel=1e-3)
+    assert default.relative_residuals[0] <= 1e-2
 
 
 def test_small_network_lambda_min_matches_dense_hessian() -> None:
