@@ -27,14 +27,19 @@ spectrum has the outliers of a trained net):
     Targets: top 5 at 1e-3 with <= 1/3 of power iteration's HVPs; top 1 at
     equal accuracy with no more HVPs.
 (c) Trace: Hutchinson vs Hutch++ spread over 8 seeds at a budget of 60 HVPs.
+(d) λ_min (``bench_min_eig``, alone with ``--only min-eig``): the spectrum-shift
+    stopping test against ARPACK's ``which='SA'`` test on a small-batch and a
+    large-batch MNIST-1D solution; writes the ``"min_eig"`` entry.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,9 +51,13 @@ from landscape.evaluate import Evaluator
 from landscape.models import build_model
 from landscape.sharpness._base import value_and_grad
 from landscape.sharpness.hessian import (
+    HessianLinearOperator,
+    _restarted_lanczos_smallest,
+    hessian_smallest_eigenvalue,
     hessian_top_eigenvalues,
     hvp_double_backward,
     hvp_forward_over_reverse,
+    make_hvp,
     power_iteration,
 )
 from landscape.sharpness.hutchinson import hutchinson_trace, hutchpp_trace
@@ -321,10 +330,209 @@ def main() -> None:
     results["targets"] = targets
     results["load_average_end"] = os.getloadavg()
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    if OUT.exists() and "min_eig" in (old := json.loads(OUT.read_text())):
+        results["min_eig"] = old["min_eig"]  # written by bench_min_eig
     OUT.write_text(json.dumps(results, indent=2, default=float))
     print("targets:", json.dumps(targets, indent=1))
     print(f"wrote {OUT}")
 
 
+# =========================================================================== (d)
+#: The two solutions: ``landscape train`` flags on top of experiments/paper.toml.
+MIN_EIG_RUNS = {
+    "small_batch_128": ["--no-swa"],
+    "large_batch_2048": ["--no-swa", "--batch-size", "2048", "--lr", "0.2", "--epochs", "200"],
+}
+MIN_EIG_TOLS = (1e-2, 1e-3, 1e-4)
+MIN_EIG_NCV = (20, 40, 80)
+
+
+def _train_min_eig_run(name: str, folder: Path) -> tuple[Path, str]:
+    from landscape.cli import main as cli
+
+    out = folder / f"{name}.h5"
+    argv = ["train", "--config", str(ROOT / "experiments" / "paper.toml"),
+            *MIN_EIG_RUNS[name], "--data-root", str(folder / "data"), "--quiet",
+            "--out", str(out)]
+    if cli(argv) != 0:
+        raise RuntimeError(f"training {name} failed: landscape {' '.join(argv)}")
+    return out, "landscape " + " ".join(argv)
+
+
+def _runner_hvp(path: Path, dtype: torch.dtype):
+    """The HVP of the sgd solution exactly as ``runner._Context`` builds it (defaults)."""
+    from landscape import store
+    from landscape.evaluate import BNMode
+    from landscape.train import load_run_model
+
+    model, data = load_run_model(path)
+    with store.open_run(path) as f:
+        sol = store.read_solution(f, "sgd")
+        metrics = {k: float(sol.attrs[k]) for k in ("train_loss", "train_acc", "test_acc")
+                   if k in sol.attrs}
+    model = model.to(dtype)
+    data = dataclasses.replace(data, x_train=data.x_train.to(dtype),
+                               x_test=data.x_test.to(dtype))
+    ev = Evaluator(model, data, bn=BNMode.KEEP, batch_size=4096, train_samples=SAMPLES,
+                   test_samples=1, seed=0)
+    theta = sol.weights.to(dtype)
+    loss = ev.loss_function(buffers=sol.buffers.to(dtype))
+    return make_hvp(loss, theta), theta.numel(), metrics
+
+
+def _arpack_min(hvp, n: int, dtype: torch.dtype, tol: float, lam_max: float | None,
+                seed: int) -> dict:
+    """ARPACK as loss-landscape (``which='LA'`` on s I - H) or the old code (``'SA'``)."""
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    op = HessianLinearOperator(hvp, n, dtype)
+    A = op if lam_max is None else LinearOperator(
+        (n, n), matvec=lambda x: lam_max * x - op.matvec(x), dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    try:
+        w, V = eigsh(A, k=1, which="SA" if lam_max is None else "LA", tol=tol, ncv=20,
+                     maxiter=100, v0=v0)
+        theta = float(w[0]) if lam_max is None else lam_max - float(w[0])
+        count = op.n_hvp
+        x = V[:, 0]
+        res = float(np.linalg.norm(op.matvec(x) - theta * x))  # one extra, not counted
+        return {"lambda_min": theta, "hvps": count, "residual": res, "converged": True}
+    except ArpackNoConvergence:
+        return {"lambda_min": float("nan"), "hvps": op.n_hvp, "residual": float("nan"),
+                "converged": False}
+
+
+def _stop(trace: np.ndarray, tol: float, scale) -> dict:
+    """Where a stopping test ends on a recorded Lanczos trace (n_hvp, θ, residual)."""
+    for k, th, res in trace:
+        if res <= tol * scale(th):
+            return {"hvps": int(k), "lambda_min": float(th), "residual": float(res)}
+    return {"hvps": None, "lambda_min": float("nan"), "residual": float("nan")}
+
+
+def bench_min_eig(folder: Path | None = None, seeds: range = range(3),
+                  dtype: torch.dtype = torch.float32) -> dict:
+    """λ_min: HVPs of the shift and ``'SA'`` stopping tests at the same ``tol``.
+
+    Both tests stop the same Lanczos iteration (the Krylov spaces of H and
+    s I - H coincide), so each seed records one long run's trace (Ritz value
+    and residual at every restart, ncv 20) and reads off where each test stops
+    at each tol, with the error against the trace's final value (residual
+    <= 1e-6 λ_max).  The library call at tol 1e-2 and 1e-3 (ncv 20), the
+    ``'sa'`` test at tol 1e-2 for ncv 20, 40, 80 (all seeds) and ARPACK's two
+    variants (loss-landscape's ``which='LA'`` on λ_max I - H; the old
+    ``which='SA'``) are run too, seed 0.  dtype float32: the runner's default.
+
+    Returns:
+        The ``"min_eig"`` entry.
+    """
+    folder = Path(folder or Path(tempfile.gettempdir()) / "landscape-bench-min-eig")
+    folder.mkdir(parents=True, exist_ok=True)
+    res: dict = {"dtype": str(dtype).removeprefix("torch."), "samples": SAMPLES,
+                 "ncv": 20, "seeds": list(seeds), "tols": list(MIN_EIG_TOLS),
+                 "solutions": {}}
+    for name in MIN_EIG_RUNS:
+        path, command = _train_min_eig_run(name, folder)
+        hvp, n, metrics = _runner_hvp(path, dtype)
+        top = hessian_top_eigenvalues(hvp, n, 1, tol=1e-3)
+        top5 = hessian_top_eigenvalues(hvp, n, 5, tol=1e-3)
+        lam_max = float(top.eigenvalues[0])
+        r: dict = {"train_command": command, "solution": "sgd", **metrics, "n_params": n,
+                   "lambda_max": lam_max, "hvps_top1": top.n_hvp, "hvps_top5": top5.n_hvp}
+        per_seed = []
+        for seed in seeds:
+            op = HessianLinearOperator(hvp, n, dtype)
+            hist: list[tuple[int, float, float]] = []
+            v0 = np.random.default_rng(seed).standard_normal(n)
+            t0 = time.perf_counter()
+            _restarted_lanczos_smallest(op.matvec, v0, ncv=20, maxiter=150, tol=1e-6,
+                                        scale=lambda th, s=lam_max: s, history=hist)
+            tr = np.array(hist)
+            ref, ref_res = float(tr[-1, 1]), float(tr[-1, 2])
+            row: dict = {"seed": seed, "reference_lambda_min": ref,
+                         "reference_residual": ref_res, "reference_hvps": int(tr[-1, 0]),
+                         "seconds_per_hvp": (time.perf_counter() - t0) / tr[-1, 0]}
+            for tol in MIN_EIG_TOLS:
+                for m, scale in (("shift", lambda th, s=lam_max: s - th),
+                                 ("sa", lambda th: max(abs(th), 1e-12))):
+                    st = _stop(tr, tol, scale)
+                    st["abs_error"] = st["lambda_min"] - ref
+                    st["rel_error"] = st["abs_error"] / abs(ref)
+                    row[f"{m}_tol{tol:g}"] = st
+            per_seed.append(row)
+        r["per_seed"] = per_seed
+        r["median"] = {
+            key: {"hvps": float(np.median([p[key]["hvps"] or np.nan for p in per_seed])),
+                  "rel_error": float(np.median([p[key]["rel_error"] for p in per_seed]))}
+            for key in per_seed[0] if isinstance(per_seed[0][key], dict)}
+        ref = per_seed[0]["reference_lambda_min"]
+        lib: dict = {}
+        for m, tol in (("shift", 1e-2), ("shift", 1e-3), ("sa", 1e-2), ("sa", 1e-3)):
+            e = hessian_smallest_eigenvalue(hvp, n, method=m, lambda_max=lam_max, tol=tol,
+                                            ncv=20, dtype=dtype)
+            lib[f"{m}_tol{tol:g}"] = {"lambda_min": float(e.eigenvalues[0]), "hvps": e.n_hvp,
+                      "residual": float(e.residuals[0]),
+                      "relative_residual": float(e.relative_residuals[0]),
+                      "converged": e.converged,
+                      "rel_error": (float(e.eigenvalues[0]) - ref) / abs(ref)}
+        r["library_seed0"] = lib
+        r["sa_tol0.01_by_ncv"] = {}
+        for ncv in MIN_EIG_NCV:
+            rows = []
+            for seed in seeds:
+                e = hessian_smallest_eigenvalue(hvp, n, method="sa", tol=1e-2, ncv=ncv,
+                                                seed=seed, dtype=dtype)
+                rows.append({"seed": seed, "hvps": e.n_hvp, "converged": e.converged,
+                             "lambda_min": float(e.eigenvalues[0]),
+                             "residual": float(e.residuals[0]),
+                             "rel_error": (float(e.eigenvalues[0]) - ref) / abs(ref)})
+            r["sa_tol0.01_by_ncv"][str(ncv)] = {
+                "runs": rows, "median_hvps": float(np.median([x["hvps"] for x in rows])),
+                "max_abs_rel_error": max(abs(x["rel_error"]) for x in rows)}
+        r["arpack_seed0"] = {}
+        for tol in (1e-2, 1e-3):
+            for m, s in (("shift", lam_max), ("sa", None)):
+                a = _arpack_min(hvp, n, dtype, tol, s, 0)
+                a["rel_error"] = (a["lambda_min"] - ref) / abs(ref)
+                r["arpack_seed0"][f"{m}_tol{tol:g}"] = a
+        res["solutions"][name] = r
+        med = r["median"]
+        print(f"== {name}: lambda_max {lam_max:.5g} ({top.n_hvp} HVPs; top 5 "
+              f"{top5.n_hvp}), lambda_min {ref:.6g}", flush=True)
+        for tol in MIN_EIG_TOLS:
+            sh, sa = med[f"shift_tol{tol:g}"], med[f"sa_tol{tol:g}"]
+            print(f"  tol {tol:g}: shift {sh['hvps']:.0f} HVPs (rel err "
+                  f"{sh['rel_error']:.1e}), sa {sa['hvps']:.0f} HVPs (rel err "
+                  f"{sa['rel_error']:.1e})", flush=True)
+        for ncv, x in r["sa_tol0.01_by_ncv"].items():
+            print(f"  sa tol 1e-2 ncv {ncv}: {x['median_hvps']:.0f} HVPs (max rel err "
+                  f"{x['max_abs_rel_error']:.1e})", flush=True)
+        for k, a in r["arpack_seed0"].items():
+            print(f"  ARPACK {k}: {a['hvps']} HVPs, rel err {a['rel_error']:.1e}",
+                  flush=True)
+    return res
+
+
+def _write_min_eig(entry: dict) -> None:
+    data = json.loads(OUT.read_text()) if OUT.exists() else {}
+    data["min_eig"] = entry
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(data, indent=2, default=float))
+    print(f"wrote min_eig to {OUT}")
+
+
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("hessian", "min-eig"),
+                    help="run one part: hessian = (a)-(c), min-eig = (d) (default: both)")
+    ap.add_argument("--runs-dir", type=Path, help="where (d) trains its two solutions "
+                    "(default: a folder in the temp directory; reused when it exists)")
+    args = ap.parse_args()
+    if args.only != "min-eig":
+        main()
+    if args.only != "hessian":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        _write_min_eig(bench_min_eig(args.runs_dir) | {
+            "command": "python benchmarks/bench_hessian.py --only min-eig"
+                       + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""),
+            "load_average": os.getloadavg()})

@@ -40,6 +40,12 @@ def test_minimum_location_plateau_edge_and_nan() -> None:
     assert minimum_location(T, v) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="no finite"):
         minimum_location(T, np.full(21, np.nan))
+    v = (T - 0.33) ** 2  # refined to 0.33 by the parabola through t = 0.2, 0.3, 0.4
+    assert minimum_location(T, v) == pytest.approx(0.33, abs=1e-12)
+    v[7] = np.nan  # a missing neighbour: the grid point, not a parabola through NaN
+    assert minimum_location(T, v) == pytest.approx(0.3, abs=1e-12)
+    v[7], v[9] = 0.5, np.inf
+    assert minimum_location(T, v) == pytest.approx(0.3, abs=1e-12)
 
 
 def test_train_test_shift_constructed_curves() -> None:

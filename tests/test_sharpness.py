@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import shutil
@@ -46,6 +47,7 @@ from landscape.sharpness import (
     width_along,
     width_ratio,
 )
+from landscape.sharpness import measure as ls_measure
 
 F64 = torch.float64
 H_DIAG = torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=F64))
@@ -704,3 +706,165 @@ def test_subcommand_help(command: str, capsys: pytest.CaptureFixture[str]) -> No
         assert e.value.code == 0
         out = capsys.readouterr().out
         assert ("example" if argv[0] == command else command) in out
+
+
+# =========================================================================== measures on models
+def test_measured_loss_is_the_evaluation_paths_train_loss(run_copy: Path) -> None:
+    """The loss every measure works on is the Evaluator's train loss on the same subset
+    (BN in eval mode with the solution's own statistics)."""
+    from landscape.jobs import load_run_model
+    from landscape.store import open_run, read_solution
+
+    measure_solution(run_copy, "swa", ["sam", "avg"], COMMON, FAST)
+    model, data = load_run_model(run_copy)
+    sub = data.subset(COMMON.samples, 1, COMMON.seed)
+    with open_run(run_copy) as f:
+        sol = read_solution(f, "swa")
+    ev = Evaluator(model, *sub.splits(), bn="keep")
+    loss = ev.evaluate(sol.weights, sol.buffers, splits=("train",))["train"].loss
+    with h5py.File(run_copy) as f:
+        assert f["measures/swa/sam"].attrs["loss"] == pytest.approx(loss, rel=1e-6)
+        assert f["measures/swa/avg"].attrs["loss"] == pytest.approx(loss, rel=1e-6)
+
+
+def test_pacbayes_default_error_path_with_folded_bn(run_copy: Path) -> None:
+    """The default: 0-1 train error, BN folded into the conv/linear layers."""
+    from landscape.jobs import load_run_model
+    from landscape.store import open_run, read_solution
+
+    params = {**FAST, "pacbayes_metric": "error", "pacbayes_target": 0.1,
+              "pacbayes_samples": 3}
+    out = measure_solution(run_copy, "swa", ["pacbayes"], COMMON, params)["pacbayes"]
+    model, data = load_run_model(run_copy)
+    sub = data.subset(COMMON.samples, 1, COMMON.seed)
+    with open_run(run_copy) as f:
+        sol = read_solution(f, "swa")
+    err = Evaluator(model, *sub.splits(), bn="keep").evaluate(
+        sol.weights, sol.buffers, splits=("train",))["train"].err
+    assert out["fold_bn"]
+    assert out["bound"] == "rise"
+    assert out["metric"] == "error"
+    assert out["base"] == pytest.approx(err, abs=1e-9)  # folding keeps the function
+    assert 0 < out["sigma"] < math.inf
+    assert 0 < out["sigma_mag"] < math.inf
+    assert out["m"] == len(data.y_train)
+    for k in ("pac_bayes_orig", "pac_bayes_init", "pac_bayes_mag_orig",
+              "pac_bayes_mag_init"):  # epoch 0 is recorded: the init forms exist
+        assert math.isfinite(out[k]), k
+
+
+def test_lambda_min_not_converged_keeps_the_ritz_value_and_residual(run_copy: Path,
+                                                                    capsys) -> None:
+    params = {**FAST, "smallest": True, "min_eig_maxiter": 1, "min_eig_ncv": 4,
+              "min_eig_tol": 1e-12}
+    for s in ("sgd", "swa"):
+        out = measure_solution(run_copy, s, ["hessian"], COMMON, params)["hessian"]
+        assert not out["converged_min"]
+        assert math.isfinite(out["lambda_min"])
+        assert out["residual_min"] > 0
+        assert out["lambda_min"] <= out["lambda_max"]
+    rows = compare_solutions(run_copy, ("sgd", "swa"), write=False)
+    from landscape.jobs import format_comparison
+
+    table = format_comparison(rows)
+    assert "not converged (residual" in table
+    assert "nan" not in table.lower()
+
+
+def _quadratic_regression() -> tuple[nn.Module, Tensor, Tensor, np.ndarray]:
+    """A linear model (with bias) at its least-squares minimum: MSE is an exact quadratic."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(60, 3, generator=g, dtype=F64)
+    y = x @ torch.tensor([[0.5], [-1.0], [2.0]], dtype=F64) + 0.3 + 0.1 * torch.randn(
+        60, 1, generator=g, dtype=F64)
+    X = torch.cat([x, torch.ones(60, 1, dtype=F64)], 1)
+    sol = torch.linalg.lstsq(X, y).solution.ravel()
+    net = nn.Linear(3, 1).double()
+    with torch.no_grad():
+        net.weight.copy_(sol[:3][None])
+        net.bias.copy_(sol[3:])
+    H = (2 * X.T @ X / 60).numpy()  # Hessian of the MSE in (weight, bias)
+    return net, x, y, H
+
+
+def test_asam_scales_only_the_weights_closed_form() -> None:
+    """ASAM's T = |w| + η on parameters named weight, 1 on the bias: at the minimum of a
+    quadratic the value is ρ² λ_max(T H T) / 2."""
+    net, x, y, H = _quadratic_regression()
+    eta, rho = 0.01, 0.5
+    w = np.r_[net.weight.detach().numpy().ravel(), 1.0]
+    T = np.diag(np.r_[np.abs(w[:3]) + eta, 1.0])
+    exact = rho**2 * np.linalg.eigvalsh(T @ H @ T)[-1] / 2
+    r = ls_measure(net, (x, y), "asam", loss=nn.MSELoss(), dtype="float64", asam_rho=rho,
+                   eta=eta, ascent_steps=60)
+    assert r.value == pytest.approx(exact, rel=1e-4)
+    everything = np.diag(np.abs(np.r_[w[:3], net.bias.item()]) + eta)  # a mask of all
+    assert abs(r.value - rho**2 * np.linalg.eigvalsh(everything @ H @ everything)[-1] / 2
+               ) > 1e-3 * exact
+
+
+def test_adaptive_average_sharpness_closed_form() -> None:
+    """E[L(θ + σ|θ|u)] − L(θ) = σ²/2 Σ H_ii θ_i² for a quadratic at its minimum."""
+    net, x, y, H = _quadratic_regression()
+    theta = np.r_[net.weight.detach().numpy().ravel(), net.bias.item()]
+    sigma = 0.05
+    r = ls_measure(net, (x, y), "avg", loss=nn.MSELoss(), dtype="float64", sigma=sigma,
+                   avg_samples=400, avg_adaptive=True)
+    exact = sigma**2 / 2 * float(np.sum(np.diag(H) * theta**2))
+    assert r.adaptive
+    assert r.value == pytest.approx(exact, abs=4 * r.sem)
+    assert r.sem < 0.1 * exact
+
+
+def test_filter_normalized_widths_are_invariant_to_dinh_rescaling() -> None:
+    """Filter-normalized directions scale with each filter (d' = A d), so widths of a
+    ReLU net and of its α-rescaled twin are equal; unit L2 directions do not scale."""
+    net, data = relu_net()
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        twin[0].weight.mul_(10.0)
+        twin[2].weight.div_(10.0)
+    out = {}
+    for norm in ("filter", "none"):
+        out[norm] = [ls_measure(m, (data.x_train, data.y_train), "width", dtype="float64",
+                                directions=4, normalization=norm, width_tol=1e-6)
+                     for m in (net, twin)]
+    np.testing.assert_allclose(out["filter"][1].widths, out["filter"][0].widths, rtol=1e-5)
+    assert out["filter"][0].units == "filter-normalized"
+    assert np.abs(out["none"][1].widths / out["none"][0].widths - 1).max() > 0.1
+
+
+def test_width_with_recomputed_bn_brackets_the_rise(run_copy: Path) -> None:
+    """width_bn=recompute: the train loss with BN statistics recomputed at θ + w d
+    (computed here with update_bn) rises by τ between w(1 - tol) and w(1 + tol)."""
+    from torch.optim.swa_utils import update_bn
+
+    from landscape.jobs import load_run_model
+    from landscape.params import ParamLayout
+    from landscape.sharpness import width_directions
+    from landscape.store import open_run, read_solution
+
+    params = {**FAST, "width_bn": "recompute", "directions": 2, "width_tol": 1e-3}
+    out = measure_solution(run_copy, "swa", ["width"], COMMON, params)["width"]
+    model, data = load_run_model(run_copy)
+    x = data.subset(COMMON.samples, 1, COMMON.seed)
+    with open_run(run_copy) as f:
+        sol = read_solution(f, "swa")
+    layout = ParamLayout.from_module(model)
+
+    def loss(theta: Tensor) -> float:
+        m = copy.deepcopy(model)
+        layout.write(m, theta)
+        update_bn([x.x_train], m)
+        m.eval()
+        with torch.no_grad():
+            return float(nn.functional.cross_entropy(m(x.x_train), x.y_train))
+
+    with h5py.File(run_copy) as f:
+        widths = f["measures/swa/width/widths"][()]
+    assert out["bn"] == "recompute"
+    base = loss(sol.weights)
+    dirs = width_directions(layout, sol.weights.double(), 2, seed=COMMON.seed)
+    for w, d in zip(widths, dirs, strict=True):
+        assert loss((sol.weights.double() + w * (1 + 2e-3) * d).float()) - base >= 0.1
+        assert loss((sol.weights.double() + w * (1 - 2e-3) * d).float()) - base < 0.1

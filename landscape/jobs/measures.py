@@ -181,7 +181,9 @@ def compare_solutions(
                 continue
             row = {"quantity": h.label, "a": va, "b": vb, "a_low": nan, "a_high": nan,
                    "b_low": nan, "b_high": nan, "ratio": nan, "low": nan, "high": nan,
-                   "same_params": same}
+                   "same_params": same,
+                   "a_note": h.note(ra.scalars) if ra is not None else "",
+                   "b_note": h.note(rb.scalars) if rb is not None else ""}
             da = ra.arrays.get(h.distribution) if (ra is not None and h.distribution) \
                 else None
             db = rb.arrays.get(h.distribution) if (rb is not None and h.distribution) \
@@ -234,7 +236,9 @@ def format_comparison(rows: Sequence[Mapping[str, Any]],
     a, b = solutions
     pct = f"{100 * level:g} %"
 
-    def cell(v: float, lo: float, hi: float) -> str:
+    def cell(v: float, lo: float, hi: float, note: str = "") -> str:
+        if note:
+            return f"{v:.5g}, {note}"
         if math.isnan(v):
             return "—"
         if math.isnan(lo) or math.isnan(hi):
@@ -244,8 +248,9 @@ def format_comparison(rows: Sequence[Mapping[str, Any]],
     lines = [f"| quantity | {a} | {b} | {b}/{a} [{pct} CI] |", "|---|---|---|---|"]
     for r in rows:
         mark = "" if r.get("same_params", True) else " *"
-        lines.append(f"| {r['quantity']}{mark} | {cell(r['a'], r['a_low'], r['a_high'])}"
-                     f" | {cell(r['b'], r['b_low'], r['b_high'])} | "
+        lines.append(f"| {r['quantity']}{mark} | "
+                     f"{cell(r['a'], r['a_low'], r['a_high'], r.get('a_note', ''))}"
+                     f" | {cell(r['b'], r['b_low'], r['b_high'], r.get('b_note', ''))} | "
                      f"{cell(r['ratio'], r['low'], r['high'])} |")
     if any(not r.get("same_params", True) for r in rows):
         lines.append(f"* measured with different parameters for {a} and {b}; rerun "

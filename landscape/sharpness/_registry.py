@@ -84,6 +84,9 @@ class Headline:
         distribution: Dataset of per-direction values the key is the median of
             (compared by a bootstrap of the median ratio).
         report: Whether the ``paper`` report tabulates it.
+        converged: Attribute saying whether the value converged; tables show
+            "not converged (residual r)" when it did not.
+        residual: Attribute holding that residual.
     """
 
     key: str
@@ -92,6 +95,19 @@ class Headline:
     flatter: str = "lower"
     distribution: str | None = None
     report: bool = True
+    converged: str | None = None
+    residual: str | None = None
+
+    def note(self, scalars: Mapping[str, Any]) -> str:
+        """``"not converged (residual r)"`` when the value did not converge, else ``""``.
+
+        Returns:
+            The note.
+        """
+        if self.converged is None or bool(scalars.get(self.converged, True)):
+            return ""
+        r = scalars.get(self.residual, math.nan) if self.residual else math.nan
+        return f"not converged (residual {float(r):.2g})"
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ class AvgParams:
 
     sigma: float = param(0.01, "average-case sharpness noise std")
     avg_samples: int = param(20, "average-case Monte Carlo samples (antithetic pairs)")
+    avg_adaptive: bool = param(False, "scale the noise by |w| (adaptive average-case "
+                               "sharpness, Andriushchenko et al. 2023)")
 
     def validate(self) -> None:
         """Raise a one-line error for a non-positive setting."""
@@ -125,9 +127,10 @@ def avg_measure(ctx: MeasureContext, p: AvgParams) -> Result:
         Scalars (``value`` with its standard error) and the per-sample ``rises``.
     """
     r = average_sharpness(ctx.objective(), ctx.theta, p.sigma, p.avg_samples,
-                          seed=ctx.seed)
+                          scale=ctx.theta.abs() if p.avg_adaptive else None, seed=ctx.seed)
     return ({"value": r.value, "sem": r.sem, "loss": r.loss, "sigma": p.sigma,
-             "n_evals": r.n_evals, "antithetic": True}, {"rises": r.rises})
+             "adaptive": p.avg_adaptive, "n_evals": r.n_evals, "antithetic": True},
+            {"rises": r.rises})
 
 
 register(MeasureSpec(
