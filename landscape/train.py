@@ -410,7 +410,14 @@ def train(
     folder = out.with_name(out.name + ".partial")
     with store.WriterLock(out):
         if out.exists() and not force:
-            same = store.run_config(out) == cfg.to_dict()
+            try:
+                same = store.run_config(out) == cfg.to_dict()
+            except store.DamagedFileError as e:
+                state = (f"the training state in {folder} still resumes (pass --force to "
+                         "write a new run file from it)" if folder.exists() else
+                         f"there is no training state ({folder}), so it starts over")
+                raise UserError(f"{e.args[0].split(';')[0]}; move it away or pass --force; "
+                                f"{state}") from None
             if same:
                 log(f"{out} is already complete for this config; nothing to do")
                 return out

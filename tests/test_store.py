@@ -132,3 +132,103 @@ def test_resolve_point(tiny_run) -> None:
             store.resolve_point(f, "nope")
         with pytest.raises(UserError, match="not recorded"):
             store.resolve_point(f, "epoch:999")
+
+
+# =========================================================================== damage
+@pytest.fixture
+def truncated(tiny_run: Path, tmp_path: Path) -> Path:
+    """A run file cut in half, as an interrupted copy or a full disk leaves it."""
+    p = tmp_path / "cut.h5"
+    data = tiny_run.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    return p
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "{f}"], ["surface", "{f}", "--quiet"], ["sharpness", "{f}", "--quiet"],
+    ["gap", "{f}", "--quiet"], ["compare", "{f}"], ["plot", "{f}", "--all", "--out", "{d}"],
+])
+def test_a_damaged_file_is_one_line(truncated: Path, argv: list[str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from landscape.cli import main
+
+    args = [a.format(f=truncated, d=truncated.parent / "figs") for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{truncated} is damaged" in err
+    assert "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if "error:" in ln]) == 1
+
+
+def test_a_damaged_train_out_names_the_fix_and_the_resume_state(
+        truncated: Path, tiny_config, capsys: pytest.CaptureFixture[str]) -> None:
+    from landscape.cli import main
+
+    argv = ["train", "--out", str(truncated), "--data-root", tiny_config.data_root,
+            "--num-samples", "500", "--epochs", "6", "--swa-start", "3", "--batch-size",
+            "50", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "move it away or pass --force" in err  # noqa: PT018
+    assert "there is no training state" in err
+    partial = truncated.with_name(truncated.name + ".partial")
+    partial.mkdir()
+    assert main(argv) == 2
+    assert "still resumes" in capsys.readouterr().err
+    partial.rmdir()
+    assert main([*argv, "--force"]) == 0  # a new run file replaces the damaged one
+    assert store.check_run_file(truncated) == truncated
+    assert not truncated.with_name(truncated.name + ".lock").exists()
+
+
+def test_an_unwritable_out_folder_is_one_line(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from landscape.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["train", "--out", str(blocker / "run.h5"), "--epochs", "1",
+                 "--swa-start", "0", "--no-swa", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {blocker / 'run.h5'}" in err
+    assert "Traceback" not in err
+
+
+def test_a_full_disk_during_a_surface_write_keeps_the_file_and_resumes(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC on the fourth commit: one-line error, the file opens with the points of
+    the earlier commits, and the rerun completes it as an uninterrupted run would."""
+    import errno
+    import time
+
+    from landscape.jobs import SurfaceConfig, compute_surface
+    from landscape.store import _h5
+
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    full.write_bytes(tiny_run.read_bytes())
+    part.write_bytes(tiny_run.read_bytes())
+    cfg = SurfaceConfig(grid="-1:1:3", grid_y="-1:1:3", bn="keep", test_samples=50)
+    compute_surface(full, cfg, log=lambda _: None)
+    calls = {"n": 0}
+    real = _h5.os.fsync
+
+    def fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 7:  # each commit fsyncs the file and its folder: the 4th fails
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(_h5.os, "fsync", fsync)
+    with pytest.raises(UserError, match="no space left on the device while writing") as e:
+        compute_surface(part, cfg, commit_interval=0, log=lambda _: None,
+                        callback=lambda _: time.sleep(0.3))  # rounds of 1, 3, 3, 2 points
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(_h5.os, "fsync", real)
+    mid = store.read_surface(part, "random_swa")  # the file still opens
+    assert 0 < mid.computed.sum() < 9
+    assert not list(tmp_path.glob("part.h5.tmp-*"))
+    compute_surface(part, cfg, log=lambda _: None)
+    a, b = store.read_surface(full, "random_swa"), store.read_surface(part, "random_swa")
+    assert b.complete
+    for m in a.values:
+        np.testing.assert_array_equal(a.values[m], b.values[m])

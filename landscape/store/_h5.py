@@ -108,13 +108,17 @@ class WriterLock:
 
 
 # --------------------------------------------------------------------------- open
-def damaged(path: Path, e: BaseException) -> UserError:
+class DamagedFileError(UserError):
+    """A file that exists but cannot be opened as HDF5 (truncated, a full disk)."""
+
+
+def damaged(path: Path, e: BaseException) -> DamagedFileError:
     """The one-line error for an HDF5 file that exists but cannot be opened.
 
     Returns:
         The error to raise.
     """
-    return UserError(
+    return DamagedFileError(
         f"{path} is damaged and cannot be opened as HDF5 ({_first_line(e)}); it was "
         "probably cut short by an interrupted copy or a full disk: restore it or delete "
         "it and rerun the command that made it")
