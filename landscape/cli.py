@@ -3,7 +3,14 @@ r"""The ``landscape`` console script.
 Subcommands live in ``landscape/_commands/``, one module each, and are found
 automatically: a module defines ``NAME``, ``HELP``, ``ORDER``, ``configure(p)``
 and ``run(args) -> int`` (and optionally ``DESCRIPTION`` and ``EPILOG``).
-User errors (:class:`landscape.UserError`) print one line and exit with code 2.
+User errors (:class:`landscape.UserError`) and bad flags print one line and
+return code 2 from :func:`main` (no ``SystemExit`` escapes it).
+
+Every subcommand takes ``--config FILE``: a TOML file whose ``[COMMAND]`` table
+sets that command's flags (keys as the flags, with ``-`` or ``_``); flags given
+on the command line win.  ``landscape train --config`` reads the top-level keys
+instead (the experiments' TrainConfig overrides), and it also takes the name of
+a shipped experiment.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 from types import ModuleType
 
@@ -45,19 +53,72 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=getattr(mod, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        # let grids such as -1:1:21 be values, not options (argparse private hook)
+        p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+:")
         mod.configure(p)
-        p.set_defaults(_run=mod.run, _parser=p)
+        if not any(a.dest == "config" for a in p._actions):
+            p.add_argument("--config", metavar="FILE",
+                           help=f"TOML file whose [{mod.NAME}] table sets these flags "
+                                "(flags given here win)")
+        p.set_defaults(_run=mod.run, _parser=p, _section=getattr(mod, "SECTION", mod.NAME))
     return parser
 
 
+def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                  argv: list[str] | None) -> argparse.Namespace:
+    """Re-parse with the ``[COMMAND]`` table of ``--config`` as the defaults.
+
+    Returns:
+        The arguments.
+
+    Raises:
+        UserError: For unknown keys or values a flag does not accept.
+    """
+    from landscape.config import load_toml
+
+    sub: argparse.ArgumentParser = args._parser
+    values = load_toml(args.config, section=args._section)
+    actions = {a.dest: a for a in sub._actions if a.option_strings}
+    bad = sorted(set(values) - set(actions) - {"help"})
+    if bad:
+        raise UserError(f"unknown key(s) {bad} in the [{args._section}] table of "
+                        f"{args.config}; valid: {sorted(k for k in actions if k != 'help')}")
+    for k, v in values.items():
+        a = actions[k]
+        if a.type is not None and isinstance(v, str):
+            try:
+                v = a.type(v)
+            except (TypeError, ValueError):
+                raise UserError(f"{args.config}: [{args._section}] {k} = {v!r} is not a "
+                                f"valid {a.option_strings[-1]}") from None
+        if a.choices is not None and v not in a.choices:
+            raise UserError(f"{args.config}: [{args._section}] {k} = {v!r}; choose from "
+                            f"{list(a.choices)}")
+        values[k] = v
+    sub.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    """Run the CLI.
+
+    Returns:
+        The exit code: 0 ok, 2 bad flags or user error, 130 interrupted.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or argparse's one-line error
+        return int(e.code or 0)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
     try:
+        if getattr(args, "config", None) and args._section is not None:
+            try:
+                args = _apply_config(parser, args, argv)
+            except SystemExit as e:
+                return int(e.code or 0)
         return int(args._run(args) or 0)
     except UserError as e:
         args._parser.print_usage(sys.stderr)

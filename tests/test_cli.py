@@ -14,12 +14,71 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "train" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["train", "info"])
-def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        main([command, "--help"])
-    assert e.value.code == 0
-    assert "example" in capsys.readouterr().out
+COMMANDS = ["train", "surface", "sharpness", "gap", "compare", "plot", "reproduce", "info",
+            "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help_with_examples_and_config(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0  # no SystemExit escapes main(argv)
+    out = capsys.readouterr().out
+    assert "example" in out
+    assert "--config" in out
+    assert main(["--help"]) == 0
+    assert command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["surface"], ["train", "--epochs", "x"],
+                                  ["gap", "f.h5", "--nope"], ["frobnicate"]])
+def test_argparse_errors_return_2(argv: list[str], capsys: pytest.CaptureFixture[str]
+                                  ) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert "Traceback" not in err
+
+
+def test_flags_mean_one_thing() -> None:
+    """--out is a file, --out-dir and --runs-dir folders; --eval-batch-size for
+    evaluation, --batch-size only for the SGD minibatch; --solutions everywhere."""
+    from landscape.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    flags = {name: {s for a in p._actions for s in a.option_strings}
+             for name, p in sub.items()}
+    assert {n for n, f in flags.items() if "--batch-size" in f} == {"train"}
+    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo"}
+    assert {"plot", "reproduce", "demo"} <= {n for n, f in flags.items() if "--out-dir" in f}
+    assert not any("--solution" in f or "--runs" in f or "--report" in f
+                   for f in flags.values())
+    assert {"surface", "gap"} <= {n for n, f in flags.items() if "--eval-batch-size" in f}
+    assert all("--config" in f for f in flags.values())
+
+
+def test_config_table_sets_a_commands_flags(tiny_run, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run = tmp_path / "r.h5"
+    shutil.copyfile(tiny_run, run)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[gap]\ngrid = "0:1:5"\ntrajectories = false\nquiet = true\n'
+                   '[compare]\nlevel = 0.9\n')
+    assert main(["gap", str(run), "--config", str(cfg)]) == 0
+    import h5py
+
+    with h5py.File(run) as f:
+        assert f["measures/gap/line/t"].shape == (5,)
+        assert len(f["measures/gap/trajectories"]) == 0
+    assert main(["gap", str(run), "--config", str(cfg), "--grid", "0:1:3"]) == 0  # flag wins
+    with h5py.File(run) as f:
+        assert f["measures/gap/line/t"].shape == (3,)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gap]\ngrdi = "0:1:5"\n')
+    capsys.readouterr()
+    assert main(["gap", str(run), "--config", str(bad)]) == 2
+    assert "unknown key(s) ['grdi'] in the [gap] table" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -86,8 +86,8 @@ def _results(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["reproduce", "seed000", "--quick", "--seeds", "1", "--out", str(tmp_path),
-                 "--runs", str(tmp_path / "runs")])
+    code = main(["reproduce", "seed000", "--quick", "--seeds", "1", "--out-dir",
+                 str(tmp_path / "seed000"), "--runs-dir", str(tmp_path / "runs")])
     assert code == 0
     out = tmp_path / "seed000"
     r = _results(out / "results.h5")
@@ -98,7 +98,8 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
         assert 0 <= m["test_acc"][0] <= 1
     report = (out / "REPORT.md").read_text()
     assert report.startswith("# seed000")
-    cmd = (f"landscape reproduce seed000 --seeds 1 --out {tmp_path} --runs {tmp_path}/runs"
+    cmd = (f"landscape reproduce seed000 --seeds 1 --out-dir {tmp_path}/seed000 "
+           f"--runs-dir {tmp_path}/runs"
            " --quick")
     assert report.splitlines()[3] == cmd
     assert "**Data: MNIST-1D**" in report
@@ -111,7 +112,8 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 
 def test_seed004_end_to_end(tmp_path: Path) -> None:
     logs: list[str] = []
-    report = ex.reproduce("seed004", seeds=1, out=tmp_path, runs=tmp_path / "runs",
+    report = ex.reproduce("seed004", seeds=1, out_dir=tmp_path / "seed004",
+                         runs_dir=tmp_path / "runs",
                           quick=True, log=logs.append)
     out = tmp_path / "seed004"
     assert report == out / "REPORT.md"

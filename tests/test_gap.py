@@ -151,16 +151,16 @@ def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> N
 
 
 def test_cli_gap(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["gap", str(run_copy), "--quiet", "--no-trajectories", "--points",
-                 "11"]) == 0
+    assert main(["gap", str(run_copy), "--quiet", "--no-trajectories", "--grid",
+                 "-0.5:1.5:11"]) == 0
     assert "regularized train loss (l2 0.0005) minimum at t=" in capsys.readouterr().out
     with h5py.File(run_copy) as f:
         assert f["measures/gap/line/t"].shape == (11,)
         assert len(f["measures/gap/trajectories"]) == 0
-    assert main(["gap", str(run_copy), "--points", "2"]) == 2
+    assert main(["gap", str(run_copy), "--grid", "0:1:2"]) == 2
     assert main(["gap", str(run_copy), "--to", "nope"]) == 2
     err = capsys.readouterr().err
-    assert "--points >= 3" in err
+    assert "at least 3 increasing t values" in err
     assert "no solution 'nope'" in err
 
 
@@ -187,7 +187,7 @@ def test_line_train_loss_is_l2_regularized_with_the_runs_weight_decay(run_copy: 
 
     wd = run_config(run_copy)["wd"]
     assert wd > 0
-    out = measure_gap(run_copy, points=5, trajectories=False)
+    out = measure_gap(run_copy, grid="-0.5:1.5:5", trajectories=False)
     model, data = load_run_model(run_copy)
     with open_run(run_copy) as f:
         a, b = read_solution(f, "sgd").weights, read_solution(f, "swa").weights

@@ -21,8 +21,8 @@ SURFACES = {"random_swa", "random_sgd", "plane", "pca", "line"}
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``landscape demo --quick`` into a temporary folder (one seed, tiny sizes)."""
     d = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--quick", "--out", str(d / "demo.h5"), "--runs", str(d / "runs"),
-                 "--report", str(d / "fig")])
+    code = main(["demo", "--quick", "--out", str(d / "demo.h5"), "--runs-dir", str(d / "runs"),
+                 "--out-dir", str(d / "fig" / "paper")])
     assert code == 0
     return d
 
@@ -150,18 +150,34 @@ def test_train_accepts_the_experiment_config(tmp_path: Path) -> None:
         assert '"swa_lr": 0.01' in f.attrs["config"]
 
 
-def test_rerun_keeps_finished_work(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_keeps_finished_work(demo: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     """A second ``landscape demo`` trains nothing and re-evaluates no budget run or ray."""
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("recomputed finished work")
 
     with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
         before = {m: r[f"metrics/{m}/test_loss"][()] for m in r["metrics"]}
-    monkeypatch.setattr(ex, "fit", boom)
+    monkeypatch.setattr(paper, "fit", boom)
     monkeypatch.setattr(paper, "Evaluator", boom)
     monkeypatch.setattr("landscape.train.train_run", boom)
-    assert main(["demo", "--quick", "--out", str(demo / "demo.h5"), "--runs",
-                 str(demo / "runs"), "--report", str(demo / "fig")]) == 0
+    assert main(["demo", "--quick", "--out", str(demo / "demo.h5"), "--runs-dir",
+                 str(demo / "runs"), "--out-dir", str(demo / "fig" / "paper")]) == 0
     with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
         for m, v in before.items():
             assert r[f"metrics/{m}/test_loss"][()] == v
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("[demo] identical to the earlier")  # its own earlier results
+
+
+def test_compare_results_in_units_of_the_earlier_ci() -> None:
+    earlier = {"metrics": {"swa": {"test_acc": np.array([0.90, 0.92, 0.94])}},
+               "attrs": {"extra": {"gap": {"shift": [1.0, 2.0, 3.0]}}}}
+    same = ex.compare_results(earlier, earlier)
+    assert same == "identical to the committed results (2 per-seed series)"
+    moved = {"metrics": {"swa": {"test_acc": np.array([0.90, 0.92, 0.94])}},
+             "attrs": {"extra": {"gap": {"shift": [1.5, 2.5, 3.5]}}}}
+    line = ex.compare_results(earlier, moved)
+    half = 4.302652729911275 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n) of [1, 2, 3]
+    assert f"{0.5 / half:.2g} x its 95 % half-width" in line  # 0.2
+    assert "shift: 2.5 now vs 2" in line

@@ -219,7 +219,7 @@ def test_given_axes_are_used(run_file: Path) -> None:
 
 
 def test_cli_plot_all(run_file: Path, results_file: Path, tmp_path: Path) -> None:
-    assert main(["plot", str(run_file), "--all", "--out", str(tmp_path), "--pdf"]) == 0
+    assert main(["plot", str(run_file), "--all", "--out-dir", str(tmp_path), "--pdf"]) == 0
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert "tiny_history.png" in pngs
     assert "tiny_checkpoints.png" in pngs
@@ -230,15 +230,15 @@ def test_cli_plot_all(run_file: Path, results_file: Path, tmp_path: Path) -> Non
     assert "tiny_measure_hessian.png" in pngs
     assert "tiny_measure_rays.png" in pngs
     assert len(list(tmp_path.glob("*.pdf"))) == len(pngs)
-    assert main(["plot", str(results_file), "--out", str(tmp_path / "r")]) == 0
+    assert main(["plot", str(results_file), "--out-dir", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "results_swa_vs_sgd.png").is_file()
 
 
 def test_cli_one_surface_and_bad_name(run_file: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture) -> None:
-    assert main(["plot", str(run_file), "--surface", "line", "--out", str(tmp_path)]) == 0
+    assert main(["plot", str(run_file), "--surface", "line", "--out-dir", str(tmp_path)]) == 0
     assert [p.name for p in tmp_path.glob("*.png")] == ["tiny_surface_line.png"]
-    assert main(["plot", str(run_file), "--surface", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["plot", str(run_file), "--surface", "nope", "--out-dir", str(tmp_path)]) == 2
     assert "no surface 'nope'" in capsys.readouterr().err
 
 

@@ -146,7 +146,7 @@ def truncated(tiny_run: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("argv", [
     ["info", "{f}"], ["surface", "{f}", "--quiet"], ["sharpness", "{f}", "--quiet"],
-    ["gap", "{f}", "--quiet"], ["compare", "{f}"], ["plot", "{f}", "--all", "--out", "{d}"],
+    ["gap", "{f}", "--quiet"], ["compare", "{f}"], ["plot", "{f}", "--all", "--out-dir", "{d}"],
 ])
 def test_a_damaged_file_is_one_line(truncated: Path, argv: list[str],
                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ intervals where a standard error is stored).  The table is stored under
 /measures/compare."""
 EPILOG = """\
 examples:
-  landscape sharpness runs/demo.h5 --solution sgd,swa --measures width,hessian
+  landscape sharpness runs/demo.h5 --solutions sgd,swa --measures width,hessian
   landscape compare runs/demo.h5
   landscape compare runs/demo.h5 --solutions sgd,avg --level 0.9"""
 

@@ -11,14 +11,17 @@ DESCRIPTION = """\
 Compute the train-test gap (test minus train loss and error) of every stored
 solution (from its stored metrics) and of every recorded trajectory point
 (evaluated with the BN statistics recorded with it), and evaluate the line
-theta(t) = FROM + t (TO - FROM) at --points values of t in [--t-min, --t-max]
-(BN statistics recomputed at each point for BN models) to locate the
-train-loss and test-error minima and the shift between them, in t and in L2
-distance (the SWA paper's train-test shift).  Results go to /measures/gap."""
+theta(t) = FROM + t (TO - FROM) at the t values of --grid (BN statistics
+recomputed at each point for BN models) to locate the train-loss and
+test-error minima and the shift between them, in t and in L2 distance (the SWA
+paper's train-test shift).  The train loss along the line is the L2-regularized
+one the SWA paper plots (--l2 auto: CE + wd/2 ||theta||^2 with the run's weight
+decay); the shift is also given for the plain cross-entropy.  Results go to
+/measures/gap."""
 EPILOG = """\
 examples:
   landscape gap runs/demo.h5
-  landscape gap runs/demo.h5 --from sgd --to swa --points 41 --t-min -1 --t-max 2
+  landscape gap runs/demo.h5 --from sgd --to swa --grid -1:2:41 --l2 0
   landscape gap runs/demo.h5 --no-trajectories --bn keep"""
 
 
@@ -30,10 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="solution at t = 0 (default: sgd)")
     p.add_argument("--to", dest="to_point", default="swa",
                    help="solution at t = 1 (default: swa)")
-    p.add_argument("--points", type=int, default=21,
-                   help="number of t values on the line (default: 21)")
-    p.add_argument("--t-min", type=float, default=-0.5, help="first t (default: -0.5)")
-    p.add_argument("--t-max", type=float, default=1.5, help="last t (default: 1.5)")
+    p.add_argument("--grid", default="-0.5:1.5:21",
+                   help="t values on the line, start:stop:num (default: -0.5:1.5:21)")
     p.add_argument("--bn", choices=[m.value for m in BNMode],
                    help="BN statistics along the line (default: recompute for BN "
                    "models, keep otherwise)")
@@ -44,8 +45,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trajectories", action=argparse.BooleanOptionalAction, default=True,
                    help="also evaluate every recorded trajectory point (default: yes)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=4096,
-                   help="samples per forward pass (default: 4096)")
+    p.add_argument("--eval-batch-size", type=int, default=4096,
+                   help="samples per forward pass of the evaluation (default: 4096)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -54,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from landscape.jobs import measure_gap
 
     device = str(resolve_device(args.device))
-    measure_gap(args.file, a=args.from_point, b=args.to_point, points=args.points,
-                t_min=args.t_min, t_max=args.t_max, bn=args.bn, l2=args.l2,
+    measure_gap(args.file, a=args.from_point, b=args.to_point, grid=args.grid,
+                bn=args.bn, l2=args.l2,
                 trajectories=args.trajectories, device=device,
-                batch_size=args.batch_size, progress=not args.quiet, log=print)
+                batch_size=args.eval_batch_size, progress=not args.quiet, log=print)
     return 0

@@ -15,18 +15,18 @@ paper's analyses: accuracy by budget, Hessian spectrum, sharpness, width and
 the train-test shift of SGD vs SWA, surfaces for the figures; what `landscape
 demo` runs), seed000 (Optuna search, 5-fold CV and train/test scores of SGD
 with vs without SWA) or seed004 (checkpoints vs their post-hoc average).
-Writes OUT/NAME/results.h5 (per-seed values, config and command as
-attributes), figures and OUT/NAME/REPORT.md with mean ± 95 % CI of every
-number.  Without --data the experiments run on MNIST-1D (offline); the report
+Writes results.h5 (per-seed values, config and command as attributes),
+figures and REPORT.md with mean ± 95 % CI of every number to --out-dir
+(default figures/NAME).  Without --data the experiments run on MNIST-1D (offline); the report
 says so."""
 EPILOG = """\
 examples:
   landscape reproduce paper --seeds 5
   landscape reproduce seed004
-  landscape reproduce seed000 --seeds 3 --out figures
+  landscape reproduce seed000 --seeds 3 --out-dir /tmp/seed000
   landscape reproduce seed000 --data kaggle-digits --data-root data/digits
   landscape reproduce seed004 --data svhn --data-root data/svhn --threads 2
-  landscape reproduce seed004 --quick --seeds 1 --out /tmp/smoke"""
+  landscape reproduce seed004 --quick --seeds 1 --out-dir /tmp/smoke"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -37,9 +37,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "or a TOML file")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the "
                    "config's, 5)")
-    p.add_argument("--out", default="figures", help="parent folder; outputs go to "
-                   "OUT/NAME/ (default: figures)")
-    p.add_argument("--runs", help="folder for per-seed run files (default: runs/NAME)")
+    p.add_argument("--out-dir", help="folder for results.h5, the figures and REPORT.md "
+                   "(default: figures/NAME)")
+    p.add_argument("--runs-dir", help="folder for per-seed run files (default: runs/NAME)")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes from the config's [experiment.quick] (a smoke test)")
     p.add_argument("--data", help="dataset instead of the config's (e.g. kaggle-digits, svhn)")
@@ -55,13 +55,15 @@ def run(args: argparse.Namespace) -> int:
                                    ("device", args.device), ("threads", args.threads))
                  if v is not None}
     command = ["landscape", "reproduce", args.name]
-    for flag, v in (("--seeds", args.seeds), ("--out", args.out), ("--runs", args.runs),
+    for flag, v in (("--seeds", args.seeds), ("--out-dir", args.out_dir),
+                    ("--runs-dir", args.runs_dir),
                     ("--data", args.data),
                     ("--data-root", args.data_root), ("--device", args.device),
                     ("--threads", args.threads)):
         if v is not None:
             command += [flag, str(v)]
     command += ["--quick"] if args.quick else []
-    reproduce(args.name, seeds=args.seeds, out=args.out, runs=args.runs, quick=args.quick,
-              overrides=overrides, command=shlex.join(command), log=lambda m: print(m, flush=True))
+    reproduce(args.name, seeds=args.seeds, out_dir=args.out_dir, runs_dir=args.runs_dir,
+              quick=args.quick, overrides=overrides, command=shlex.join(command),
+              log=lambda m: print(m, flush=True))
     return 0

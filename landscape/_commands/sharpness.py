@@ -7,11 +7,12 @@ import dataclasses
 
 NAME = "sharpness"
 ORDER = 30
+SECTION = None  # --config: the [sharpness] table, split into common and measure keys
 HELP = "Hessian eigenvalues/trace/density, sharpness, PAC-Bayes sigma and width"
 EPILOG = """\
 examples:
-  landscape sharpness runs/demo.h5 --solution sgd,swa
-  landscape sharpness runs/demo.h5 --solution swa --measures hessian,trace --top-k 10
+  landscape sharpness runs/demo.h5 --solutions sgd,swa
+  landscape sharpness runs/demo.h5 --solutions swa --measures hessian,trace --top-k 10
   landscape sharpness runs/demo.h5 --measures width --directions 50 --tau 0.05
   landscape sharpness runs/demo.h5 --measures hessian --dtype float64 --samples 2000
   landscape compare runs/demo.h5 --solutions sgd,swa"""
@@ -46,7 +47,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     from landscape.sharpness import MeasureConfig, specs
 
     p.add_argument("file", help="run file (HDF5) written by `landscape train`")
-    p.add_argument("--solution", default="swa",
+    p.add_argument("--solutions", default="swa",
                    help="solution(s) to measure, comma-separated (default: swa)")
     p.add_argument("--measures", default="all",
                    help=f"comma-separated subset of {','.join(specs())} (default: all)")
@@ -86,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         common = dataclasses.replace(common, device="cpu")
     params = {k: v for k, v in values.items() if k in known}
     measures = parse_measures(args.measures)
-    solutions = [s.strip() for s in args.solution.split(",") if s.strip()]
+    solutions = [s.strip() for s in args.solutions.split(",") if s.strip()]
     if not solutions:
-        raise UserError("--solution is empty; name a stored solution, e.g. --solution swa")
+        raise UserError("--solutions is empty; name a stored solution, e.g. --solutions swa")
     for s in solutions:
         measure_solution(args.file, s, measures, common, params, recompute=args.recompute,
                          progress=not args.quiet, log=print)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 NAME = "surface"
 ORDER = 20
@@ -35,8 +34,6 @@ def configure(p: argparse.ArgumentParser) -> None:
     from landscape.evaluate import BNMode
     from landscape.surface import SurfaceKind
 
-    # let grids such as -1:1:21 be values, not options (argparse private hook)
-    p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+:")
     p.add_argument("file", help="run file (HDF5) written by `landscape train`")
     p.add_argument("--kind", default="random", choices=[k.value for k in SurfaceKind],
                    help="directions (default: random)")
@@ -69,7 +66,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of directions and subsets")
     p.add_argument("--name", help="surface name (default: e.g. random_swa, line_sgd_swa)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass")
+    p.add_argument("--eval-batch-size", type=int, default=4096,
+                   help="samples per forward pass of the evaluation (default: 4096)")
     p.add_argument("--compile", action="store_true",
                    help="evaluate through torch.compile (compiles once; pays off for 2D "
                         "conv nets and large grids)")
@@ -89,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         trajectory=args.trajectory, train_samples=args.train_samples,
         test_samples=args.test_samples, l2=args.l2, seed=args.seed)
     name = compute_surface(args.file, cfg, name=args.name, device=args.device,
-                           batch_size=args.batch_size, compile=args.compile,
+                           batch_size=args.eval_batch_size, compile=args.compile,
                            force=args.force,
                            progress=not args.quiet)
     import os

@@ -9,6 +9,7 @@ from landscape.config import TrainConfig
 
 NAME = "train"
 ORDER = 10
+SECTION = None  # --config: the file's top-level keys (TrainConfig), see config_from_args
 HELP = "train the SGD baseline and the SWA run, record the trajectory"
 DESCRIPTION = """\
 Train a plain-SGD baseline (the SWA paper's decaying schedule) and an SWA run

@@ -19,6 +19,7 @@ from landscape.experiments._common import (
     Fit,
     Protocol,
     available,
+    compare_results,
     comparison,
     early_stop,
     fit,
@@ -34,6 +35,7 @@ from landscape.experiments.seed000 import tune
 from landscape.experiments.seed004 import evaluate_checkpoints
 
 __all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "available",
-           "comparison", "early_stop", "evaluate_checkpoints", "fit", "fold", "load_experiment",
+           "compare_results", "comparison", "early_stop", "evaluate_checkpoints", "fit",
+           "fold", "load_experiment",
            "paper", "register_protocol", "reproduce", "seed000", "seed004", "tune",
            "verdict", "write_report", "write_results"]

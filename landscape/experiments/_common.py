@@ -388,9 +388,63 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     return path
 
 
+def _series(results: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every per-seed series of a results file: metrics, measures and the gap."""
+    out = {f"{m} {k}": np.asarray(v, float) for m, cols in results["metrics"].items()
+           for k, v in cols.items()}
+    extra = results["attrs"].get("extra") or {}
+    for sol, cols in (extra.get("measures") or {}).items():
+        out |= {f"{sol} {k}": np.asarray(v, float) for k, v in cols.items()}
+    out |= {k: np.asarray(v, float) for k, v in (extra.get("gap") or {}).items()}
+    return out
+
+
+def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *,
+                    what: str = "the committed results") -> str:
+    """One line: are ``new``'s per-seed numbers those of ``earlier``, and if not by how much.
+
+    The difference of each series is measured in units of ``earlier``'s 95 %
+    Student-t half-width over seeds, so it says whether a rerun elsewhere moved a
+    number by a fraction of its own uncertainty or by more.
+
+    Args:
+        earlier: :func:`landscape.store.read_results` of the earlier file, or None.
+        new: The same of the new one.
+        what: How to name the earlier file.
+
+    Returns:
+        The line.
+    """
+    if earlier is None:
+        return f"no {what} to compare with"
+    a, b = _series(earlier), _series(new)
+    common = sorted(set(a) & set(b))
+    if not common:
+        return f"nothing in common with {what} to compare"
+    if all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k], equal_nan=True)
+           for k in common):
+        return f"identical to {what} ({len(common)} per-seed series)"
+    worst, key = -1.0, common[0]
+    for k in common:
+        if a[k].shape != b[k].shape:
+            worst, key = math.inf, k
+            break
+        fa, fb = a[k][np.isfinite(a[k])], b[k][np.isfinite(b[k])]
+        if not fa.size or not fb.size:
+            continue
+        ma, h = mean_ci(fa)
+        d = abs(float(fb.mean()) - ma)
+        r = d / h if h > 0 else (0.0 if d == 0 else math.inf)
+        if r > worst:
+            worst, key = r, k
+    fa, fb = a[key][np.isfinite(a[key])], b[key][np.isfinite(b[key])]
+    return (f"differs from {what}: the largest difference is {worst:.2g} x its 95 % "
+            f"half-width over seeds ({key}: {fb.mean():.5g} now vs {fa.mean():.5g})")
+
+
 # =========================================================================== entry
-def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures",
-              runs: str | Path | None = None, quick: bool = False,
+def reproduce(name: str, *, seeds: int | None = None, out_dir: str | Path | None = None,
+              runs_dir: str | Path | None = None, quick: bool = False,
               overrides: Mapping[str, Any] | None = None,
               command: str | None = None, log: Log = print,
               main_run: str | Path | None = None, progress: bool = False) -> Path:
@@ -399,9 +453,10 @@ def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures
     Args:
         name: Shipped experiment name (see :func:`available`) or a TOML path.
         seeds: Number of seeds (``0..seeds-1``); default from the config.
-        out: Parent folder; outputs go to ``OUT/NAME/``.
-        runs: Folder for per-seed run files (default ``runs/NAME``, git-ignored,
-            so ``figures/`` holds only small files).
+        out_dir: Folder of the results file, figures and report (default
+            ``figures/NAME``).
+        runs_dir: Folder for per-seed run files (default ``runs/NAME``,
+            git-ignored, so ``figures/`` holds only small files).
         quick: Use the config's ``[experiment.quick]`` overrides.
         overrides: TrainConfig overrides (e.g. ``data``, ``data_root``).
         command: The command line to record (default: reconstructed).
@@ -422,16 +477,17 @@ def reproduce(name: str, *, seeds: int | None = None, out: str | Path = "figures
         raise UserError(f"--seeds must be >= 1, got {n}")
     seed_list = list(range(n))
     if command is None:
-        command = shlex.join(["landscape", "reproduce", name, "--seeds", str(n), "--out",
-                              str(out)] + (["--quick"] if quick else []))
-    dest = Path(out) / exp.name
+        command = shlex.join(["landscape", "reproduce", name, "--seeds", str(n)]
+                             + (["--out-dir", str(out_dir)] if out_dir else [])
+                             + (["--quick"] if quick else []))
+    dest = Path(out_dir) if out_dir is not None else Path("figures") / exp.name
     dest.mkdir(parents=True, exist_ok=True)
     if exp.cfg.threads:
         torch.set_num_threads(exp.cfg.threads)
     log(f"[{exp.name}] protocol {exp.protocol}, {n} seed(s), data {exp.cfg.data}, "
         f"model {exp.cfg.model or '(default)'} -> {dest}")
     t0 = time.perf_counter()
-    runs_dir = Path(runs) if runs is not None else Path("runs") / exp.name
+    runs_dir = Path(runs_dir) if runs_dir is not None else Path("runs") / exp.name
     protocol = _protocols()[exp.protocol]
     result = protocol.run(exp, seed_list, dest, log, runs_dir=runs_dir,
                           main_run=Path(main_run) if main_run else None, progress=progress)

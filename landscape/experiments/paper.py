@@ -203,7 +203,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
                                    progress=progress)
             measured[sol] = {h.label: float(res[m].get(h.key, math.nan))
                              for m, h in scalars() if m in res}
-        g = measure_gap(run, points=st["gap_points"], progress=progress)
+        g = measure_gap(run, grid=f"-0.5:1.5:{st['gap_points']}", progress=progress)
         line = g["line"]
         gap = {"shift (L2), train loss CE + wd/2·‖θ‖²": line.shift.shift,
                "absolute shift (L2), train loss CE + wd/2·‖θ‖²": abs(line.shift.shift),

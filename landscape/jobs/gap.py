@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,11 +16,12 @@ from landscape.data import TensorData
 from landscape.evaluate import BNMode, Evaluator
 from landscape.gap import line_gap, metric_gaps, trajectory_gaps
 from landscape.jobs._run import load_run_model, resolve_l2
+from landscape.surface import parse_grid
 
 
 def measure_gap(
-    path: str | os.PathLike, *, a: str = "sgd", b: str = "swa", points: int = 21,
-    t_min: float = -0.5, t_max: float = 1.5, bn: str | None = None,
+    path: str | os.PathLike, *, a: str = "sgd", b: str = "swa",
+    grid: str | Sequence[float] = "-0.5:1.5:21", bn: str | None = None,
     l2: float | str = "auto",
     trajectories: bool = True, model: nn.Module | None = None,
     data: TensorData | None = None, device: str = "cpu", batch_size: int = 4096,
@@ -32,9 +33,7 @@ def measure_gap(
         path: Run file.
         a: Solution at ``t = 0`` of the line.
         b: Solution at ``t = 1``.
-        points: Number of ``t`` values.
-        t_min: First ``t``.
-        t_max: Last ``t``.
+        grid: The ``t`` values: ``"start:stop:num"`` or a sequence.
         bn: BN mode along the line (``None``: recompute for BN models).
         l2: Weight decay of the train loss along the line: ``"auto"`` (the
             run's ``wd``; the SWA paper plots CE + wd/2·‖θ‖²), or a number.
@@ -52,9 +51,10 @@ def measure_gap(
     Raises:
         UserError: For a missing solution or a grid of fewer than 3 points.
     """
-    if points < 3 or not t_max > t_min:
-        raise UserError(f"the line needs --points >= 3 and --t-max > --t-min, got "
-                        f"{points} points on [{t_min}, {t_max}]")
+    ts = parse_grid(grid) if isinstance(grid, str) else np.asarray(grid, dtype=np.float64)
+    if ts.size < 3 or not np.all(np.diff(ts) > 0):
+        raise UserError(f"the line needs at least 3 increasing t values, got {ts.tolist()}; "
+                        "use e.g. --grid -0.5:1.5:21")
     with store.open_run(path) as f:
         coef = resolve_l2(l2, float(store.config_of(f).get("wd", 0.0)))
         sols = {n: metric_gaps(a_) for n, a_ in store.solution_attrs(f).items()}
@@ -68,8 +68,7 @@ def measure_gap(
     train, test = data.batches("train", batch_size), data.batches("test", batch_size)
     ev_line = Evaluator(copy.deepcopy(model), train, test, bn=bn, device=device,
                         batch_size=batch_size, l2=coef)
-    line = line_gap(ev_line, sa.weights, sb.weights,
-                    np.linspace(t_min, t_max, points), progress=progress)
+    line = line_gap(ev_line, sa.weights, sb.weights, ts, progress=progress)
     traj_out = {}
     if trajs:
         ev_keep = Evaluator(copy.deepcopy(model), train, test, bn=BNMode.KEEP,
@@ -85,7 +84,8 @@ def measure_gap(
     s, sc = line.shift, line.shift_ce
     with store.edit_run(path) as f:
         store.write_gap(f, {
-            "from": a, "to": b, "points": points, "t_min": t_min, "t_max": t_max,
+            "from": a, "to": b, "points": int(ts.size), "t_min": float(ts[0]),
+            "t_max": float(ts[-1]),
             "bn": ev_line.bn.value, "distance": s.distance, "l2": coef,
             "train_loss": "CE + l2/2 ||theta||^2" if coef else "CE",
             "t_train_min": s.t_train, "t_test_min": s.t_test, "shift_t": s.shift_t,

@@ -166,7 +166,7 @@ def compare_solutions(
         meas = {s: store.measures_of(f, s) for s in solutions}
     if not any(meas.values()):
         raise UserError(f"no measures stored for {a} or {b} in {path}; run "
-                        f"`landscape sharpness {path} --solution {a},{b}` first")
+                        f"`landscape sharpness {path} --solutions {a},{b}` first")
     rows: list[dict[str, Any]] = []
     for name, sp in specs().items():
         ra, rb = meas[a].get(name), meas[b].get(name)
