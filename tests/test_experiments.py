@@ -89,6 +89,11 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     code = main(["reproduce", "seed000", "--quick", "--seeds", "1", "--out-dir",
                  str(tmp_path / "seed000"), "--runs-dir", str(tmp_path / "runs")])
     assert code == 0
+    printed = capsys.readouterr().out  # progress: a line per trial and per CV fold
+    assert "[tune sgd] trial 1/" in printed
+    assert "(best " in printed
+    assert "[seed 0] SWA fold 1/" in printed
+    assert "ETA" in printed
     out = tmp_path / "seed000"
     r = _results(out / "results.h5")
     assert set(r) == {"sgd", "swa"}
@@ -105,7 +110,7 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert "**Data: MNIST-1D**" in report
     assert "![swa_vs_sgd](swa_vs_sgd.png)" in report
     assert (out / "swa_vs_sgd.png").stat().st_size > 1000
-    lines = capsys.readouterr().out.splitlines()
+    lines = printed.splitlines()
     assert any(line.startswith("[tune swa]") for line in lines)
     assert any(line.startswith("[seed 0]") for line in lines)
 
@@ -145,3 +150,19 @@ def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:
     assert pred.shape == (5,)
     sub = write_submission(tmp_path / "s.csv", pred)
     assert sub.read_text().splitlines()[0] == "ImageId,Label"
+
+
+def test_parallel_cv_folds_equal_sequential_folds() -> None:
+    from landscape.data import kfold_indices, load_dataset
+    from landscape.experiments.seed000 import _cross_validate, _pool
+
+    e = ex.load_experiment("seed000", quick=True)
+    d = load_dataset("mnist1d", root=None, num_samples=300, seed=0)
+    cfg = e.cfg.replace(epochs=2, swa=False, eval_every=1, record_every=0, threads=1)
+    folds = kfold_indices(len(d.y_train), 2, seed=0)
+    seq = _cross_validate(cfg, d, folds, "sgd", 1, pool=None, log=lambda _: None,
+                          label="x")
+    with _pool(2) as pool:
+        par = _cross_validate(cfg, d, folds, "sgd", 1, pool=pool, log=lambda _: None,
+                              label="x")
+    assert par == seq

@@ -46,6 +46,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder with the dataset files")
     p.add_argument("--device", help="cpu or cuda")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (the per-stage lines stay)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
     command += ["--quick"] if args.quick else []
     reproduce(args.name, seeds=args.seeds, out_dir=args.out_dir, runs_dir=args.runs_dir,
               quick=args.quick, overrides=overrides, command=shlex.join(command),
-              log=lambda m: print(m, flush=True))
+              log=lambda m: print(m, flush=True), progress=not args.quiet)
     return 0

@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +118,26 @@ def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
         tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), st=st,
                           measure=i < n_measure, main=i == 0))
     workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
+    t0 = time.perf_counter()
+
+    def finished(d: dict[str, Any], k: int) -> None:
+        el = time.perf_counter() - t0
+        log(f"[paper] {k}/{len(tasks)} seeds done ({el:.0f} s, ETA "
+            f"{el / k * (len(tasks) - k):.0f} s)")
+
     if workers <= 1:
-        done = [_seed_task(**t, log=log, progress=progress) for t in tasks]
+        done = []
+        for k, t in enumerate(tasks, start=1):
+            done.append(_seed_task(**t, log=log, progress=progress))
+            finished(done[-1], k)
     else:
         log(f"[paper] {len(tasks)} seeds in {workers} worker processes")
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            done = list(pool.map(_seed_worker, tasks))
+            futs = [pool.submit(_seed_worker, t) for t in tasks]
+            for k, fut in enumerate(as_completed(futs), start=1):
+                finished(fut.result(), k)
+            done = [f.result() for f in futs]  # seed order
     methods = ["sgd", "swa_last"] + [_budget_name(b) for b in budgets]
     metrics: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     measured: dict[str, dict[str, list[float]]] = {"sgd": {}, "swa": {}}

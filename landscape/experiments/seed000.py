@@ -18,7 +18,9 @@ submissions are written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,8 +86,13 @@ def _suggest(trial: Any, space: Mapping[str, Any], method: str) -> dict[str, Any
 
 
 def tune(base: TrainConfig, data: TensorData, method: str, space: Mapping[str, Any], *,
-         trials: int, frac: float, seed: int = 0) -> tuple[dict[str, Any], float]:
+         trials: int, frac: float, seed: int = 0, log: Log | None = None,
+         ) -> tuple[dict[str, Any], float]:
     """Optuna search for ``method`` on one held-out fold (1/5) of the training set.
+
+    Trials run one after the other (TPE's next suggestion depends on every
+    finished trial, so parallel trials would make the search depend on timing);
+    ``log`` gets a line per finished trial with the best score so far.
 
     Returns:
         ``(best hyperparameters, best validation accuracy)``.
@@ -112,7 +119,16 @@ def tune(base: TrainConfig, data: TensorData, method: str, space: Mapping[str, A
 
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=trials)
+    t0 = time.perf_counter()
+
+    def report(study: Any, trial: Any) -> None:
+        if log is not None:
+            k = trial.number + 1
+            el = time.perf_counter() - t0
+            log(f"[tune {method}] trial {k}/{trials}: val acc {trial.value:.4f} (best "
+                f"{study.best_value:.4f}); {el:.0f} s, ETA {el / k * (trials - k):.0f} s")
+
+    study.optimize(objective, n_trials=trials, callbacks=[report])
     if study.best_value <= 0:
         raise UserError(f"every {method} trial diverged; narrow the lr range")
     return dict(study.best_params), float(study.best_value)
@@ -147,13 +163,25 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     for method in ("sgd", "swa"):
         t0 = time.perf_counter()
         best[method], score = tune(exp.cfg, data0, method, space, trials=int(s["trials"]),
-                                   frac=frac, seed=seeds[0])
+                                   frac=frac, seed=seeds[0], log=log)
         log(f"[tune {method}] {s['trials']} trials, best val acc {score:.4f} with "
             f"{fmt_params(best[method])} ({time.perf_counter() - t0:.0f} s)")
     metrics: dict[str, dict[str, list[float]]] = {
         m: {k: [] for k in ("cv_acc", "stop_epoch", "train_acc", "test_acc")}
         for m in ("sgd", "swa")}
     submissions = []
+    workers = min(int(s["folds"]), int(s.get("workers") or os.cpu_count() or 1))
+    with _pool(workers) as pool:
+        _cv_seeds(exp, seeds, data0, best, frac, pool, metrics, submissions, out, log)
+    return {"metrics": metrics, "extra": {"best_params": best, "submissions": submissions}}
+
+
+def _cv_seeds(exp: Experiment, seeds: Sequence[int], data0: TensorData,
+              best: Mapping[str, Any], frac: float, pool: Any,
+              metrics: dict[str, dict[str, list[float]]], submissions: list[str],
+              out: Path, log: Log) -> None:
+    """Per seed: k-fold CV of each best config and a final fit (fills ``metrics``)."""
+    s = exp.settings
     for seed in seeds:
         t0 = time.perf_counter()
         data = data0 if seed == seeds[0] else load_data(exp.cfg.replace(seed=seed))
@@ -161,8 +189,8 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
         for method in ("sgd", "swa"):
             p = best[method]
             cfg = _method_cfg(exp.cfg.replace(seed=seed), method, p, frac)
-            stops = [early_stop(_monitor(fit(cfg, fold(data, tr, va), method).history,
-                                         method), p["patience"]) for tr, va in folds]
+            stops = _cross_validate(cfg, data, folds, method, p["patience"], pool=pool,
+                                    log=log, label=f"[seed {seed}] {method.upper()}")
             e_final = int(np.median([e for e, _ in stops]))
             final = fit(_final_cfg(cfg, method, e_final), data, method)
             row = metrics[method]
@@ -178,7 +206,64 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
             f"{m.upper()} cv {metrics[m]['cv_acc'][-1]:.4f} train "
             f"{metrics[m]['train_acc'][-1]:.4f} test {metrics[m]['test_acc'][-1]:.4f}"
             for m in ("sgd", "swa")) + f" ({time.perf_counter() - t0:.0f} s)")
-    return {"metrics": metrics, "extra": {"best_params": best, "submissions": submissions}}
+
+
+def _fold_stop(cfg: dict[str, Any], data: TensorData, train_idx: torch.Tensor,
+               val_idx: torch.Tensor, method: str, patience: int) -> tuple[int, float]:
+    """Early-stopping epoch and validation accuracy of one CV fold (picklable)."""
+    from landscape.config import from_dict
+
+    c = from_dict(cfg, TrainConfig)
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    f = fit(c, fold(data, train_idx, val_idx), method)
+    return early_stop(_monitor(f.history, method), patience)
+
+
+def _pool(workers: int) -> Any:
+    """A pool of ``workers`` spawned processes (``None`` for one worker)."""
+    if workers <= 1:
+        return contextlib.nullcontext(None)
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch.multiprocessing as tmp
+
+    return ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"))
+
+
+def _cross_validate(cfg: TrainConfig, data: TensorData, folds: Sequence[tuple],
+                    method: str, patience: int, *, pool: Any, log: Log,
+                    label: str) -> list[tuple[int, float]]:
+    """Early-stopping results of every fold; folds in parallel worker processes.
+
+    Each fold's fit is independent and runs with the config's ``threads``, so the
+    results do not depend on the number of workers (``[experiment] workers``,
+    default one per CPU core).
+
+    Returns:
+        ``[(stop epoch, validation accuracy)]`` in fold order.
+    """
+    n = len(folds)
+    t0 = time.perf_counter()
+    out: list[tuple[int, float] | None] = [None] * n
+
+    def done(i: int, r: tuple[int, float], k: int) -> None:
+        out[i] = r
+        el = time.perf_counter() - t0
+        log(f"{label} fold {i + 1}/{n}: stop epoch {r[0]}, val acc {r[1]:.4f} "
+            f"({k}/{n} done, {el:.0f} s, ETA {el / k * (n - k):.0f} s)")
+
+    if pool is None:
+        for i, (tr, va) in enumerate(folds):
+            done(i, _fold_stop(cfg.to_dict(), data, tr, va, method, patience), i + 1)
+    else:
+        from concurrent.futures import as_completed
+
+        futs = {pool.submit(_fold_stop, cfg.to_dict(), data, tr, va, method,
+                            patience): i for i, (tr, va) in enumerate(folds)}
+        for k, fut in enumerate(as_completed(futs), start=1):
+            done(futs[fut], fut.result(), k)
+    return [r for r in out if r is not None]
 
 
 def _final_cfg(cfg: TrainConfig, method: str, epochs: int) -> TrainConfig:
@@ -212,5 +297,5 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 register_protocol(Protocol(
     name="seed000", title="tiny BN CNN, Optuna + 5-fold CV, SGD with vs without SWA",
     keys=frozenset({"protocol", "seeds", "trials", "folds", "swa_start_frac", "search",
-                    "quick"}),
+                    "workers", "quick"}),
     run=run_seed000, figures=_figures, report=_report))

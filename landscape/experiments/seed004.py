@@ -33,7 +33,8 @@ from landscape.train import train
 
 
 def evaluate_checkpoints(path: str | Path, run: str = "sgd",
-                         epochs: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+                         epochs: tuple[int, int] | None = None, *,
+                         progress: bool = False) -> dict[str, np.ndarray]:
     """Evaluate recorded checkpoints of ``run`` and store them in the run file.
 
     Each recorded weight vector at a whole completed epoch (within ``epochs``,
@@ -53,7 +54,10 @@ def evaluate_checkpoints(path: str | Path, run: str = "sgd",
     ev = Evaluator(model, data.batches("train"), data.batches("test"), bn=BNMode.KEEP)
     cols: dict[str, list[float]] = {k: [] for k in ("train_acc", "test_acc", "train_loss",
                                                     "test_loss")}
-    for w, b in zip(W, B, strict=True):
+    from tqdm.auto import tqdm
+
+    for w, b in tqdm(list(zip(W, B, strict=True)), desc="checkpoints", leave=False,
+                     disable=not progress):
         m = ev.evaluate(torch.from_numpy(w), torch.from_numpy(b) if b.size else None)
         for s in ("train", "test"):
             cols[f"{s}_acc"].append(m[s].acc)
@@ -66,7 +70,8 @@ def evaluate_checkpoints(path: str | Path, run: str = "sgd",
 
 
 def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
-                runs_dir: Path | None = None, **_: Any) -> dict[str, Any]:
+                runs_dir: Path | None = None, progress: bool = False, **_: Any
+                ) -> dict[str, Any]:
     """Per seed: train (no SWA run), evaluate every checkpoint, compare with their average.
 
     Run files (large: every epoch's weights) go to ``runs_dir/seedS.h5``
@@ -83,9 +88,9 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     for seed in seeds:
         t0 = time.perf_counter()
         path = (runs_dir or out / "runs") / f"seed{seed}.h5"
-        train(exp.cfg.replace(seed=seed), path, force=True, progress=False,
+        train(exp.cfg.replace(seed=seed), path, force=True, progress=progress,
               log=lambda _m: None)
-        ck = evaluate_checkpoints(path, exp.cfg.average_run, rng)
+        ck = evaluate_checkpoints(path, exp.cfg.average_run, rng, progress=progress)
         with store.open_run(path) as f:
             sols = store.solution_attrs(f)
         last = sols[exp.cfg.average_run if exp.cfg.average_run == "sgd" else "swa_last"]
