@@ -709,10 +709,11 @@ class EmpiricalRisk:
         """
         t = self._point(theta).requires_grad_(True)
         cached: list[tuple[Tensor, Tensor]] | None = None
-        n_batches = None
+        mine = None  # this rank's batches: every world-th of them
         if isinstance(self.data, TensorBatches):
-            n_batches = math.ceil(self.data.num_samples / self.data.batch_size)
-        if n_batches is not None and n_batches <= self.graph_cache:
+            total = math.ceil(self.data.num_samples / self.data.batch_size)
+            mine = len(range(self.rank, total, self.world))
+        if mine is not None and mine <= self.graph_cache:
             cached = []
             with torch.enable_grad():
                 for i, xb, yb in self._mine():

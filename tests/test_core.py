@@ -256,3 +256,33 @@ def test_a_shuffling_loader_is_refused_by_curvature() -> None:
     loader = DataLoader(TensorDataset(*_xy(64)), batch_size=8, shuffle=True)
     with pytest.raises(UserError, match="shuffle=False"):
         ls.measure(_net(), loader, "hessian", top_k=2)
+
+
+def test_two_ranks_give_the_eigenvalues_of_one_rank(tiny_run: Path, tmp_path: Path) -> None:
+    """Under torchrun the HVP's batches are split over 2 gloo ranks and summed."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import h5py
+
+    from landscape.cli import main
+
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    shutil.copyfile(tiny_run, one)
+    shutil.copyfile(tiny_run, two)
+    flags = ["--measures", "hessian,trace", "--dtype", "float64", "--samples", "200",
+             "--eval-batch-size", "50", "--top-k", "3", "--eig-tol", "1e-10",
+             "--trace-samples", "5", "--no-smallest", "--quiet"]
+    assert main(["sharpness", str(one), *flags]) == 0
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "landscape",
+                        "sharpness", str(two), *flags], capture_output=True, text=True,
+                       timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    with h5py.File(one) as a, h5py.File(two) as b:
+        key = "measures/swa/hessian/eigenvalues"
+        np.testing.assert_allclose(b[key][()], a[key][()], rtol=1e-8)
+        assert b["measures/swa/trace"].attrs["trace"] == pytest.approx(
+            a["measures/swa/trace"].attrs["trace"], rel=1e-8)

@@ -32,8 +32,12 @@ Measures (--measures, comma-separated, or all):
 {rows}
 
 Each measure is written as soon as it finishes; a measure already stored with
-the same parameters is kept (use --recompute).  Flags override the
-[sharpness] section of the --config TOML file, which overrides the defaults."""
+the same parameters is kept (use --recompute).  Under torchrun the batches of
+the loss are split over the ranks (HVPs, gradients and values are summed with
+all_reduce; lower --eval-batch-size so there are batches to split):
+  torchrun --nproc-per-node 2 -m landscape sharpness RUN.h5 --eval-batch-size 250
+Flags override the [sharpness] section of the --config TOML file, which
+overrides the defaults."""
 
 
 def __getattr__(name: str) -> str:  # DESCRIPTION reads the registry when asked for
@@ -90,7 +94,14 @@ def run(args: argparse.Namespace) -> int:
     solutions = [s.strip() for s in args.solutions.split(",") if s.strip()]
     if not solutions:
         raise UserError("--solutions is empty; name a stored solution, e.g. --solutions swa")
-    for s in solutions:
-        measure_solution(args.file, s, measures, common, params, recompute=args.recompute,
-                         progress=not args.quiet, log=print)
+    from landscape import _dist
+
+    _, _, own_pg, device = _dist.setup(common.device)  # once for every solution
+    try:
+        for s in solutions:
+            measure_solution(args.file, s, measures, dataclasses.replace(common, device=device),
+                             params, recompute=args.recompute, progress=not args.quiet,
+                             log=print)
+    finally:
+        _dist.teardown(own_pg)
     return 0

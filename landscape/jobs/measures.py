@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from landscape import store
+from landscape import _dist, store
 from landscape._errors import UserError
 from landscape.data import TensorData
 from landscape.jobs._run import load_run_model
@@ -52,6 +52,10 @@ def measure_solution(
 ) -> dict[str, dict[str, Any]]:
     """Compute ``measures`` of a stored solution and write each to the run file.
 
+    Under ``torchrun`` every rank calls this with the same arguments: the batches of
+    the loss (and so every HVP, gradient and value) are split over the ranks and
+    summed with ``all_reduce``; rank 0 alone writes and logs.
+
     Args:
         path: Run file.
         solution: Name under ``/solutions``.
@@ -71,8 +75,21 @@ def measure_solution(
         UserError: For an unknown solution or measure, or bad parameters.
     """
     common = common or MeasureConfig(device="cpu")
-    if common.device is None:
-        common = dataclasses.replace(common, device="cpu")
+    rank, _, own_pg, device = _dist.setup(common.device or "cpu")
+    try:
+        return _measure(path, solution, measures,
+                        dataclasses.replace(common, device=device), params, model=model,
+                        data=data, recompute=recompute, progress=progress and rank == 0,
+                        log=log if rank == 0 else None, write=rank == 0)
+    finally:
+        _dist.teardown(own_pg)
+
+
+def _measure(path: str | os.PathLike, solution: str, measures: Sequence[str] | str,
+             common: MeasureConfig, params: Mapping[str, Any] | None, *,
+             model: nn.Module | None, data: TensorData | None, recompute: bool,
+             progress: bool, log: Callable[[str], None] | None, write: bool,
+             ) -> dict[str, dict[str, Any]]:
     names = parse_measures(measures)
     chosen = {m: params_of(m, params) for m in names}
     with store.open_run(path) as f:
@@ -105,8 +122,9 @@ def measure_solution(
             continue
         assert ctx is not None
         r = run_measure(ctx, m, chosen[m], solution=solution, progress=progress)
-        with store.edit_run(path) as f:
-            store.write_measure(f, r)
+        if write:
+            with store.edit_run(path) as f:
+                store.write_measure(f, r)
         out[m] = r.scalars
         if log:
             log(f"{solution} {m}: {r.line()}")
