@@ -202,5 +202,5 @@ def test_bad_settings(tmp_path: Path) -> None:
         controls.run_controls(e, [0], tmp_path, print, runs_dir=tmp_path)
     e = ex.load_experiment("controls", quick=True)
     e.settings["large_batch"] = 16
-    with pytest.raises(UserError, match="small_batch must be below large_batch"):
+    with pytest.raises(UserError, match="large_batch must exceed batch_size"):
         controls.run_controls(e, [0], tmp_path, print, runs_dir=tmp_path)

@@ -90,10 +90,7 @@ INVARIANT_TOL, APPROX_TOL = 1e-6, 0.05
 
 
 def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
-    return {"small_batch": int(s.get("small_batch", 32)),
-            "small_lr": float(s.get("small_lr", 0.05)),
-            "small_epochs": int(s.get("small_epochs", 30)),
-            "large_batch": int(s.get("large_batch", 2048)),
+    return {"large_batch": int(s.get("large_batch", 2048)),
             "large_lr": float(s.get("large_lr", 0.4)),
             "large_epochs": int(s.get("large_epochs", 200)),
             "measure_samples": int(s.get("measure_samples", 1000)),
@@ -131,9 +128,9 @@ def run_controls(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     if any(a <= 0 or a == 1.0 for a in st["alphas"]) or not st["alphas"]:
         raise UserError(f"[experiment] alphas must be positive and not 1, got "
                         f"{st['alphas']}")
-    if st["small_batch"] >= st["large_batch"]:
-        raise UserError("[experiment] small_batch must be below large_batch, got "
-                        f"{st['small_batch']} and {st['large_batch']}")
+    if exp.cfg.batch_size >= st["large_batch"]:
+        raise UserError(f"[experiment] large_batch must exceed batch_size (the small "
+                        f"batch), got {st['large_batch']} and {exp.cfg.batch_size}")
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [dict(cfg=exp.cfg.to_dict(), seed=s, runs=str(runs_dir), st=st) for s in seeds]
     workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
@@ -183,11 +180,11 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, runs: str, st: Mapping[str, An
 
     metrics: dict[str, dict[str, float]] = {}
     batch: dict[str, dict[str, float]] = {}
-    for arm in ARMS:
-        key = arm.split("_")[0]
-        arm_cfg = base.replace(batch_size=st[f"{key}_batch"], lr=st[f"{key}_lr"],
-                               epochs=st[f"{key}_epochs"], record_every=st[f"{key}_epochs"])
-        path = runs_dir / f"{key}-seed{seed}.h5"
+    small = base.replace(record_every=base.epochs)  # the initial and final weights
+    large = base.replace(batch_size=st["large_batch"], lr=st["large_lr"],
+                         epochs=st["large_epochs"], record_every=st["large_epochs"])
+    for arm, arm_cfg in zip(ARMS, (small, large), strict=True):
+        path = runs_dir / f"{arm.split('_')[0]}-seed{seed}.h5"
         t0 = time.perf_counter()
         metrics[arm] = _trained(arm_cfg, path)
         done(f"{arm.replace('_', ' ')} trained (batch {arm_cfg.batch_size}, lr "
@@ -197,9 +194,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, runs: str, st: Mapping[str, An
         batch[arm] = _batch_measures(path, st)
         done(f"{arm.replace('_', ' ')} measured", t0)
     t0 = time.perf_counter()
-    mlp_cfg = base.replace(model=st["dinh_model"], batch_size=st["small_batch"],
-                           lr=st["small_lr"], epochs=st["small_epochs"],
-                           record_every=st["small_epochs"])
+    mlp_cfg = small.replace(model=st["dinh_model"])
     mlp = runs_dir / f"mlp-seed{seed}.h5"
     metrics["relu_mlp"] = _trained(mlp_cfg, mlp)
     done(f"ReLU MLP trained: train acc {metrics['relu_mlp']['train_acc']:.4f}", t0)
@@ -599,7 +594,7 @@ def _ratio_cell(g: tuple[float, float, float]) -> str:
 
 
 def batch_verdicts(batch: Mapping[str, Mapping[str, Sequence[float]]]
-                   ) -> list[tuple[str, str, str, str]]:
+                   ) -> list[tuple[str, str, str, str, str]]:
     """Per headline: small, large, ratio cell and the verdict sentence.
 
     Returns:
@@ -637,8 +632,8 @@ def _dinh_labels(dinh: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]
     return [k for k in first if k != "loss"]
 
 
-#: Expected behaviour under Dinh's rescaling (reference §7): label prefix -> text.
 def _expected(label: str) -> str:
+    """Expected behaviour of a measure under Dinh's rescaling (reference §7)."""
     if label.startswith("ASAM") and "η = 0" in label:
         return "invariant"
     if label.startswith("PAC-Bayes σ′") and "ε = 0" in label:
@@ -745,13 +740,12 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
         f"Per seed, `{exp.cfg.model}` on the same data and from the same initialization, "
         f"plain SGD (momentum {exp.cfg.momentum:g}, weight decay {exp.cfg.wd:g}, "
         f"`{exp.cfg.sgd_schedule}` schedule, no SWA run): **small batch** "
-        f"{st['small_batch']}, lr {st['small_lr']:g}, {st['small_epochs']} epochs; "
-        f"**large batch** {st['large_batch']}, lr {st['large_lr']:g} "
-        f"({st['large_lr'] / st['small_lr']:.3g}× the small-batch lr for "
-        f"{st['large_batch'] / st['small_batch']:.3g}× the batch), "
-        f"{st['large_epochs']} epochs (the config's top-level `epochs`, `batch_size`, "
-        "`lr` and `record_every` are replaced per arm; the run files record the initial "
-        "and the final weights). "
+        f"{exp.cfg.batch_size}, lr {exp.cfg.lr:g}, {exp.cfg.epochs} epochs (the train "
+        f"config above); **large batch** {st['large_batch']}, lr {st['large_lr']:g} "
+        f"({st['large_lr'] / exp.cfg.lr:.3g}× the small-batch lr for "
+        f"{st['large_batch'] / exp.cfg.batch_size:.3g}× the batch), "
+        f"{st['large_epochs']} epochs. The run files record the initial and the final "
+        "weights. "
         + ("Both reached 100 % train accuracy on every seed." if reached else
            "**Not every run reached 100 % train accuracy**: minimum over seeds "
            + ", ".join(f"{LABELS[a]} {100 * acc[a].min():.2f} %" for a in ARMS) + "."),
@@ -876,22 +870,32 @@ def _geometry_verdicts(geo: Sequence[Sequence[Mapping[str, Any]]]) -> list[str]:
         out.append(line)
     if not out:
         out.append("- Every measure matches its closed form on every seed.")
+    z = {row["label"]: max(abs(g[i]["z"]) for g in geo) for i, row in enumerate(geo[0])
+         if not math.isnan(row["z"])}
+    out.append("- The Monte Carlo estimators agree within their own standard errors; "
+               "largest |error| / standard error over the seeds: "
+               + ", ".join(f"{k} {v:.2f}" for k, v in z.items()) + ". Their relative "
+               "errors (see the table) are those of the default sample counts.")
     return out
 
 
 def _dinh_verdicts(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     out = []
+    explained = False
     for row in rows:
         ok = _agrees(row["expected"], row["observed"])
         label = row["label"]
         if label.startswith("ASAM") and "every entry" not in label and not ok:
             out.append(
                 f"- **{label}**: expected {row['expected']} (Kwon et al. 2021), but it "
-                f"changes (max relative change {row['max_change']:.2g}). The registry's "
-                "T = |w| + η covers the parameters named `weight` only (T = 1 on biases, "
-                "as in ASAM's code), while the rescaling also multiplies the first "
-                "layer's bias by α; the normalization misses those entries. With "
-                "T = |θ| on every entry and η = 0 the value is invariant (its row).")
+                f"changes (max relative change {row['max_change']:.2g}). "
+                + ("The same cause." if explained else
+                   "The registry's T = |w| + η covers the parameters named `weight` only "
+                   "(T = 1 on biases, as in ASAM's code), while the rescaling also "
+                   "multiplies the first layer's bias by α; the normalization misses "
+                   "those entries. With T = |θ| on every entry and η = 0 the value is "
+                   "invariant (its row)."))
+            explained = True
         elif not ok:
             out.append(f"- **{label}**: expected {row['expected']}, observed "
                        f"{row['observed']} (max relative change {row['max_change']:.2g}).")
@@ -913,9 +917,8 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 register_protocol(Protocol(
     name="controls",
     title="positive and negative controls of the flatness measures",
-    keys=frozenset({"protocol", "seeds", "quick", "small_batch", "small_lr", "small_epochs",
-                    "large_batch", "large_lr", "large_epochs", "measure_samples",
-                    "trace_samples", "directions", "dinh_model", "alphas",
+    keys=frozenset({"protocol", "seeds", "quick", "large_batch", "large_lr", "large_epochs",
+                    "measure_samples", "trace_samples", "directions", "dinh_model", "alphas",
                     "geometry_samples", "pacbayes_target_loss", "workers"}),
     run=run_controls, figures=_figures, report=_report))
 
