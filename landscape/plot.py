@@ -630,3 +630,105 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
         elif m not in have_meas:
             raise UserError(f"no measure {m!r} in {path}; choose one of {have_meas}")
     return written
+
+
+# =========================================================================== controls
+def plot_paired_ratios(ratios: Mapping[str, np.ndarray], *,
+                       flatter: Mapping[str, str] | None = None, ax: Axes | None = None,
+                       title: str = "paired ratios over seeds",
+                       xlabel: str = "ratio (log scale)") -> tuple[Figure, Axes]:
+    """Forest plot of per-seed ratios per quantity: one dot per seed, the geometric
+    mean with the 95 % Student-t interval of the log ratios, a line at 1.
+
+    Args:
+        ratios: ``{label: (n_seeds,) ratios}`` (non-positive or non-finite values
+            are left out).
+        flatter: ``{label: "lower" | "higher"}``: which way is flatter; the label
+            gets an arrow pointing to the side that means "sharper" for the
+            numerator (``→`` for "lower", ``←`` for "higher").
+        ax: Axes to draw on.
+        title: Axes title.
+        xlabel: X label.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If no ratios are given.
+    """
+    if not ratios:
+        raise UserError("no ratios to plot")
+    labels = list(ratios)
+    with style(**{"figure.figsize": (7.0, 0.45 * len(labels) + 1.5)}):
+        fig, ax = _axes(ax)
+        for i, label in enumerate(labels):
+            y = len(labels) - 1 - i
+            r = np.asarray(ratios[label], dtype=np.float64)
+            r = r[np.isfinite(r) & (r > 0)]
+            if not r.size:
+                continue
+            ax.plot(r, np.full(r.shape, y), "o", ms=4, alpha=0.5, color=_CYCLE[0])
+            m, h = mean_ci(np.log(r))
+            lo, hi = (m, m) if np.isnan(h) else (m - h, m + h)
+            ax.errorbar(np.exp(m), y, xerr=[[np.exp(m) - np.exp(lo)],
+                                            [np.exp(hi) - np.exp(m)]],
+                        fmt="D", color=OKABE_ITO["black"], capsize=4, ms=6)
+        ax.axvline(1.0, color=OKABE_ITO["vermillion"], lw=1)
+        ax.set_xscale("log")
+        arrows = {"lower": " (→ sharper)", "higher": " (← sharper)"}
+        ax.set_yticks(range(len(labels)),
+                      [lb + arrows.get((flatter or {}).get(lb, ""), "")
+                       for lb in reversed(labels)])
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.0)
+    return fig, ax
+
+
+def plot_log_ratio_bars(changes: Mapping[str, Mapping[str, np.ndarray]], *,
+                        ax: Axes | None = None, title: str = "change of each quantity",
+                        floor: float = 1e-16) -> tuple[Figure, Axes]:
+    """Grouped bars of |log10 ratio| per quantity and condition, mean over seeds with
+    its 95 % Student-t interval, on a log axis (unchanged values sit at ``floor``).
+
+    Args:
+        changes: ``{label: {condition: (n_seeds,) ratios}}`` (e.g. value at α over
+            value at α = 1).
+        ax: Axes to draw on.
+        title: Axes title.
+        floor: Smallest |log10 ratio| drawn (float64 rounding level).
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If no values are given.
+    """
+    if not changes:
+        raise UserError("no ratios to plot")
+    labels = list(changes)
+    conds = list(dict.fromkeys(c for v in changes.values() for c in v))
+    width = 0.8 / max(len(conds), 1)
+    with style(**{"figure.figsize": (max(7.0, 0.7 * len(labels) + 2), 4.8)}):
+        fig, ax = _axes(ax)
+        for j, c in enumerate(conds):
+            xs, ms, errs = [], [], []
+            for i, label in enumerate(labels):
+                r = np.asarray(changes[label].get(c, []), dtype=np.float64)
+                r = r[np.isfinite(r) & (r > 0)]
+                if not r.size:
+                    continue
+                v = np.maximum(np.abs(np.log10(r)), floor)
+                m, h = mean_ci(v)
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ms.append(m)
+                errs.append(0.0 if np.isnan(h) else min(h, m - floor))
+            ax.bar(xs, ms, width * 0.9, yerr=errs, capsize=3, label=c,
+                   color=_CYCLE[j % len(_CYCLE)], alpha=0.85)
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 2, None)
+        ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("|log10 ratio| (mean over seeds)")
+        ax.set_title(title)
+        ax.legend()
+    return fig, ax

@@ -5,13 +5,15 @@ TOML file through its protocol:
 
 * ``seed000`` — Optuna + k-fold CV, SGD with vs without SWA (:mod:`.seed000`);
 * ``seed004`` — checkpoints vs their average (:mod:`.seed004`);
-* ``paper`` — the SWA paper's analyses over seeds (:mod:`.paper`).
+* ``paper`` — the SWA paper's analyses over seeds (:mod:`.paper`);
+* ``controls`` — positive and negative controls of every flatness measure
+  (:mod:`.controls`).
 
 Every protocol module registers itself; :func:`reproduce` writes
 ``OUT/NAME/results.h5``, the figures and ``OUT/NAME/REPORT.md``.
 """
 
-from landscape.experiments import paper, seed000, seed004
+from landscape.experiments import controls, paper, seed000, seed004
 from landscape.experiments._common import (
     CONFIGS_DIR,
     PROTOCOLS,
@@ -35,7 +37,7 @@ from landscape.experiments.seed000 import tune
 from landscape.experiments.seed004 import evaluate_checkpoints
 
 __all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "available",
-           "compare_results", "comparison", "early_stop", "evaluate_checkpoints", "fit",
-           "fold", "load_experiment",
+           "compare_results", "comparison", "controls", "early_stop", "evaluate_checkpoints",
+           "fit", "fold", "load_experiment",
            "paper", "register_protocol", "reproduce", "seed000", "seed004", "tune",
            "verdict", "write_report", "write_results"]
