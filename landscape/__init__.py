@@ -82,9 +82,9 @@ from landscape.surface import (
 )
 
 _PLOTS = ("plot_all", "plot_checkpoints", "plot_eigenvalue_density", "plot_history",
-          "plot_rays", "plot_surface", "plot_surface_1d", "plot_surface_2d",
-          "plot_surface_3d", "plot_swa_vs_sgd", "plot_top_eigenvalues",
-          "plot_width_distribution", "save_figure")
+          "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_surface",
+          "plot_surface_1d", "plot_surface_2d", "plot_surface_3d", "plot_swa_vs_sgd",
+          "plot_top_eigenvalues", "plot_width_distribution", "save_figure")
 
 
 def __getattr__(name: str) -> Any:
@@ -123,9 +123,9 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "average_checkpoints", "TrainConfig",
     # results: save, load, plot
     "save", "load", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
-    "plot_history", "plot_rays", "plot_surface", "plot_surface_1d", "plot_surface_2d",
-    "plot_surface_3d", "plot_swa_vs_sgd", "plot_top_eigenvalues",
-    "plot_width_distribution", "save_figure",
+    "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays",
+    "plot_surface", "plot_surface_1d", "plot_surface_2d", "plot_surface_3d",
+    "plot_swa_vs_sgd", "plot_top_eigenvalues", "plot_width_distribution", "save_figure",
     # errors
     "UserError",
 ]

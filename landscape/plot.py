@@ -96,6 +96,8 @@ __all__ = [
     "plot_checkpoints",
     "plot_eigenvalue_density",
     "plot_history",
+    "plot_log_ratio_bars",
+    "plot_paired_ratios",
     "plot_rays",
     "plot_surface",
     "plot_surface_1d",

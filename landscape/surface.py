@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -168,6 +169,22 @@ class SurfaceGrid:
     def n_points(self) -> int:
         """Number of grid points."""
         return int(np.prod(self.shape))
+
+    def to(self, device: torch.device | str) -> SurfaceGrid:
+        """The same grid with its centre and directions on ``device``.
+
+        Points are then built on the device, so a GPU evaluation copies no weights
+        from the host per point.
+
+        Returns:
+            The grid (``self`` if already there).
+        """
+        device = torch.device(device)
+        if self.center.device == device:
+            return self
+        mv = {k: getattr(self, k) for k in ("center", "center_buffers", "d0", "d1", "b0")}
+        return dataclasses.replace(self, **{k: None if v is None else v.to(device)
+                                            for k, v in mv.items()})
 
     def coords(self, k: int) -> tuple[float, float]:
         """``(x, y)`` of the flat (C-order) point index ``k`` (``y = 0`` in 1D)."""
@@ -426,6 +443,7 @@ def evaluate_points(
     from tqdm.auto import tqdm
 
     indices = np.asarray(indices, dtype=np.int64)
+    grid = grid.to(ev.device)
     bar = tqdm(total=len(indices), desc=desc, disable=not progress or rank != 0,
                dynamic_ncols=True, leave=False, file=sys.stderr)
     pos, per_rank, done = 0, 1, 0

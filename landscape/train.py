@@ -245,7 +245,8 @@ def train_run(
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
-        total, lr = 0.0, cfg.lr
+        # the loss stays on the device: one host sync per epoch (not per step) on a GPU
+        total, lr = torch.zeros((), dtype=torch.float64, device=device), cfg.lr
         for b in range(steps):
             lr = learning_rate(cfg, run, epoch, b, steps)
             for g in opt.param_groups:
@@ -256,22 +257,23 @@ def train_run(
             loss.backward()
             opt.step()
             st.step += 1
-            loss_v = loss.item()
-            if not math.isfinite(loss_v):
-                raise UserError(
-                    f"the {run} run diverged at epoch {epoch + 1} (loss {loss_v}); "
-                    f"lower --lr (now {cfg.lr}); epochs before it stay in "
-                    f"{folder}")
-            total += loss_v * len(idx)
+            last = loss.detach()
+            total += last.double() * len(idx)
             if cfg.record_steps and st.step % cfg.record_steps == 0:
-                record(loss_v, lr)
+                record(last.item(), lr)
+        loss_v, mean_loss = last.item(), total.item() / n
+        if not math.isfinite(mean_loss):
+            raise UserError(
+                f"the {run} run diverged in epoch {epoch + 1} (mean minibatch loss "
+                f"{mean_loss}); lower --lr (now {cfg.lr}); epochs before it stay in "
+                f"{folder}")
         done = epoch + 1
         if swa_model is not None and averages_after(cfg, done):
             swa_model.update_parameters(model)
         if cfg.record_every and done % cfg.record_every == 0 and not (
                 cfg.record_steps and st.step % cfg.record_steps == 0):
             record(loss_v, lr)
-        row: dict[str, float] = {"epoch": done, "lr": lr, "minibatch_loss": total / n,
+        row: dict[str, float] = {"epoch": done, "lr": lr, "minibatch_loss": mean_loss,
                                  "seconds": time.perf_counter() - t0}
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == budget:
             m = evaluator.evaluate(layout.read(model), buf_layout.read(model, buffers=True))

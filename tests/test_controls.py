@@ -22,7 +22,8 @@ from landscape.experiments import controls
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``landscape reproduce controls --quick`` into a temporary folder (2 seeds)."""
     d = tmp_path_factory.mktemp("controls")
-    ex.reproduce("controls", quick=True, out=d / "out", runs=d / "runs", log=lambda _: None)
+    ex.reproduce("controls", quick=True, out_dir=d / "out" / "controls", runs_dir=d / "runs",
+                 log=lambda _: None)
     return d
 
 
@@ -145,7 +146,8 @@ def test_report_and_figures(quick: Path) -> None:
     out = quick / "out" / "controls"
     report = (out / "REPORT.md").read_text()
     assert report.startswith("# controls")
-    assert f"landscape reproduce controls --seeds 2 --out {quick / 'out'}" in report
+    out_dir = quick / "out" / "controls"
+    assert f"landscape reproduce controls --seeds 2 --out-dir {out_dir}" in report
     for heading in ("## 1. Positive control: small vs large batches",
                     "## 2. Positive control: known geometry",
                     "## 3. Negative control: reparametrization",
@@ -171,7 +173,8 @@ def test_rerun_recomputes_nothing(quick: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(controls, "adaptive_sharpness", boom)
     monkeypatch.setattr(controls, "pacbayes_sigma", boom)
     monkeypatch.setattr("landscape.evaluate.EmpiricalRisk", boom)
-    ex.reproduce("controls", quick=True, out=quick / "out", runs=quick / "runs",
+    ex.reproduce("controls", quick=True, out_dir=quick / "out" / "controls",
+                 runs_dir=quick / "runs",
                  log=lambda _: None)
     assert _extra(quick) == before
 

@@ -115,7 +115,7 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert any(line.startswith("[seed 0]") for line in lines)
 
 
-def test_seed004_end_to_end(tmp_path: Path) -> None:
+def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     logs: list[str] = []
     report = ex.reproduce("seed004", seeds=1, out_dir=tmp_path / "seed004",
                          runs_dir=tmp_path / "runs",
@@ -133,6 +133,11 @@ def test_seed004_end_to_end(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 1000
     assert "averaged model" in report.read_text()
     assert len(logs) == 3  # start, one seed, done
+    capsys.readouterr()
+    assert main(["info", str(out / "results.h5")]) == 0  # info opens results files
+    text = capsys.readouterr().out
+    assert "(landscape-results)" in text
+    assert "avg: test_acc=[" in text
 
 
 def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:

@@ -866,3 +866,32 @@ def test_width_with_recomputed_bn_brackets_the_rise(run_copy: Path) -> None:
     for w, d in zip(widths, dirs, strict=True):
         assert loss((sol.weights.double() + w * (1 + 2e-3) * d).float()) - base >= 0.1
         assert loss((sol.weights.double() + w * (1 - 2e-3) * d).float()) - base < 0.1
+
+
+def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net() -> None:
+    """Rescaling layer 1's weight and bias by α and layer 2's weight by 1/α keeps the
+    function; ASAM with T on every entry (η = 0) is unchanged, T on weights only is not."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    g = torch.Generator().manual_seed(3)
+    data = (torch.randn(40, 4, generator=g, dtype=F64), torch.randint(0, 3, (40,), generator=g))
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        twin[0].weight.mul_(10.0)
+        twin[0].bias.mul_(10.0)
+        twin[2].weight.div_(10.0)
+    vals = {s: [ls_measure(m, data, "asam", dtype="float64", eta=0.0, asam_rho=0.1,
+                           asam_scaled=s).value for m in (net, twin)]
+            for s in ("all", "weights")}
+    assert vals["all"][1] == pytest.approx(vals["all"][0], rel=1e-6)
+    assert abs(vals["weights"][1] / vals["weights"][0] - 1) > 0.01  # 4.6 % here
+
+
+def test_pacbayes_on_a_model_without_initial_weights() -> None:
+    net, data = relu_net()
+    r = ls_measure(net, (data.x_train, data.y_train), "pacbayes", dtype="float64",
+                   pacbayes_metric="loss", pacbayes_target=0.05, pacbayes_eps=0.0,
+                   pacbayes_samples=3)
+    assert math.isfinite(r.pac_bayes_orig)
+    assert math.isfinite(r.pac_bayes_mag_orig)
+    assert math.isnan(r.pac_bayes_init)  # unknown without the weights at initialization

@@ -304,6 +304,8 @@ def fmt_params(p: Mapping[str, Any]) -> str:
 
 #: Table labels of the methods of every protocol.
 LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
+          "small_batch": "small batch", "large_batch": "large batch",
+          "relu_mlp": "ReLU MLP (reparametrization control)",
           "swa_last": "last SGD iterate of the SWA run", "swa_1.25x": "SWA, 1.25 budgets",
           "swa_1.5x": "SWA, 1.5 budgets",
           "checkpoints_mean": "checkpoints' mean", "avg": "averaged model",
@@ -364,10 +366,13 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
                   f"model `{cfg.model}`), not the seed's dataset "
                   f"({'Kaggle Digit Recognizer' if exp.protocol == 'seed000' else 'SVHN'}); "
                   "pass `--data` and `--data-root` for that.", ""]
-    elif embedded:
+    elif embedded and exp.protocol == "paper":
         lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
                   f"model `{cfg.model}`); the SWA paper used CIFAR and ImageNet, so "
                   "magnitudes differ from its figures.", ""]
+    elif embedded:
+        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+                  f"model `{cfg.model}`).", ""]
     else:
         lines += [f"Data: `{cfg.data}` from `{cfg.data_root}`.", ""]
     all_keys = list(dict.fromkeys(k for cols in m.values() for k in cols))
@@ -382,7 +387,7 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     lines += ["## Verdict", ""]
     lines += protocol.report(exp, result, figures, out)
     lines += ["", f"Per-seed values: `results.h5` (`landscape plot {out / 'results.h5'} "
-              f"--out {out}`)."]
+              f"--out-dir {out}`)."]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
     return path

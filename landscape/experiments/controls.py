@@ -78,8 +78,6 @@ from landscape.stats import mean_ci
 
 #: The arms of the batch-size control, as methods of the results file.
 ARMS = ("small_batch", "large_batch")
-LABELS.update({"small_batch": "small batch", "large_batch": "large batch",
-               "relu_mlp": "ReLU MLP (reparametrization control)"})
 #: Relative tolerance of the deterministic solvers against their closed forms.
 SOLVER_TOL = 1e-3
 #: Standard errors a Monte Carlo estimate may lie from its closed form.

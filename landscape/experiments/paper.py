@@ -459,7 +459,7 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
               "cross-entropy.", "",
               "## Figures", ""]
     lines += figure_lines(figures, out, dict(FIGURES))
-    lines += [f"Redraw: `landscape plot {out / 'seed0.h5'} --all --out DIR` (first "
+    lines += [f"Redraw: `landscape plot {out / 'seed0.h5'} --all --out-dir DIR` (first "
               "seed's surfaces and measures; the full run files stay in the runs "
               "folder).", ""]
     return lines

@@ -494,16 +494,18 @@ def pacbayes_measure(ctx: MeasureContext, p: PacBayesParams) -> Result:
     mask = layout.mask(ParamKind.WEIGHT).to(theta.device)
     w = theta.double()[mask]
     m = int(ctx.n_train or ctx.samples)
-    forms = pacbayes_measures(w, w if init is None else init.to(w)[mask],
-                              attrs["sigma"], attrs["sigma_mag"], m, eps=p.pacbayes_eps,
-                              delta=p.pacbayes_delta)
     nan = math.nan
+    kw = {"eps": p.pacbayes_eps, "delta": p.pacbayes_delta}
     attrs |= {"m": m, "omega": int(w.numel()),
               "delta": nan if p.pacbayes_delta is None else p.pacbayes_delta,
-              "pac_bayes_orig": forms["pac-bayes-orig"],
-              "pac_bayes_mag_orig": forms["pac-bayes-mag-orig"],
-              "pac_bayes_init": nan if init is None else forms["pac-bayes-init"],
-              "pac_bayes_mag_init": nan if init is None else forms["pac-bayes-mag-init"]}
+              "pac_bayes_orig": pacbayes_bound(w, attrs["sigma"], m),
+              "pac_bayes_mag_orig": pacbayes_mag_bound(w, attrs["sigma_mag"], m, **kw),
+              "pac_bayes_init": nan, "pac_bayes_mag_init": nan}
+    if init is not None:  # the init forms need the weights at initialization
+        w0 = init.to(w)[mask]
+        attrs |= {"pac_bayes_init": pacbayes_bound(w, attrs["sigma"], m, w0),
+                  "pac_bayes_mag_init": pacbayes_mag_bound(w, attrs["sigma_mag"], m, w0,
+                                                           **kw)}
     return attrs, arrays
 
 

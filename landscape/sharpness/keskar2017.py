@@ -137,7 +137,9 @@ class EpsParams:
 
     eps: float = param(1e-3, "Keskar box size: |dw_i| <= eps (|w_i| + 1)")
     eps_maxiter: int = param(10, "L-BFGS-B iterations per restart")
-    eps_restarts: int = param(1, "random starts inside the box")
+    eps_restarts: int = param(1, "random starts inside the box (L-BFGS-B finds a local "
+                              "maximum: the value is a lower bound of the box maximum, "
+                              "more restarts raise it)")
     eps_dim: int | None = param(None, "random subspace dimension (None: the full space)")
 
     def validate(self) -> None:

@@ -105,6 +105,10 @@ class AsamParams:
     asam_rho: float = param(0.5, "ASAM radius in normalized coordinates")
     eta: float = param(0.01, "ASAM offset: T_w = |w| + eta")
     ascent_steps: int = param(20, "projected ascent steps after the one-step point")
+    asam_scaled: str = param("weights", "entries T = |w| + eta scales: weights (ASAM's "
+                             "code: names containing 'weight', T = 1 elsewhere; not "
+                             "invariant when a rescaling moves biases) or all",
+                             choices=("weights", "all"))
 
     def validate(self) -> None:
         """Raise a one-line error for a bad radius, offset or step count."""
@@ -131,10 +135,13 @@ def asam_measure(ctx: MeasureContext, p: AsamParams) -> Result:
     Returns:
         The ball scalars with ``eta`` and what was scaled.
     """
-    r = adaptive_sharpness(ctx.objective(), ctx.theta, p.asam_rho, eta=p.eta,
-                           mask=weight_mask(ctx), steps=p.ascent_steps, seed=ctx.seed)
-    return (ball_scalars(r, p.asam_rho, p.ascent_steps)
-            | {"eta": p.eta, "scaled": "parameters whose name contains 'weight'"}, {})
+    mask = weight_mask(ctx) if p.asam_scaled == "weights" else None
+    r = adaptive_sharpness(ctx.objective(), ctx.theta, p.asam_rho, eta=p.eta, mask=mask,
+                           steps=p.ascent_steps, seed=ctx.seed)
+    scaled = ("parameters whose name contains 'weight'" if mask is not None
+              else "every parameter")
+    return (ball_scalars(r, p.asam_rho, p.ascent_steps) | {"eta": p.eta, "scaled": scaled},
+            {})
 
 
 register(MeasureSpec(

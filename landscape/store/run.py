@@ -142,7 +142,7 @@ def initial_weights(f: h5py.File) -> torch.Tensor | None:
     """
     for run in ("sgd", "swa"):
         g = f.get(f"trajectories/{run}")
-        if g is not None and len(g["epoch"]) and g["epoch"][0] == 0:
+        if g is not None and "epoch" in g and len(g["epoch"]) and g["epoch"][0] == 0:
             return torch.from_numpy(g["weights"][0])
     return None
 
@@ -280,7 +280,7 @@ def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
         UserError: If the run has no trajectory.
     """
     key = f"trajectories/{run}"
-    if key not in f or len(f[key]["epoch"]) == 0:
+    if key not in f or "epoch" not in f[key] or len(f[key]["epoch"]) == 0:
         have = list(f.get("trajectories", {}))
         raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; "
                         f"recorded: {have or 'none (train with --record-every 1)'}")
@@ -302,7 +302,7 @@ def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
         raise UserError(f"no trajectory of the {run} run in {f.filename}; train with "
                         "--record-every 1")
     g = f[f"trajectories/{run}"]
-    ep = g["epoch"][()]
+    ep = g["epoch"][()] if "epoch" in g else np.zeros(0)
     keep = np.isclose(ep, np.round(ep)) & (ep >= 1)
     if epochs is not None:
         keep &= (ep >= epochs[0]) & (ep <= epochs[1])
