@@ -596,7 +596,6 @@ class EmpiricalRisk:
         self.rank, self.world = _dist_info(distributed)
         self._n: int | None = None
         self._fingerprint: tuple[int, float] | None = None
-        self._graphs: tuple[Tensor, list[tuple[Tensor, Tensor]]] | None = None
 
     @property
     def num_params(self) -> int:
