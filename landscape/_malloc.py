@@ -5,8 +5,9 @@ raised dynamically up to 32 MiB) with a fresh ``mmap`` and returns it with
 ``munmap`` when freed, and it trims the top of the heap once more than 128 KiB
 is free there.  A CNN's activations are exactly such buffers, allocated and
 freed at every batch: the kernel zeroes and page-faults them back in each time.
-On the seed-004 SmallCNN (32x32x3 inputs, 2 threads) that was ~40 % of the CPU
-time of an evaluation and of a training epoch (``benchmarks/bench_alloc.py``).
+On the seed-004 SmallCNN (32x32x3 inputs, 2 threads) that was ~45 % of the CPU
+time of an evaluation and ~25 % of a training epoch (``benchmarks/bench_alloc.py``:
+evaluation of 10k images 20.8 s -> 11.0 s wall, sys 7.6 s -> 0.1 s).
 
 :func:`configure` sets, through ``mallopt``, an mmap threshold and a trim
 threshold of ``SIZE_MAX`` (never), so freed buffers stay in the heap and are
@@ -15,7 +16,8 @@ variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do, but it
 works after the interpreter has started.  Results are unchanged (only where
 memory comes from changes); the cost is that the process keeps its peak heap
 for its lifetime instead of returning it between batches, and the peak itself
-can be somewhat higher (heap fragmentation; +15 % on the SmallCNN evaluation).
+is higher (heap fragmentation: +20-30 % on the SmallCNN; it levels off, it
+does not grow with the number of evaluations).
 
 ``import landscape`` calls :func:`configure` once.  It does nothing:
 
