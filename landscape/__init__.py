@@ -27,6 +27,10 @@ Example:
 
 from typing import Any
 
+from landscape import _malloc
+
+_malloc.configure()  # before torch allocates: large buffers are reused, not unmapped
+
 __version__ = "0.1.0"
 
 from landscape._errors import UserError
