@@ -96,7 +96,7 @@ def worker_eval() -> dict:
     data = _svhn_like(10_000, 8_000)
     torch.manual_seed(0)
     net = build_model("seed004-cnn", (3, 32, 32), 10)
-    ev = Evaluator(net, data)
+    ev = Evaluator(net, *data.splits())
     w = ev.layout.read(net)
     with _Clock() as first:
         m = ev.evaluate(w)
@@ -167,7 +167,7 @@ def worker_floor() -> dict:
         check.append(floor().double().sum().item())
         if name == "seed000-cnn":
             d = TensorData("random", x[:1000], y[:1000], x[1000:], y[1000:], 10)
-            ev = Evaluator(net, d, bn="keep")
+            ev = Evaluator(net, *d.splits(), bn="keep")
             f = ev.loss_function(buffers=ev.read_buffers())
             theta = ev.layout.read(net)
             out[f"hessian_fb_{name}"] = timed(lambda f=f, t=theta: value_and_grad(f, t))

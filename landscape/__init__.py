@@ -28,11 +28,6 @@ Example:
 from typing import Any
 
 from landscape import _malloc
-
-_malloc.configure()  # before torch allocates: large buffers are reused, not unmapped
-
-__version__ = "0.1.0"
-
 from landscape._errors import UserError
 from landscape.averaging import average_checkpoints
 from landscape.config import TrainConfig
@@ -84,6 +79,10 @@ from landscape.surface import (
     random_grid,
     random_surface,
 )
+
+__version__ = "0.1.0"
+
+_malloc.configure()  # before any large buffer: freed activations are reused, not unmapped
 
 _PLOTS = ("plot_all", "plot_checkpoints", "plot_eigenvalue_density", "plot_history",
           "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_surface",

@@ -16,7 +16,6 @@ from landscape import _malloc
 _CHILD = """
 import hashlib, json, torch
 import landscape._malloc as m
-from landscape.data import TensorData
 from landscape.evaluate import Evaluator
 from landscape.models import build_model
 torch.set_num_threads(1)
@@ -29,7 +28,7 @@ for i in range(0, 256, 128):
     opt.zero_grad()
     torch.nn.functional.cross_entropy(net(x[i:i + 128]), y[i:i + 128]).backward()
     opt.step()
-ev = Evaluator(net, TensorData("r", x[:256], y[:256], x[256:], y[256:], 10), batch_size=128)
+ev = Evaluator(net, (x[:256], y[:256]), (x[256:], y[256:]), batch_size=128)
 w = ev.layout.read(net)
 met = ev.evaluate(w)
 print(json.dumps({"state": m.STATE, "weights": hashlib.sha256(w.numpy().tobytes()).hexdigest(),
