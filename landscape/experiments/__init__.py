@@ -11,7 +11,7 @@ Every protocol module registers itself; :func:`reproduce` writes
 ``OUT/NAME/results.h5``, the figures and ``OUT/NAME/REPORT.md``.
 """
 
-from landscape.experiments import paper, seed000, seed004
+from landscape.experiments import paper, regimes, seed000, seed004
 from landscape.experiments._common import (
     CONFIGS_DIR,
     PROTOCOLS,
@@ -35,5 +35,5 @@ from landscape.experiments.seed004 import evaluate_checkpoints
 
 __all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "available",
            "comparison", "early_stop", "evaluate_checkpoints", "fit", "fold", "load_experiment",
-           "paper", "register_protocol", "reproduce", "seed000", "seed004", "tune",
+           "paper", "regimes", "register_protocol", "reproduce", "seed000", "seed004", "tune",
            "verdict", "write_report", "write_results"]
