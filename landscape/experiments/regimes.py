@@ -294,9 +294,15 @@ def _step_seconds(cfg: TrainConfig, in_shape: tuple[int, ...], n_classes: int) -
     return float(np.median(times))
 
 
-def _cost(cfg: TrainConfig, n_train: int, step: float) -> float:
+def _cost(cfg: TrainConfig, n_train: int, n_test: int, step: float,
+          st: Mapping[str, Any]) -> float:
+    """Estimated seconds of a unit: training steps, plus the forward passes of the
+    solutions' metrics and of the widths (about 13 per direction; a forward pass
+    costs about a third of a step)."""
     steps = math.ceil(n_train / cfg.batch_size)
-    return (cfg.epochs + cfg.swa_budget) * steps * step
+    evals = 3 * (n_train + n_test) + 2 * st["directions"] * 13 * min(
+        st["width_samples"], n_train) * (2 if st["width_bn"] == "recompute" else 1)
+    return ((cfg.epochs + cfg.swa_budget) * steps + evals / (3 * cfg.batch_size)) * step
 
 
 def _duration(s: float) -> str:
@@ -367,7 +373,7 @@ def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequen
         if model_id not in steps:
             steps[model_id] = _step_seconds(cfg, d0.in_shape, d0.n_classes)
         n_train = cfg.train_samples or len(d0.y_train)
-        cost = _cost(cfg, n_train, steps[model_id])
+        cost = _cost(cfg, n_train, len(d0.y_test), steps[model_id], st)
         folder = runs_dir / cell_folder(c["config"])
         for s in seeds:
             tasks.append({"cfg": cfg.replace(seed=s).to_dict(), "seed": s, "cell": key,
