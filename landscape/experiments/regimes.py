@@ -594,7 +594,7 @@ def _names(keys: Sequence[str], summary: Mapping[str, Any], cells: Mapping[str, 
         s = summary[k]
         v = _pts(s["diff"], s["diff_ci"]) if what == "diff" else _ratio(s["ratio"],
                                                                          s["ratio_ci"])
-        parts.append(f"{'; '.join(cells[k]['labels'])} ({v})")
+        parts.append(f"{' = '.join(cells[k]['labels'])} ({v})")
     return "; ".join(parts)
 
 
@@ -734,11 +734,11 @@ def regime_lines(result: Mapping[str, Any], out: Path) -> list[str]:
         s = ex["summary"][b]
         return ["No cell has a significant SWA gain, so no regime is recorded "
                 f"(`extra.regime` is null). The largest mean difference is in "
-                f"{'; '.join(ex['design']['cells'][b]['labels'])} "
+                f"{' = '.join(ex['design']['cells'][b]['labels'])} "
                 f"({_pts(s['diff'], s['diff_ci'])})."]
     over = ", ".join(f"`{k} = {_toml_value(v)}`" for k, v in r["paper_overrides"].items())
     return [f"The regime where SWA helps most (largest significant gain): "
-            f"**{'; '.join(r['labels'])}**, SWA − SGD {_pts(r['diff'], r['diff_ci'])} "
+            f"**{' = '.join(r['labels'])}**, SWA − SGD {_pts(r['diff'], r['diff_ci'])} "
             f"(cell `{r['cell']}`; stored as `extra.regime` in `results.h5`).", "",
             f"To run the `paper` experiment there, override in `paper.toml`: {over or '(none)'}"
             f" — written out as `{r['paper_toml']}`: "
