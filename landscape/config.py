@@ -40,8 +40,12 @@ class TrainConfig:
     num_samples: int = _f(5000, "mnist1d: number of sequences generated (80/20 split)")
     train_samples: int | None = _f(None, "use a seeded subset of this many train samples")
     test_samples: int | None = _f(None, "use a seeded subset of this many test samples")
+    label_noise: float = _f(0.0, "fraction of train labels replaced by another random "
+                            "class (seeded by --seed; test labels are never changed)")
     # model
     model: str | None = _f(None, "model name (default: picked for the dataset)")
+    model_width: int | None = _f(None, "model width: channels of mnist1d-cnn, hidden units "
+                                 "of mnist1d-mlp (default: the model's)")
     # optimisation
     epochs: int = _f(40, "epochs of the plain-SGD baseline (its budget)")
     batch_size: int = _f(128, "minibatch size")
@@ -106,6 +110,10 @@ class TrainConfig:
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         need(self.wd >= 0, f"--wd must be >= 0, got {self.wd}")
+        need(0 <= self.label_noise < 1,
+             f"--label-noise must lie in [0, 1), got {self.label_noise}")
+        need(self.model_width is None or self.model_width >= 1,
+             f"--model-width must be >= 1, got {self.model_width}")
         need(self.cycle >= 1, f"--cycle must be >= 1, got {self.cycle}")
         need(self.record_every >= 0 and self.record_steps >= 0,
              "--record-every and --record-steps must be >= 0")

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -99,6 +100,7 @@ __all__ = [
     "plot_log_ratio_bars",
     "plot_paired_ratios",
     "plot_rays",
+    "plot_regimes",
     "plot_surface",
     "plot_surface_1d",
     "plot_surface_2d",
@@ -174,9 +176,13 @@ def _point_color(name: str, i: int) -> str:
 # =========================================================================== surfaces
 def plot_surface_1d(path: str | os.PathLike, name: str, *, ax: Axes | None = None,
                     ) -> tuple[Figure, Axes]:
-    """Train loss (left axis) and test error (right axis) along a 1D surface.
+    r"""Train loss (left axis) and test error (right axis) along a 1D surface.
 
-    Named points (e.g. ``sgd``, ``swa``) are marked by vertical lines.
+    Named points (e.g. ``sgd``, ``swa``) are marked by vertical lines.  Shaded
+    bands are ± one standard error of each value as an estimate from finitely
+    many samples: the stored ``train_loss_sem`` for the train loss, and
+    :math:`\sqrt{p(1-p)/n}` for a test error ``p`` on the surface's
+    ``test_samples`` ``n`` (the binomial standard error of a proportion).
 
     Returns:
         ``(fig, ax)``; the test-error axis is ``ax.right_ax``.
@@ -185,25 +191,40 @@ def plot_surface_1d(path: str | os.PathLike, name: str, *, ax: Axes | None = Non
     with style():
         fig, ax = _axes(ax)
         x = s.grid.x
-        (l1,) = ax.plot(x, _grid(s, name, "train_loss"), color=OKABE_ITO["blue"], lw=2,
-                        label="train loss")
+        loss = _grid(s, name, "train_loss")
+        (l1,) = ax.plot(x, loss, color=OKABE_ITO["blue"], lw=2, label="train loss")
+        sem = s.values.get("train_loss_sem")
+        handles = [l1]
+        if sem is not None and np.isfinite(sem).any():
+            band = ax.fill_between(x, loss - sem, loss + sem, color=OKABE_ITO["blue"],
+                                   alpha=0.25, lw=0, label="± 1 standard error")
+            band.set_gid("train_loss_se")
+            handles.append(band)
         ax.set_xlabel(s.grid.x_label or "distance along direction")
         ax.set_ylabel(_label("train_loss", _l2(s)), color=OKABE_ITO["blue"])
-        handles = [l1]
         if _has(s, "test_acc"):
             ax2 = ax.twinx()
             ax2.grid(False)
             ax2.spines["right"].set_visible(True)
-            (l2,) = ax2.plot(x, _grid(s, name, "test_err"), color=OKABE_ITO["vermillion"],
+            err = _grid(s, name, "test_err")
+            (l2,) = ax2.plot(x, err, color=OKABE_ITO["vermillion"],
                              lw=2, ls="--", label="test error")
+            n_test = int(s.attrs.get("test_samples", 0) or 0)
+            if n_test > 0:
+                p = err / 100.0
+                se = 100.0 * np.sqrt(np.clip(p * (1 - p), 0.0, None) / n_test)
+                band = ax2.fill_between(x, err - se, err + se, color=OKABE_ITO["vermillion"],
+                                        alpha=0.2, lw=0)
+                band.set_gid("test_err_se")
             ax2.set_ylabel(_label("test_err"), color=OKABE_ITO["vermillion"])
             ax.right_ax = ax2  # type: ignore[attr-defined]
-            handles.append(l2)
+            handles.insert(1, l2)
         for i, (p, xy) in enumerate(s.grid.points.items()):
             ax.axvline(float(xy[0]), color=_point_color(p, i), ls=":", lw=1.2)
             ax.annotate(p, (float(xy[0]), 1.0), xycoords=("data", "axes fraction"),
                         ha="center", va="bottom", fontsize=9, color=_point_color(p, i))
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15),
+                  ncol=len(handles))
         ax.set_title(_surface_title(s, name), pad=16)
     return fig, ax
 
@@ -734,3 +755,131 @@ def plot_log_ratio_bars(changes: Mapping[str, Mapping[str, np.ndarray]], *,
         ax.set_title(title)
         ax.legend()
     return fig, ax
+
+
+# =========================================================================== regimes
+#: Display names and null values of the regimes protocol's per-cell quantities.
+REGIME_QUANTITIES = {
+    "diff_test_acc": ("SWA − SGD test accuracy (points)", 0.0),
+    "width_ratio": ("width ratio SWA / SGD (median over directions)", 1.0),
+    "sgd_test_acc": ("SGD test accuracy (%)", math.nan),
+    "swa_test_acc": ("SWA test accuracy (%)", math.nan),
+}
+
+
+def _regime_cells(r: Mapping[str, Any], metric: str) -> dict[str, tuple[float, float]]:
+    """Mean and 95 % CI half-width over seeds of ``metric`` in every cell (acc in %)."""
+    out = {}
+    for cell, cols in r["metrics"].items():
+        v = np.asarray(cols.get(metric, []), dtype=np.float64)
+        v = v[np.isfinite(v)] * (100.0 if metric.endswith("_acc") else 1.0)
+        out[cell] = mean_ci(v) if v.size else (math.nan, math.nan)
+    return out
+
+
+def _regime_heat(ax: Axes, z: np.ndarray, half: np.ndarray, text: list[list[str]],
+                 null: float, norm: Any) -> Any:
+    """One annotated heat map; cells whose CI excludes ``null`` in bold."""
+    im = ax.imshow(np.ma.masked_invalid(z), cmap="RdBu", norm=norm, aspect="auto")
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            if not text[i][j]:
+                continue
+            sig = np.isfinite(null) and np.isfinite(half[i, j]) and (
+                abs(z[i, j] - null) > half[i, j])
+            r, g, b, _ = im.cmap(im.norm(z[i, j])) if np.isfinite(z[i, j]) else (1, 1, 1, 1)
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black",
+                    fontweight="bold" if sig else "normal")
+    ax.grid(False)
+    return im
+
+
+def plot_regimes(path: str | os.PathLike, metric: str = "diff_test_acc", *,
+                 axes: Sequence[Axes] | None = None) -> tuple[Figure, np.ndarray]:
+    """Heat maps of a per-cell quantity of a ``regimes`` results file.
+
+    Left: one row per factor, its levels left to right (each cell annotated
+    with its level, the mean over seeds and the 95 % CI half-width).  Right
+    (when the design has one): the two-factor map.  The colour scale diverges
+    at the quantity's null value (0 for the accuracy difference, 1 for the
+    width ratio); bold numbers: the CI excludes it.
+
+    Args:
+        path: The results file (``landscape reproduce regimes``).
+        metric: A metric of ``/metrics/<cell>/`` (``diff_test_acc``, ``width_ratio``).
+        axes: One or two axes to draw on (default: a new figure).
+
+    Returns:
+        ``(fig, axes)``.
+
+    Raises:
+        UserError: If the file is not a regimes results file.
+    """
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
+    r = read_results(path)
+    extra = r["attrs"].get("extra") or {}
+    lay = extra.get("design") if isinstance(extra, Mapping) else None
+    if not lay or "factors" not in lay:
+        raise UserError(f"{path} is not a results file of the regimes protocol (no "
+                        "design in its extra attributes)")
+    title, null = REGIME_QUANTITIES.get(metric, (metric.replace("_", " "), math.nan))
+    vals = _regime_cells(r, metric)
+    fmt = (2, null == 0.0) if metric.endswith("_acc") else (3, False)  # digits, sign
+    factors = lay["factors"]
+    n_cols = max(len(v) for v in factors.values())
+    z = np.full((len(factors), n_cols), np.nan)
+    h = np.full_like(z, np.nan)
+    txt = [["" for _ in range(n_cols)] for _ in factors]
+    for i, levels in enumerate(factors.values()):
+        for j, lv in enumerate(levels):
+            z[i, j], h[i, j] = vals[lv["cell"]]
+            txt[i][j] = f"{lv['label']}\n{_pm(z[i, j], h[i, j], *fmt)}"
+    g = lay.get("map")
+    zm = hm = None
+    if g:
+        zm = np.array([[vals[k][0] for k in row] for row in g["cells"]])
+        hm = np.array([[vals[k][1] for k in row] for row in g["cells"]])
+    every = np.concatenate([z.ravel(), zm.ravel() if zm is not None else []])
+    every = every[np.isfinite(every)]
+    if np.isfinite(null):
+        span = float(np.max(np.abs(every - null))) if every.size else 1.0
+        span = span or 1e-9
+        norm: Any = TwoSlopeNorm(vcenter=null, vmin=null - span, vmax=null + span)
+    else:
+        norm = Normalize(*(float(every.min()), float(every.max())) if every.size else None)
+    n_panels = 2 if g else 1
+    with style(**{"figure.figsize": (6.5 * n_panels, 1.0 + 0.75 * max(len(factors), 4))}):
+        if axes is None:
+            fig, axs = plt.subplots(1, n_panels, squeeze=False, layout="constrained")
+            axs = axs[0]
+        else:
+            axs = np.atleast_1d(np.asarray(axes, dtype=object))
+            fig = axs[0].figure
+        im = _regime_heat(axs[0], z, h, txt, null, norm)
+        axs[0].set_yticks(range(len(factors)), [k.replace("_", " ") for k in factors])
+        axs[0].set_xticks([])
+        axs[0].set_title("one factor at a time (around the base)")
+        if g and len(axs) > 1:
+            mt = [[_pm(a, b, *fmt) for a, b in zip(zr, hr, strict=True)]
+                  for zr, hr in zip(zm, hm, strict=True)]
+            im = _regime_heat(axs[1], zm, hm, mt, null, norm)
+            axs[1].set_xticks(range(len(g["col_labels"])), g["col_labels"], rotation=20,
+                              ha="right")
+            axs[1].set_yticks(range(len(g["row_labels"])), g["row_labels"])
+            axs[1].set_xlabel(g["cols"].replace("_", " "))
+            axs[1].set_ylabel(g["rows"].replace("_", " "))
+            axs[1].set_title(f"{g['rows']} × {g['cols']}".replace("_", " "))
+        fig.colorbar(im, ax=list(axs), label=title, shrink=0.9)
+        n = len(r["seeds"] or [])
+        fig.suptitle(f"{r['experiment']}: {title}, mean ± 95 % CI over {n} seeds")
+    return fig, np.asarray(axs)
+
+
+def _pm(m: float, h: float, digits: int = 2, sign: bool = False) -> str:
+    if not np.isfinite(m):
+        return "n/a"
+    text = f"{m:+.{digits}f}" if sign else f"{m:.{digits}f}"
+    return text + ("" if not np.isfinite(h) else f"±{h:.{digits}f}")

@@ -24,6 +24,7 @@ with bit-identical weights.  The run file itself is written once, atomically.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -99,10 +100,120 @@ def resolve_model_name(cfg: TrainConfig) -> str:
     return cfg.model or default_model(cfg.data)
 
 
+#: The keyword argument ``model_width`` sets, per model.
+WIDTH_KWARG = {"mnist1d-cnn": "width", "mnist1d-mlp": "hidden"}
+
+
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """Keyword arguments of the model (stored in ``/model`` attr ``kwargs``).
+
+    Returns:
+        ``{}`` or ``{kwarg: cfg.model_width}``.
+
+    Raises:
+        UserError: If ``model_width`` is set for a model without a width.
+    """
+    if cfg.model_width is None:
+        return {}
+    name = resolve_model_name(cfg)
+    if name not in WIDTH_KWARG:
+        raise UserError(f"--model-width applies to {', '.join(sorted(WIDTH_KWARG))}, not "
+                        f"{name}; drop it or choose one of those models")
+    return {WIDTH_KWARG[name]: int(cfg.model_width)}
+
+
 def make_model(cfg: TrainConfig, data: TensorData) -> nn.Module:
     """The seeded initial model (the same for both runs)."""
     torch.manual_seed(cfg.seed)
-    return build_model(resolve_model_name(cfg), data.in_shape, data.n_classes)
+    return build_model(resolve_model_name(cfg), data.in_shape, data.n_classes,
+                       **model_kwargs(cfg))
+
+
+# --------------------------------------------------------------------------- label noise
+@dataclass(frozen=True)
+class LabelNoise:
+    """Which train labels were replaced, and by what.
+
+    Attributes:
+        fraction: The requested fraction ``P``.
+        seed: The run's seed.
+        indices: ``(k,)`` sorted positions in the train split, ``k = round(P n)``.
+        original: ``(k,)`` the labels there before.
+        noisy: ``(k,)`` the labels trained on (each differs from ``original``).
+    """
+
+    fraction: float
+    seed: int
+    indices: Tensor
+    original: Tensor
+    noisy: Tensor
+
+
+#: Mixed into the label-noise seed so its stream differs from the init and shuffling ones.
+_NOISE_STREAM = 0x6E015E
+
+
+def corrupt_labels(y: Tensor, n_classes: int, fraction: float, seed: int,
+                   ) -> tuple[Tensor, LabelNoise]:
+    r"""Replace ``round(fraction * n)`` labels by a different class, uniformly chosen.
+
+    The positions are a seeded uniform sample without replacement; each new
+    label is :math:`(y + u) \bmod C` with :math:`u` uniform on ``1..C-1``, so it
+    never equals the old one.  Same ``seed``, same corruption.
+
+    Args:
+        y: ``(n,)`` int64 class labels.
+        n_classes: Number of classes ``C`` (>= 2).
+        fraction: ``P`` in ``[0, 1)``.
+        seed: Seed (the run's ``--seed``).
+
+    Returns:
+        The new labels (a copy) and the :class:`LabelNoise` record.
+
+    Raises:
+        UserError: If ``fraction`` is outside ``[0, 1)`` or there is one class.
+
+    Example:
+        >>> y = torch.zeros(10, dtype=torch.int64)
+        >>> y2, noise = corrupt_labels(y, 10, 0.3, seed=0)
+        >>> int((y2 != y).sum()), noise.indices.numel(), bool((noise.noisy != 0).all())
+        (3, 3, True)
+    """
+    if not 0 <= fraction < 1:
+        raise UserError(f"--label-noise must lie in [0, 1), got {fraction}")
+    if n_classes < 2 and fraction > 0:
+        raise UserError("label noise needs at least two classes")
+    n = len(y)
+    k = round(fraction * n)
+    rng = np.random.default_rng([int(seed), _NOISE_STREAM])
+    idx = np.sort(rng.choice(n, size=k, replace=False)) if k else np.zeros(0, np.int64)
+    idx_t = torch.from_numpy(idx.astype(np.int64))
+    shift = torch.from_numpy(rng.integers(1, max(n_classes, 2), size=k).astype(np.int64))
+    original = y[idx_t].clone()
+    noisy = (original + shift) % n_classes
+    out = y.clone()
+    out[idx_t] = noisy
+    return out, LabelNoise(float(fraction), int(seed), idx_t, original, noisy)
+
+
+def training_data(cfg: TrainConfig, data: TensorData | None = None,
+                  ) -> tuple[TensorData, LabelNoise | None]:
+    """The data a run of ``cfg`` trains on: ``data`` (or the config's), label noise applied.
+
+    Only the train labels are corrupted (``cfg.label_noise``, seeded by
+    ``cfg.seed``); the test split is returned unchanged.
+
+    Returns:
+        The data and the label-noise record (``None`` without noise).
+    """
+    if data is None:
+        data = load_data(cfg)
+    if not cfg.label_noise:
+        return data, None
+    y, noise = corrupt_labels(data.y_train, data.n_classes, cfg.label_noise, cfg.seed)
+    meta = {**data.meta, "label_noise": cfg.label_noise,
+            "label_noise_changed": int(noise.indices.numel())}
+    return dataclasses.replace(data, y_train=y, meta=meta), noise
 
 
 # --------------------------------------------------------------------------- state
@@ -395,7 +506,8 @@ def train(
         log: Where one-line status messages go.
         data: Train on these tensors instead of the data ``cfg`` names (e.g. one
             fold of a k-fold split); describe them in ``data.meta``, which is
-            stored in ``/data``.
+            stored in ``/data``.  ``cfg.label_noise`` applies to them too; the
+            changed labels are stored in ``/data/label_noise``.
 
     Returns:
         The path of the run file.
@@ -413,7 +525,7 @@ def train(
     with store.WriterLock(out):
         if out.exists() and not force:
             try:
-                same = store.run_config(out) == cfg.to_dict()
+                same = _with_defaults(store.run_config(out)) == cfg.to_dict()
             except store.DamagedFileError as e:
                 state = (f"the training state in {folder} still resumes (pass --force to "
                          "write a new run file from it)" if folder.exists() else
@@ -428,7 +540,7 @@ def train(
         if folder.exists():
             old = json.loads((folder / "config.json").read_text()) if (
                 folder / "config.json").exists() else None
-            if old != cfg.to_dict():
+            if old is None or _with_defaults(old) != cfg.to_dict():
                 if not force:
                     raise UserError(f"{folder} holds a partial run of another config; "
                                     "pass --force to discard it or choose another --out")
@@ -436,17 +548,22 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
 
-        if data is None:
-            data = load_data(cfg)
+        data, noise = training_data(cfg, data)
         runs = RUNS if cfg.swa else ("sgd",)
         results = {r: train_run(cfg, r, data, device, folder, progress) for r in runs}
-        _write_run_file(cfg, out, data, results, device)
+        _write_run_file(cfg, out, data, results, device, noise)
         shutil.rmtree(folder)
     return out
 
 
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the defaults of fields added since it was written."""
+    return {**TrainConfig().to_dict(), **stored}
+
+
 def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,
-                    results: dict[str, Any], device: torch.device) -> None:
+                    results: dict[str, Any], device: torch.device,
+                    noise: LabelNoise | None = None) -> None:
     model0 = make_model(cfg, data)
     layout, buf = ParamLayout.from_module(model0), ParamLayout.buffers_of(model0)
     sols: list[store.Solution] = []
@@ -466,9 +583,12 @@ def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,
     with store.edit_run(out, create=True) as f:
         store.init_run(
             f, config=cfg.to_dict(), seed=cfg.seed, device=str(device),
-            model={"name": resolve_model_name(cfg), "kwargs": {},
+            model={"name": resolve_model_name(cfg), "kwargs": model_kwargs(cfg),
                    "in_shape": list(data.in_shape), "n_classes": data.n_classes},
             params=layout, buffers=buf, data=data.attrs())
+        if noise is not None:
+            store.write_label_noise(f, noise.indices, noise.original, noise.noisy,
+                                    {"fraction": noise.fraction, "seed": noise.seed})
         for run, (_, _, st, ck) in results.items():
             store.write_history(f, run, st.history)
             rec = ck.records(st.n_records, layout.numel + buf.numel)

@@ -7,13 +7,15 @@ TOML file through its protocol:
 * ``seed004`` — checkpoints vs their average (:mod:`.seed004`);
 * ``paper`` — the SWA paper's analyses over seeds (:mod:`.paper`);
 * ``controls`` — positive and negative controls of every flatness measure
-  (:mod:`.controls`).
+  (:mod:`.controls`);
+* ``regimes`` — SWA vs SGD across label noise, SWA lr, width, budget and data
+  size (:mod:`.regimes`).
 
 Every protocol module registers itself; :func:`reproduce` writes
 ``OUT/NAME/results.h5``, the figures and ``OUT/NAME/REPORT.md``.
 """
 
-from landscape.experiments import controls, paper, seed000, seed004
+from landscape.experiments import controls, paper, regimes, seed000, seed004
 from landscape.experiments._common import (
     CONFIGS_DIR,
     PROTOCOLS,
@@ -38,6 +40,6 @@ from landscape.experiments.seed004 import evaluate_checkpoints
 
 __all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "available",
            "compare_results", "comparison", "controls", "early_stop", "evaluate_checkpoints",
-           "fit", "fold", "load_experiment",
-           "paper", "register_protocol", "reproduce", "seed000", "seed004", "tune",
+           "fit", "fold", "load_experiment", "paper", "regimes", "register_protocol",
+           "reproduce", "seed000", "seed004", "tune",
            "verdict", "write_report", "write_results"]

@@ -382,3 +382,27 @@ def write_group_attrs(path: str | os.PathLike, key: str, attrs: Mapping[str, Any
     """Create (or update) group ``key`` of a run file with ``attrs``."""
     with edit_run(path) as f:
         set_attrs(f.require_group(key), attrs)
+
+
+# --------------------------------------------------------------------------- label noise
+def write_label_noise(f: h5py.File, indices: Any, original: Any, noisy: Any,
+                      attrs: Mapping[str, Any]) -> None:
+    """The corrupted train labels under ``/data/label_noise`` (``indices``, ``original``,
+    ``noisy``: positions in the train split and the labels before and after)."""
+    g = new_group(f, "data/label_noise")
+    write_array(g, "indices", np.asarray(indices, dtype=np.int64))
+    write_array(g, "original", np.asarray(original, dtype=np.int64))
+    write_array(g, "noisy", np.asarray(noisy, dtype=np.int64))
+    set_attrs(g, {**attrs, "n_changed": int(np.asarray(indices).size)})
+
+
+def read_label_noise(f: h5py.File) -> dict[str, Any] | None:
+    """The stored label noise of a run, or ``None`` if its labels were not corrupted.
+
+    Returns:
+        ``{"indices", "original", "noisy": (k,) int64 arrays, "attrs": {...}}``.
+    """
+    g = f.get("data/label_noise")
+    if g is None:
+        return None
+    return {k: g[k][()] for k in ("indices", "original", "noisy")} | {"attrs": attrs_of(g)}
