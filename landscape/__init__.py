@@ -85,7 +85,8 @@ __version__ = "0.1.0"
 _malloc.configure()  # before any large buffer: freed activations are reused, not unmapped
 
 _PLOTS = ("plot_all", "plot_checkpoints", "plot_eigenvalue_density", "plot_history",
-          "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_surface",
+          "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
+          "plot_surface",
           "plot_surface_1d", "plot_surface_2d", "plot_surface_3d", "plot_swa_vs_sgd",
           "plot_top_eigenvalues", "plot_width_distribution", "save_figure")
 
@@ -126,7 +127,7 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "average_checkpoints", "TrainConfig",
     # results: save, load, plot
     "save", "load", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
-    "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays",
+    "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
     "plot_surface", "plot_surface_1d", "plot_surface_2d", "plot_surface_3d",
     "plot_swa_vs_sgd", "plot_top_eigenvalues", "plot_width_distribution", "save_figure",
     # errors

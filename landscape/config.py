@@ -142,6 +142,37 @@ def load_data(cfg: TrainConfig) -> Any:
                         test_samples=cfg.test_samples, seed=cfg.seed, **opts)
 
 
+def training_data(cfg: TrainConfig, data: Any = None) -> tuple[Any, Any]:
+    """The data a run of ``cfg`` trains on: ``data`` (or the config's), label noise applied.
+
+    Only the train labels are corrupted (``cfg.label_noise``, seeded by
+    ``cfg.seed``); the test split is returned unchanged.
+
+    Every path that trains, or evaluates what a run trained on, goes through
+    this: ``landscape train``, the budget and CV fits of the experiments, and
+    :func:`landscape.jobs.load_run_model` (the measures of a noisy run see its
+    noisy train labels).
+
+    Returns:
+        The :class:`~landscape.data.TensorData` and the
+        :class:`~landscape.data.LabelNoise` record (``None`` without noise).
+    """
+    import dataclasses
+
+    from landscape.data import corrupt_labels
+
+    if data is None:
+        data = load_data(cfg)
+    if not cfg.label_noise:
+        return data, None
+    y, noise = corrupt_labels(data.y_train, data.n_classes, cfg.label_noise, cfg.seed)
+    meta = {**data.meta, "label_noise": cfg.label_noise,
+            "label_noise_changed": int(noise.indices.numel())}
+    return dataclasses.replace(data, y_train=y, meta=meta), noise
+
+
+
+
 def parse_range(text: str) -> tuple[int, int]:
     """Parse ``A:B`` (inclusive integers, ``A <= B``).
 

@@ -33,6 +33,7 @@ class ModelSpec:
     factory: Callable[..., nn.Module]
     in_shape: tuple[int | None, ...]
     summary: str
+    width: str | None = None  # the keyword argument --model-width sets
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -48,11 +49,12 @@ DEFAULT_MODEL = {
 }
 
 
-def register(name: str, in_shape: tuple[int | None, ...], summary: str) -> Callable:
-    """Add a factory to :data:`MODELS`."""
+def register(name: str, in_shape: tuple[int | None, ...], summary: str,
+             width: str | None = None) -> Callable:
+    """Add a factory to :data:`MODELS` (``width``: its width keyword argument, if any)."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS[name] = ModelSpec(fn, in_shape, summary)
+        MODELS[name] = ModelSpec(fn, in_shape, summary, width)
         return fn
 
     return deco
@@ -118,7 +120,8 @@ def seed004_cnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- mnist1d
-@register("mnist1d-cnn", (1, 40), "1D CNN with BatchNorm for MNIST-1D (5k params)")
+@register("mnist1d-cnn", (1, 40), "1D CNN with BatchNorm for MNIST-1D (5k params)",
+          width="width")
 def mnist1d_cnn(in_shape: tuple[int, ...], n_classes: int, width: int = 24) -> nn.Module:
     """Three strided Conv1d+BN+ReLU blocks and a linear head (the 1D seed-000 model)."""
     w = width
@@ -140,7 +143,8 @@ def mnist1d_smallcnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     )
 
 
-@register("mnist1d-mlp", (None, None), "MLP on flattened inputs (any shape)")
+@register("mnist1d-mlp", (None, None), "MLP on flattened inputs (any shape)",
+          width="hidden")
 def mlp(in_shape: tuple[int, ...], n_classes: int, hidden: int = 100,
         depth: int = 2) -> nn.Module:
     """``depth`` hidden ReLU layers of ``hidden`` units on the flattened input."""

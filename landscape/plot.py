@@ -617,7 +617,11 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
             log(f"wrote {ps[0]}")
 
     if kind == "landscape-results":
-        emit(plot_swa_vs_sgd(path), "swa_vs_sgd")
+        if read_results(path)["attrs"].get("protocol") == "regimes":
+            for metric in ("diff_test_acc", "width_ratio"):
+                emit(plot_regimes(path, metric), f"regimes_{metric}")
+        else:
+            emit(plot_swa_vs_sgd(path), "swa_vs_sgd")
         return written
     if surfaces is None and measures is None:
         if has_hist:

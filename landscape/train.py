@@ -24,7 +24,6 @@ with bit-identical weights.  The run file itself is written once, atomically.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -43,10 +42,10 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.config import TrainConfig, load_data, parse_range
-from landscape.data import TensorData
+from landscape.config import TrainConfig, parse_range, training_data
+from landscape.data import LabelNoise, TensorData
 from landscape.evaluate import BNMode, Evaluator, resolve_device
-from landscape.models import build_model, default_model, has_batchnorm
+from landscape.models import MODELS, build_model, default_model, has_batchnorm
 from landscape.params import ParamLayout
 
 RUNS = ("sgd", "swa")
@@ -100,10 +99,6 @@ def resolve_model_name(cfg: TrainConfig) -> str:
     return cfg.model or default_model(cfg.data)
 
 
-#: The keyword argument ``model_width`` sets, per model.
-WIDTH_KWARG = {"mnist1d-cnn": "width", "mnist1d-mlp": "hidden"}
-
-
 def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """Keyword arguments of the model (stored in ``/model`` attr ``kwargs``).
 
@@ -116,10 +111,12 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.model_width is None:
         return {}
     name = resolve_model_name(cfg)
-    if name not in WIDTH_KWARG:
-        raise UserError(f"--model-width applies to {', '.join(sorted(WIDTH_KWARG))}, not "
-                        f"{name}; drop it or choose one of those models")
-    return {WIDTH_KWARG[name]: int(cfg.model_width)}
+    spec = MODELS.get(name)
+    if spec is None or spec.width is None:
+        wide = sorted(n for n, s in MODELS.items() if s.width is not None)
+        raise UserError(f"--model-width applies to {', '.join(wide)}, not {name}; drop it "
+                        "or choose one of those models")
+    return {spec.width: int(cfg.model_width)}
 
 
 def make_model(cfg: TrainConfig, data: TensorData) -> nn.Module:
@@ -127,93 +124,6 @@ def make_model(cfg: TrainConfig, data: TensorData) -> nn.Module:
     torch.manual_seed(cfg.seed)
     return build_model(resolve_model_name(cfg), data.in_shape, data.n_classes,
                        **model_kwargs(cfg))
-
-
-# --------------------------------------------------------------------------- label noise
-@dataclass(frozen=True)
-class LabelNoise:
-    """Which train labels were replaced, and by what.
-
-    Attributes:
-        fraction: The requested fraction ``P``.
-        seed: The run's seed.
-        indices: ``(k,)`` sorted positions in the train split, ``k = round(P n)``.
-        original: ``(k,)`` the labels there before.
-        noisy: ``(k,)`` the labels trained on (each differs from ``original``).
-    """
-
-    fraction: float
-    seed: int
-    indices: Tensor
-    original: Tensor
-    noisy: Tensor
-
-
-#: Mixed into the label-noise seed so its stream differs from the init and shuffling ones.
-_NOISE_STREAM = 0x6E015E
-
-
-def corrupt_labels(y: Tensor, n_classes: int, fraction: float, seed: int,
-                   ) -> tuple[Tensor, LabelNoise]:
-    r"""Replace ``round(fraction * n)`` labels by a different class, uniformly chosen.
-
-    The positions are a seeded uniform sample without replacement; each new
-    label is :math:`(y + u) \bmod C` with :math:`u` uniform on ``1..C-1``, so it
-    never equals the old one.  Same ``seed``, same corruption.
-
-    Args:
-        y: ``(n,)`` int64 class labels.
-        n_classes: Number of classes ``C`` (>= 2).
-        fraction: ``P`` in ``[0, 1)``.
-        seed: Seed (the run's ``--seed``).
-
-    Returns:
-        The new labels (a copy) and the :class:`LabelNoise` record.
-
-    Raises:
-        UserError: If ``fraction`` is outside ``[0, 1)`` or there is one class.
-
-    Example:
-        >>> y = torch.zeros(10, dtype=torch.int64)
-        >>> y2, noise = corrupt_labels(y, 10, 0.3, seed=0)
-        >>> int((y2 != y).sum()), noise.indices.numel(), bool((noise.noisy != 0).all())
-        (3, 3, True)
-    """
-    if not 0 <= fraction < 1:
-        raise UserError(f"--label-noise must lie in [0, 1), got {fraction}")
-    if n_classes < 2 and fraction > 0:
-        raise UserError("label noise needs at least two classes")
-    n = len(y)
-    k = round(fraction * n)
-    rng = np.random.default_rng([int(seed), _NOISE_STREAM])
-    idx = np.sort(rng.choice(n, size=k, replace=False)) if k else np.zeros(0, np.int64)
-    idx_t = torch.from_numpy(idx.astype(np.int64))
-    shift = torch.from_numpy(rng.integers(1, max(n_classes, 2), size=k).astype(np.int64))
-    original = y[idx_t].clone()
-    noisy = (original + shift) % n_classes
-    out = y.clone()
-    out[idx_t] = noisy
-    return out, LabelNoise(float(fraction), int(seed), idx_t, original, noisy)
-
-
-def training_data(cfg: TrainConfig, data: TensorData | None = None,
-                  ) -> tuple[TensorData, LabelNoise | None]:
-    """The data a run of ``cfg`` trains on: ``data`` (or the config's), label noise applied.
-
-    Only the train labels are corrupted (``cfg.label_noise``, seeded by
-    ``cfg.seed``); the test split is returned unchanged.
-
-    Returns:
-        The data and the label-noise record (``None`` without noise).
-    """
-    if data is None:
-        data = load_data(cfg)
-    if not cfg.label_noise:
-        return data, None
-    y, noise = corrupt_labels(data.y_train, data.n_classes, cfg.label_noise, cfg.seed)
-    meta = {**data.meta, "label_noise": cfg.label_noise,
-            "label_noise_changed": int(noise.indices.numel())}
-    return dataclasses.replace(data, y_train=y, meta=meta), noise
 
 
 # --------------------------------------------------------------------------- state

@@ -13,9 +13,10 @@ import torch
 from landscape import store
 from landscape._errors import UserError
 from landscape.cli import main
-from landscape.config import TrainConfig, load_data
+from landscape.config import TrainConfig, load_data, training_data
+from landscape.data import corrupt_labels
 from landscape.jobs import load_run_model
-from landscape.train import corrupt_labels, train, training_data
+from landscape.train import train
 
 
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.25, 0.4, 0.99])
@@ -91,6 +92,12 @@ def test_run_file_stores_the_changed_labels(tmp_path: Path, tiny_config: TrainCo
         assert store.read_label_noise(g) is None
         assert not torch.equal(store.read_solution(f, "sgd").weights,
                                store.read_solution(g, "sgd").weights)
+    # the analyses of the noisy run see the labels it trained on
+    from landscape.jobs import load_run_model
+
+    _, data = load_run_model(out)
+    assert torch.equal(data.y_train, noisy.y_train)
+    assert torch.equal(data.y_test, clean.y_test)  # never corrupted
 
 
 def test_cli_train_with_label_noise(tmp_path: Path, tiny_config: TrainConfig) -> None:

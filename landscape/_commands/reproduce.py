@@ -10,15 +10,22 @@ ORDER = 70
 HELP = "run an experiment (shipped config or TOML file) over seeds; results, REPORT.md"
 DESCRIPTION = """\
 Run one of the shipped experiments (or a TOML file of your own) over --seeds
-seeds: paper (the SWA
-paper's analyses: accuracy by budget, Hessian spectrum, sharpness, width and
-the train-test shift of SGD vs SWA, surfaces for the figures; what `landscape
-demo` runs), seed000 (Optuna search, 5-fold CV and train/test scores of SGD
-with vs without SWA) or seed004 (checkpoints vs their post-hoc average).
+seeds:
+  paper     the SWA paper's analyses: accuracy by budget, Hessian spectrum,
+            sharpness, width and the train-test shift of SGD vs SWA, surfaces
+            for the figures (what `landscape demo` runs)
+  controls  positive and negative controls of every flatness measure: small vs
+            large batches, a model of known geometry, a function-preserving
+            rescaling
+  regimes   SWA vs SGD across label noise, the SWA learning rate, model width,
+            budget and train-set size
+  seed000   Optuna search, 5-fold CV and train/test scores of SGD with vs
+            without SWA
+  seed004   checkpoints vs their post-hoc average
 Writes results.h5 (per-seed values, config and command as attributes),
-figures and REPORT.md with mean ± 95 % CI of every number to --out-dir
-(default figures/NAME).  Without --data the experiments run on MNIST-1D (offline); the report
-says so."""
+figures and REPORT.md with mean +- 95 % CI of every number to --out-dir
+(default figures/NAME).  Without --data the experiments run on MNIST-1D
+(generated offline); the report says so.  Killed, the same command resumes."""
 EPILOG = """\
 examples:
   landscape reproduce paper --seeds 5

@@ -32,7 +32,7 @@ import torch
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.config import CONFIGS_DIR, TrainConfig, from_dict
+from landscape.config import CONFIGS_DIR, TrainConfig, from_dict, training_data
 from landscape.data import TensorData
 from landscape.evaluate import resolve_device
 from landscape.params import ParamLayout
@@ -184,7 +184,8 @@ def fit(cfg: TrainConfig, data: TensorData, run: str = "sgd") -> Fit:
 
     Args:
         cfg: Config (its ``data`` fields are ignored).
-        data: Train and test (or validation) tensors.
+        data: Train and test (or validation) tensors; the config's label noise is
+            applied to their train labels.
         run: ``sgd`` or ``swa``.
 
     Returns:
@@ -196,6 +197,7 @@ def fit(cfg: TrainConfig, data: TensorData, run: str = "sgd") -> Fit:
     from landscape import train as _train
 
     device = resolve_device(cfg.device)
+    data, _ = training_data(cfg, data)  # the config's label noise, if any
     with tempfile.TemporaryDirectory(prefix="landscape-fit-") as d:
         model, swa_model, st, _ = _train.train_run(cfg, run, data, device, Path(d),
                                                     checkpoint=False)
@@ -262,7 +264,7 @@ def fold(data: TensorData, train_idx: torch.Tensor, val_idx: torch.Tensor) -> Te
 # =========================================================================== reports
 def ci_cell(v: Sequence[float], pct: bool, digits: int | None = None) -> str:
     return format_ci(v, scale=100.0 if pct else 1.0,
-                     digits=digits if digits is not None else 2 if pct else 1)
+                     digits=digits if digits is not None else 2 if pct else 3)
 
 
 def comparison(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
@@ -353,6 +355,10 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     protocol = _protocols()[exp.protocol]
     m = result["metrics"]
     embedded = cfg.data == "mnist1d"
+    test_n = cfg.test_samples or round(0.2 * cfg.num_samples)
+    sizes = (f"{cfg.num_samples} sequences generated: {cfg.train_samples or 'all'} "
+             f"train ({'a seeded subset of ' if cfg.train_samples else ''}"
+             f"{round(0.8 * cfg.num_samples)}), {test_n} test")
     lines = [f"# {exp.name}: {protocol.title}", "",
              "```", command, "```", "",
              f"Config `{exp.path.name}` resolved (TrainConfig overrides + [experiment]):", "",
@@ -362,16 +368,16 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
              f"Seeds: {list(seeds)}; wall time {seconds:.0f} s; every number is the mean "
              "over seeds ± the 95 % Student-t half-width.", ""]
     if embedded and exp.protocol in ("seed000", "seed004"):
-        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+        lines += [f"**Data: MNIST-1D** (generated offline, {sizes}, "
                   f"model `{cfg.model}`), not the seed's dataset "
                   f"({'Kaggle Digit Recognizer' if exp.protocol == 'seed000' else 'SVHN'}); "
                   "pass `--data` and `--data-root` for that.", ""]
     elif embedded and exp.protocol == "paper":
-        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+        lines += [f"**Data: MNIST-1D** (generated offline, {sizes}, "
                   f"model `{cfg.model}`); the SWA paper used CIFAR and ImageNet, so "
                   "magnitudes differ from its figures.", ""]
     elif embedded:
-        lines += [f"**Data: MNIST-1D** (generated offline, {cfg.num_samples} samples, "
+        lines += [f"**Data: MNIST-1D** (generated offline, {sizes}, "
                   f"model `{cfg.model}`).", ""]
     else:
         lines += [f"Data: `{cfg.data}` from `{cfg.data_root}`.", ""]
@@ -379,8 +385,9 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     lines += ["| method | " + " | ".join(all_keys) + " |",
               "|---|" + "---|" * len(all_keys)]
     for method, cols in m.items():
-        cells = [ci_cell(cols[k], k.endswith("_acc"), 4 if k.endswith("_loss") else None)
-                 if k in cols else "" for k in all_keys]
+        cells = [ci_cell(cols[k], k.endswith("_acc"), 4 if k.endswith("_loss") else
+                         1 if k == "stop_epoch" else None) if k in cols else ""
+                 for k in all_keys]
         lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
     lines += ["", "Accuracies in %" + (", stop_epoch in epochs." if "stop_epoch" in all_keys
                                        else "; losses: mean cross-entropy (nats)."), ""]

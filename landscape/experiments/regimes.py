@@ -224,9 +224,10 @@ def run_unit(cfg: Mapping[str, Any], path: str, st: Mapping[str, Any]) -> dict[s
         ``{"sgd_test_acc", "swa_test_acc", ..., "sgd_width", "swa_width", "n_train",
         "n_test", "seconds", "kept"}``.
     """
+    from landscape.config import training_data
     from landscape.jobs import measure_solution
     from landscape.sharpness import MeasureConfig
-    from landscape.train import make_model, train, training_data
+    from landscape.train import make_model, train
 
     c = from_dict(dict(cfg), TrainConfig)
     run = Path(path)

@@ -7,7 +7,7 @@ import os
 from torch import nn
 
 from landscape import store
-from landscape.config import TrainConfig, load_data
+from landscape.config import TrainConfig, training_data
 from landscape.data import TensorData
 from landscape.models import build_model
 
@@ -51,7 +51,7 @@ def load_run_model(path: str | os.PathLike) -> tuple[nn.Module, TensorData]:
         cfg = TrainConfig(**store.config_of(f))
         name, kwargs = store.model_spec(f)
         layout, buffers = store.layouts(f)
-    data = load_data(cfg)
+    data, _ = training_data(cfg)  # the train labels it trained on (label noise)
     model = build_model(name, data.in_shape, data.n_classes, **kwargs)
     layout.check_module(model)
     buffers.check_module(model, buffers=True)
