@@ -74,6 +74,9 @@ class TrainConfig:
     eval_every: int = _f(1, "evaluate train/test metrics every N epochs (0: end only)")
     # run
     seed: int = _f(0, "seed of initialisation, shuffling and subsets")
+    init_jitter: float = _f(0.0, "relative Gaussian jitter of the initial weights (e.g. "
+                            "1e-7, one float32 ulp: what another machine's rounding "
+                            "does to a run; 0: off)")
     device: str = _f("cpu", "cpu or cuda")
     threads: int | None = _f(None, "torch intra-op threads (default: torch's)")
 
@@ -110,6 +113,7 @@ class TrainConfig:
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         need(self.wd >= 0, f"--wd must be >= 0, got {self.wd}")
+        need(self.init_jitter >= 0, f"--init-jitter must be >= 0, got {self.init_jitter}")
         need(0 <= self.label_noise < 1,
              f"--label-noise must lie in [0, 1), got {self.label_noise}")
         need(self.model_width is None or self.model_width >= 1,

@@ -120,10 +120,24 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def make_model(cfg: TrainConfig, data: TensorData) -> nn.Module:
-    """The seeded initial model (the same for both runs)."""
+    """The seeded initial model (the same for both runs).
+
+    With ``init_jitter`` every weight is multiplied by ``1 + jitter * z`` with
+    ``z`` standard normal from a generator seeded by the run's seed (in float64,
+    then rounded back to the weight's dtype): at ``1e-7``, about one float32
+    ulp, this is the rounding difference another CPU makes in the first steps,
+    made on purpose, to measure how far a run's results move across machines.
+    """
     torch.manual_seed(cfg.seed)
-    return build_model(resolve_model_name(cfg), data.in_shape, data.n_classes,
-                       **model_kwargs(cfg))
+    model = build_model(resolve_model_name(cfg), data.in_shape, data.n_classes,
+                        **model_kwargs(cfg))
+    if cfg.init_jitter:
+        g = torch.Generator().manual_seed(cfg.seed + 0x5EED)
+        with torch.no_grad():
+            for p in model.parameters():
+                z = torch.randn(p.shape, generator=g, dtype=torch.float64)
+                p.copy_(p.double() * (1 + cfg.init_jitter * z))
+    return model
 
 
 # --------------------------------------------------------------------------- state

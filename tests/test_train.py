@@ -176,3 +176,18 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path: Path) -> None:
                                           b[f"trajectories/{run}/weights"][()])
             np.testing.assert_array_equal(a[f"history/{run}/test_acc"][()],
                                           b[f"history/{run}/test_acc"][()])
+
+
+def test_init_jitter_moves_the_start_by_its_relative_size(tiny_config) -> None:
+    from landscape.config import load_data
+    from landscape.params import ParamLayout
+    from landscape.train import make_model
+
+    data = load_data(tiny_config)
+    a = ParamLayout.from_module(m := make_model(tiny_config, data)).read(m, dtype=torch.float64)
+    b_model = make_model(tiny_config.replace(init_jitter=1e-6), data)
+    b = ParamLayout.from_module(b_model).read(b_model, dtype=torch.float64)
+    rel = ((b - a) / a)[a != 0]
+    assert 0.5e-6 < float(rel.abs().mean()) < 1.5e-6  # E|z| = 0.80
+    assert torch.equal(make_model(tiny_config, data).state_dict()["0.weight"],
+                       m.state_dict()["0.weight"])  # off: the same start as before
