@@ -181,3 +181,49 @@ def test_compare_results_in_units_of_the_earlier_ci() -> None:
     half = 4.302652729911275 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n) of [1, 2, 3]
     assert f"{0.5 / half:.2g} x its 95 % half-width" in line  # 0.2
     assert "shift: 2.5 now vs 2" in line
+
+
+def _paper_results(path, gains, ratios):
+    """A paper results file: SGD test accuracy, SWA = SGD + gains, λ_max SWA/SGD = ratios."""
+    from landscape import store
+    from landscape.experiments.paper import scalars
+
+    lam = next(h.label for m, h in scalars() if m == "hessian" and h.key == "lambda_max")
+    sgd = [0.90, 0.91, 0.92, 0.93][: len(gains)]
+    extra = {"measures": {"sgd": {lam: [1.0] * len(ratios)}, "swa": {lam: list(ratios)}}}
+    store.write_results(path, {"experiment": "paper", "seeds": list(range(len(gains))),
+                               "extra": extra},
+                        {"sgd": {"test_acc": sgd},
+                         "swa": {"test_acc": [a + g for a, g in zip(sgd, gains, strict=True)]}})
+    return lam
+
+
+def test_stability_finds_the_seed_counts_where_two_machines_disagree(tmp_path) -> None:
+    from landscape import store
+    from landscape.experiments.stability import agreement, main
+
+    # A: SWA gains 1.0, 1.2, 0.9, 1.1 points -> 95 % t-interval excludes 0 from N = 3
+    # (N = 2: 1.1 +- 12.7 * 0.14 / sqrt 2 = 1.1 +- 1.3 includes 0).  B: the second seed
+    # lost 2 points -> no difference at every N.  λ_max doubles on both: sharper from N = 2.
+    lam = _paper_results(tmp_path / "a.h5", [0.010, 0.012, 0.009, 0.011],
+                         [2.0, 2.1, 1.9, 2.0])
+    _paper_results(tmp_path / "b.h5", [0.010, -0.020, 0.009, 0.011], [2.0, 2.2, 1.9, 2.1])
+    rows = agreement(store.read_results(tmp_path / "a.h5"),
+                     store.read_results(tmp_path / "b.h5"))
+    acc = "SGD + SWA vs SGD, test accuracy"
+    assert [r["seeds"] for r in rows] == [2, 3, 4]
+    assert [r["a"][acc] for r in rows] == ["no difference", "beats", "beats"]
+    assert [r["b"][acc] for r in rows] == ["no difference"] * 3
+    assert [r["differ"] for r in rows] == [[], [acc], [acc]]
+    assert all(r["a"][lam] == r["b"][lam] == "sharper" for r in rows)
+
+    assert main([str(tmp_path / "a.h5"), str(tmp_path / "b.h5"),
+                 "--out", str(tmp_path / "s.md")]) == 0
+    text = (tmp_path / "s.md").read_text()
+    assert "| SGD + SWA vs SGD, test accuracy | no difference | **beats / no difference** |" \
+        in text
+    assert "Some verdict differs even with all 4 seeds." in text
+
+    store.write_results(tmp_path / "c.h5", {"experiment": "seed004", "seeds": [0, 1]},
+                        {"sgd": {"test_acc": [0.9, 0.8]}})
+    assert main([str(tmp_path / "a.h5"), str(tmp_path / "c.h5")]) == 2

@@ -53,6 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder with the dataset files")
     p.add_argument("--device", help="cpu or cuda")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--init-jitter", type=float, help="move every initial weight by this "
+                   "relative amount (1e-7: another machine's rounding; compare the "
+                   "reports with python -m landscape.experiments.stability)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (the per-stage lines stay)")
 
@@ -61,14 +64,15 @@ def run(args: argparse.Namespace) -> int:
     from landscape.experiments import reproduce
 
     overrides = {k: v for k, v in (("data", args.data), ("data_root", args.data_root),
-                                   ("device", args.device), ("threads", args.threads))
+                                   ("device", args.device), ("threads", args.threads),
+                                   ("init_jitter", args.init_jitter))
                  if v is not None}
     command = ["landscape", "reproduce", args.name]
     for flag, v in (("--seeds", args.seeds), ("--out-dir", args.out_dir),
                     ("--runs-dir", args.runs_dir),
                     ("--data", args.data),
                     ("--data-root", args.data_root), ("--device", args.device),
-                    ("--threads", args.threads)):
+                    ("--threads", args.threads), ("--init-jitter", args.init_jitter)):
         if v is not None:
             command += [flag, str(v)]
     command += ["--quick"] if args.quick else []

@@ -43,6 +43,8 @@ from landscape.experiments._common import (
     Experiment,
     Log,
     Protocol,
+    call,
+    comparison,
     figure_lines,
     fit,
     register_protocol,
@@ -465,33 +467,71 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
     return lines
 
 
-def _flatness_verdicts(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
-    """One line per measure: is SWA flatter than SGD, paired over seeds?"""
+def _log_ratios(measured: Mapping[str, Mapping[str, Sequence[float]]]
+                ) -> list[tuple[Headline, float, float]]:
+    """``(headline, mean, 95 % half-width)`` of log(SWA/SGD) over seeds, per measure
+    with positive values for both solutions."""
     from landscape.stats import mean_ci
 
     out = []
     for _, head in scalars():
-        label = head.label
-        a = np.asarray(measured["sgd"].get(label, []), float)
-        b = np.asarray(measured["swa"].get(label, []), float)
+        a = np.asarray(measured["sgd"].get(head.label, []), float)
+        b = np.asarray(measured["swa"].get(head.label, []), float)
         ok = np.isfinite(a) & np.isfinite(b) & (a != 0)
-        if not ok.any():
-            continue
-        lr = np.log(b[ok] / a[ok]) if (a[ok] > 0).all() and (b[ok] > 0).all() else None
-        if lr is None:
-            continue
-        m, h = mean_ci(lr)
-        flatter = m > 0 if head.flatter == "higher" else m < 0
-        ratio = f"SWA/SGD = {math.exp(m):.3g}"
-        if math.isnan(h):
+        if ok.any() and (a[ok] > 0).all() and (b[ok] > 0).all():
+            out.append((head, *mean_ci(np.log(b[ok] / a[ok]))))
+    return out
+
+
+def _flatness_verdicts(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """One line per measure: is SWA flatter than SGD, paired over seeds?"""
+    out = []
+    for head, m, h in _log_ratios(measured):
+        label, ratio = head.label, f"SWA/SGD = {math.exp(m):.3g}"
+        c = _flatness_call(head, m, h)
+        if c == "one seed":
             out.append(f"- {label}: {ratio} (one seed, no interval).")
-        elif abs(m) > h:
-            ci = f"{math.exp(m - h):.3g}–{math.exp(m + h):.3g}"
-            out.append(f"- {label}: SWA is **{'flatter' if flatter else 'sharper'}** "
-                       f"than SGD, {ratio} (geometric mean, 95 % CI {ci}).")
-        else:
+        elif c == "no difference":
             out.append(f"- {label}: no difference beyond noise, {ratio} "
                        f"(95 % CI {math.exp(m - h):.3g}–{math.exp(m + h):.3g}).")
+        else:
+            ci = f"{math.exp(m - h):.3g}–{math.exp(m + h):.3g}"
+            out.append(f"- {label}: SWA is **{c}** than SGD, {ratio} (geometric mean, "
+                       f"95 % CI {ci}).")
+    return out
+
+
+def _flatness_call(head: Headline, m: float, h: float) -> str:
+    c = call(m, h)
+    if c in ("higher", "lower"):
+        return "flatter" if (c == "higher") == (head.flatter == "higher") else "sharper"
+    return c
+
+
+def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
+    """The report's verdicts as data: claim -> call, paired over the result's seeds.
+
+    Accuracy claims (``"<method> vs SGD, test accuracy"``) are ``"beats"``,
+    ``"worse"`` or ``"no difference"``; flatness claims (one per measure label)
+    ``"flatter"``, ``"sharper"`` or ``"no difference"`` (SWA relative to SGD);
+    ``"one seed"`` where no interval exists.
+
+    Args:
+        result: ``{"metrics": ..., "extra": ...}`` as :func:`run_paper` returns
+            (or a results file's ``metrics`` with its ``attrs["extra"]``).
+
+    Returns:
+        The calls, in report order.
+    """
+    m = result["metrics"]
+    names = {"higher": "beats", "lower": "worse"}
+    out = {}
+    for b in m:
+        if b.startswith("swa") and "test_acc" in m[b]:
+            c = call(*comparison(m["sgd"]["test_acc"], m[b]["test_acc"]))
+            out[f"{LABELS.get(b, b)} vs SGD, test accuracy"] = names.get(c, c)
+    for head, mean, h in _log_ratios(result["extra"]["measures"]):
+        out[head.label] = _flatness_call(head, mean, h)
     return out
 
 
