@@ -143,8 +143,8 @@ def test_info_lists_surfaces_and_measures(demo: Path, capsys: pytest.CaptureFixt
 def test_train_accepts_the_experiment_config(tmp_path: Path) -> None:
     out = tmp_path / "p.h5"
     assert main(["train", "--config", str(ex.CONFIGS_DIR / "paper.toml"), "--epochs",
-                 "2", "--swa-start", "1", "--num-samples", "200", "--out", str(out),
-                 "--quiet"]) == 0
+                 "2", "--swa-start", "1", "--num-samples", "200", "--train-samples", "100",
+                 "--out", str(out), "--quiet"]) == 0
     with h5py.File(out, "r") as f:
         assert f["solutions/swa"].attrs["n_averaged"] == 2  # after epochs 1 and 2
         assert '"swa_lr": 0.01' in f.attrs["config"]
