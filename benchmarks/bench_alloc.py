@@ -16,7 +16,7 @@ identical results.
 * ``train``: one epoch of ``landscape.train`` of the SmallCNN on 1600 such images
   (400 test; batch 128, 2 threads, no SWA, evaluation at the end), final
   weights compared; ``epoch_loop_seconds`` is the minibatch loop alone;
-* ``paper``: ``landscape train --config experiments/paper.toml --epochs 10
+* ``paper``: ``landscape train --config paper --epochs 10
   --swa-start 8`` (MNIST-1D, the paper's config, 1 thread), whole process,
   stored solutions compared;
 * ``floor``: the denominators of the benchmark ratios — the forward floor of
@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "alloc.json"
 SETTINGS = {"before": {"LANDSCAPE_MALLOC": "default"}, "after": {}}
-PAPER = ["-m", "landscape", "train", "--config", "experiments/paper.toml", "--epochs", "10",
+PAPER = ["-m", "landscape", "train", "--config", "paper", "--epochs", "10",
          "--swa-start", "8", "--quiet", "--force"]
 
 
@@ -133,10 +133,8 @@ def worker_floor() -> dict:
     import numpy as np
     import torch
 
-    from landscape.data import TensorData
-    from landscape.evaluate import Evaluator
+    from landscape.evaluate import EmpiricalRisk
     from landscape.models import build_model
-    from landscape.sharpness._base import value_and_grad
 
     torch.set_num_threads(1)  # 2 threads: OpenMP barriers stall ~200 ms on a busy machine
 
@@ -166,12 +164,10 @@ def worker_floor() -> dict:
         out[f"surface_floor_{name}"] = timed(floor)
         check.append(floor().double().sum().item())
         if name == "seed000-cnn":
-            d = TensorData("random", x[:1000], y[:1000], x[1000:], y[1000:], 10)
-            ev = Evaluator(net, *d.splits(), bn="keep")
-            f = ev.loss_function(buffers=ev.read_buffers())
-            theta = ev.layout.read(net)
-            out[f"hessian_fb_{name}"] = timed(lambda f=f, t=theta: value_and_grad(f, t))
-            check.append(value_and_grad(f, theta)[0])
+            risk = EmpiricalRisk(net, (x[:1000], y[:1000]))  # bench_hessian's fb
+            theta = risk.layout.read(net)
+            out[f"hessian_fb_{name}"] = timed(lambda r=risk, t=theta: r.value_and_grad(t))
+            check.append(risk.value_and_grad(theta)[0])
     return {**out, "peak_rss_mb": _hwm_mb(), "result": repr(check)}
 
 

