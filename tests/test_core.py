@@ -11,6 +11,7 @@ import math
 import re
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -196,6 +197,34 @@ def test_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
 
     assert isinstance(ns["fig"], Figure)
     assert ls.load(tmp_path / "mine.h5", "random").complete
+
+
+def test_readme_run_file_example_runs_with_smaller_sizes(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """The README's run-file example, as written but for the sizes (so it runs in seconds)."""
+    text = README.read_text()
+    section = text[text.index("## Run files from Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shrink = {'data="mnist1d", epochs=40, swa_start=30':
+              'data="mnist1d", num_samples=300, epochs=3, swa_start=2',
+              '"epoch:15"': '"epoch:1"',
+              '["hessian", "trace", "width"])':
+              '["hessian", "trace", "width"], params={"trace_samples": 3, "directions": 3})'}
+    for old, small in shrink.items():
+        assert old in code, old
+        code = code.replace(old, small)
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    with h5py.File(tmp_path / "runs" / "mine.h5", "r") as f:
+        (surface,) = f["surfaces"].values()
+        assert surface.attrs["kind"] == "plane"
+        for sol in ("sgd", "swa"):
+            assert {"hessian", "trace", "width"} <= set(f[f"measures/{sol}"])
+        assert "compare" in f["measures"]
+        assert "gap" in f["measures"]
+    assert ns["gap"]["line"]
 
 
 def test_average_checkpoints_is_the_mean_with_recomputed_bn() -> None:
