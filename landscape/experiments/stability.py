@@ -103,6 +103,10 @@ def report(a_path: Path, b_path: Path) -> list[str]:
         raise UserError("need at least 2 seeds in both files")
     claims = list(rows[-1]["a"])
     lines = [f"# Verdicts on two machines: `{a_path}` (A) vs `{b_path}` (B)", "",
+             "```",
+             f"{a['attrs'].get('command', '?')}    # A",
+             f"{b['attrs'].get('command', '?')}    # B",
+             f"python -m landscape.experiments.stability {a_path} {b_path}", "```", "",
              "Each cell: the call on A / on B from the first N seeds (paired over "
              "seeds, 95 % CI); **bold** where they differ.", "",
              "| claim | " + " | ".join(f"N={r['seeds']}" for r in rows) + " |",
