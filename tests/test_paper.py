@@ -181,6 +181,16 @@ def test_compare_results_in_units_of_the_earlier_ci() -> None:
     half = 4.302652729911275 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n) of [1, 2, 3]
     assert f"{0.5 / half:.2g} x its 95 % half-width" in line  # 0.2
     assert "shift: 2.5 now vs 2" in line
+    more = {"metrics": {"swa": {"test_acc": np.array([0.90, 0.92, 0.94, 0.5])}},
+            "attrs": {"extra": {"gap": {"shift": [1.0, 2.0, 3.0, 9.0]}}}}
+    assert ex.compare_results(earlier, more) == (
+        "identical to the committed results (the first 3 seeds, which both have) "
+        "(2 per-seed series)")
+    other = {**earlier, "attrs": {**earlier["attrs"], "config": {"epochs": 4, "lr": 0.1}}}
+    cfg = {**earlier, "attrs": {**earlier["attrs"], "config": {"epochs": 40, "lr": 0.1}}}
+    assert ex.compare_results(cfg, other) == (
+        "not compared with the committed results: made with another config (differs in "
+        "epochs)")
 
 
 def _paper_results(path, gains, ratios):

@@ -447,13 +447,26 @@ def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *
     """
     if earlier is None:
         return f"no {what} to compare with"
+    ca = (earlier.get("attrs") or {}).get("config") or {}
+    cb = (new.get("attrs") or {}).get("config") or {}
+    if ca and cb and ca != cb:
+        keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+        return (f"not compared with {what}: made with another config (differs in "
+                f"{', '.join(keys)})")
     a, b = _series(earlier), _series(new)
+    n = min((len(v) for v in (*a.values(), *b.values())), default=0)
+    seeds = ""
+    if any(len(v) != n for v in (*a.values(), *b.values())):
+        # Seeds 0..N-1 are the same runs whatever the count: compare the common ones.
+        a = {k: v[:n] for k, v in a.items()}
+        b = {k: v[:n] for k, v in b.items()}
+        seeds = f" (the first {n} seeds, which both have)"
     common = sorted(set(a) & set(b))
     if not common:
         return f"nothing in common with {what} to compare"
     if all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k], equal_nan=True)
            for k in common):
-        return f"identical to {what} ({len(common)} per-seed series)"
+        return f"identical to {what}{seeds} ({len(common)} per-seed series)"
     worst, key = -1.0, common[0]
     for k in common:
         if a[k].shape != b[k].shape:
@@ -468,7 +481,7 @@ def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *
         if r > worst:
             worst, key = r, k
     fa, fb = a[key][np.isfinite(a[key])], b[key][np.isfinite(b[key])]
-    return (f"differs from {what}: the largest difference is {worst:.2g} x its 95 % "
+    return (f"differs from {what}{seeds}: the largest difference is {worst:.2g} x its 95 % "
             f"half-width over seeds ({key}: {fb.mean():.5g} now vs {fa.mean():.5g})")
 
 
