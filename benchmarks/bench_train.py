@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -73,7 +74,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     args = p.parse_args()
     torch.set_num_threads(1)
-    results = {"torch": torch.__version__, "machine": platform.machine(),
+    results = {"command": "python benchmarks/bench_train.py"
+               + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
+               + (f" --epochs {args.epochs}" if args.epochs != 8 else ""),
+               "load_average_start": os.getloadavg(),
+               "torch": torch.__version__, "machine": platform.machine(),
                "targets": {"swa_over_sgd": 1.03, "record_epoch_over_none": 1.05}, "cases": []}
     with tempfile.TemporaryDirectory() as d:
         for model, n in (("mnist1d-cnn", 10000), ("mnist1d-smallcnn", 5000)):
