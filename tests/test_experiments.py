@@ -115,6 +115,32 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert any(line.startswith("[seed 0]") for line in lines)
 
 
+def test_seed000_serial_threads_use_the_cores_for_image_sized_inputs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from landscape.experiments.seed000 import _torch_threads, serial_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    exp = ex.load_experiment("seed000")
+    assert exp.settings["serial_threads"] == "auto"
+
+    def data(shape: tuple[int, ...]) -> TensorData:
+        return TensorData("d", torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long),
+                          torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long), 10)
+
+    assert serial_threads(exp, data((1, 28, 28))) == 6  # Kaggle digits: every core
+    assert serial_threads(exp, data((1, 40))) == exp.cfg.threads == 1  # MNIST-1D
+    exp.settings["serial_threads"] = 3
+    assert serial_threads(exp, data((1, 28, 28))) == 3
+    for bad in (0, "all", 1.5, True):
+        exp.settings["serial_threads"] = bad
+        with pytest.raises(UserError, match="serial_threads"):
+            serial_threads(exp, data((1, 40)))
+    before = torch.get_num_threads()
+    with _torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+
+
 def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     logs: list[str] = []
     report = ex.reproduce("seed004", seeds=1, out_dir=tmp_path / "seed004",
