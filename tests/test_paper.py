@@ -191,6 +191,9 @@ def test_compare_results_in_units_of_the_earlier_ci() -> None:
     assert ex.compare_results(cfg, other) == (
         "not compared with the committed results: made with another config (differs in "
         "epochs)")
+    elsewhere = {**cfg, "attrs": {**cfg["attrs"], "config": {
+        "epochs": 40, "lr": 0.1, "data_root": "/elsewhere", "threads": 2}}}
+    assert ex.compare_results(cfg, elsewhere).startswith("identical")
 
 
 def _paper_results(path, gains, ratios):

@@ -429,6 +429,10 @@ def _series(results: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+#: Config keys that say where and how a run executed, not what it computed.
+_WHERE_IT_RAN = frozenset({"data_root", "download", "device", "threads"})
+
+
 def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *,
                     what: str = "the committed results") -> str:
     """One line: are ``new``'s per-seed numbers those of ``earlier``, and if not by how much.
@@ -449,8 +453,9 @@ def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *
         return f"no {what} to compare with"
     ca = (earlier.get("attrs") or {}).get("config") or {}
     cb = (new.get("attrs") or {}).get("config") or {}
-    if ca and cb and ca != cb:
-        keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+    keys = sorted(k for k in set(ca) | set(cb)
+                  if k not in _WHERE_IT_RAN and ca.get(k) != cb.get(k))
+    if ca and cb and keys:
         return (f"not compared with {what}: made with another config (differs in "
                 f"{', '.join(keys)})")
     a, b = _series(earlier), _series(new)
