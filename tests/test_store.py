@@ -29,6 +29,23 @@ def test_solutions_round_trip_to_state_dict(tiny_run: Path) -> None:
         torch.testing.assert_close(p.detach(), named[name], rtol=0, atol=0)
 
 
+def test_group_attrs_are_reused_only_when_stored_with_the_same_parameters(
+        tmp_path: Path, tiny_run: Path) -> None:
+    import shutil
+
+    run = Path(shutil.copy(tiny_run, tmp_path / "run.h5"))
+    params = {"alpha": 0.5, "params": {"top_k": 5, "tol": 1e-3}}
+    store.write_group_attrs(run, "measures/x", params | {"value": 2.0})
+    attrs = store.group_attrs(run, "measures/x", params)
+    assert attrs is not None
+    assert attrs["value"] == 2.0
+    assert store.group_attrs(run, "measures/x") == attrs  # no parameters asked for
+    assert store.group_attrs(run, "measures/x", {"alpha": 0.25}) is None  # differs
+    assert store.group_attrs(run, "measures/x", {"params": {"top_k": 6, "tol": 1e-3}}) is None
+    assert store.group_attrs(run, "measures/x", {"beta": 1}) is None  # never stored
+    assert store.group_attrs(run, "measures/y", {}) is None  # no such group
+
+
 def test_unknown_solution_lists_the_stored_ones(tiny_run: Path) -> None:
     with store.open_run(tiny_run) as f, pytest.raises(UserError, match="swa_last"):
         store.read_solution(f, "nope")

@@ -331,7 +331,7 @@ def reparametrization(path: Path, st: Mapping[str, Any], *, log: Log = print
         ak = _alpha_key(a)
         sol, grp = f"dinh_alpha{ak}", f"controls/dinh/alpha{ak}"
         w = dinh_rescale(model, theta, a)
-        stored_loss = _stored_group(path, f"{grp}/loss", {"alpha": a})
+        stored_loss = store.group_attrs(path, f"{grp}/loss", {"alpha": a})
         if stored_loss is None:  # the float64 loss on the full train set
             if full_risk is None:
                 full_risk = EmpiricalRisk(copy.deepcopy(model), data.batches("train"),
@@ -349,7 +349,7 @@ def reparametrization(path: Path, st: Mapping[str, Any], *, log: Log = print
             have = store.stored_params(f, sol, names)
         todo = [m for m in names if have.get(m) != params_json(m, common, chosen[m])]
         todo_x = [k for k, (_, p) in extras.items()
-                  if _stored_group(path, f"{grp}/{k}", {"params": p}) is None]
+                  if store.group_attrs(path, f"{grp}/{k}", {"params": p}) is None]
         ctx = None
         if todo or todo_x:
             sub = data.subset(common.samples, 1, common.seed)
@@ -391,15 +391,6 @@ def _extra_measure(ctx: MeasureContext, key: str, p: Mapping[str, Any]) -> dict[
                        eps=p["pacbayes_eps"], samples=p["pacbayes_samples"],
                        seed=ctx.seed, bound=p["pacbayes_bound"])
     return {"value": r.sigma, "sem": r.sigma_sem, "rise": r.rise}
-
-
-def _stored_group(path: Path, key: str, want: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Group ``key``'s attributes if it holds ``want``, else None."""
-    attrs = store.group_attrs(path, key)
-    if attrs is None or any(k not in attrs or attrs[k] != store.to_attr(v)
-                            for k, v in want.items()):
-        return None
-    return attrs
 
 
 # =========================================================================== geometry

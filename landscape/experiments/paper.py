@@ -197,7 +197,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
             cfg_b = base.replace(swa_epochs=round(b * base.epochs), record_every=0,
                                  record_steps=0, eval_every=0)
             key = f"measures/budgets/{_budget_name(b)}"
-            m = _stored(run, key, {"config": cfg_b.to_dict()})
+            m = store.group_attrs(run, key, {"config": cfg_b.to_dict()})
             if m is None:
                 data = data if data is not None else load_data(base)
                 m = _solution_metrics(fit(cfg_b, data, "swa").metrics)
@@ -237,15 +237,6 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
         log(f"[paper] seed {seed}: surfaces (random around SWA and SGD, plane, PCA, "
             f"SGD-SWA line) and random rays ({time.perf_counter() - t0:.0f} s)")
     return {"path": str(run), "metrics": metrics, "measured": measured, "gap": gap}
-
-
-def _stored(path: Path, key: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The attributes of group ``key`` if it was stored with ``params``, else None."""
-    attrs = store.group_attrs(path, key)
-    if attrs is None or any(k not in attrs or attrs[k] != store.to_attr(v)
-                            for k, v in params.items()):
-        return None
-    return attrs
 
 
 def _budget_name(b: float) -> str:
@@ -306,7 +297,7 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
         finite = widths[np.isfinite(widths)]
         r_max = 2.5 * float(finite.max()) if finite.size else 1.0
     params = {"rays": rays, "points": points, "r_max": r_max, "seed": seed}
-    if _stored(path, f"measures/{solution}/rays", params) is not None:
+    if store.group_attrs(path, f"measures/{solution}/rays", params) is not None:
         return
     model, data = load_run_model(path)
     ev = Evaluator(model, data.batches("train"), data.batches("test"))

@@ -200,10 +200,10 @@ def _stored_summary(path: Path, params: Mapping[str, Any]) -> dict[str, Any] | N
     if not path.exists():
         return None
     try:
-        attrs = store.group_attrs(path, SUMMARY_GROUP)
+        attrs = store.group_attrs(path, SUMMARY_GROUP, params)
     except store.DamagedFileError:
         return None
-    if attrs is None or any(attrs.get(k) != store.to_attr(v) for k, v in params.items()):
+    if attrs is None:
         return None
     return {k: attrs[k] for k in (*_UNIT_KEYS, "n_train", "n_test", "seconds")}
 

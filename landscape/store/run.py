@@ -44,6 +44,7 @@ from landscape.store._h5 import (
     plain,
     set_attrs,
     stamp,
+    to_attr,
     write_array,
 )
 
@@ -368,14 +369,26 @@ def resolve_point(f: h5py.File, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------- groups
-def group_attrs(path: str | os.PathLike, key: str) -> dict[str, Any] | None:
+def group_attrs(path: str | os.PathLike, key: str,
+                match: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The attributes of group ``key`` (e.g. ``measures/budgets/swa_1.5x``), or None.
 
+    Args:
+        path: Run file.
+        key: Group path.
+        match: ``{name: value}`` the group must have been stored with (compared as
+            :func:`to_attr` stores them): finished work is reused only if made with
+            the same parameters.
+
     Returns:
-        The attributes as stored (JSON not decoded), or ``None`` if absent.
+        The attributes as stored (JSON not decoded), or ``None`` if the group is
+        absent or one of ``match`` is missing or differs.
     """
     with open_run(path) as f:
-        return attrs_of(f[key]) if key in f else None
+        attrs = attrs_of(f[key]) if key in f else None
+    if attrs is None or any(attrs.get(k) != to_attr(v) for k, v in (match or {}).items()):
+        return None
+    return attrs
 
 
 def write_group_attrs(path: str | os.PathLike, key: str, attrs: Mapping[str, Any]) -> None:
