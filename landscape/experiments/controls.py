@@ -507,8 +507,8 @@ def known_geometry(path: Path, seed: int, st: Mapping[str, Any]) -> list[dict[st
     common = MeasureConfig(samples=len(y), dtype="float64", device="cpu")
     names = ["hessian", "trace", "layer_hessian", "eps", "sam", "asam", "avg", "pacbayes",
              "width"]
-    params = {"trace_samples": st["trace_samples"], "directions": st["directions"],
-              "pacbayes_metric": "loss", "pacbayes_target": st["pacbayes_target_loss"]}
+    params = {"smallest": True, "trace_samples": st["trace_samples"],
+              "directions": st["directions"], "pacbayes_metric": "loss", "pacbayes_target": st["pacbayes_target_loss"]}
     chosen = {m: params_of(m, params) for m in names}
     sol = "linear_mse"
     have: dict[str, str] = {}

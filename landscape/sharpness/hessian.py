@@ -45,6 +45,7 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 
+from landscape._errors import UserError
 from landscape.sharpness._base import HVP, LossFunction, Objective, check_flat
 from landscape.sharpness._registry import (
     Headline,
@@ -551,9 +552,13 @@ def power_iteration(
 class HessianParams:
     """Parameters of the ``hessian`` measure."""
 
-    top_k: int = param(5, "number of top Hessian eigenvalues (Lanczos)")
+    top_k: int = param(5, "number of top Hessian eigenvalues (Lanczos, at most the "
+                       "parameter count); ARPACK's basis holds 2k+2 vectors, so a few "
+                       "tens of HVPs unless the top eigenvalues cluster")
     eig_tol: float = param(1e-3, "ARPACK relative residual tolerance of the top Ritz pairs")
-    smallest: bool = param(True, "also the smallest (most negative) eigenvalue")
+    smallest: bool = param(False, "also the smallest (most negative) eigenvalue; opt in: "
+                           "it costs at least min-eig-ncv more HVPs and up to "
+                           "min-eig-ncv x min-eig-maxiter where λ_min sits in a bulk")
     min_eig_tol: float = param(1e-2, "relative residual tolerance of the smallest "
                                "eigenvalue")
     min_eig_maxiter: int = param(100, "Lanczos restarts for the smallest eigenvalue; if it "
@@ -573,15 +578,22 @@ class HessianParams:
 
 
 def hessian_measure(ctx: MeasureContext, p: HessianParams) -> Result:
-    """Top-k and smallest eigenvalues of the Hessian at the context's solution.
+    """Top-k eigenvalues of the Hessian at the context's solution, and the smallest
+    one when ``smallest`` asks for it.
 
     Returns:
-        Scalars (``lambda_max``, ``lambda_min``, HVP counts, convergence) and the
-        ``eigenvalues`` (and optionally ``eigenvectors``) arrays.
+        Scalars (``lambda_max``, ``lambda_min`` (NaN unless asked for), HVP counts,
+        convergence) and the ``eigenvalues`` (and optionally ``eigenvectors``) arrays.
+
+    Raises:
+        UserError: If ``top_k`` exceeds the number of parameters.
     """
+    if p.top_k > ctx.n:
+        raise UserError(f"top_k = {p.top_k} exceeds the model's {ctx.n} parameters "
+                        f"(the Hessian has {ctx.n} eigenvalues); choose top_k <= {ctx.n}")
     hvp = ctx.hvp()
     kw = {"seed": ctx.seed, "dtype": ctx.dtype, "device": ctx.device}
-    top = hessian_top_eigenvalues(hvp, ctx.n, min(p.top_k, ctx.n), tol=p.eig_tol,
+    top = hessian_top_eigenvalues(hvp, ctx.n, p.top_k, tol=p.eig_tol,
                                   eigenvectors=p.save_eigenvectors, **kw)
     attrs: dict[str, Any] = {
         "lambda_max": float(top.eigenvalues[0]), "top_k": p.top_k,
@@ -607,13 +619,15 @@ def hessian_measure(ctx: MeasureContext, p: HessianParams) -> Result:
 
 register(MeasureSpec(
     name="hessian", order=10, params=HessianParams, compute=hessian_measure, unit="HVP",
-    summary="top-k eigenvalues by Lanczos (ARPACK) and the smallest eigenvalue",
+    summary="top-k eigenvalues by Lanczos (ARPACK); the smallest one with --smallest",
     headline=(Headline("lambda_max", "λ_max (Hessian)"),
               Headline("lambda_min", "λ_min (Hessian)", report=False,
                        converged="converged_min", residual="residual_min")),
     datasets=("eigenvalues", "eigenvectors"),
-    line=lambda a: (f"lambda_max {a['lambda_max']:.6g}, lambda_min {a['lambda_min']:.6g}"
-                    + ("" if a.get("converged_min", True) else
-                       f" (not converged, residual {a.get('residual_min', math.nan):.2g})")
-                    + f" ({a['n_hvp_top']}+{a['n_hvp_min']} HVPs)"),
+    line=lambda a: (f"lambda_max {a['lambda_max']:.6g}"
+                    + (f" ({a['n_hvp_top']} HVPs)" if not a.get("n_hvp_min") else
+                       f", lambda_min {a['lambda_min']:.6g}"
+                       + ("" if a.get("converged_min", True) else
+                          f" (not converged, residual {a.get('residual_min', math.nan):.2g})")
+                       + f" ({a['n_hvp_top']}+{a['n_hvp_min']} HVPs)")),
     reference="Lanczos (1950) via ARPACK; cf. PyHessian (Yao et al. 2020)"))
