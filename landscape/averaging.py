@@ -50,10 +50,12 @@ def average_checkpoints(model: nn.Module, checkpoints: Iterable[nn.Module | Mapp
     avg = AveragedModel(model)
     scratch = copy.deepcopy(model)
     n = 0
-    for c in checkpoints:
+    for i, c in enumerate(checkpoints):
         if isinstance(c, nn.Module):
+            _check_state(model, c.state_dict(), i)
             src = c
         elif isinstance(c, Mapping):
+            _check_state(model, c, i)
             scratch.load_state_dict(c)
             src = scratch
         else:
@@ -72,6 +74,35 @@ def average_checkpoints(model: nn.Module, checkpoints: Iterable[nn.Module | Mapp
             batches = batches.to(device)
         update_bn((x.to(device) for x, _ in batches), avg)
     return avg
+
+
+def _check_state(model: nn.Module, state: Mapping[str, Any], index: int) -> None:
+    """Raise a one-line error unless ``state`` has ``model``'s keys and shapes.
+
+    Raises:
+        UserError: Naming the checkpoint, its missing and unexpected keys (a few of
+            each) or the first entry whose shape differs.
+    """
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    if missing or extra:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3
+                                          else "")
+
+        raise UserError(
+            f"checkpoint {index} is not a state of this model: "
+            + "; ".join(p for p in (f"missing {few(missing)}" if missing else "",
+                                    f"unexpected {few(extra)}" if extra else "") if p)
+            + "; pass checkpoints of the model's architecture (a state dict saved "
+            "under a wrapper may need its key prefix, e.g. 'module.', removed)")
+    for k, v in want.items():
+        shape = tuple(getattr(state[k], "shape", ()))
+        if shape != tuple(v.shape):
+            raise UserError(f"checkpoint {index} does not fit this model: {k} has shape "
+                            f"{shape}, the model's {tuple(v.shape)}; pass checkpoints of "
+                            "the same architecture and width")
 
 
 __all__ = ["average_checkpoints"]

@@ -188,7 +188,7 @@ class Loss:
             The per-sample losses.
         """
         assert self._none is not None
-        v = self._none(out, y)
+        v = _checked(self._none, out, y)
         return v.reshape(len(y), -1).mean(1) if v.ndim > 1 else v
 
     def mean(self, out: Tensor, y: Tensor) -> Tensor:
@@ -200,7 +200,7 @@ class Loss:
         Raises:
             UserTypeError: If the criterion returns anything but a scalar tensor.
         """
-        v = self.criterion(out, y)
+        v = _checked(self.criterion, out, y)
         if not isinstance(v, Tensor) or v.ndim != 0:
             shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
             raise UserTypeError(
@@ -215,10 +215,49 @@ class Loss:
             A 0-dim tensor.
         """
         if self._sum is not None and y.ndim == 1:
-            return self._sum(out, y)
+            return _checked(self._sum, out, y)
         if self._none is not None:
             return self.samples(out, y).sum()
         return self.mean(out, y) * len(y)
+
+
+#: What torch raises for data that does not fit a model or a loss.
+_TORCH_ERRORS = (RuntimeError, IndexError, ValueError)
+
+
+def _first_line(e: BaseException) -> str:
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
+def _checked(criterion: Criterion, out: Tensor, y: Tensor) -> Tensor:
+    """``criterion(out, y)``, turning torch's error for misfit targets into one line.
+
+    Raises:
+        UserError: Naming the output and target shapes (and, for class indices, the
+            range of the targets against the number of outputs) and the fix.
+    """
+    try:
+        return criterion(out, y)
+    except UserError:
+        raise
+    except _TORCH_ERRORS as e:
+        what = (f"outputs of shape {tuple(out.shape)} and targets of shape "
+                f"{tuple(y.shape)} ({str(y.dtype).removeprefix('torch.')}")
+        if not y.is_floating_point() and y.numel():
+            lo, hi = int(y.min()), int(y.max())
+            what += f", values {lo}..{hi})"
+            if out.ndim >= 2 and (lo < 0 or hi >= out.shape[1]):
+                raise UserError(
+                    f"the loss got {what}: class targets must lie in 0..{out.shape[1] - 1} "
+                    f"for a model with {out.shape[1]} outputs; give the model one output "
+                    "per class or relabel the targets") from e
+        else:
+            what += ")"
+        raise UserError(
+            f"the loss cannot take {what}: {_first_line(e)}; give targets the loss "
+            "expects (class indices (N,) for cross-entropy, floats shaped like the "
+            "output for MSE) or pass loss=... that fits them") from e
 
 
 def is_classification(out: Tensor, y: Tensor) -> bool:
@@ -228,17 +267,25 @@ def is_classification(out: Tensor, y: Tensor) -> bool:
 
 
 def _forward(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``model(x)``, turning a device clash into a one-line error."""
+    """``model(x)``, turning a device clash or a misfit input into a one-line error."""
     try:
         return model(x)
-    except RuntimeError as e:
+    except UserError:
+        raise
+    except _TORCH_ERRORS as e:
         text = str(e)
+        if isinstance(e, torch.OutOfMemoryError) or "allocate" in text:
+            raise  # not the data's shape: torch's own message says what ran out
         if any(k in text for k in ("same device", "expected device", "device type")):
             raise UserError(
                 "the model and the data are on different devices (" +
                 text.splitlines()[0][:120] + "); give the model's device with "
                 "device=... or move the model with model.to(device)") from e
-        raise
+        raise UserError(
+            f"the model cannot take inputs of shape {tuple(x.shape)} "
+            f"({str(x.dtype).removeprefix('torch.')}): {_first_line(e)}; give data whose "
+            "inputs fit the model's first layer (e.g. flatten images for an MLP) or a "
+            "model built for this input") from e
 
 
 def _lowp(out: Tensor) -> Tensor:
@@ -753,6 +800,21 @@ class EmpiricalRisk:
             return self._reduce(out)
 
         return hv
+
+    @torch.no_grad()
+    def classifies(self, theta: Tensor) -> bool:
+        """Whether the model gives class scores for integer targets on the first batch.
+
+        Returns:
+            ``True`` when a 0-1 error is defined (see :func:`is_classification`).
+        """
+        t = self._point(theta)
+        params = self.layout.unflatten(t)
+        for _, xb, yb in self._all():
+            out = _forward(partial(torch.func.functional_call, self.model,
+                                   {**params, **self.buffers}), xb)
+            return is_classification(out, yb)
+        return False
 
     @torch.no_grad()
     def error(self, theta: Tensor) -> float:

@@ -81,10 +81,30 @@ def test_top_eigenvalue_of_bn_cnn_through_a_ragged_dataloader() -> None:
     dense = torch.func.hessian(f)(theta).numpy()
     exact = np.linalg.eigvalsh(0.5 * (dense + dense.T))[::-1]
     loader = DataLoader(TensorDataset(x, y), batch_size=16)  # 16 + 16 + 13
-    r = ls.measure(net, loader, "hessian", dtype="float64", top_k=3, eig_tol=1e-10)
+    r = ls.measure(net, loader, "hessian", dtype="float64", top_k=3, eig_tol=1e-10,
+                   smallest=True)
     np.testing.assert_allclose(r.eigenvalues, exact[:3], rtol=1e-8)
     assert r.samples == 45
     assert r.lambda_min == pytest.approx(exact[-1], rel=1e-2)
+
+
+def test_hessian_computes_the_top_k_only_unless_asked_and_refuses_k_above_n() -> None:
+    """The measure's name is its work: λ_min (tens to thousands of HVPs) is opt-in, and
+    top_k above the parameter count is a one-line error, not a silent clamp."""
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))  # 43 parameters
+    x, y = torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), \
+        torch.arange(30) % 3
+    r = ls.measure(net, (x, y), "hessian", dtype="float64", top_k=1)
+    assert r.n_hvp_min == 0 and math.isnan(r.lambda_min)
+    assert r.eigenvalues.shape == (1,)
+    assert "lambda_min" not in r.line()
+    full = ls.measure(net, (x, y), "hessian", dtype="float64", top_k=1, smallest=True)
+    assert full.n_hvp_min > 0 and full.lambda_min < full.lambda_max
+    assert full.lambda_max == pytest.approx(r.lambda_max, rel=1e-6)
+    with pytest.raises(ValueError, match=r"top_k = 44 exceeds the model's 43 parameters"):
+        ls.measure(net, (x, y), "hessian", top_k=44)
+    assert ls.measure(net, (x, y), "hessian", dtype="float64",
+                      top_k=43).eigenvalues.shape == (43,)
 
 
 def test_streaming_metrics_equal_in_memory_metrics() -> None:
@@ -166,6 +186,69 @@ def test_regression_goes_through_every_surface_and_measure(tmp_path: Path) -> No
     line = surfaces["line"].values["test_loss"][0]  # t = 0: the model
     assert line == pytest.approx(float(mse(model(test[0]), test[1]).detach()), rel=1e-5)
     assert ls.load(tmp_path / "reg.h5", "plane").grid.shape == (3, 2)
+
+
+def test_all_on_a_regressor_runs_what_applies_and_says_what_it_skips() -> None:
+    """Default parameters: PAC-Bayes bounds the 0-1 error, which a regressor lacks; "all"
+    skips it in one warning line and runs every other measure; naming it raises that
+    line; with the loss as its metric it runs."""
+    torch.manual_seed(0)
+    model = _Regressor()
+    x, y = torch.randn(40, 3), torch.randn(40, 2)
+    train = DataLoader(TensorDataset(x, y), batch_size=16)
+    fast = {"top_k": 1, "trace_samples": 3, "slq_steps": 4, "eps_maxiter": 1,
+            "ascent_steps": 1, "avg_samples": 2, "pacbayes_samples": 2, "directions": 2}
+    with pytest.warns(UserWarning, match=r"^measure 'pacbayes' skipped: the 0-1 error "
+                      r"needs a classifier .* pacbayes_metric='loss'") as rec:
+        out = ls.measure(model, train, "all", loss=nn.MSELoss(), **fast)
+    assert len([w for w in rec if "skipped" in str(w.message)]) == 1
+    assert set(out) == set(specs()) - {"pacbayes"}
+    base = float(nn.MSELoss()(model(x), y).detach())
+    assert out["sam"].loss == pytest.approx(base, rel=1e-5)
+    with pytest.raises(ValueError, match=r"^pacbayes: the 0-1 error needs a classifier"):
+        ls.measure(model, train, "pacbayes", loss=nn.MSELoss(), **fast)
+    r = ls.measure(model, train, "pacbayes", loss=nn.MSELoss(), pacbayes_metric="loss",
+                   **fast)
+    assert r.metric == "loss" and r.sigma > 0
+
+
+@pytest.mark.parametrize("case", ["targets out of range", "wrong input shape",
+                                  "targets of another shape"])
+def test_a_model_and_data_that_do_not_fit_give_one_line(case: str) -> None:
+    """Torch's own IndexError/RuntimeError from deep inside becomes one line naming the
+    shapes (and the classes) and the fix, from every public call."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x, y = torch.randn(10, 12), torch.arange(10) % 3
+    want = {"targets out of range": (x, y + 2, r"class targets must lie in 0\.\.2 for a "
+                                     r"model with 3 outputs"),
+            "wrong input shape": (torch.randn(10, 1, 28, 28), y,
+                                  r"the model cannot take inputs of shape \(10, 1, 28, 28\)"),
+            "targets of another shape": (x, torch.rand(10, 5),
+                                         r"the loss cannot take outputs of shape \(10, 3\) "
+                                         r"and targets of shape \(10, 5\) \(float32\)")}
+    xs, ys, match = want[case]
+    for call in (lambda: ls.measure(net, (xs, ys), "hessian", top_k=1),
+                 lambda: ls.random_surface(net, (xs, ys), grid="-1:1:3"),
+                 lambda: ls.Evaluator(net, (xs, ys)).metrics(["train"])):
+        with pytest.raises(ValueError, match=match) as e:
+            call()
+        assert isinstance(e.value, UserError)
+        assert "\n" not in str(e.value)
+
+
+def test_average_checkpoints_names_the_keys_of_a_foreign_state_dict() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    other = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5))
+    with pytest.raises(ValueError, match=r"^checkpoint 1 is not a state of this model: "
+                       r"missing 0\.weight, 0\.bias, 2\.weight \(\+1 more\); unexpected "
+                       r"module\.0\.weight"):
+        ls.average_checkpoints(net, [net.state_dict(), {f"module.{k}": v for k, v in
+                                                        net.state_dict().items()}])
+    with pytest.raises(ValueError, match=r"^checkpoint 0 does not fit this model: 2\.weight "
+                       r"has shape \(5, 4\), the model's \(2, 4\)"):
+        ls.average_checkpoints(net, [other])
+    avg = ls.average_checkpoints(net, [net.state_dict(), net])
+    torch.testing.assert_close(avg.module[2].weight, net[2].weight)
 
 
 # =========================================================================== API

@@ -32,6 +32,7 @@ import math
 import pkgutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,10 @@ class MeasureSpec:
         reference: The paper.
         order: Position in the default run order (cheap HVP measures first,
             so they share one gradient graph).
+        applies: ``applies(ctx, params)`` gives the one-line reason the measure
+            cannot run on the context's model with these parameters (``None``
+            if it can); ``"all"`` skips it with that line, a call naming it
+            raises it.
     """
 
     name: str
@@ -138,6 +143,15 @@ class MeasureSpec:
     line: Callable[[Mapping[str, Any]], str]
     reference: str
     order: int = 100
+    applies: Callable[[MeasureContext, Any], str | None] | None = None
+
+    def why_not(self, ctx: MeasureContext, params: Any) -> str | None:
+        """Why the measure cannot run in ``ctx`` with ``params`` (``None``: it can).
+
+        Returns:
+            The reason, or ``None``.
+        """
+        return None if self.applies is None else self.applies(ctx, params)
 
 
 _SPECS: dict[str, MeasureSpec] = {}
@@ -434,6 +448,7 @@ class MeasureContext:
         self.init = init
         self.n_train = n_train
         self.bar: Any = None
+        self._classifier: bool | None = None
         self._hvp: HVP | None = None
         self._recompute: Evaluator | None = None
         base = self.risk.value(self.theta)
@@ -457,6 +472,13 @@ class MeasureContext:
     def samples(self) -> int:
         """Number of samples the loss averages."""
         return self.risk.num_samples
+
+    @property
+    def classifier(self) -> bool:
+        """Whether the model gives class scores for integer targets (0-1 error defined)."""
+        if self._classifier is None:
+            self._classifier = self.risk.classifies(self.theta)
+        return self._classifier
 
     def objective(self) -> CountedObjective:
         """The train loss, counted on the current bar.
@@ -524,6 +546,9 @@ def run_measure(ctx: MeasureContext, name: str, params: Any, *, solution: str = 
         ``seconds`` and ``params`` among its scalars).
     """
     s = spec(name)
+    reason = s.why_not(ctx, params)
+    if reason is not None:
+        raise UserError(f"{name}: {reason}")
     t0 = time.perf_counter()
     with _bar(progress, f"{solution} {name}", s.unit) as bar:
         ctx.bar = bar
@@ -560,7 +585,10 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
         data: Train data: ``(inputs, targets)`` tensors or a ``DataLoader`` that
             yields the same batches every pass.
         measures: One name (returns one result), a list or ``"all"`` (returns
-            ``{name: result}``); see :func:`specs`.
+            ``{name: result}``); see :func:`specs`.  ``"all"`` runs every measure
+            that applies to the model and skips the others with a one-line
+            ``UserWarning`` (PAC-Bayes on the 0-1 error of a regression model:
+            pass ``pacbayes_metric="loss"`` to run it on the loss rise).
         loss: ``criterion(output, target)`` (default cross-entropy).
         theta: Weights to measure at (default: the model's).
         buffers: BN buffers (default: the model's).
@@ -591,7 +619,14 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
                          buffers=buffers, loss=loss, common=common)
     common = dataclasses.replace(common, samples=ctx.samples)
     ctx.common = common
-    out = {m: run_measure(ctx, m, params_of(m, params), progress=progress)
-           for m in names}
+    chosen = {m: params_of(m, params) for m in names}
+    if measures == "all":  # every measure that applies to this model; say which do not
+        for m in list(names):
+            reason = spec(m).why_not(ctx, chosen[m])
+            if reason is not None:
+                warnings.warn(f"measure {m!r} skipped: {reason}", UserWarning,
+                              stacklevel=2)
+                names.remove(m)
+    out = {m: run_measure(ctx, m, chosen[m], progress=progress) for m in names}
     single = isinstance(measures, str) and measures != "all" and "," not in measures
     return out[names[0]] if single else out

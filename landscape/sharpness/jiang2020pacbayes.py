@@ -520,4 +520,8 @@ register(MeasureSpec(
                     f"{a['sigma_mag']:.5g} ± {a['sigma_mag_sem']:.2g} "
                     f"({a['metric']} {a.get('bound', 'rise')} {a['target']}"
                     f"{', BN folded' if a.get('fold_bn') else ''})"),
-    reference="Jiang, Neyshabur, Mobahi, Krishnan & Bengio (ICLR 2020)"))
+    reference="Jiang, Neyshabur, Mobahi, Krishnan & Bengio (ICLR 2020)",
+    applies=lambda ctx, p: (
+        "the 0-1 error needs a classifier (integer targets, (N, C) outputs); pass "
+        "pacbayes_metric='loss' (--pacbayes-metric loss) to bound the loss rise instead"
+        if p.pacbayes_metric == "error" and not ctx.classifier else None)))
