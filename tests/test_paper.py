@@ -194,6 +194,16 @@ def test_compare_results_in_units_of_the_earlier_ci() -> None:
     elsewhere = {**cfg, "attrs": {**cfg["attrs"], "config": {
         "epochs": 40, "lr": 0.1, "data_root": "/elsewhere", "threads": 2}}}
     assert ex.compare_results(cfg, elsewhere).startswith("identical")
+    rounded = {"metrics": {"swa": {"test_acc": np.array([0.90, 0.92, 0.94 * (1 + 3e-7)])}},
+               "attrs": {"extra": {"gap": {"shift": [1.0, 2.0, 3.0]}}}}
+    assert ex.compare_results(earlier, rounded) == (
+        "matches the committed results to float rounding (largest relative difference "
+        "3.0e-07, swa test_acc; 2 per-seed series)")
+    beyond = {"metrics": {"swa": {"test_acc": np.array([0.90, 0.92, 0.94 * (1 + 1e-4)])}},
+              "attrs": {"extra": {"gap": {"shift": [1.0, 2.0, 3.0]}}}}
+    moved_by = 0.94e-4 / 3 / (4.302652729911275 * 0.02 / np.sqrt(3))  # mean / half-width
+    assert ex.compare_results(earlier, beyond).startswith(
+        f"differs from the committed results: the largest difference is {moved_by:.2g} x")
 
 
 def _paper_results(path, gains, ratios):
