@@ -220,6 +220,26 @@ def test_hutchinson_trace_within_its_3_sigma_and_predicted_sem() -> None:
     assert abs(r.frobenius_sq - (Hn**2).sum()) <= 3 * r.frobenius_sq_sem
 
 
+def test_hutchinson_stops_at_its_relative_standard_error() -> None:
+    """The early stop: the first probe count (>= 10) whose standard error is within rtol
+    of the mean, the same probes as a full run's first ones; rtol = 0 draws them all."""
+    H, eigs = random_spd(50, seed=6)
+    full = hutchinson_trace(lambda v: H @ v, 50, samples=400, seed=0)
+    q = full.samples
+    want = next(m for m in range(10, 401)
+                if q[:m].std(ddof=1) / math.sqrt(m) <= 0.02 * abs(q[:m].mean()))
+    assert 10 < want < 400  # the test is not vacuous on this spectrum
+    r = hutchinson_trace(lambda v: H @ v, 50, samples=400, rtol=0.02, seed=0)
+    assert r.n_hvp == want == len(r.samples)
+    np.testing.assert_allclose(r.samples, q[:want], rtol=1e-12)
+    assert r.sem <= 0.02 * abs(r.trace)
+    assert abs(r.trace - eigs.sum()) <= 4 * r.sem
+    capped = hutchinson_trace(lambda v: H @ v, 50, samples=want - 1, rtol=0.02, seed=0)
+    assert capped.n_hvp == want - 1 and capped.sem > 0.02 * abs(capped.trace)
+    with pytest.raises(ValueError, match="rtol must be >= 0"):
+        hutchinson_trace(lambda v: H @ v, 50, rtol=-1.0)
+
+
 def test_trace_estimators_converge_with_budget() -> None:
     """Error shrinks as the HVP budget grows; Hutch++ wins on a decaying spectrum."""
     rng = np.random.default_rng(0)

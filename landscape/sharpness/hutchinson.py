@@ -72,15 +72,23 @@ def _check(n: int, samples: int) -> None:
 
 
 def hutchinson_trace(
-    hvp: HVP, n: int, samples: int = 100, *, seed: int = 0,
-    dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+    hvp: HVP, n: int, samples: int = 100, *, rtol: float = 0.0, min_samples: int = 10,
+    seed: int = 0, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
 ) -> TraceEstimate:
     r"""Hutchinson's trace estimate with Rademacher probes.
+
+    With ``rtol > 0`` the probes stop early, once at least ``min_samples`` have
+    been drawn and the standard error of the mean is at most ``rtol`` times its
+    magnitude (a stopping rule on the estimate's own uncertainty; PyHessian's
+    stops when the running mean changes by less than a tolerance, which a small
+    draw satisfies by chance).
 
     Args:
         hvp: ``v -> H v``.
         n: Dimension.
-        samples: Number of probes (one HVP each).
+        samples: Largest number of probes (one HVP each).
+        rtol: Relative standard error at which to stop (0: draw all ``samples``).
+        min_samples: Fewest probes before the early stop is tested.
         seed: Seed of the probes.
         dtype: Torch dtype the HVP expects.
         device: Torch device the HVP expects.
@@ -90,18 +98,26 @@ def hutchinson_trace(
         the per-probe values.
 
     Raises:
-        ValueError: If ``n`` or ``samples`` is not positive.
+        ValueError: If ``n`` or ``samples`` is not positive, or ``rtol`` negative.
     """
     _check(n, samples)
+    if rtol < 0:
+        raise ValueError(f"rtol must be >= 0, got {rtol}")
     gen = generator(seed, device)
     quad, sq = np.empty(samples), np.empty(samples)
+    m = samples
     for i in range(samples):
         v = rademacher(n, gen, dtype, device)
         hv = hvp(v).to(dtype)
         quad[i] = float(v.double() @ hv.double())
         sq[i] = float(hv.double().pow(2).sum())
+        if rtol and i + 1 >= max(min_samples, 2) and (
+                sem(quad[:i + 1]) <= rtol * abs(quad[:i + 1].mean())):
+            m = i + 1
+            break
+    quad, sq = quad[:m], sq[:m]
     return TraceEstimate(float(quad.mean()), sem(quad), float(sq.mean()), sem(sq),
-                         quad, samples, "hutchinson")
+                         quad, m, "hutchinson")
 
 
 def hutchpp_trace(
@@ -163,9 +179,14 @@ def hutchpp_trace(
 class TraceParams:
     """Parameters of the ``trace`` measure."""
 
-    trace_samples: int = param(100, "Hutchinson probes (HVPs) for the trace")
+    trace_samples: int = param(100, "largest number of Hutchinson probes (one HVP each); "
+                               "the Hutch++ budget")
     trace_method: str = param("hutchinson", "trace estimator",
                               choices=("hutchinson", "hutchpp"))
+    trace_rtol: float = param(0.05, "Hutchinson stops once the trace's standard error "
+                              "is at most this fraction of it (after 10 probes; 0: "
+                              "always trace-samples probes); about 55 probes on the "
+                              "seed-000 CNN, whose probes spread by 0.37 x the trace")
 
     def validate(self) -> None:
         """Raise a one-line error for a bad probe count.
@@ -174,6 +195,7 @@ class TraceParams:
             UserError: If Hutch++ gets fewer than 3 probes.
         """
         check_positive(self, "trace_samples")
+        check_positive(self, "trace_rtol", allow_zero=True)
         if self.trace_method == "hutchpp" and self.trace_samples < 3:
             from landscape._errors import UserError
 
@@ -187,9 +209,10 @@ def trace_measure(ctx: MeasureContext, p: TraceParams) -> Result:
         Scalars (``trace`` with its standard error, the Frobenius estimate) and the
         per-probe ``samples``.
     """
-    fn = hutchpp_trace if p.trace_method == "hutchpp" else hutchinson_trace
-    est = fn(ctx.hvp(), ctx.n, p.trace_samples, seed=ctx.seed, dtype=ctx.dtype,
-             device=ctx.device)
+    kw = {"seed": ctx.seed, "dtype": ctx.dtype, "device": ctx.device}
+    est = (hutchpp_trace(ctx.hvp(), ctx.n, p.trace_samples, **kw)
+           if p.trace_method == "hutchpp" else
+           hutchinson_trace(ctx.hvp(), ctx.n, p.trace_samples, rtol=p.trace_rtol, **kw))
     return ({"trace": est.trace, "trace_sem": est.sem, "frobenius_sq": est.frobenius_sq,
              "frobenius_sq_sem": est.frobenius_sq_sem, "n_hvp": est.n_hvp,
              "method": est.method},
