@@ -620,6 +620,10 @@ class EmpiricalRisk:
         dtype: Compute dtype (default: the model's parameters').
         graph_cache: Largest number of batches whose gradient graphs are kept
             between HVPs at the same point (memory grows with it).
+        graph_samples: Keep the gradient graphs of a stream (a ``DataLoader``) of
+            at most this many samples, whatever its batch count: the memory of
+            one in-memory batch of that size (0: never; then each product
+            recomputes the forward and backward passes of every batch).
         distributed: Split batches over ``torch.distributed`` ranks when
             initialized (``None``: automatically).
 
@@ -631,7 +635,7 @@ class EmpiricalRisk:
                  *, buffers: Mapping[str, Tensor] | None = None, l2: float = 0.0,
                  device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None, graph_cache: int = 1,
-                 distributed: bool | None = None) -> None:
+                 graph_samples: int = 0, distributed: bool | None = None) -> None:
         self.device = model_device(model) if device is None else torch.device(device)
         self.model = model
         self.layout = ParamLayout.from_module(model)
@@ -646,6 +650,7 @@ class EmpiricalRisk:
                 self.buffers[k] = v.to(self.dtype)
         self.l2 = float(l2)
         self.graph_cache = int(graph_cache)
+        self.graph_samples = int(graph_samples)
         self.rank, self.world = _dist_info(distributed)
         self._n: int | None = None
         self._fingerprint: tuple[int, float] | None = None
@@ -782,7 +787,9 @@ class EmpiricalRisk:
         if isinstance(self.data, TensorBatches):
             total = math.ceil(self.data.num_samples / self.data.batch_size)
             mine = len(range(self.rank, total, self.world))
-        if mine is not None and mine <= self.graph_cache:
+        small_stream = (mine is None and self.graph_samples > 0
+                        and self.num_samples <= self.graph_samples)
+        if small_stream or (mine is not None and mine <= self.graph_cache):
             cached = [(self._grad_graph(t, i, xb, yb), t) for i, xb, yb in self._mine()]
 
         def hv(v: Tensor) -> Tensor:

@@ -443,8 +443,11 @@ class MeasureContext:
             self.buffer_layout.write(self.model, self.buffers, buffers=True)
         self.data = data
         self.loss_fn = loss if isinstance(loss, Loss) else Loss(loss)
+        # A loader's graphs are kept when its samples fit one in-memory batch: the
+        # memory the tensors path spends, and one backward pass per HVP instead of all.
         self.risk = EmpiricalRisk(self.model, data, self.loss_fn, device=device,
-                                  dtype=self.dtype)
+                                  dtype=self.dtype,
+                                  graph_samples=self.common.eval_batch_size)
         self.init = init
         self.n_train = n_train
         self.bar: Any = None
