@@ -232,8 +232,17 @@ def from_dict(values: dict[str, Any], cls: type = TrainConfig) -> Any:
     return cfg
 
 
-#: The experiment configs shipped with the package (``landscape reproduce NAME``).
-CONFIGS_DIR = Path(__file__).resolve().parent / "experiments" / "configs"
+def _configs_dir() -> Path:
+    """Where the experiment configs are: the copy an installed wheel ships inside the
+    package (``landscape/_experiments``, written by ``setup.py``'s ``build_py``), else
+    the top-level ``experiments/`` of the checkout this package runs from."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "_experiments"
+    return shipped if shipped.is_dir() else here.parent / "experiments"
+
+
+#: The experiment configs (``landscape reproduce NAME``): top-level ``experiments/``.
+CONFIGS_DIR = _configs_dir()
 
 
 def config_path(name: str | Path) -> Path:

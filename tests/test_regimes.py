@@ -29,7 +29,7 @@ from landscape._errors import UserError
 from landscape.data import load_dataset
 from landscape.experiments import regimes
 
-N_CELLS, N_SEEDS = 7, 2  # configs/regimes.toml [experiment.quick]
+N_CELLS, N_SEEDS = 7, 2  # experiments/regimes.toml [experiment.quick]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 r"""Shared machinery of the experiments: configs, fitting, the protocol registry, reports.
 
-An experiment is ``landscape/experiments/configs/NAME.toml`` (shipped with the
-package) or any TOML file: top-level keys override
+An experiment is ``experiments/NAME.toml`` at the top of the repository (shipped
+inside the wheel) or any TOML file: top-level keys override
 :class:`landscape.config.TrainConfig`, and an ``[experiment]`` table names the
 ``protocol`` and its settings (``seeds``, and a ``[experiment.quick]`` table of
 overrides for a smoke test).  :func:`reproduce` runs it over seeds, writes one

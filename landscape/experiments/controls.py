@@ -1,6 +1,6 @@
 r"""Protocol ``controls``: positive and negative controls of every flatness measure.
 
-``landscape reproduce controls`` (config ``configs/controls.toml``) asks, for
+``landscape reproduce controls`` (config ``experiments/controls.toml``) asks, for
 every registered headline measure (λ_max, trace, ε-sharpness, SAM, ASAM,
 average sharpness, PAC-Bayes σ and σ′, width), whether it passes three
 controls whose answer is known before measuring:

@@ -1,6 +1,6 @@
 r"""Protocol ``paper``: the SWA paper's analyses (Izmailov et al. 2018), over seeds.
 
-``landscape reproduce paper`` (config ``configs/paper.toml``; ``landscape demo``):
+``landscape reproduce paper`` (config ``experiments/paper.toml``; ``landscape demo``):
 
 1. For every seed, one ``landscape train`` run: the SGD baseline with the
    paper's decaying schedule over ``epochs`` and the SWA run (``swa_start``,

@@ -1,6 +1,6 @@
 r"""Protocol ``regimes``: where does SWA beat SGD, and where not?
 
-``landscape reproduce regimes`` (config ``configs/regimes.toml``) trains SGD and
+``landscape reproduce regimes`` (config ``experiments/regimes.toml``) trains SGD and
 SWA at matched budgets (same initialisation, same epochs; the SWA paper's
 schedules, :mod:`landscape.train`) in *cells* of a design over the factors the
 literature ties to SWA's gains (Izmailov et al. 2018; label noise: Guo et al.
@@ -529,7 +529,7 @@ def paper_overrides(cfg: TrainConfig) -> dict[str, Any]:
 
     Returns:
         ``{key: value}`` of the TrainConfig fields where ``cfg`` differs from
-        ``configs/paper.toml``.
+        ``experiments/paper.toml``.
     """
     from landscape.experiments._common import load_experiment
 
@@ -546,7 +546,7 @@ def _toml_value(v: Any) -> str:
 
 
 def write_paper_toml(path: Path, overrides: Mapping[str, Any], cell: str) -> Path:
-    """``configs/paper.toml`` with ``overrides`` applied, for ``landscape reproduce PATH``.
+    """``experiments/paper.toml`` with ``overrides`` applied, for ``landscape reproduce PATH``.
 
     Returns:
         ``path``.
