@@ -360,6 +360,95 @@ def test_keskar_subspace_is_the_box_vertex_maximum(n: int, dim: int, seed: int) 
     assert r.value == pytest.approx(100 * rise / 1.5, rel=1e-9)
 
 
+def _vertex_max(f: Callable[[Tensor], Tensor], theta: Tensor, bound: Tensor) -> float:
+    """The largest loss over the 2^n vertices of the box theta ± bound."""
+    return max(float(f(theta + torch.tensor(s, dtype=F64) * bound))
+               for s in itertools.product((-1.0, 1.0), repeat=theta.numel()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_keskar_is_the_vertex_maximum_of_random_convex_quadratics(seed: int) -> None:
+    """A convex quadratic's maximum over the box is at a vertex; with n = 6 the default
+    vertex budget (8 starts × 10) covers the 64 vertices, so the value is exact.  The
+    quadratic's minimum lies off θ (so the gradient at θ is not 0) and L(θ) > 0."""
+    n, eps = 6, 0.05
+    H, _ = random_spd(n, seed=40 + seed, low=0.05, high=5.0)
+    rng = np.random.default_rng(50 + seed)
+    theta = torch.from_numpy(rng.normal(size=n))
+    quad = quadratic(H, theta + torch.from_numpy(0.03 * rng.normal(size=n)))
+    f = lambda w: quad(w) + 0.2  # noqa: E731
+    loss0 = float(f(theta))
+    exact = _vertex_max(f, theta, eps * (theta.abs() + 1))
+    r = epsilon_sharpness(f, theta, eps=eps, seed=seed)
+    assert (r.exact, r.method) == (True, "L-BFGS-B + every vertex")
+    assert r.n_loss_evals == 1 + 2**n  # L(θ) and every vertex
+    assert r.max_loss == pytest.approx(exact, rel=1e-12)
+    assert r.value == pytest.approx(100 * (exact - loss0) / (1 + loss0), rel=1e-9)
+
+
+def test_keskar_without_the_vertex_search_is_a_flagged_lower_bound() -> None:
+    """L-BFGS-B alone (``vertex_starts=0``) stops below the best vertex on this rotated
+    quadratic at its minimum, and says so: exact is False."""
+    H, _ = random_spd(5, seed=1, low=0.1, high=10.0)  # L-BFGS-B reaches 86 % here
+    theta = torch.from_numpy(np.random.default_rng(4).normal(size=5))
+    f = quadratic(H, theta)
+    exact = 100 * _vertex_max(f, theta, 1e-3 * (theta.abs() + 1))
+    off = epsilon_sharpness(f, theta, eps=1e-3, vertex_starts=0, seed=0)
+    assert (off.exact, off.method, off.vertex_ascents) == (False, "L-BFGS-B", 0)
+    assert off.n_loss_evals == 1
+    assert off.value < exact * (1 - 1e-3)  # a strict lower bound here
+    on = epsilon_sharpness(f, theta, eps=1e-3, seed=0)
+    assert on.exact
+    assert on.value == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(ValueError, match="vertex_starts >= 0"):
+        epsilon_sharpness(f, theta, vertex_starts=-1)
+
+
+def test_keskar_vertex_ascent_beyond_the_budget_is_a_lower_bound() -> None:
+    """n = 12: 4096 vertices exceed 2 starts × 10, so the search ascends over vertices
+    instead; the value is flagged as a lower bound, lies between L-BFGS-B's value and the
+    exact vertex maximum, and each ascent costs at most ``maxiter`` evaluations."""
+    n, eps = 12, 1e-2
+    H, _ = random_spd(n, seed=5, low=0.1, high=10.0)
+    theta = torch.from_numpy(np.random.default_rng(6).normal(size=n))
+    f = quadratic(H, theta)
+    exact = 100 * _vertex_max(f, theta, eps * (theta.abs() + 1))
+    alone = epsilon_sharpness(f, theta, eps=eps, vertex_starts=0, seed=1)
+    r = epsilon_sharpness(f, theta, eps=eps, vertex_starts=2, seed=1)
+    assert (r.exact, r.method, r.vertex_ascents) == (False, "L-BFGS-B + vertex ascent", 2)
+    assert r.n_evals <= alone.n_evals + 2 * 10
+    assert alone.value <= r.value <= exact * (1 + 1e-9)
+
+
+def test_keskar_vertex_ascent_rises_to_a_vertex_that_maps_to_itself() -> None:
+    """Each move goes to sign(∇L) ⊙ b, the maximizer of the linearization: on a convex
+    quadratic the losses rise strictly and the last vertex is its own image (or the loss
+    stopped rising)."""
+    from landscape.sharpness.keskar2017 import _vertex_ascent
+
+    n = 10
+    H, _ = random_spd(n, seed=8, low=0.1, high=10.0)
+    Hn = H.numpy()
+    c = np.random.default_rng(9).normal(size=n) * 0.01
+    bound = np.full(n, 0.1)
+    seen: list[tuple[float, np.ndarray, np.ndarray]] = []
+
+    def loss_and_grad(y: np.ndarray) -> tuple[float, np.ndarray]:
+        val, g = 0.5 * (y - c) @ Hn @ (y - c), Hn @ (y - c)
+        seen.append((val, y.copy(), g))
+        return val, g
+
+    for start in range(5):
+        seen.clear()
+        s0 = np.random.default_rng(start).choice((-1.0, 1.0), size=n)
+        _vertex_ascent(loss_and_grad, s0, bound, maxiter=50)
+        vals = [v for v, _, _ in seen]
+        assert np.allclose(np.abs(seen[0][1]), bound)  # starts on a vertex
+        assert all(b > a for a, b in itertools.pairwise(vals))  # strictly rising
+        _, y, g = seen[-1]
+        assert np.array_equal(np.sign(g) * bound, y)  # a fixed point: a local maximum
+
+
 # =========================================================================== SAM / ASAM
 def test_sam_at_minimum_is_rho2_lambda_max_over_2() -> None:
     r = sam_sharpness(quadratic(H_DIAG, W_STAR), W_STAR, rho=0.1)
