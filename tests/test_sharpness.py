@@ -874,20 +874,39 @@ def _quadratic_regression() -> tuple[nn.Module, Tensor, Tensor, np.ndarray]:
     return net, x, y, H
 
 
-def test_asam_scales_only_the_weights_closed_form() -> None:
-    """ASAM's T = |w| + η on parameters named weight, 1 on the bias: at the minimum of a
-    quadratic the value is ρ² λ_max(T H T) / 2."""
-    net, x, y, H = _quadratic_regression()
+@pytest.mark.parametrize("normalize", ["all", "weights"])
+def test_asam_normalize_closed_form_from_a_dense_hessian(normalize: str) -> None:
+    """At the minimum of a quadratic the value is ρ² λ_max(T H T) / 2, with H the dense
+    float64 Hessian of the loss (torch.autograd) and T = |θ| + η on every entry (all)
+    or on the weight only, 1 on the bias (weights, ASAM's code)."""
+    net, x, y, _ = _quadratic_regression()
+    theta = torch.cat([net.weight.detach().ravel(), net.bias.detach()])
+
+    def loss(t: Tensor) -> Tensor:
+        return ((x @ t[:3] + t[3] - y[:, 0]) ** 2).mean()
+
+    H = torch.autograd.functional.hessian(loss, theta).numpy()
     eta, rho = 0.01, 0.5
-    w = np.r_[net.weight.detach().numpy().ravel(), 1.0]
-    T = np.diag(np.r_[np.abs(w[:3]) + eta, 1.0])
-    exact = rho**2 * np.linalg.eigvalsh(T @ H @ T)[-1] / 2
+    T = {"all": np.abs(theta.numpy()) + eta,
+         "weights": np.r_[np.abs(theta.numpy()[:3]) + eta, 1.0]}
+    exact = {k: rho**2 * np.linalg.eigvalsh(t[:, None] * H * t)[-1] / 2
+             for k, t in T.items()}
+    assert abs(exact["all"] / exact["weights"] - 1) > 1e-3  # 10x the tolerance below
     r = ls_measure(net, (x, y), "asam", loss=nn.MSELoss(), dtype="float64", asam_rho=rho,
-                   eta=eta, ascent_steps=60)
-    assert r.value == pytest.approx(exact, rel=1e-4)
-    everything = np.diag(np.abs(np.r_[w[:3], net.bias.item()]) + eta)  # a mask of all
-    assert abs(r.value - rho**2 * np.linalg.eigvalsh(everything @ H @ everything)[-1] / 2
-               ) > 1e-3 * exact
+                   eta=eta, ascent_steps=60, asam_normalize=normalize)
+    assert r.normalize == normalize
+    assert r.value == pytest.approx(exact[normalize], rel=1e-4)
+
+
+def test_asam_normalizes_every_entry_by_default() -> None:
+    net, x, y, _ = _quadratic_regression()
+    args = dict(loss=nn.MSELoss(), dtype="float64", ascent_steps=5)
+    default = ls_measure(net, (x, y), "asam", **args)
+    assert default.normalize == "all"
+    assert default.value == ls_measure(net, (x, y), "asam", asam_normalize="all",
+                                       **args).value
+    with pytest.raises(ValueError, match="asam_normalize must be one of"):
+        ls_measure(net, (x, y), "asam", asam_normalize="bias", **args)
 
 
 def test_adaptive_average_sharpness_closed_form() -> None:
@@ -957,7 +976,8 @@ def test_width_with_recomputed_bn_brackets_the_rise(run_copy: Path) -> None:
         assert loss((sol.weights.double() + w * (1 - 2e-3) * d).float()) - base < 0.1
 
 
-def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net() -> None:
+@pytest.mark.parametrize("alpha", [10.0, 0.1])
+def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net(alpha: float) -> None:
     """Rescaling layer 1's weight and bias by α and layer 2's weight by 1/α keeps the
     function; ASAM with T on every entry (η = 0) is unchanged, T on weights only is not."""
     torch.manual_seed(3)
@@ -966,14 +986,15 @@ def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net() -> None:
     data = (torch.randn(40, 4, generator=g, dtype=F64), torch.randint(0, 3, (40,), generator=g))
     twin = copy.deepcopy(net)
     with torch.no_grad():
-        twin[0].weight.mul_(10.0)
-        twin[0].bias.mul_(10.0)
-        twin[2].weight.div_(10.0)
+        twin[0].weight.mul_(alpha)
+        twin[0].bias.mul_(alpha)
+        twin[2].weight.div_(alpha)
+    assert torch.allclose(twin(data[0]), net(data[0]), rtol=1e-12, atol=1e-12)
     vals = {s: [ls_measure(m, data, "asam", dtype="float64", eta=0.0, asam_rho=0.1,
-                           asam_scaled=s).value for m in (net, twin)]
+                           asam_normalize=s).value for m in (net, twin)]
             for s in ("all", "weights")}
     assert vals["all"][1] == pytest.approx(vals["all"][0], rel=1e-6)
-    assert abs(vals["weights"][1] / vals["weights"][0] - 1) > 0.01  # 4.6 % here
+    assert abs(vals["weights"][1] / vals["weights"][0] - 1) > 0.01  # 4.6 % at α = 10
 
 
 def test_pacbayes_on_a_model_without_initial_weights() -> None:
