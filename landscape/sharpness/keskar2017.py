@@ -105,7 +105,7 @@ class EpsilonSharpness:
 
 def epsilon_sharpness(
     f: LossFunction | Objective, theta: Tensor, eps: float = 1e-3, *, maxiter: int = 10,
-    restarts: int = 1, vertex_starts: int = 8, dim: int | None = None, seed: int = 0,
+    restarts: int = 1, vertex_starts: int = 4, dim: int | None = None, seed: int = 0,
 ) -> EpsilonSharpness:
     r"""Keskar et al.'s ε-sharpness by L-BFGS-B from random starts, then a vertex search.
 
@@ -225,13 +225,14 @@ class EpsParams:
                               "about eps_maxiter loss+gradient evaluations (L-BFGS-B "
                               "finds a local maximum, a lower bound of the box maximum)")
     eps_vertex_starts: int = param(
-        8, "vertex search after L-BFGS-B (the maximum of a convex loss over the box is "
-        "at a vertex): when the box has at most eps_vertex_starts * eps_maxiter "
+        4, "vertex search after L-BFGS-B (the maximum of a convex loss over the box is "
+        "at a vertex). When the box has at most eps_vertex_starts * eps_maxiter "
         "vertices (2^n, or 2^eps_dim) every vertex is evaluated, one forward pass each, "
-        "and the value is exact for a loss convex over the box (stored exact = True); "
-        "otherwise this many sign-of-gradient ascents over vertices, at most "
-        "eps_maxiter loss+gradient evaluations each (usually 2-4), and the value is a "
-        "lower bound (exact = False); 0: L-BFGS-B only, a lower bound")
+        "and the value is exact for a loss convex over the box (stored exact = True). "
+        "Otherwise this many sign-of-gradient ascents over vertices, each at most "
+        "eps_maxiter loss+gradient evaluations (defaults: at most 40 on top of about 11 "
+        "for L-BFGS-B; on the controls' MNIST-1D CNN each ascent used all 10), and the "
+        "value is a lower bound (exact = False). 0: L-BFGS-B only, a lower bound")
     eps_dim: int | None = param(None, "random subspace dimension (None: the full space)")
 
     def validate(self) -> None:
