@@ -16,6 +16,7 @@ from landscape import experiments as ex
 from landscape import store
 from landscape._errors import UserError
 from landscape.experiments import controls
+from landscape.params import ParamLayout
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +46,39 @@ def test_known_geometry_matches_closed_forms(quick: Path) -> None:
         # SAM/ASAM: 20 projected ascent steps on the sphere converge like a power
         # iteration (seen: 1e-8 to 3e-5, ASAM 1e-4), within the 1e-3 the other solvers
         # stop at; width: bisection to a relative 1e-3 per direction
-        for k in ("sam", "asam", "width"):
+        for k in ("sam", "asam_all", "asam_weights", "width"):
             assert abs(r[k]["rel_err"]) < controls.SOLVER_TOL, k
         # Monte Carlo estimators: within 3 of their own standard errors
         for k in ("trace", "avg", "sigma", "sigma_mag"):
             assert abs(r[k]["z"]) <= 3, k
             assert r[k]["passed"]
-        # ε-sharpness is a maximum found by search: never above the exact vertex maximum
-        assert 0 < r["eps"]["measured"] <= r["eps"]["closed"] * (1 + 1e-9)
+        # ε-sharpness: every one of the 32 box vertices evaluated, the exact maximum
+        assert (r["eps"]["exact"], r["eps"]["method"]) == (True, "L-BFGS-B + every vertex")
+        assert abs(r["eps"]["rel_err"]) < 1e-9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 5])
+def test_eps_measure_is_the_vertex_maximum_of_the_least_squares_problem(seed: int) -> None:
+    """The ``eps`` measure on the known-geometry problem (float64) equals its closed form
+    on every seed; with the vertex search off it is flagged as a lower bound (and on
+    seed 0 L-BFGS-B alone stops below the best vertex, as the report once showed)."""
+    from landscape.sharpness import measure
+
+    X, y, theta = controls.linear_regression(seed, 200)
+    net = nn.Linear(4, 1).double()
+    ParamLayout.from_module(net).write(net, theta)
+    p = {"rho": 0.05, "asam_rho": 0.5, "eta": 0.01, "eps": 1e-3, "sigma": 0.01,
+         "pacbayes_target": 0.01, "pacbayes_eps": 1e-3, "tau": 0.1}
+    closed = controls.geometry_closed_forms(X, y, theta, p, torch.eye(5, dtype=X.dtype))
+    args = dict(loss=nn.MSELoss(), dtype="float64", eps=p["eps"])
+    r = measure(net, (X, y), "eps", **args)
+    assert r.exact
+    assert r.value == pytest.approx(closed["eps"], rel=1e-9)
+    lower = measure(net, (X, y), "eps", eps_vertex_starts=0, **args)
+    assert (lower.exact, lower.method) == (False, "L-BFGS-B")
+    assert lower.value <= closed["eps"] * (1 + 1e-9)
+    if seed == 0:
+        assert lower.value < 0.9 * closed["eps"]
 
 
 def test_closed_forms_agree_with_the_loss() -> None:
@@ -72,6 +98,13 @@ def test_closed_forms_agree_with_the_loss() -> None:
     ev, V = torch.linalg.eigh(H)
     assert c["lambda_max"] == pytest.approx(float(ev[-1]), rel=1e-12)
     assert rise(p["rho"] * V[:, -1]) == pytest.approx(c["sam"], rel=1e-8)
+    # ASAM: the rise along T times the top eigenvector of THT, at radius ρ_asam
+    for key, t in (("asam_all", theta.abs() + p["eta"]),
+                   ("asam_weights", torch.cat([theta[:4].abs() + p["eta"],
+                                               torch.ones(1, dtype=X.dtype)]))):
+        _, Vt = torch.linalg.eigh(t[:, None] * H * t)
+        assert rise(p["asam_rho"] * t * Vt[:, -1]) == pytest.approx(c[key], rel=1e-8)
+    assert c["asam_all"] != pytest.approx(c["asam_weights"], rel=1e-4)
     # the worst box vertex gives the ε-sharpness closed form
     best = max(rise(torch.tensor(s, dtype=X.dtype) * p["eps"] * (theta.abs() + 1))
                for s in itertools.product((-1.0, 1.0), repeat=5))
@@ -121,6 +154,10 @@ def test_reparametrization_control(quick: Path) -> None:
                   "PAC-Bayes σ′ (magnitude-aware), ε = 0"):
         assert rows[label]["max_change"] < 1e-8, label  # invariant to rounding
         assert rows[label]["observed"] == "invariant"
+    # ASAM's code (T = 1 on biases) is not: the rescaling multiplies a bias
+    for label in (controls.ASAM_WEIGHTS_LABEL, f"{controls.ASAM_WEIGHTS_LABEL}, η = 0"):
+        assert rows[label]["observed"] == "changes", label
+        assert rows[label]["expected"].startswith("changes")
     for label in ("λ_max (Hessian)", "trace (Hutchinson)", "ε-sharpness (Keskar)",
                   "SAM sharpness ρ=0.05", "average sharpness", "PAC-Bayes σ"):
         assert rows[label]["observed"] == "changes", label
@@ -207,3 +244,24 @@ def test_bad_settings(tmp_path: Path) -> None:
     e.settings["large_batch"] = 16
     with pytest.raises(UserError, match="large_batch must exceed batch_size"):
         controls.run_controls(e, [0], tmp_path, print, runs_dir=tmp_path)
+
+
+def test_report_says_whether_eps_is_exact_or_a_lower_bound() -> None:
+    def row(exact: bool, measured: float) -> dict:
+        return {"key": "eps", "label": "ε-sharpness (Keskar)", "closed": 1.0,
+                "measured": measured, "rel_err": measured - 1.0, "z": math.nan,
+                "passed": abs(measured - 1.0) <= controls.SOLVER_TOL, "exact": exact,
+                "method": "L-BFGS-B + every vertex" if exact else "L-BFGS-B"}
+
+    exact = controls._geometry_verdicts([[row(True, 1.0)], [row(True, 1.0)]])
+    assert any("is **exact** on every seed" in line for line in exact)
+    assert not any("lower bound" in line for line in exact)
+    lower = controls._geometry_verdicts([[row(True, 1.0)], [row(False, 0.8)]])
+    assert any("misses its closed form** on 1 of 2 seeds" in line and
+               "lower bound" in line for line in lower)
+    assert any("**lower bound** on 1 of 2 seeds (L-BFGS-B, L-BFGS-B + every vertex)"
+               in line for line in lower)
+    summary = controls._summary({"batch": {"small_batch": {}, "large_batch": {}},
+                                 "geometry": [[row(True, 1.0)], [row(False, 0.8)]],
+                                 "dinh": {"alpha=1": {"loss": [0.1]}}})
+    assert "ε-sharpness is a lower bound on 1 of 2 seeds" in summary[1]

@@ -380,6 +380,95 @@ def test_keskar_subspace_is_the_box_vertex_maximum(n: int, dim: int, seed: int) 
     assert r.value == pytest.approx(100 * rise / 1.5, rel=1e-9)
 
 
+def _vertex_max(f: Callable[[Tensor], Tensor], theta: Tensor, bound: Tensor) -> float:
+    """The largest loss over the 2^n vertices of the box theta ± bound."""
+    return max(float(f(theta + torch.tensor(s, dtype=F64) * bound))
+               for s in itertools.product((-1.0, 1.0), repeat=theta.numel()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_keskar_is_the_vertex_maximum_of_random_convex_quadratics(seed: int) -> None:
+    """A convex quadratic's maximum over the box is at a vertex; with n = 5 the default
+    vertex budget (4 starts × 10) covers the 32 vertices, so the value is exact.  The
+    quadratic's minimum lies off θ (so the gradient at θ is not 0) and L(θ) > 0."""
+    n, eps = 5, 0.05
+    H, _ = random_spd(n, seed=40 + seed, low=0.05, high=5.0)
+    rng = np.random.default_rng(50 + seed)
+    theta = torch.from_numpy(rng.normal(size=n))
+    quad = quadratic(H, theta + torch.from_numpy(0.03 * rng.normal(size=n)))
+    f = lambda w: quad(w) + 0.2  # noqa: E731
+    loss0 = float(f(theta))
+    exact = _vertex_max(f, theta, eps * (theta.abs() + 1))
+    r = epsilon_sharpness(f, theta, eps=eps, seed=seed)
+    assert (r.exact, r.method) == (True, "L-BFGS-B + every vertex")
+    assert r.n_loss_evals == 1 + 2**n  # L(θ) and every vertex
+    assert r.max_loss == pytest.approx(exact, rel=1e-12)
+    assert r.value == pytest.approx(100 * (exact - loss0) / (1 + loss0), rel=1e-9)
+
+
+def test_keskar_without_the_vertex_search_is_a_flagged_lower_bound() -> None:
+    """L-BFGS-B alone (``vertex_starts=0``) stops below the best vertex on this rotated
+    quadratic at its minimum, and says so: exact is False."""
+    H, _ = random_spd(5, seed=1, low=0.1, high=10.0)  # L-BFGS-B reaches 86 % here
+    theta = torch.from_numpy(np.random.default_rng(4).normal(size=5))
+    f = quadratic(H, theta)
+    exact = 100 * _vertex_max(f, theta, 1e-3 * (theta.abs() + 1))
+    off = epsilon_sharpness(f, theta, eps=1e-3, vertex_starts=0, seed=0)
+    assert (off.exact, off.method, off.vertex_ascents) == (False, "L-BFGS-B", 0)
+    assert off.n_loss_evals == 1
+    assert off.value < exact * (1 - 1e-3)  # a strict lower bound here
+    on = epsilon_sharpness(f, theta, eps=1e-3, seed=0)
+    assert on.exact
+    assert on.value == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(ValueError, match="vertex_starts >= 0"):
+        epsilon_sharpness(f, theta, vertex_starts=-1)
+
+
+def test_keskar_vertex_ascent_beyond_the_budget_is_a_lower_bound() -> None:
+    """n = 12: 4096 vertices exceed 2 starts × 10, so the search ascends over vertices
+    instead; the value is flagged as a lower bound, lies between L-BFGS-B's value and the
+    exact vertex maximum, and each ascent costs at most ``maxiter`` evaluations."""
+    n, eps = 12, 1e-2
+    H, _ = random_spd(n, seed=5, low=0.1, high=10.0)
+    theta = torch.from_numpy(np.random.default_rng(6).normal(size=n))
+    f = quadratic(H, theta)
+    exact = 100 * _vertex_max(f, theta, eps * (theta.abs() + 1))
+    alone = epsilon_sharpness(f, theta, eps=eps, vertex_starts=0, seed=1)
+    r = epsilon_sharpness(f, theta, eps=eps, vertex_starts=2, seed=1)
+    assert (r.exact, r.method, r.vertex_ascents) == (False, "L-BFGS-B + vertex ascent", 2)
+    assert r.n_evals <= alone.n_evals + 2 * 10
+    assert alone.value <= r.value <= exact * (1 + 1e-9)
+
+
+def test_keskar_vertex_ascent_rises_to_a_vertex_that_maps_to_itself() -> None:
+    """Each move goes to sign(∇L) ⊙ b, the maximizer of the linearization: on a convex
+    quadratic the losses rise strictly and the last vertex is its own image (or the loss
+    stopped rising)."""
+    from landscape.sharpness.keskar2017 import _vertex_ascent
+
+    n = 10
+    H, _ = random_spd(n, seed=8, low=0.1, high=10.0)
+    Hn = H.numpy()
+    c = np.random.default_rng(9).normal(size=n) * 0.01
+    bound = np.full(n, 0.1)
+    seen: list[tuple[float, np.ndarray, np.ndarray]] = []
+
+    def loss_and_grad(y: np.ndarray) -> tuple[float, np.ndarray]:
+        val, g = 0.5 * (y - c) @ Hn @ (y - c), Hn @ (y - c)
+        seen.append((val, y.copy(), g))
+        return val, g
+
+    for start in range(5):
+        seen.clear()
+        s0 = np.random.default_rng(start).choice((-1.0, 1.0), size=n)
+        _vertex_ascent(loss_and_grad, s0, bound, maxiter=50)
+        vals = [v for v, _, _ in seen]
+        assert np.allclose(np.abs(seen[0][1]), bound)  # starts on a vertex
+        assert all(b > a for a, b in itertools.pairwise(vals))  # strictly rising
+        _, y, g = seen[-1]
+        assert np.array_equal(np.sign(g) * bound, y)  # a fixed point: a local maximum
+
+
 # =========================================================================== SAM / ASAM
 def test_sam_at_minimum_is_rho2_lambda_max_over_2() -> None:
     r = sam_sharpness(quadratic(H_DIAG, W_STAR), W_STAR, rho=0.1)
@@ -805,20 +894,39 @@ def _quadratic_regression() -> tuple[nn.Module, Tensor, Tensor, np.ndarray]:
     return net, x, y, H
 
 
-def test_asam_scales_only_the_weights_closed_form() -> None:
-    """ASAM's T = |w| + η on parameters named weight, 1 on the bias: at the minimum of a
-    quadratic the value is ρ² λ_max(T H T) / 2."""
-    net, x, y, H = _quadratic_regression()
+@pytest.mark.parametrize("normalize", ["all", "weights"])
+def test_asam_normalize_closed_form_from_a_dense_hessian(normalize: str) -> None:
+    """At the minimum of a quadratic the value is ρ² λ_max(T H T) / 2, with H the dense
+    float64 Hessian of the loss (torch.autograd) and T = |θ| + η on every entry (all)
+    or on the weight only, 1 on the bias (weights, ASAM's code)."""
+    net, x, y, _ = _quadratic_regression()
+    theta = torch.cat([net.weight.detach().ravel(), net.bias.detach()])
+
+    def loss(t: Tensor) -> Tensor:
+        return ((x @ t[:3] + t[3] - y[:, 0]) ** 2).mean()
+
+    H = torch.autograd.functional.hessian(loss, theta).numpy()
     eta, rho = 0.01, 0.5
-    w = np.r_[net.weight.detach().numpy().ravel(), 1.0]
-    T = np.diag(np.r_[np.abs(w[:3]) + eta, 1.0])
-    exact = rho**2 * np.linalg.eigvalsh(T @ H @ T)[-1] / 2
+    T = {"all": np.abs(theta.numpy()) + eta,
+         "weights": np.r_[np.abs(theta.numpy()[:3]) + eta, 1.0]}
+    exact = {k: rho**2 * np.linalg.eigvalsh(t[:, None] * H * t)[-1] / 2
+             for k, t in T.items()}
+    assert abs(exact["all"] / exact["weights"] - 1) > 1e-3  # 10x the tolerance below
     r = ls_measure(net, (x, y), "asam", loss=nn.MSELoss(), dtype="float64", asam_rho=rho,
-                   eta=eta, ascent_steps=60)
-    assert r.value == pytest.approx(exact, rel=1e-4)
-    everything = np.diag(np.abs(np.r_[w[:3], net.bias.item()]) + eta)  # a mask of all
-    assert abs(r.value - rho**2 * np.linalg.eigvalsh(everything @ H @ everything)[-1] / 2
-               ) > 1e-3 * exact
+                   eta=eta, ascent_steps=60, asam_normalize=normalize)
+    assert r.normalize == normalize
+    assert r.value == pytest.approx(exact[normalize], rel=1e-4)
+
+
+def test_asam_normalizes_every_entry_by_default() -> None:
+    net, x, y, _ = _quadratic_regression()
+    args = dict(loss=nn.MSELoss(), dtype="float64", ascent_steps=5)
+    default = ls_measure(net, (x, y), "asam", **args)
+    assert default.normalize == "all"
+    every = ls_measure(net, (x, y), "asam", asam_normalize="all", **args)
+    assert default.value == pytest.approx(every.value, rel=1e-12)
+    with pytest.raises(ValueError, match="asam_normalize must be one of"):
+        ls_measure(net, (x, y), "asam", asam_normalize="bias", **args)
 
 
 def test_adaptive_average_sharpness_closed_form() -> None:
@@ -888,7 +996,8 @@ def test_width_with_recomputed_bn_brackets_the_rise(run_copy: Path) -> None:
         assert loss((sol.weights.double() + w * (1 - 2e-3) * d).float()) - base < 0.1
 
 
-def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net() -> None:
+@pytest.mark.parametrize("alpha", [10.0, 0.1])
+def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net(alpha: float) -> None:
     """Rescaling layer 1's weight and bias by α and layer 2's weight by 1/α keeps the
     function; ASAM with T on every entry (η = 0) is unchanged, T on weights only is not."""
     torch.manual_seed(3)
@@ -897,14 +1006,15 @@ def test_asam_scaling_every_entry_is_invariant_on_a_biased_relu_net() -> None:
     data = (torch.randn(40, 4, generator=g, dtype=F64), torch.randint(0, 3, (40,), generator=g))
     twin = copy.deepcopy(net)
     with torch.no_grad():
-        twin[0].weight.mul_(10.0)
-        twin[0].bias.mul_(10.0)
-        twin[2].weight.div_(10.0)
+        twin[0].weight.mul_(alpha)
+        twin[0].bias.mul_(alpha)
+        twin[2].weight.div_(alpha)
+    assert torch.allclose(twin(data[0]), net(data[0]), rtol=1e-12, atol=1e-12)
     vals = {s: [ls_measure(m, data, "asam", dtype="float64", eta=0.0, asam_rho=0.1,
-                           asam_scaled=s).value for m in (net, twin)]
+                           asam_normalize=s).value for m in (net, twin)]
             for s in ("all", "weights")}
     assert vals["all"][1] == pytest.approx(vals["all"][0], rel=1e-6)
-    assert abs(vals["weights"][1] / vals["weights"][0] - 1) > 0.01  # 4.6 % here
+    assert abs(vals["weights"][1] / vals["weights"][0] - 1) > 0.01  # 4.6 % at α = 10
 
 
 def test_pacbayes_on_a_model_without_initial_weights() -> None:

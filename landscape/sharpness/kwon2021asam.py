@@ -5,11 +5,14 @@ r"""Adaptive sharpness (Kwon, Kim, Park & Choi, ASAM, ICML 2021).
         L(\theta + \varepsilon) - L(\theta), \qquad
     T_\theta = \operatorname{diag}(|\theta_i| + \eta),
 
-with :math:`T = 1` for entries that are not weights (ASAM's code scales the
-parameters whose name contains ``weight``; pass that as ``mask``).  With
-:math:`\eta = 0` it is invariant to every positive diagonal rescaling that
-leaves the loss unchanged (e.g. Dinh et al.'s layer-wise :math:`\alpha`
-rescaling of a ReLU net), because :math:`T_{A\theta}^{-1} A = T_\theta^{-1}`.
+on every entry (``normalize="all"``, the measure's default), or with
+:math:`T = 1` for entries that are not weights (``normalize="weights"``:
+ASAM's code scales the parameters whose name contains ``weight``; pass that as
+``mask``).  With :math:`\eta = 0` and every entry scaled it is invariant to
+every positive diagonal rescaling that leaves the loss unchanged (e.g. Dinh
+et al.'s layer-wise :math:`\alpha` rescaling of a ReLU net, which multiplies
+a bias too), because :math:`T_{A\theta}^{-1} A = T_\theta^{-1}`; with
+:math:`T = 1` on biases a rescaled bias breaks that identity.
 The first-order maximizer is :math:`\hat\varepsilon = \rho\, T^2 g / \|T g\|_2`;
 the multi-step value uses the same projected ascent as SAM
 (:func:`landscape.sharpness.foret2021sam.ball_ascent`) in the coordinates
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from landscape._errors import UserError
 from landscape.sharpness._base import LossFunction, Objective, check_flat
 from landscape.sharpness._registry import (
     Headline,
@@ -98,17 +102,27 @@ def adaptive_sharpness(
 
 
 # =========================================================================== measure
+#: The ``normalize`` choices: T on every entry, or on weights only (ASAM's code).
+NORMALIZE = ("all", "weights")
+
+
 @dataclass(frozen=True)
 class AsamParams:
     """Parameters of the ``asam`` measure."""
 
     asam_rho: float = param(0.5, "ASAM radius in normalized coordinates")
-    eta: float = param(0.01, "ASAM offset: T_w = |w| + eta")
+    eta: float = param(0.01, "ASAM offset: T = |theta| + eta (see asam_normalize)")
     ascent_steps: int = param(20, "projected ascent steps after the one-step point")
-    asam_scaled: str = param("weights", "entries T = |w| + eta scales: weights (ASAM's "
-                             "code: names containing 'weight', T = 1 elsewhere; not "
-                             "invariant when a rescaling moves biases) or all",
-                             choices=("weights", "all"))
+    asam_normalize: str = param(
+        "all", "which entries T normalizes. all (default): T = |theta| + eta on every "
+        "entry, biases and BN included (the paper's element-wise T_w); with eta = 0 the "
+        "value is invariant to every positive rescaling that keeps the loss, Dinh et "
+        "al.'s layer rescaling (which scales a bias too) included. weights: ASAM's code "
+        "(and the paper's practice for training), T = |w| + eta on parameters whose "
+        "name contains 'weight', T = 1 on biases: not invariant when a rescaling moves "
+        "a bias. The default is the invariant one because comparing solutions across "
+        "parametrizations is what the measure is for",
+        choices=NORMALIZE)
 
     def validate(self) -> None:
         """Raise a one-line error for a bad radius, offset or step count."""
@@ -129,24 +143,39 @@ def weight_mask(ctx: MeasureContext) -> Tensor:
     return mask
 
 
+def normalize_mask(ctx: MeasureContext, normalize: str) -> Tensor | None:
+    """The ``mask`` of :func:`adaptive_sharpness` for a ``normalize`` choice.
+
+    Returns:
+        :func:`weight_mask` for ``"weights"``, ``None`` (every entry) for ``"all"``.
+
+    Raises:
+        UserError: For another choice.
+    """
+    if normalize not in NORMALIZE:
+        raise UserError(f"normalize must be one of {', '.join(NORMALIZE)}, got "
+                        f"{normalize!r}")
+    return weight_mask(ctx) if normalize == "weights" else None
+
+
 def asam_measure(ctx: MeasureContext, p: AsamParams) -> Result:
     """ASAM's adaptive sharpness of the context's solution.
 
     Returns:
-        The ball scalars with ``eta`` and what was scaled.
+        The ball scalars with ``eta`` and what was normalized.
     """
-    mask = weight_mask(ctx) if p.asam_scaled == "weights" else None
+    mask = normalize_mask(ctx, p.asam_normalize)
     r = adaptive_sharpness(ctx.objective(), ctx.theta, p.asam_rho, eta=p.eta, mask=mask,
                            steps=p.ascent_steps, seed=ctx.seed)
     scaled = ("parameters whose name contains 'weight'" if mask is not None
               else "every parameter")
-    return (ball_scalars(r, p.asam_rho, p.ascent_steps) | {"eta": p.eta, "scaled": scaled},
-            {})
+    return (ball_scalars(r, p.asam_rho, p.ascent_steps)
+            | {"eta": p.eta, "normalize": p.asam_normalize, "scaled": scaled}, {})
 
 
 register(MeasureSpec(
     name="asam", order=60, params=AsamParams, compute=asam_measure, unit="fb",
-    summary="adaptive sharpness, T_w = |w| + eta (Kwon et al. 2021)",
+    summary="adaptive sharpness, T = |theta| + eta (Kwon et al. 2021)",
     headline=(Headline("value", "ASAM sharpness"),), datasets=(),
     line=lambda a: (f"asam sharpness {a['value']:.6g}, one-step {a['one_step']:.6g} "
                     f"(rho {a['rho']})"),
