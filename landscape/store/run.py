@@ -344,7 +344,8 @@ def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
     if key not in f or "epoch" not in f[key] or len(f[key]["epoch"]) == 0:
         have = trajectory_runs(f)
         raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; " + (
-            f"recorded: {have}" if have else f"it recorded none; {RECORD_HINT}"))
+            f"recorded: {have} (choose with --trajectory)" if have
+            else f"it recorded none; {RECORD_HINT}"))
     g = f[key]
     return {k: g[k][()] for k in ("weights", "buffers", "epoch", "step") if k in g}
 
@@ -375,6 +376,9 @@ def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------- named points
+#: How the solutions that are not always there get into a run file.
+_MADE_BY = {"swa": "without --no-swa", "swa_last": "without --no-swa",
+            "avg": "with --average-epochs A:B"}
 _POINT = re.compile(r"^(?:(sgd|swa)/)?(epoch|step):(-?\d+)$")
 
 
@@ -422,7 +426,10 @@ def resolve_point(f: h5py.File, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return s.weights, s.buffers
     m = _POINT.match(name)
     if m is None:
-        raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}")
+        made = _MADE_BY.get(name)
+        raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}"
+                        + (f" ({name} is written by `landscape train` {made})" if made
+                           else ""))
     run, key, n = m.group(1) or "swa", m.group(2), int(m.group(3))
     if run not in trajectory_runs(f):
         raise UserError(f"unknown point {name!r}: the {run} run recorded no trajectory; "
