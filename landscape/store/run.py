@@ -404,7 +404,7 @@ def recorded_epochs(f: h5py.File) -> dict[str, list[int]]:
     out = {}
     for run in trajectory_runs(f):
         ep = f["trajectories"][run]["epoch"][()]
-        out[run] = sorted({int(round(e)) for e in ep if np.isclose(e, round(e))})
+        out[run] = sorted({int(np.rint(e)) for e in ep if np.isclose(e, np.rint(e))})
     return out
 
 
