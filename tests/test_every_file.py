@@ -308,3 +308,10 @@ def test_errors_list_only_what_the_file_holds(files: dict[str, Path], tmp_path: 
     assert "one solution ['sgd']; pass --to POINT or train with SWA (drop --no-swa)" in line
     line = _error(["surface", no_swa, "--kind", "line", *SURFACE], capsys)
     assert "pass --to POINT (e.g. --to sgd/epoch:0)" in line
+    line = _error(["sharpness", no_swa, "--solutions", "swa", "--quiet"], capsys)
+    assert line.endswith("choose one of ['sgd'] (swa is written by `landscape train` "
+                         "without --no-swa)")
+    line = _error(["compare", bare], capsys)
+    assert line.endswith("compare needs two solutions and the file holds only ['sgd']; "
+                         "train with SWA (drop --no-swa) or add a post-hoc average "
+                         "(--average-epochs A:B)")

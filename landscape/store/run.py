@@ -199,6 +199,16 @@ def solution_names(f: h5py.File) -> list[str]:
     return list(f["solutions"].keys()) if "solutions" in f else []
 
 
+#: How the solutions that are not always there get into a run file.
+_MADE_BY = {"swa": "without --no-swa", "swa_last": "without --no-swa",
+            "avg": "with --average-epochs A:B"}
+
+
+def _made_by(name: str) -> str:
+    made = _MADE_BY.get(name)
+    return f" ({name} is written by `landscape train` {made})" if made else ""
+
+
 def read_solution(f: h5py.File, name: str) -> Solution:
     """Read ``/solutions/<name>``.
 
@@ -211,7 +221,7 @@ def read_solution(f: h5py.File, name: str) -> Solution:
     if "solutions" not in f or name not in f["solutions"]:
         raise UserError(
             f"no solution {name!r} in {f.filename}; choose one of "
-            f"{solution_names(f) or '(none: run `landscape train` first)'}")
+            f"{solution_names(f) or '(none: run `landscape train` first)'}{_made_by(name)}")
     g = f["solutions"][name]
     return Solution(name, torch.from_numpy(g["weights"][()]),
                     torch.from_numpy(g["buffers"][()]), attrs_of(g))
@@ -376,9 +386,6 @@ def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------- named points
-#: How the solutions that are not always there get into a run file.
-_MADE_BY = {"swa": "without --no-swa", "swa_last": "without --no-swa",
-            "avg": "with --average-epochs A:B"}
 _POINT = re.compile(r"^(?:(sgd|swa)/)?(epoch|step):(-?\d+)$")
 
 
@@ -426,10 +433,8 @@ def resolve_point(f: h5py.File, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return s.weights, s.buffers
     m = _POINT.match(name)
     if m is None:
-        made = _MADE_BY.get(name)
         raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}"
-                        + (f" ({name} is written by `landscape train` {made})" if made
-                           else ""))
+                        f"{_made_by(name)}")
     run, key, n = m.group(1) or "swa", m.group(2), int(m.group(3))
     if run not in trajectory_runs(f):
         raise UserError(f"unknown point {name!r}: the {run} run recorded no trajectory; "
