@@ -315,3 +315,18 @@ def test_errors_list_only_what_the_file_holds(files: dict[str, Path], tmp_path: 
     assert line.endswith("compare needs two solutions and the file holds only ['sgd']; "
                          "train with SWA (drop --no-swa) or add a post-hoc average "
                          "(--average-epochs A:B)")
+
+
+def test_eval_every_0_changes_only_the_history(files: dict[str, Path]) -> None:
+    """``--eval-every 0`` (the README's advice for speed) trains the same weights."""
+    with h5py.File(files["default"]) as a, h5py.File(files["no-epoch-metrics"]) as b:
+        for s in RUN:
+            assert np.array_equal(a[f"solutions/{s}/weights"][()],
+                                  b[f"solutions/{s}/weights"][()])
+            assert a[f"solutions/{s}"].attrs["test_acc"] == \
+                b[f"solutions/{s}"].attrs["test_acc"]
+        for run in ("sgd", "swa"):
+            full, last = a[f"history/{run}/test_acc"][()], b[f"history/{run}/test_acc"][()]
+            assert np.isfinite(full).all()
+            assert np.isnan(last[:-1]).all()
+            assert last[-1] == full[-1]
