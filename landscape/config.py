@@ -45,7 +45,7 @@ class TrainConfig:
     # model
     model: str | None = _f(None, "model name (default: picked for the dataset)")
     model_width: int | None = _f(None, "model width: channels of mnist1d-cnn, hidden units "
-                                 "of mnist1d-mlp (default: the model's)")
+                                 "of mlp (default: the model's)")
     # optimisation
     epochs: int = _f(40, "epochs of the plain-SGD baseline (its budget)")
     batch_size: int = _f(128, "minibatch size")

@@ -303,11 +303,29 @@ Loader = Callable[..., TensorData]
 DATASETS: dict[str, Loader] = {}
 
 
-def register(name: str) -> Callable[[Loader], Loader]:
-    """Add a loader to :data:`DATASETS` under ``name``."""
+@dataclass(frozen=True)
+class DatasetShape:
+    """What a registered dataset's loader returns: one input's shape and the classes.
+
+    The model registry checks a model against this before any file is read.
+    """
+
+    in_shape: tuple[int, ...]
+    n_classes: int
+
+
+#: :class:`DatasetShape` of every registered dataset, by name.
+DATASET_SHAPES: dict[str, DatasetShape] = {}
+
+
+def register(name: str, in_shape: tuple[int, ...], n_classes: int
+             ) -> Callable[[Loader], Loader]:
+    """Add a loader to :data:`DATASETS` under ``name``, with the shape of one input
+    and the number of classes it returns (:data:`DATASET_SHAPES`)."""
 
     def deco(fn: Loader) -> Loader:
         DATASETS[name] = fn
+        DATASET_SHAPES[name] = DatasetShape(tuple(in_shape), int(n_classes))
         return fn
 
     return deco
@@ -348,7 +366,7 @@ def load_dataset(
 
 
 # --------------------------------------------------------------------------- mnist1d
-@register("mnist1d")
+@register("mnist1d", (1, 40), 10)
 def load_mnist1d(
     root: Path | None, seed: int = 0, num_samples: int = 5000, **_: Any
 ) -> TensorData:
@@ -505,7 +523,7 @@ def _read_idx(path: Path, images: bool) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
-@register("mnist")
+@register("mnist", (1, 28, 28), 10)
 def load_mnist(
     root: Path | None, seed: int = 0, download: bool = False, **_: Any
 ) -> TensorData:
@@ -619,7 +637,7 @@ def _read_kaggle_csv(path: Path, labelled: bool) -> np.ndarray:
     return rows
 
 
-@register("kaggle-digits")
+@register("kaggle-digits", (1, 28, 28), 10)
 def load_kaggle_digits(
     root: Path | None, seed: int = 0, test_fraction: float = 1 / 6, **_: Any
 ) -> TensorData:
@@ -767,7 +785,7 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x.transpose(3, 2, 0, 1).astype(np.uint8), labels % 10
 
 
-@register("svhn")
+@register("svhn", (3, 32, 32), 10)
 def load_svhn(
     root: Path | None, seed: int = 0, download: bool = False, **_: Any
 ) -> TensorData:
@@ -911,7 +929,7 @@ def _load_cifar(spec: _CifarSpec, root: Path | None, download: bool) -> TensorDa
     )
 
 
-@register("cifar10")
+@register("cifar10", (3, 32, 32), 10)
 def load_cifar10(
     root: Path | None, seed: int = 0, download: bool = False, **_: Any
 ) -> TensorData:
@@ -929,7 +947,7 @@ def load_cifar10(
     return _load_cifar(_CIFAR["cifar10"], root, download)
 
 
-@register("cifar100")
+@register("cifar100", (3, 32, 32), 100)
 def load_cifar100(
     root: Path | None, seed: int = 0, download: bool = False, **_: Any
 ) -> TensorData:

@@ -7,6 +7,8 @@ Example:
     >>> net = build_model("seed000-cnn", in_shape=(1, 28, 28), n_classes=10)
     >>> sum(p.numel() for p in net.parameters())
     2174
+    >>> sum(p.numel() for p in build_model("mlp", (1, 28, 28), 10, hidden=256).parameters())
+    269322
 """
 
 from __future__ import annotations
@@ -26,17 +28,21 @@ class ModelSpec:
 
     Attributes:
         factory: ``factory(in_shape, n_classes, **kwargs) -> nn.Module``.
-        in_shape: Accepted input shape (``None`` entries accept any size).
+        in_shape: Accepted input shape (``None`` entries accept any size; ``None``
+            for the whole shape accepts any shape).
         summary: One line for ``--help``.
     """
 
     factory: Callable[..., nn.Module]
-    in_shape: tuple[int | None, ...]
+    in_shape: tuple[int | None, ...] | None
     summary: str
     width: str | None = None  # the keyword argument --model-width sets
 
 
 MODELS: dict[str, ModelSpec] = {}
+
+#: Former names still accepted (configs and run files that use them keep working).
+ALIASES = {"mnist1d-mlp": "mlp"}
 
 #: The model the CLI picks for each dataset when ``--model`` is not given.
 DEFAULT_MODEL = {
@@ -49,7 +55,7 @@ DEFAULT_MODEL = {
 }
 
 
-def register(name: str, in_shape: tuple[int | None, ...], summary: str,
+def register(name: str, in_shape: tuple[int | None, ...] | None, summary: str,
              width: str | None = None) -> Callable:
     """Add a factory to :data:`MODELS` (``width``: its width keyword argument, if any)."""
 
@@ -60,9 +66,27 @@ def register(name: str, in_shape: tuple[int | None, ...], summary: str,
     return deco
 
 
-def _fits(want: tuple[int | None, ...], got: tuple[int, ...]) -> bool:
-    return len(want) == len(got) and all(w is None or w == g for w, g in
-                                         zip(want, got, strict=True))
+def _fits(want: tuple[int | None, ...] | None, got: tuple[int, ...]) -> bool:
+    return want is None or (len(want) == len(got) and all(
+        w is None or w == g for w, g in zip(want, got, strict=True)))
+
+
+def model_entry(name: str) -> ModelSpec | None:
+    """The registry entry of ``name`` (or of the model a former name stands for).
+
+    Returns:
+        The entry, or ``None`` for an unknown name.
+    """
+    return MODELS.get(ALIASES.get(name, name))
+
+
+def models_for(in_shape: tuple[int, ...]) -> list[str]:
+    """The registered models that take inputs of ``in_shape``.
+
+    Returns:
+        Their names.
+    """
+    return [n for n, s in MODELS.items() if _fits(s.in_shape, tuple(in_shape))]
 
 
 def build_model(
@@ -73,12 +97,12 @@ def build_model(
     Raises:
         UserError: For an unknown name or an input shape the model cannot take.
     """
-    if name not in MODELS:
+    spec = model_entry(name)
+    if spec is None:
         raise UserError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    spec = MODELS[name]
     in_shape = tuple(int(s) for s in in_shape)
     if not _fits(spec.in_shape, in_shape):
-        fits = [n for n, s in MODELS.items() if _fits(s.in_shape, in_shape)]
+        fits = models_for(in_shape)
         raise UserError(
             f"model {name} takes inputs of shape {_fmt(spec.in_shape)} but the data "
             f"has shape {in_shape}; choose --model from {fits or 'none registered'}"
@@ -91,10 +115,12 @@ def build_model(
 
 def default_model(dataset: str) -> str:
     """The registry name used for ``dataset`` when no model is given."""
-    return DEFAULT_MODEL.get(dataset, "mnist1d-mlp")
+    return DEFAULT_MODEL.get(dataset, "mlp")
 
 
-def _fmt(shape: tuple[int | None, ...]) -> str:
+def _fmt(shape: tuple[int | None, ...] | None) -> str:
+    if shape is None:
+        return "of any shape"
     return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
 
 
@@ -143,7 +169,7 @@ def mnist1d_smallcnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     )
 
 
-@register("mnist1d-mlp", (None, None), "MLP on flattened inputs (any shape)",
+@register("mlp", None, "MLP on the flattened input, any shape (also: mnist1d-mlp)",
           width="hidden")
 def mlp(in_shape: tuple[int, ...], n_classes: int, hidden: int = 100,
         depth: int = 2) -> nn.Module:

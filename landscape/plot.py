@@ -144,7 +144,8 @@ def _grid(s: Surface, name: str, metric: str) -> np.ndarray:
     if key not in g or not np.isfinite(g[key]).any():
         have = sorted(k for k, v in g.items() if np.isfinite(v).any())
         raise UserError(f"surface {name} has no {key} values (a regression loss has no "
-                        f"accuracy); it has {have}")
+                        f"accuracy, a surface without test data no test values); it has "
+                        f"{have}")
     if metric.endswith("_err"):
         return 100.0 * (1.0 - g[key])
     return 100.0 * g[key] if metric.endswith("_acc") else g[key]
@@ -634,8 +635,10 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
         if dims[n] == 1:
             emit(plot_surface_1d(path, n), f"surface_{n}")
         else:
+            s = read_surface(path, n)  # a surface of train data only has no test error
             for metric in ("train_loss", "test_err"):
-                emit(plot_surface_2d(path, n, metric), f"surface_{n}_{metric}")
+                if _has(s, metric.replace("_err", "_acc")):
+                    emit(plot_surface_2d(path, n, metric), f"surface_{n}_{metric}")
             emit(plot_surface_3d(path, n), f"surface_{n}_3d")
     for m in have_meas if measures is None else measures:
         if m == "checkpoints":

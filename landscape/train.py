@@ -45,7 +45,13 @@ from landscape._errors import UserError
 from landscape.config import TrainConfig, parse_range, training_data
 from landscape.data import LabelNoise, TensorData
 from landscape.evaluate import BNMode, Evaluator, resolve_device
-from landscape.models import MODELS, build_model, default_model, has_batchnorm
+from landscape.models import (
+    MODELS,
+    build_model,
+    default_model,
+    has_batchnorm,
+    model_entry,
+)
 from landscape.params import ParamLayout
 
 RUNS = ("sgd", "swa")
@@ -111,7 +117,7 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.model_width is None:
         return {}
     name = resolve_model_name(cfg)
-    spec = MODELS.get(name)
+    spec = model_entry(name)
     if spec is None or spec.width is None:
         wide = sorted(n for n, s in MODELS.items() if s.width is not None)
         raise UserError(f"--model-width applies to {', '.join(wide)}, not {name}; drop it "

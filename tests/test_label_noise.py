@@ -133,7 +133,7 @@ def test_model_width_validation(tmp_path: Path, tiny_config: TrainConfig) -> Non
     with pytest.raises(UserError, match="--model-width must be >= 1"):
         TrainConfig(model_width=0).validate()
     cfg = tiny_config.replace(model="mnist1d-smallcnn", model_width=8)
-    with pytest.raises(UserError, match="--model-width applies to mnist1d-cnn, mnist1d-mlp"):
+    with pytest.raises(UserError, match="--model-width applies to mlp, mnist1d-cnn"):
         train(cfg, tmp_path / "x.h5", progress=False, log=lambda _: None)
 
 

@@ -25,8 +25,9 @@ examples:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="run file (HDF5) with measures of both solutions")
-    p.add_argument("--solutions", default="sgd,swa",
-                   help="A,B: ratios are B/A (default: sgd,swa)")
+    p.add_argument("--solutions",
+                   help="A,B: ratios are B/A (default: sgd,swa, else the two solutions "
+                   "the file holds)")
     p.add_argument("--level", type=float, default=0.95,
                    help="confidence level of the intervals (default: 0.95)")
     p.add_argument("--n-boot", type=int, default=2000,
@@ -44,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--level must lie in (0, 1), got {args.level}")
     if args.n_boot < 1:
         raise UserError(f"--n-boot must be >= 1, got {args.n_boot}")
-    sols = [s.strip() for s in args.solutions.split(",") if s.strip()]
+    from landscape import store
+
+    if args.solutions is None:
+        with store.open_run(args.file) as f:
+            sols = list(store.solution_pair(store.solution_names(f), "compare"))
+    else:
+        sols = [s.strip() for s in args.solutions.split(",") if s.strip()]
     rows = compare_solutions(args.file, sols, level=args.level, n_boot=args.n_boot,
                              seed=args.seed, write=not args.no_write)
     print(format_comparison(rows, sols, args.level))

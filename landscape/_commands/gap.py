@@ -29,10 +29,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     from landscape.evaluate import BNMode
 
     p.add_argument("file", help="run file (HDF5) written by `landscape train`")
-    p.add_argument("--from", dest="from_point", default="sgd",
-                   help="solution at t = 0 (default: sgd)")
-    p.add_argument("--to", dest="to_point", default="swa",
-                   help="solution at t = 1 (default: swa)")
+    p.add_argument("--from", dest="from_point",
+                   help="solution at t = 0 (default: sgd, else the one stored)")
+    p.add_argument("--to", dest="to_point",
+                   help="solution at t = 1 (default: swa, else the other stored "
+                   "solution; a file of one solution gets no line)")
     p.add_argument("--grid", default="-0.5:1.5:21",
                    help="t values on the line, start:stop:num (default: -0.5:1.5:21)")
     p.add_argument("--bn", choices=[m.value for m in BNMode],

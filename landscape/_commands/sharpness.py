@@ -51,8 +51,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     from landscape.sharpness import MeasureConfig, specs
 
     p.add_argument("file", help="run file (HDF5) written by `landscape train`")
-    p.add_argument("--solutions", default="swa",
-                   help="solution(s) to measure, comma-separated (default: swa)")
+    p.add_argument("--solutions",
+                   help="solution(s) to measure, comma-separated (default: swa, else "
+                   "sgd, else the one stored)")
     p.add_argument("--measures", default="all",
                    help=f"comma-separated subset of {','.join(specs())} (default: all)")
     p.add_argument("--config", help="TOML file whose [sharpness] section overrides "
@@ -91,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
         common = dataclasses.replace(common, device="cpu")
     params = {k: v for k, v in values.items() if k in known}
     measures = parse_measures(args.measures)
-    solutions = [s.strip() for s in args.solutions.split(",") if s.strip()]
+    if args.solutions is None:
+        from landscape import store
+
+        with store.open_run(args.file) as f:
+            solutions = [store.main_solution(store.solution_names(f))]
+    else:
+        solutions = [s.strip() for s in args.solutions.split(",") if s.strip()]
     if not solutions:
         raise UserError("--solutions is empty; name a stored solution, e.g. --solutions swa")
     from landscape import _dist

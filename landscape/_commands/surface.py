@@ -16,7 +16,7 @@ line (from --from to --to; x is t, or the L2 distance with --distance), plane
 (through the three --points, orthonormal u/v basis) and pca (top principal
 components of the recorded --trajectory).  Points are solutions (sgd, swa,
 swa_last, avg) or trajectory records (epoch:N, step:N of the SWA run;
-sgd/epoch:N of the baseline).
+sgd/epoch:N of the baseline); the defaults name what the run file holds.
 
 Killed, the same command resumes and computes only the missing points.  Run it
 under torchrun to split the points over processes:
@@ -39,11 +39,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="directions (default: random)")
     p.add_argument("--dim", type=int, choices=(1, 2),
                    help="1D or 2D (default: 1 for line, else 2)")
-    p.add_argument("--center", help="centre point for random/pca (default: swa)")
+    p.add_argument("--center", help="centre point for random/pca (default: swa, else "
+                   "sgd)")
     p.add_argument("--from", dest="from_point", help="line start (default: sgd)")
-    p.add_argument("--to", dest="to_point", help="line end (default: swa)")
-    p.add_argument("--points", help="plane: three comma-separated points "
-                   "(default: sgd,swa_last,swa)")
+    p.add_argument("--to", dest="to_point", help="line end (default: swa, else the "
+                   "other stored solution)")
+    p.add_argument("--points", help="plane: three comma-separated points (default: "
+                   "sgd,swa_last,swa, else the stored solutions and recorded epochs)")
     p.add_argument("--distance", action="store_true",
                    help="line: x is the L2 distance from --from instead of t")
     p.add_argument("--trajectory", choices=("sgd", "swa"),

@@ -20,7 +20,7 @@ from landscape.surface import parse_grid
 
 
 def measure_gap(
-    path: str | os.PathLike, *, a: str = "sgd", b: str = "swa",
+    path: str | os.PathLike, *, a: str | None = None, b: str | None = None,
     grid: str | Sequence[float] = "-0.5:1.5:21", bn: str | None = None,
     l2: float | str = "auto",
     trajectories: bool = True, model: nn.Module | None = None,
@@ -31,8 +31,10 @@ def measure_gap(
 
     Args:
         path: Run file.
-        a: Solution at ``t = 0`` of the line.
-        b: Solution at ``t = 1``.
+        a: Solution at ``t = 0`` of the line (``None``: ``sgd``, else the one
+            stored).
+        b: Solution at ``t = 1`` (``None``: ``swa``, else the other stored
+            solution; with one solution stored there is no line).
         grid: The ``t`` values: ``"start:stop:num"`` or a sequence.
         bn: BN mode along the line (``None``: recompute for BN models).
         l2: Weight decay of the train loss along the line: ``"auto"`` (the
@@ -46,7 +48,7 @@ def measure_gap(
         log: Called with summary lines.
 
     Returns:
-        ``{"solutions": ..., "line": LineGap, "trajectories": {run: arrays}}``.
+        ``{"solutions": ..., "line": LineGap or None, "trajectories": {run: arrays}}``.
 
     Raises:
         UserError: For a missing solution or a grid of fewer than 3 points.
@@ -58,7 +60,16 @@ def measure_gap(
     with store.open_run(path) as f:
         coef = resolve_l2(l2, float(store.config_of(f).get("wd", 0.0)))
         sols = {n: metric_gaps(a_) for n, a_ in store.solution_attrs(f).items()}
-        sa, sb = store.read_solution(f, a), store.read_solution(f, b)
+        names = store.solution_names(f)
+        no_line = ""
+        if b is None:
+            try:
+                a, b = store.solution_pair(names, "the line", a)
+            except UserError as e:
+                no_line = str(e)
+        a = a or store.main_solution(names)
+        sa = store.read_solution(f, a)
+        sb = store.read_solution(f, b) if b is not None else None
         trajs = {}
         if trajectories:
             for run in store.trajectory_runs(f):
@@ -66,9 +77,21 @@ def measure_gap(
     if model is None or data is None:
         model, data = load_run_model(path)
     train, test = data.batches("train", batch_size), data.batches("test", batch_size)
-    ev_line = Evaluator(copy.deepcopy(model), train, test, bn=bn, device=device,
-                        batch_size=batch_size, l2=coef)
-    line = line_gap(ev_line, sa.weights, sb.weights, ts, progress=progress)
+    line = None
+    attrs: dict[str, Any] = {"l2": coef}
+    if sb is not None:
+        ev_line = Evaluator(copy.deepcopy(model), train, test, bn=bn, device=device,
+                            batch_size=batch_size, l2=coef)
+        line = line_gap(ev_line, sa.weights, sb.weights, ts, progress=progress)
+        s, sc = line.shift, line.shift_ce
+        attrs = {
+            "from": a, "to": b, "points": int(ts.size), "t_min": float(ts[0]),
+            "t_max": float(ts[-1]),
+            "bn": ev_line.bn.value, "distance": s.distance, "l2": coef,
+            "train_loss": "CE + l2/2 ||theta||^2" if coef else "CE",
+            "t_train_min": s.t_train, "t_test_min": s.t_test, "shift_t": s.shift_t,
+            "shift": s.shift, "shift_abs": abs(s.shift), "t_train_min_ce": sc.t_train,
+            "shift_ce": sc.shift, "refine": "parabola"}
     traj_out = {}
     if trajs:
         ev_keep = Evaluator(copy.deepcopy(model), train, test, bn=BNMode.KEEP,
@@ -81,24 +104,20 @@ def measure_gap(
             for k in ("epoch", "step"):
                 if k in g:
                     traj_out[run][k] = np.asarray(g[k])
-    s, sc = line.shift, line.shift_ce
     with store.edit_run(path) as f:
-        store.write_gap(f, {
-            "from": a, "to": b, "points": int(ts.size), "t_min": float(ts[0]),
-            "t_max": float(ts[-1]),
-            "bn": ev_line.bn.value, "distance": s.distance, "l2": coef,
-            "train_loss": "CE + l2/2 ||theta||^2" if coef else "CE",
-            "t_train_min": s.t_train, "t_test_min": s.t_test, "shift_t": s.shift_t,
-            "shift": s.shift, "shift_abs": abs(s.shift), "t_train_min_ce": sc.t_train,
-            "shift_ce": sc.shift, "refine": "parabola"},
-            {"t": line.t, **line.metrics}, sols, traj_out)
+        store.write_gap(f, attrs, {} if line is None else {"t": line.t, **line.metrics},
+                        sols, traj_out)
     if log:
         for name, v in sols.items():
             log(f"{name}: test-train loss {v['loss_gap']:+.4f}, error "
                 f"{100 * v['err_gap']:+.2f} points")
-        what = f"regularized train loss (l2 {coef:g})" if coef else "train loss"
-        log(f"line {a}->{b}: {what} minimum at t={s.t_train:.3f}, test-error "
-            f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
-            f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})"
-            + (f"; with the plain CE train loss {sc.shift:+.4g}" if coef else ""))
+        if line is None:
+            log(f"no line: {no_line}")
+        else:
+            s, sc = line.shift, line.shift_ce
+            what = f"regularized train loss (l2 {coef:g})" if coef else "train loss"
+            log(f"line {a}->{b}: {what} minimum at t={s.t_train:.3f}, test-error "
+                f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
+                f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})"
+                + (f"; with the plain CE train loss {sc.shift:+.4g}" if coef else ""))
     return {"solutions": sols, "line": line, "trajectories": traj_out}

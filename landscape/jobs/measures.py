@@ -44,7 +44,8 @@ from landscape.sharpness.width import median_ci, width_ratio
 
 
 def measure_solution(
-    path: str | os.PathLike, solution: str = "swa", measures: Sequence[str] | str = "all",
+    path: str | os.PathLike, solution: str | None = None,
+    measures: Sequence[str] | str = "all",
     common: MeasureConfig | None = None, params: Mapping[str, Any] | None = None, *,
     model: nn.Module | None = None, data: TensorData | None = None,
     recompute: bool = False, progress: bool = False,
@@ -58,7 +59,8 @@ def measure_solution(
 
     Args:
         path: Run file.
-        solution: Name under ``/solutions``.
+        solution: Name under ``/solutions`` (``None``: ``swa``, else ``sgd``, else the
+            one stored).
         measures: Registry names (or ``"all"``).
         common: Shared parameters (samples, seed, dtype, ...).
         params: Measure parameters by name (defaults for the rest).
@@ -85,7 +87,7 @@ def measure_solution(
         _dist.teardown(own_pg)
 
 
-def _measure(path: str | os.PathLike, solution: str, measures: Sequence[str] | str,
+def _measure(path: str | os.PathLike, solution: str | None, measures: Sequence[str] | str,
              common: MeasureConfig, params: Mapping[str, Any] | None, *,
              model: nn.Module | None, data: TensorData | None, recompute: bool,
              progress: bool, log: Callable[[str], None] | None, write: bool,
@@ -93,6 +95,7 @@ def _measure(path: str | os.PathLike, solution: str, measures: Sequence[str] | s
     names = parse_measures(measures)
     chosen = {m: params_of(m, params) for m in names}
     with store.open_run(path) as f:
+        solution = solution or store.main_solution(store.solution_names(f))
         sol = store.read_solution(f, solution)
         stored = store.stored_params(f, solution, names)
         n_train = int(store.data_attrs(f).get("n_train", 0))
@@ -146,7 +149,7 @@ def _num(v: Any) -> float:
 
 
 def compare_solutions(
-    path: str | os.PathLike, solutions: Sequence[str] = ("sgd", "swa"), *,
+    path: str | os.PathLike, solutions: Sequence[str] | None = None, *,
     level: float = 0.95, n_boot: int = 2000, seed: int = 0, write: bool = True,
 ) -> list[dict[str, Any]]:
     """Stored measures of two solutions side by side, with ratios ``b / a``.
@@ -160,7 +163,8 @@ def compare_solutions(
 
     Args:
         path: Run file.
-        solutions: ``(a, b)``; ratios are ``b / a``.
+        solutions: ``(a, b)``; ratios are ``b / a`` (``None``: ``sgd`` and ``swa``,
+            else the two solutions the file holds).
         level: Confidence level.
         n_boot: Bootstrap resamples.
         seed: Bootstrap seed.
@@ -173,6 +177,9 @@ def compare_solutions(
     Raises:
         UserError: If not exactly two solutions are given or one is missing.
     """
+    if solutions is None:
+        with store.open_run(path) as f:
+            solutions = store.solution_pair(store.solution_names(f), "compare")
     if len(solutions) != 2:
         raise UserError(f"--solutions takes two names, e.g. sgd,swa; got {list(solutions)}")
     a, b = solutions

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,24 +86,33 @@ class SurfaceConfig:
         return d
 
     def resolved(self, solutions: list[str], trajectories: list[str], has_bn: bool,
-                 wd: float = 0.0) -> SurfaceConfig:
+                 wd: float = 0.0, epochs: Mapping[str, list[int]] | None = None
+                 ) -> SurfaceConfig:
         """Fill the kind-dependent defaults from what the run file holds.
 
-        The train loss of line and plane surfaces includes the run's weight decay
-        by default (``l2="auto"``: the SWA paper's figures plot CE + wd/2·‖θ‖²);
-        random and PCA surfaces (Li et al.'s) plot the plain loss.
+        Points default to what is stored: the centre is ``swa`` (else ``sgd``,
+        ...), the line runs from ``sgd`` to ``swa`` (else to the other stored
+        solution), the plane passes through ``sgd``, ``swa_last`` and ``swa``
+        (else through the stored solutions and recorded epochs).  The train loss
+        of line and plane surfaces includes the run's weight decay by default
+        (``l2="auto"``: the SWA paper's figures plot CE + wd/2·‖θ‖²); random and
+        PCA surfaces (Li et al.'s) plot the plain loss.
 
         Args:
             solutions: The run file's solution names.
             trajectories: Its runs with a recorded trajectory.
             has_bn: Whether the model has BatchNorm.
             wd: The run's weight decay (for ``l2="auto"``).
+            epochs: The whole epochs each trajectory recorded (for the plane's
+                default points; ``None``: none).
 
         Returns:
             The config with every default filled in.
 
         Raises:
-            UserError: For an unknown kind/normalization/BN mode or a bad dimension.
+            UserError: For an unknown kind/normalization/BN mode, a bad dimension,
+                or defaults the file cannot fill (one solution for a line, no
+                trajectory for PCA).
         """
         try:
             kind = SurfaceKind(self.kind)
@@ -111,7 +120,7 @@ class SurfaceConfig:
             bn = BNMode(self.bn) if self.bn is not None else None
         except ValueError as e:
             raise UserError(f"{e}; check --kind, --norm and --bn") from None
-        first = "swa" if "swa" in solutions else (solutions[0] if solutions else "sgd")
+        first = store.main_solution(solutions)
         dim = self.dim or (1 if kind is SurfaceKind.LINE else 2)
         if dim not in (1, 2):
             raise UserError(f"--dim must be 1 or 2, got {dim}")
@@ -128,15 +137,30 @@ class SurfaceConfig:
             l2 = "auto" if kind in (SurfaceKind.LINE, SurfaceKind.PLANE) else 0.0
         rep["l2"] = resolve_l2(l2, wd)
         if kind is SurfaceKind.LINE:
-            a = self.from_point or self.center or "sgd"
-            rep |= {"from_point": a, "to_point": self.to_point or first, "center": a}
+            a = self.from_point or self.center
+            b = self.to_point
+            if b is None:
+                try:
+                    a, b = store.solution_pair(solutions, "a line", a)
+                except UserError:
+                    run, eps = next(iter((epochs or {}).items()), ("sgd", []))
+                    to = f"{'' if run == 'swa' else run + '/'}epoch:{eps[0]}" if eps else None
+                    raise UserError(
+                        f"a line needs two points and the run file holds one solution "
+                        f"{solutions}; pass --to POINT" + (f" (e.g. --to {to})" if to else "")
+                        + f" or {store.SECOND_SOLUTION}") from None
+            a = a or ("sgd" if "sgd" in solutions else first)
+            rep |= {"from_point": a, "to_point": b, "center": a}
         elif kind is SurfaceKind.PLANE:
-            pts = tuple(self.points or ("sgd", "swa_last", "swa"))
+            pts = tuple(self.points or _plane_points(solutions, epochs or {}))
             if len(pts) != 3:
                 raise UserError(f"--points needs three names, got {len(pts)}: {list(pts)}")
             rep |= {"points": pts, "center": pts[0]}
         else:
             rep["center"] = self.center or first
+        if kind is SurfaceKind.PCA and not trajectories:
+            raise UserError(f"a pca surface needs a recorded trajectory and this run "
+                            f"recorded none; {store.RECORD_HINT}")
         if kind in (SurfaceKind.PLANE, SurfaceKind.PCA):
             c = rep.get("center", "")
             default = "sgd" if c.startswith("sgd") and "sgd" in trajectories else (
@@ -144,6 +168,33 @@ class SurfaceConfig:
                                                      else "swa"))
             rep["trajectory"] = self.trajectory or default
         return dataclasses.replace(self, **rep)
+
+
+def _plane_points(solutions: list[str], epochs: Mapping[str, list[int]]
+                  ) -> tuple[str, str, str]:
+    """The plane's default points: ``sgd, swa_last, swa`` where stored, else the stored
+    solutions and then recorded epochs (the middle one, then the first; the last
+    epoch is the run's final iterate, a stored solution).
+
+    Returns:
+        Three point names.
+
+    Raises:
+        UserError: If the file holds fewer than three points.
+    """
+    if {"sgd", "swa_last", "swa"} <= set(solutions):
+        return ("sgd", "swa_last", "swa")
+    pts = [n for n in ("sgd", "swa", "avg", "swa_last") if n in solutions]
+    pts += sorted(n for n in solutions if n not in pts)
+    for run, eps in epochs.items():
+        inner = eps[:-1]
+        prefix = "" if run == "swa" else f"{run}/"
+        picks = [inner[len(inner) // 2], inner[0]] if inner else []
+        pts += [f"{prefix}epoch:{e}" for e in dict.fromkeys(picks)]
+    if len(pts) < 3:
+        raise UserError(f"a plane needs three points and the run file holds only {pts}; "
+                        f"pass --points A,B,C or {store.RECORD_HINT}")
+    return (pts[0], pts[1], pts[2])
 
 
 def default_name(cfg: SurfaceConfig) -> str:
@@ -286,7 +337,8 @@ def compute_surface(
         dev = resolve_device(device)
         with store.open_run(path) as f:
             cfg = cfg.resolved(store.solution_names(f), store.trajectory_runs(f),
-                               has_batchnorm(model), float(store.config_of(f).get("wd", 0)))
+                               has_batchnorm(model), float(store.config_of(f).get("wd", 0)),
+                               store.recorded_epochs(f))
             layout, _ = store.layouts(f)
             grid = build_grid(f, cfg, layout)
         name = name or default_name(cfg)

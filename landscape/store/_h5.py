@@ -171,7 +171,8 @@ def _check_kind(f: h5py.File, path: Path, kinds: Sequence[str]) -> None:
     if version != SCHEMA_VERSION:
         raise UserError(
             f"{path} has schema version {version}, this landscape reads version "
-            f"{SCHEMA_VERSION}; use the landscape release that wrote it or rerun")
+            f"{SCHEMA_VERSION}; use the landscape release that wrote it or rerun "
+            f"{_MAKERS.get(kind, _MAKERS[kinds[0]])} to write it again")
 
 
 def file_kind(path: str | os.PathLike) -> str:

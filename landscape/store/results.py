@@ -242,6 +242,8 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
     Returns:
         The text.
     """
+    from landscape.store.run import trajectory_runs
+
     kind = file_kind(path)
     lines = [f"{path}  ({kind})"]
     with open_file(path, KINDS) as f:
@@ -262,10 +264,10 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
             d = attrs_of(f["data"])
             lines.append(f"  data: {d.get('name')} (train {d.get('n_train')}, "
                          f"test {d.get('n_test')})")
-        for run, g in f.get("trajectories", {}).items():
+        for run in trajectory_runs(f):
+            g = f["trajectories"][run]
             lines.append(f"  trajectory {run}: weights {g['weights'].shape}, epochs "
-                         f"{g['epoch'][0]:g}..{g['epoch'][-1]:g}" if len(g["epoch"]) else
-                         f"  trajectory {run}: empty")
+                         f"{g['epoch'][0]:g}..{g['epoch'][-1]:g}")
         if "metrics" in f:
             lines.append("metrics (per seed):")
             for method, g in f["metrics"].items():

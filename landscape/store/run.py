@@ -199,6 +199,16 @@ def solution_names(f: h5py.File) -> list[str]:
     return list(f["solutions"].keys()) if "solutions" in f else []
 
 
+#: How the solutions that are not always there get into a run file.
+_MADE_BY = {"swa": "without --no-swa", "swa_last": "without --no-swa",
+            "avg": "with --average-epochs A:B"}
+
+
+def _made_by(name: str) -> str:
+    made = _MADE_BY.get(name)
+    return f" ({name} is written by `landscape train` {made})" if made else ""
+
+
 def read_solution(f: h5py.File, name: str) -> Solution:
     """Read ``/solutions/<name>``.
 
@@ -211,10 +221,66 @@ def read_solution(f: h5py.File, name: str) -> Solution:
     if "solutions" not in f or name not in f["solutions"]:
         raise UserError(
             f"no solution {name!r} in {f.filename}; choose one of "
-            f"{solution_names(f) or '(none: run `landscape train` first)'}")
+            f"{solution_names(f) or '(none: run `landscape train` first)'}{_made_by(name)}")
     g = f["solutions"][name]
     return Solution(name, torch.from_numpy(g["weights"][()]),
                     torch.from_numpy(g["buffers"][()]), attrs_of(g))
+
+
+#: The order in which defaults pick stored solutions.
+_PREFERRED = ("swa", "sgd", "avg", "swa_last")
+
+#: How a run file gets a second solution, for messages.
+SECOND_SOLUTION = ("train with SWA (drop --no-swa) or add a post-hoc average "
+                   "(--average-epochs A:B)")
+
+
+def _by_preference(names: list[str]) -> list[str]:
+    rank = {n: i for i, n in enumerate(_PREFERRED)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def main_solution(names: list[str]) -> str:
+    """The solution a command measures when none is named: ``swa``, else ``sgd``,
+    else ``avg``, ``swa_last`` or the first by name.
+
+    Returns:
+        The name.
+
+    Raises:
+        UserError: If there is no solution at all.
+    """
+    if not names:
+        raise UserError("the file holds no solution; run `landscape train` to write one")
+    return _by_preference(names)[0]
+
+
+def solution_pair(names: list[str], what: str, first: str | None = None
+                  ) -> tuple[str, str]:
+    """The two solutions a comparison takes when none are named.
+
+    ``sgd`` and ``swa`` where both are stored (the SWA paper's pair); otherwise
+    ``first`` (default ``sgd`` if stored) and the next of ``swa``, ``avg``,
+    ``swa_last`` or any other solution.
+
+    Args:
+        names: The stored solution names.
+        what: What needs the pair, for the message (e.g. ``compare``).
+        first: The first solution if already chosen.
+
+    Returns:
+        ``(a, b)``.
+
+    Raises:
+        UserError: If the file holds fewer than two solutions.
+    """
+    order = _by_preference(names)
+    a = first or ("sgd" if "sgd" in names else (order[0] if order else "sgd"))
+    rest = [n for n in order if n != a]
+    if not rest:
+        raise UserError(f"{what} needs two solutions and the file holds only "
+                        f"{names or 'none'}; {SECOND_SOLUTION}")
+    return a, rest[0]
 
 
 def solution_attrs(f: h5py.File) -> dict[str, dict[str, Any]]:
@@ -261,6 +327,10 @@ def write_trajectory(f: h5py.File, run: str, weights: np.ndarray, buffers: np.nd
         write_array(t, k, np.asarray(v))
 
 
+#: How a run file gets a trajectory, for messages.
+RECORD_HINT = "rerun `landscape train` with --record-every N (e.g. 1) to record one"
+
+
 def trajectory_runs(f: h5py.File) -> list[str]:
     """Runs with a recorded trajectory.
 
@@ -282,9 +352,10 @@ def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
     """
     key = f"trajectories/{run}"
     if key not in f or "epoch" not in f[key] or len(f[key]["epoch"]) == 0:
-        have = list(f.get("trajectories", {}))
-        raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; "
-                        f"recorded: {have or 'none (train with --record-every 1)'}")
+        have = trajectory_runs(f)
+        raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; " + (
+            f"recorded: {have} (choose with --trajectory)" if have
+            else f"it recorded none; {RECORD_HINT}"))
     g = f[key]
     return {k: g[k][()] for k in ("weights", "buffers", "epoch", "step") if k in g}
 
@@ -299,9 +370,9 @@ def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
     Raises:
         UserError: If the run has no trajectory or none in range.
     """
-    if f"trajectories/{run}" not in f:
-        raise UserError(f"no trajectory of the {run} run in {f.filename}; train with "
-                        "--record-every 1")
+    if run not in trajectory_runs(f):
+        raise UserError(f"no recorded trajectory of the {run} run in {f.filename}; "
+                        f"{RECORD_HINT}")
     g = f[f"trajectories/{run}"]
     ep = g["epoch"][()] if "epoch" in g else np.zeros(0)
     keep = np.isclose(ep, np.round(ep)) & (ep >= 1)
@@ -325,11 +396,23 @@ def point_names(f: h5py.File) -> list[str]:
         The names.
     """
     names = solution_names(f)
-    for run in f.get("trajectories", {}):
+    for run in trajectory_runs(f):
         prefix = "" if run == "swa" else f"{run}/"
-        names.append(f"{prefix}epoch:N")
-        names.append(f"{prefix}step:N")
+        names += [f"{prefix}{k}:N" for k in ("epoch", "step") if k in f["trajectories"][run]]
     return names
+
+
+def recorded_epochs(f: h5py.File) -> dict[str, list[int]]:
+    """The whole epochs each run's trajectory recorded (``0``: the initialization).
+
+    Returns:
+        ``{run: sorted epochs}`` of the runs with a recorded trajectory.
+    """
+    out = {}
+    for run in trajectory_runs(f):
+        ep = f["trajectories"][run]["epoch"][()]
+        out[run] = sorted({int(np.rint(e)) for e in ep if np.isclose(e, np.rint(e))})
+    return out
 
 
 def resolve_point(f: h5py.File, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,11 +433,12 @@ def resolve_point(f: h5py.File, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return s.weights, s.buffers
     m = _POINT.match(name)
     if m is None:
-        raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}")
+        raise UserError(f"unknown point {name!r}; choose one of {point_names(f)}"
+                        f"{_made_by(name)}")
     run, key, n = m.group(1) or "swa", m.group(2), int(m.group(3))
-    if f"trajectories/{run}" not in f:
-        raise UserError(f"unknown point {name!r}: no {run} trajectory; choose one of "
-                        f"{point_names(f)}")
+    if run not in trajectory_runs(f):
+        raise UserError(f"unknown point {name!r}: the {run} run recorded no trajectory; "
+                        f"choose one of {point_names(f)} or {RECORD_HINT}")
     g = f[f"trajectories/{run}"]
     vals = g[key][()] if key in g else np.zeros(0)
     idx = np.flatnonzero(np.isclose(vals, n))
