@@ -1,0 +1,162 @@
+"""Mode-connecting curves: geometry, training on a toy of known shape, BN, storage, CLI."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.optim.swa_utils import update_bn
+
+import landscape as ls
+from landscape.config import ConnectConfig
+from landscape.evaluate import Evaluator
+from landscape.params import ParamLayout
+from landscape.paths import Curve, barrier, curve_profile, train_curve
+
+
+def _ends(n: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=g), torch.randn(n, generator=g)
+
+
+# =========================================================================== geometry
+@pytest.mark.parametrize("kind", ["bezier", "polychain"])
+@pytest.mark.parametrize("bends", [1, 3])
+def test_endpoints_are_exact(kind: str, bends: int) -> None:
+    a, b = _ends()
+    c = Curve.on_segment(kind, a, b, bends).with_bends(torch.randn(bends, 7))
+    assert torch.equal(c.point(0.0), a)
+    assert torch.equal(c.point(1.0), b)
+
+
+def test_bezier_with_the_bend_at_the_midpoint_is_the_line() -> None:
+    a, b = _ends()
+    c = Curve.on_segment("bezier", a, b, 1)
+    torch.testing.assert_close(c.bends[0], (a + b) / 2)
+    for t in np.linspace(0, 1, 17):
+        torch.testing.assert_close(c.point(float(t)), a + float(t) * (b - a))
+    moved = c.with_bends(c.bends + 1.0)  # off the segment it is not the line
+    assert not torch.allclose(moved.point(0.3), a + 0.3 * (b - a))
+
+
+@pytest.mark.parametrize("bends", [1, 2, 4])
+def test_polychain_passes_through_each_bend_at_its_knot(bends: int) -> None:
+    a, b = _ends()
+    theta = torch.randn(bends, 7)
+    c = Curve.on_segment("polychain", a, b, bends).with_bends(theta)
+    knots = c.knots
+    np.testing.assert_allclose(knots, np.arange(bends + 2) / (bends + 1))
+    for i in range(bends):
+        assert torch.equal(c.point(float(knots[i + 1])), theta[i])
+    # linear in between: halfway between bend 1 and the end
+    mid = 0.5 * (knots[-2] + knots[-1])
+    torch.testing.assert_close(c.point(float(mid)), 0.5 * (theta[-1] + b))
+
+
+def test_barrier_definition() -> None:
+    assert barrier([1.0, 3.0, 2.0]) == pytest.approx(1.5)
+    assert barrier([0.2, 0.1, 0.2]) == pytest.approx(0.0)  # no rise: the endpoints' max
+
+
+# =========================================================================== a toy of known shape
+ALPHA, A_RAD, BETA = math.pi / 3, 4.0, 0.2
+
+
+class _Ring(nn.Module):
+    r"""Loss on 2-D weights w: :math:`a(r-1)^2 + \beta((\cos\varphi - \cos\alpha) /
+    (1 - \cos\alpha))^2`.
+
+    Two minima (loss 0) at angles :math:`\pm\alpha` on the unit circle.  A path
+    between them crosses :math:`\varphi = 0` (loss ≥ β) or π (≥ 9β), so the
+    lowest barrier of any path is β, reached by the unit arc through (1, 0);
+    the straight line passes (cos α, 0), where the loss is a(1 - cos α)² + β.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.w.norm()
+        cos = self.w[0] / r
+        g = ((cos - math.cos(ALPHA)) / (1 - math.cos(ALPHA))) ** 2
+        value = A_RAD * (r - 1) ** 2 + BETA * g
+        return value.expand(len(x), 1)
+
+
+def test_trained_curve_follows_the_known_valley() -> None:
+    net = _Ring()
+    data = (torch.zeros(4, 1), torch.zeros(4, 1))
+    a = torch.tensor([math.cos(ALPHA), -math.sin(ALPHA)])
+    b = torch.tensor([math.cos(ALPHA), math.sin(ALPHA)])
+    res = ls.connect(net, a, b, data, loss=nn.L1Loss(), epochs=120, batch_size=4,
+                     lr=0.05, points=31)
+    line_b = res.line.barriers["train_loss"]
+    curve_b = res.profile.barriers["train_loss"]
+    known = BETA  # the unit arc's barrier
+    assert line_b == pytest.approx(A_RAD * (1 - math.cos(ALPHA)) ** 2 + BETA, rel=1e-5)
+    assert curve_b < 0.25 * line_b
+    assert curve_b == pytest.approx(known, abs=0.03)
+    # the trained curve runs along the unit arc, the line cuts inside it
+    radius = [float(res.curve.point(t).norm()) for t in np.linspace(0, 1, 21)]
+    assert max(abs(r - 1) for r in radius) < 0.1
+    assert float(res.line.t[15]) == 0.5
+
+
+# =========================================================================== BatchNorm
+def _bn_net() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+
+
+def test_bn_along_the_curve_equals_update_bn_at_phi_t() -> None:
+    net = _bn_net()
+    layout = ParamLayout.from_module(net)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    a = layout.read(net)
+    b = a + torch.randn(a.shape, generator=g)
+    c = Curve.on_segment("bezier", a, b).with_bends(((a + b) / 2 + torch.randn(
+        a.shape, generator=g))[None])
+    ev = Evaluator(copy.deepcopy(net), (x, y), batch_size=16)
+    assert ev.bn.value == "recompute"
+    ts = [0.0, 0.3, 0.5, 1.0]
+    prof = curve_profile(ev, c, ts)
+    for i, t in enumerate(ts):
+        ref = copy.deepcopy(net)
+        layout.write(ref, c.point(t))
+        update_bn([x[:16], x[16:32], x[32:]], ref)
+        ref.eval()
+        with torch.no_grad():
+            out = ref(x)
+        loss = nn.functional.cross_entropy(out, y).item()
+        err = (out.argmax(1) != y).double().mean().item()
+        assert prof.metrics["train_loss"][i] == pytest.approx(loss, rel=1e-5)
+        assert prof.metrics["train_err"][i] == pytest.approx(err)
+
+
+def test_training_uses_batch_statistics_at_phi_t() -> None:
+    net = _bn_net()
+    layout = ParamLayout.from_module(net)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
+    a = layout.read(net)
+    b = a + torch.randn(a.shape, generator=g)
+    c = Curve.on_segment("polychain", a, b, 1)
+    cfg = ConnectConfig(epochs=1, batch_size=16, lr=0.1, momentum=0.0, seed=5)
+    st = train_curve(net, c, (x, y), cfg)
+    # by hand: the same t (first draw after the permutation), train-mode BN
+    gen = torch.Generator().manual_seed(5)
+    perm = torch.randperm(16, generator=gen)
+    t = float(torch.rand((), generator=gen, dtype=torch.float64))
+    bend = c.bends.clone().requires_grad_(True)
+    w = (1 - 2 * t) * a + 2 * t * bend[0] if t <= 0.5 else (2 - 2 * t) * bend[0] + (
+        2 * t - 1) * b
+    ref = copy.deepcopy(net).train()
+    out = torch.func.functional_call(ref, layout.unflatten(w), (x[perm],))
+    nn.functional.cross_entropy(out, y[perm]).backward()
+    torch.testing.assert_close(st.curve.bends, c.bends - 0.1 * bend.grad)
