@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,9 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 import landscape as ls
+from landscape import store
+from landscape._errors import UserError
+from landscape.cli import main
 from landscape.config import ConnectConfig
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
@@ -160,3 +165,105 @@ def test_training_uses_batch_statistics_at_phi_t() -> None:
     out = torch.func.functional_call(ref, layout.unflatten(w), (x[perm],))
     nn.functional.cross_entropy(out, y[perm]).backward()
     torch.testing.assert_close(st.curve.bends, c.bends - 0.1 * bend.grad)
+
+
+# =========================================================================== run files, CLI
+def _connect(tiny_run: Path, out: Path, *extra: str) -> int:
+    return main(["connect", str(tiny_run), str(tiny_run), "--solution-a", "sgd",
+                 "--solution-b", "swa", "--epochs", "3", "--points", "7", "--quiet",
+                 "--out", str(out), *extra])
+
+
+def test_connect_stores_curve_profiles_and_barriers(tiny_run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "curves.h5"
+    assert _connect(tiny_run, out, "--curve", "polychain", "--bends", "2") == 0
+    assert "line barrier: train_loss" in capsys.readouterr().out
+    curve, state = store.read_curve(out, "polychain")
+    assert state.epoch == 3
+    assert curve.num_bends == 2
+    with store.open_run(tiny_run) as f:
+        a = store.read_solution(f, "sgd").weights
+        b = store.read_solution(f, "swa").weights
+    assert torch.equal(curve.start, a)
+    assert torch.equal(curve.end, b)
+    for which in ("curve", "line"):
+        p = store.read_profile(out, "polychain", which)
+        np.testing.assert_allclose(p.t, np.linspace(0, 1, 7))
+        assert set(p.barriers) == {"train_loss", "train_err", "test_loss", "test_err"}
+        assert p.l2 == pytest.approx(5e-4)  # the run's weight decay
+    line = store.read_profile(out, "polychain", "line")
+    curve_p = store.read_profile(out, "polychain", "curve")
+    # both profiles start and end at the same endpoints, evaluated the same way
+    for k in ("train_loss", "test_err"):
+        assert curve_p.metrics[k][[0, -1]] == pytest.approx(line.metrics[k][[0, -1]])
+    with h5py.File(out) as f:
+        g = f["curves/polychain"]
+        assert g.attrs["complete"]
+        assert g.attrs["line_test_err_barrier"] == pytest.approx(line.barriers["test_err"])
+    text = store.describe(out)
+    assert "polychain: polychain with 2 bend(s), 3/3 epochs, complete" in text
+    assert "curve barrier: train_loss" in text
+    # a rerun finds everything done and changes nothing
+    assert _connect(tiny_run, out, "--curve", "polychain", "--bends", "2") == 0
+    assert torch.equal(store.read_curve(out, "polychain")[0].bends, curve.bends)
+    # other settings under the same name: refused without --force
+    assert _connect(tiny_run, out, "--curve", "polychain", "--bends", "3") == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_resume_after_an_interrupted_epoch_gives_the_same_bend(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from landscape.jobs import connect_runs
+
+    cfg = ConnectConfig(epochs=4, points=3, batch_size=64)
+    kw = {"solution_a": "sgd", "solution_b": "swa", "config": cfg}
+    ref = connect_runs(tiny_run, tiny_run, tmp_path / "ref.h5", **kw)
+    real, calls = store.write_curve_state, []
+
+    def killed_after_two(*args: object) -> None:
+        real(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if killed right after epoch 2 was stored
+
+    monkeypatch.setattr(store, "write_curve_state", killed_after_two)
+    out = tmp_path / "killed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        connect_runs(tiny_run, tiny_run, out, **kw)
+    assert store.read_curve(out, "bezier")[1].epoch == 2
+    assert store.read_profile(out, "bezier", "curve") is None
+    monkeypatch.setattr(store, "write_curve_state", real)
+    res = connect_runs(tiny_run, tiny_run, out, **kw)
+    assert torch.equal(res.curve.bends, ref.curve.bends)
+    assert res.history["loss"] == ref.history["loss"]
+    assert not torch.equal(res.curve.bends, Curve.on_segment(
+        "bezier", res.curve.start, res.curve.end).bends)  # it did train
+
+
+def test_bad_endpoints_and_bends_are_one_line_errors(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bad.h5"
+
+    def error(*argv: str) -> str:
+        assert main(["connect", *argv, "--quiet", "--out", str(out)]) == 2
+        lines = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+        assert len(lines) == 1
+        return lines[0]
+
+    t = str(tiny_run)
+    assert "same weights" in error(t, t, "--solution-a", "swa", "--solution-b", "swa")
+    assert "--bends must be >= 1" in error(t, t, "--solution-b", "swa", "--bends", "0")
+    other = tmp_path / "other.h5"
+    other.write_bytes(tiny_run.read_bytes())
+    with h5py.File(other, "r+") as f:
+        f["model"].attrs["kwargs"] = '{"width": 3}'
+    assert "different architectures" in error(t, str(other))
+    assert not out.exists()
+    # the API: weights of another architecture, the same solution twice
+    net = _bn_net()
+    with pytest.raises(UserError, match="another architecture"):
+        ls.connect(net, net, nn.Linear(3, 2), (torch.randn(8, 3), torch.zeros(8).long()))
+    w = ParamLayout.from_module(net).read(net)
+    with pytest.raises(UserError, match="same weights"):
+        ls.connect(net, w, w.clone(), (torch.randn(8, 3), torch.zeros(8).long()))
