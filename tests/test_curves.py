@@ -267,3 +267,38 @@ def test_bad_endpoints_and_bends_are_one_line_errors(
     w = ParamLayout.from_module(net).read(net)
     with pytest.raises(UserError, match="same weights"):
         ls.connect(net, w, w.clone(), (torch.randn(8, 3), torch.zeros(8).long()))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_same_bend(tiny_run: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from landscape.jobs import connect_runs
+
+    flags = ["--epochs", "30", "--points", "3", "--batch-size", "16"]
+    cfg = ConnectConfig(epochs=30, points=3, batch_size=16)
+    ref = connect_runs(tiny_run, tiny_run, tmp_path / "ref.h5", solution_b="swa",
+                       config=cfg)
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "landscape", "connect", str(tiny_run), str(tiny_run),
+           "--solution-b", "swa", "--quiet", "--out", str(out), *flags]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline, done = time.time() + 120, 0
+    while done < 2 and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+        try:
+            with h5py.File(out, "r") as f:
+                done = int(f["curves/bezier"].attrs["epochs_done"])
+        except (OSError, KeyError):
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, state = store.read_curve(out, "bezier")
+    assert 2 <= state.epoch < 30  # killed in training, with finished epochs stored
+    res = connect_runs(tiny_run, tiny_run, out, solution_b="swa", config=cfg)
+    assert torch.equal(res.curve.bends, ref.curve.bends)
