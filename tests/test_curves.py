@@ -118,13 +118,19 @@ def _bn_net() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
 
 
-def test_bn_along_the_curve_equals_update_bn_at_phi_t() -> None:
+def _bn_case(n: int, seed: int) -> tuple[nn.Module, ParamLayout, torch.Tensor, torch.Tensor,
+                                         torch.Tensor, torch.Tensor, torch.Generator]:
+    """A hand-built BN network, ``n`` samples and two endpoints: net, layout, x, y, a, b, g."""
     net = _bn_net()
     layout = ParamLayout.from_module(net)
-    g = torch.Generator().manual_seed(2)
-    x, y = torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 3, generator=g), torch.randint(0, 2, (n,), generator=g)
     a = layout.read(net)
-    b = a + torch.randn(a.shape, generator=g)
+    return net, layout, x, y, a, a + torch.randn(a.shape, generator=g), g
+
+
+def test_bn_along_the_curve_equals_update_bn_at_phi_t() -> None:
+    net, layout, x, y, a, b, g = _bn_case(40, 2)
     c = Curve.on_segment("bezier", a, b).with_bends(((a + b) / 2 + torch.randn(
         a.shape, generator=g))[None])
     ev = Evaluator(copy.deepcopy(net), (x, y), batch_size=16)
@@ -145,12 +151,7 @@ def test_bn_along_the_curve_equals_update_bn_at_phi_t() -> None:
 
 
 def test_training_uses_batch_statistics_at_phi_t() -> None:
-    net = _bn_net()
-    layout = ParamLayout.from_module(net)
-    g = torch.Generator().manual_seed(3)
-    x, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
-    a = layout.read(net)
-    b = a + torch.randn(a.shape, generator=g)
+    net, layout, x, y, a, b, _ = _bn_case(16, 3)
     c = Curve.on_segment("polychain", a, b, 1)
     cfg = ConnectConfig(epochs=1, batch_size=16, lr=0.1, momentum=0.0, seed=5)
     st = train_curve(net, c, (x, y), cfg)
