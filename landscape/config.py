@@ -144,7 +144,11 @@ class ConnectConfig:
     bends: int = _f(1, "number K of trainable bends (>= 1)")
     epochs: int = _f(20, "epochs of curve training (one t ~ U[0, 1] per minibatch)")
     batch_size: int = _f(128, "minibatch size of curve training")
-    lr: float = _f(0.05, "learning rate of SGD on the bends (constant)")
+    lr: float = _f(0.05, "initial learning rate of SGD on the bends")
+    schedule: str = _f("swa-paper", "learning-rate schedule per epoch: swa-paper "
+                       "(constant for the first half, linear to 1%% by 90%%, as "
+                       "Garipov et al. train curves) or const",
+                       choices=("swa-paper", "const"))
     momentum: float = _f(0.9, "SGD momentum")
     wd: float | None = _f(None, "weight decay: wd/2 ||phi(t)||^2 is added to the "
                           "objective and to the reported train loss (default: the "

@@ -21,6 +21,7 @@ from landscape.config import ConnectConfig
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.paths import Curve, barrier, curve_profile, train_curve
+from landscape.schedules import swa_paper_factor
 
 
 def _ends(n: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,3 +304,28 @@ def test_resume_after_sigkill_gives_the_same_bend(tiny_run: Path, tmp_path: Path
     assert 2 <= state.epoch < 30  # killed in training, with finished epochs stored
     res = connect_runs(tiny_run, tiny_run, out, solution_b="swa", config=cfg)
     assert torch.equal(res.curve.bends, ref.curve.bends)
+
+
+def test_train_curve_continues_exactly_from_a_state_with_dropout() -> None:
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5),
+                        nn.Linear(8, 2))
+    layout = ParamLayout.from_module(net)
+    x, y = torch.randn(24, 3), torch.randint(0, 2, (24,))
+    a = layout.read(net)
+    c = Curve.on_segment("polychain", a, a + torch.randn(a.shape), 2)
+    cfg = ConnectConfig(epochs=3, batch_size=8, lr=0.1, curve="polychain", bends=2)
+    ref = train_curve(net, c, (x, y), cfg)
+    assert ref.history["lr"] == [0.1, 0.1, 0.1 * swa_paper_factor(2, 3, 0.01)]
+    saved = []
+
+    def stop(state: object) -> None:
+        saved.append(state)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_curve(net, c, (x, y), cfg, on_epoch=stop)
+    torch.manual_seed(123)  # the caller's RNG does not matter
+    res = train_curve(net, saved[0], (x, y), cfg)
+    assert torch.equal(res.curve.bends, ref.curve.bends)
+    assert res.history["loss"] == ref.history["loss"]

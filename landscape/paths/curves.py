@@ -60,6 +60,7 @@ from landscape.config import ConnectConfig
 from landscape.data import TensorBatches, as_batches
 from landscape.evaluate import Evaluator, Loss, model_device, resolve_device
 from landscape.params import ParamLayout
+from landscape.schedules import swa_paper_factor
 
 
 class CurveKind(str, Enum):
@@ -228,6 +229,7 @@ class CurveState:
         momentum: ``(K, n)`` SGD momentum buffer of the bends (``None`` before
             the first step or without momentum).
         generator: State of the generator of minibatch order and ``t``.
+        rng: State of torch's global CPU generator (dropout) during training.
         history: Per completed epoch: ``epoch``, ``lr``, ``loss`` (mean
             minibatch objective), ``t_mean`` (mean sampled ``t``), ``seconds``.
     """
@@ -236,6 +238,7 @@ class CurveState:
     epoch: int = 0
     momentum: Tensor | None = None
     generator: Tensor | None = None
+    rng: Tensor | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -255,13 +258,17 @@ def train_curve(
     r"""Train the bends of ``curve`` on :math:`\mathbb E_{t \sim U[0,1]} L(\phi_\theta(t))`.
 
     Each minibatch draws one :math:`t` and takes an SGD step on the bends only
-    (momentum ``config.momentum``, constant ``config.lr``); the objective of a
+    (momentum ``config.momentum``; learning rate ``config.lr`` times the
+    ``config.schedule`` factor of the epoch); the objective of a
     minibatch is its mean loss at :math:`\phi(t)` plus
     :math:`\tfrac{wd}{2}\|\phi(t)\|^2` (weight decay on the point of the curve,
     as Garipov et al.'s code regularizes a curve).  The network runs in train
     mode, so BatchNorm normalises with the batch statistics at :math:`\phi(t)`.
     In-memory data are shuffled every epoch by a generator seeded with
-    ``config.seed``; a ``DataLoader`` is iterated as it is.
+    ``config.seed``; a ``DataLoader`` is iterated as it is.  Torch's global CPU
+    generator (dropout) is seeded from ``config.seed`` too, inside a fork that
+    leaves the caller's unchanged, and kept in the state, so a resumed run ends
+    with the same bends.
 
     Args:
         model: The network (copied; its parameters are not changed).
@@ -316,9 +323,18 @@ def train_curve(
             yield src.x[idx], src.y[idx]
 
     epoch = state.epoch
-    with _progress(progress, cfg.epochs, epoch, f"curve {c.kind.value}") as bar:
+    with _progress(progress, cfg.epochs, epoch, f"curve {c.kind.value}") as bar, \
+            torch.random.fork_rng(devices=[]):
+        if state.rng is not None:
+            torch.set_rng_state(state.rng)
+        else:
+            torch.manual_seed(cfg.seed)
         while epoch < cfg.epochs:
             t0 = time.perf_counter()
+            lr = cfg.lr * (swa_paper_factor(epoch, cfg.epochs, 0.01)
+                           if cfg.schedule == "swa-paper" else 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr
             total = torch.zeros((), dtype=torch.float64, device=dev)
             ts: list[float] = []
             for xb, yb in batches():
@@ -341,7 +357,7 @@ def train_curve(
                 raise UserError(f"curve training diverged in epoch {epoch + 1} (mean "
                                 f"objective {mean}); lower --lr (now {cfg.lr})")
             epoch += 1
-            for k, v in (("epoch", epoch), ("lr", cfg.lr), ("loss", mean),
+            for k, v in (("epoch", epoch), ("lr", lr), ("loss", mean),
                          ("t_mean", float(np.mean(ts)) if ts else math.nan),
                          ("seconds", time.perf_counter() - t0)):
                 history.setdefault(k, []).append(float(v))
@@ -349,7 +365,7 @@ def train_curve(
             state = CurveState(
                 c.with_bends(bends.detach().cpu().clone()), epoch,
                 None if buf is None else buf.detach().cpu().clone(), gen.get_state(),
-                {k: list(v) for k, v in history.items()})
+                torch.get_rng_state(), {k: list(v) for k, v in history.items()})
             if on_epoch is not None:
                 on_epoch(state)
             bar.update(1)

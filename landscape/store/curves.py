@@ -6,7 +6,7 @@ solution and SHA-256 of the weights of each end), ``params`` (JSON layout),
 ``epochs_done``, ``complete`` and the barriers ``<curve|line>_<metric>_barrier``;
 datasets ``start``, ``end``, ``bends (K, n)``, ``knots``; ``train/`` (per-epoch
 ``epoch``, ``lr``, ``loss``, ``t_mean``, ``seconds``; the resume state
-``momentum (K, n)`` and ``generator``); ``profiles/curve/`` and ``profiles/line/``
+``momentum (K, n)``, ``generator`` and ``rng``); ``profiles/curve/`` and ``profiles/line/``
 (``t`` and the metrics along it; attrs ``l2``, ``bn`` and the barriers).
 
 Each finished unit (an epoch of training, a profile) is one atomic edit of the
@@ -103,8 +103,10 @@ def write_curve_state(path: str | os.PathLike, name: str, state: CurveState) -> 
             write_array(t, k, np.asarray(v, dtype=np.float64))
         if state.momentum is not None:
             write_array(t, "momentum", state.momentum.float())
-        if state.generator is not None:
-            write_array(t, "generator", state.generator.numpy().astype(np.uint8))
+        for key in ("generator", "rng"):
+            v = getattr(state, key)
+            if v is not None:
+                write_array(t, key, v.numpy().astype(np.uint8))
         g.attrs["epochs_done"] = int(state.epoch)
 
 
@@ -126,17 +128,16 @@ def read_curve(path: str | os.PathLike, name: str) -> tuple[Curve, CurveState]:
                       torch.from_numpy(g["end"][()]), torch.from_numpy(g["bends"][()]))
         t = g.get("train")
         history: dict[str, list[float]] = {}
-        momentum = generator = None
-        if t is not None:
-            for k in t:
-                if k == "momentum":
-                    momentum = torch.from_numpy(t[k][()])
-                elif k == "generator":
-                    generator = torch.from_numpy(t[k][()].astype(np.uint8))
-                else:
-                    history[k] = t[k][()].tolist()
+        extra: dict[str, torch.Tensor] = {}
+        for k in t if t is not None else ():
+            if k == "momentum":
+                extra[k] = torch.from_numpy(t[k][()])
+            elif k in ("generator", "rng"):
+                extra[k] = torch.from_numpy(t[k][()].astype(np.uint8))
+            else:
+                history[k] = t[k][()].tolist()
         epoch = int(g.attrs.get("epochs_done", 0))
-    return curve, CurveState(curve, epoch, momentum, generator, history)
+    return curve, CurveState(curve, epoch, history=history, **extra)
 
 
 def write_profile(path: str | os.PathLike, name: str, which: str,
