@@ -179,7 +179,9 @@ def _connect(tiny_run: Path, out: Path, *extra: str) -> int:
 def test_connect_stores_curve_profiles_and_barriers(tiny_run: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "curves.h5"
-    assert _connect(tiny_run, out, "--curve", "polychain", "--bends", "2") == 0
+    toml = tmp_path / "curve.toml"
+    toml.write_text('[connect]\ncurve = "polychain"\nbends = 2\n')
+    assert _connect(tiny_run, out, "--config", str(toml)) == 0
     assert "line barrier: train_loss" in capsys.readouterr().out
     curve, state = store.read_curve(out, "polychain")
     assert state.epoch == 3

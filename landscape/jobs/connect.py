@@ -49,10 +49,12 @@ def _check_pair(a: dict[str, Any], b: dict[str, Any]) -> None:
     pa, pb = a["params"], b["params"]
     if (a["model"], a["kwargs"]) != (b["model"], b["kwargs"]) or (
             pa.names, pa.shapes) != (pb.names, pb.shapes):
-        raise UserError(
-            f"{a['file']} ({a['model']} {a['kwargs'] or ''}, {pa.numel} weights) and "
-            f"{b['file']} ({b['model']} {b['kwargs'] or ''}, {pb.numel} weights) are "
-            "different architectures; connect two runs of the same --model and width")
+        def arch(e: dict[str, Any]) -> str:
+            kw = "".join(f" {k}={v}" for k, v in sorted(e["kwargs"].items()))
+            return f"{e['file']} ({e['model']}{kw}, {e['params'].numel} weights)"
+
+        raise UserError(f"{arch(a)} and {arch(b)} are different architectures; connect "
+                        "two runs of the same --model and --model-width")
     if a["data"] != b["data"]:
         raise UserError(f"{a['file']} was trained on {a['data']} and {b['file']} on "
                         f"{b['data']}; connect two runs on the same data")
