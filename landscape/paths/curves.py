@@ -268,7 +268,8 @@ def train_curve(
     ``config.seed``; a ``DataLoader`` is iterated as it is.  Torch's global CPU
     generator (dropout) is seeded from ``config.seed`` too, inside a fork that
     leaves the caller's unchanged, and kept in the state, so a resumed run ends
-    with the same bends.
+    with the same bends (on a GPU, dropout draws from the device's generator,
+    which is not kept: there a resumed run with dropout differs).
 
     Args:
         model: The network (copied; its parameters are not changed).
@@ -572,8 +573,8 @@ def connect(
         >>> res.profile.t.tolist(), sorted(res.barriers)
         ([0.0, 0.25, 0.5, 0.75, 1.0], ['curve', 'line'])
     """
-    cfg = (config or ConnectConfig()).replace(**overrides) if overrides else (
-        config or ConnectConfig()).validate()
+    cfg = config or ConnectConfig()
+    cfg = cfg.replace(**overrides) if overrides else cfg.validate()
     layout = ParamLayout.from_module(model)
     wa, wb = as_vector(layout, a, "endpoint a"), as_vector(layout, b, "endpoint b")
     check_endpoints(wa, wb)
