@@ -11,6 +11,8 @@ The public API, by stage (``landscape.__all__`` is grouped the same way):
 * **measures** — every registered flatness/curvature measure (:func:`measure`,
   :func:`measures`), and the pure maths behind them;
 * **gap** — the train–test gap along a line and a trajectory;
+* **curves** — mode-connecting curves between two solutions (Bézier,
+  polygonal chain; :func:`connect`, :func:`curve_profile`) and their barriers;
 * **averaging** — checkpoint averaging on ``torch.optim.swa_utils``;
 * **training** — SGD and SWA into a run file (:func:`landscape.train.train`);
 * **save / load / plot** — results into a run file or a standalone HDF5 file
@@ -30,7 +32,7 @@ from typing import Any
 from landscape import _malloc
 from landscape._errors import UserError
 from landscape.averaging import average_checkpoints
-from landscape.config import TrainConfig
+from landscape.config import ConnectConfig, TrainConfig
 from landscape.data import StreamBatches, TensorBatches, TensorData, as_batches, load_dataset
 from landscape.directions import (
     Normalization,
@@ -45,6 +47,15 @@ from landscape.evaluate import BNMode, EmpiricalRisk, Evaluator, Loss, Metrics
 from landscape.gap import LineGap, line_gap, metric_gaps, train_test_shift, trajectory_gaps
 from landscape.models import build_model
 from landscape.params import ParamLayout
+from landscape.paths import (
+    Connection,
+    Curve,
+    CurveProfile,
+    barrier,
+    connect,
+    curve_profile,
+    train_curve,
+)
 from landscape.sharpness import (
     MeasureConfig,
     MeasureResult,
@@ -123,6 +134,9 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "pacbayes_sigma", "random_widths", "median_ci", "width_ratio",
     # the train-test gap
     "line_gap", "trajectory_gaps", "train_test_shift", "metric_gaps", "LineGap",
+    # curves between solutions
+    "connect", "curve_profile", "train_curve", "barrier", "Curve", "CurveProfile",
+    "Connection", "ConnectConfig",
     # checkpoint averaging (SGD/SWA training into run files: landscape.train.train)
     "average_checkpoints", "TrainConfig",
     # results: save, load, plot

@@ -131,6 +131,66 @@ class TrainConfig:
         return self
 
 
+@dataclass(frozen=True)
+class ConnectConfig:
+    """Everything a mode-connecting curve needs (`landscape connect`, :func:`landscape.connect`).
+
+    The defaults live here once; the CLI flags are generated from the fields.
+    """
+
+    curve: str = _f("bezier", "curve family: bezier (quadratic Bezier, one bend; K bends: "
+                    "degree K+1) or polychain (polygonal chain, K bends at knots "
+                    "i/(K+1))", choices=("bezier", "polychain"))
+    bends: int = _f(1, "number K of trainable bends (>= 1)")
+    epochs: int = _f(20, "epochs of curve training (one t ~ U[0, 1] per minibatch)")
+    batch_size: int = _f(128, "minibatch size of curve training")
+    lr: float = _f(0.05, "initial learning rate of SGD on the bends")
+    schedule: str = _f("swa-paper", "learning-rate schedule per epoch: swa-paper "
+                       "(constant for the first half, linear to 1%% by 90%%, as "
+                       "Garipov et al. train curves) or const",
+                       choices=("swa-paper", "const"))
+    momentum: float = _f(0.9, "SGD momentum")
+    wd: float | None = _f(None, "weight decay: wd/2 ||phi(t)||^2 is added to the "
+                          "objective and to the reported train loss (default: the "
+                          "endpoints' run's wd; 0 in the Python API)")
+    points: int = _f(31, "values of t in [0, 1] (equally spaced, both ends included) at "
+                     "which the curve and the line are evaluated (>= 3)")
+    seed: int = _f(0, "seed of the minibatch order and the sampled t")
+    eval_batch_size: int = _f(4096, "samples per forward pass of the evaluation")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> ConnectConfig:
+        """A copy with ``changes`` applied and checked."""
+        return from_dict({**self.to_dict(), **changes}, type(self))
+
+    def validate(self) -> ConnectConfig:
+        """Check ranges that types cannot express; return ``self``.
+
+        Raises:
+            UserError: Naming the flag and the valid range.
+        """
+        if self.bends < 1:
+            raise UserError(f"--bends must be >= 1, got {self.bends}: a curve needs at "
+                            "least one trainable bend (the straight line is evaluated "
+                            "beside it anyway)")
+        for ok, msg in (
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.wd is None or self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
+            (self.points >= 3, f"--points must be >= 3, got {self.points}"),
+            (self.eval_batch_size >= 1,
+             f"--eval-batch-size must be >= 1, got {self.eval_batch_size}"),
+        ):
+            if not ok:
+                raise UserError(msg)
+        return self
+
+
 def load_data(cfg: TrainConfig) -> Any:
     """The dataset a config names, seeded subsets applied.
 

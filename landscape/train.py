@@ -53,30 +53,12 @@ from landscape.models import (
     model_entry,
 )
 from landscape.params import ParamLayout
+from landscape.schedules import swa_paper_factor
 
 RUNS = ("sgd", "swa")
 
 
 # --------------------------------------------------------------------------- schedules
-def swa_paper_factor(epoch: float, budget: float, final: float) -> float:
-    r"""The SWA paper's learning-rate factor at ``epoch`` of a ``budget``.
-
-    .. math::
-        f(t) = 1 \ (t \le 0.5), \quad 1 - (1 - r)\frac{t - 0.5}{0.4} \ (t \le 0.9),
-        \quad r \ (t > 0.9), \qquad t = \text{epoch} / \text{budget}.
-
-    Example:
-        >>> [round(swa_paper_factor(e, 10, 0.01), 4) for e in (0, 5, 7, 9, 12)]
-        [1.0, 1.0, 0.505, 0.01, 0.01]
-    """
-    t = epoch / budget
-    if t <= 0.5:
-        return 1.0
-    if t <= 0.9:
-        return 1.0 - (1.0 - final) * (t - 0.5) / 0.4
-    return final
-
-
 def learning_rate(cfg: TrainConfig, run: str, epoch: int, step: int, steps: int) -> float:
     """Learning rate of ``run`` at minibatch ``step`` (of ``steps``) of 0-based ``epoch``."""
     if run == "sgd":

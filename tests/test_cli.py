@@ -41,18 +41,20 @@ def test_argparse_errors_return_2(argv: list[str], capsys: pytest.CaptureFixture
 
 def test_flags_mean_one_thing() -> None:
     """--out is a file, --out-dir and --runs-dir folders; --eval-batch-size for
-    evaluation, --batch-size only for the SGD minibatch; --solutions everywhere."""
+    evaluation, --batch-size only for an SGD minibatch (of training, or of a curve's
+    bends); --solutions everywhere (connect's two ends: --solution-a/-b)."""
     from landscape.cli import build_parser
 
     sub = build_parser()._subparsers._group_actions[0].choices
     flags = {name: {s for a in p._actions for s in a.option_strings}
              for name, p in sub.items()}
-    assert {n for n, f in flags.items() if "--batch-size" in f} == {"train"}
-    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo"}
+    assert {n for n, f in flags.items() if "--batch-size" in f} == {"train", "connect"}
+    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo", "connect"}
     assert {"plot", "reproduce", "demo"} <= {n for n, f in flags.items() if "--out-dir" in f}
     assert not any("--solution" in f or "--runs" in f or "--report" in f
                    for f in flags.values())
-    assert {"surface", "gap"} <= {n for n, f in flags.items() if "--eval-batch-size" in f}
+    assert {"surface", "gap", "connect"} <= {n for n, f in flags.items()
+                                             if "--eval-batch-size" in f}
     assert all("--config" in f for f in flags.values())
 
 

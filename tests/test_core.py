@@ -269,7 +269,8 @@ def test_public_api_lists_the_stages() -> None:
                    "plane_basis", "pca_directions"},
                   {"random_surface", "line_surface", "plane_surface", "pca_surface"},
                   {"measure", "measures", "hessian_top_eigenvalues", "width_ratio"},
-                  {"line_gap", "trajectory_gaps"}, {"average_checkpoints"},
+                  {"line_gap", "trajectory_gaps"}, {"connect", "curve_profile", "Curve"},
+                  {"average_checkpoints"},
                   {"save", "load", "plot_surface_2d", "plot_width_distribution"}):
         assert stage <= names, stage - names
     for n in ls.__all__:

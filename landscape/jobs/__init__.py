@@ -7,13 +7,17 @@ runs the pure analysis, and stores the result back, resumably.
   measures of stored solutions, and two solutions side by side;
 * :func:`measure_gap` — the train–test gap per solution, per trajectory point
   and along a line;
+* :func:`connect_runs` — a mode-connecting curve between two stored solutions,
+  its profile beside the line's and the barriers, resumable after a kill;
 * :func:`load_run_model` — the model and data a run file was trained with.
 """
 
 from landscape.jobs._run import load_run_model
+from landscape.jobs.connect import connect_runs
 from landscape.jobs.gap import measure_gap
 from landscape.jobs.measures import compare_solutions, format_comparison, measure_solution
 from landscape.jobs.surface import SurfaceConfig, compute_surface, default_name
 
-__all__ = ["SurfaceConfig", "compare_solutions", "compute_surface", "default_name",
+__all__ = ["SurfaceConfig", "compare_solutions", "compute_surface", "connect_runs",
+           "default_name",
            "format_comparison", "load_run_model", "measure_gap", "measure_solution"]

@@ -289,6 +289,11 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
                 if isinstance(o, h5py.Group) and "measure" not in o.attrs:
                     lines.extend(f"    {m}: {_measure_line(m, g)}" for m, g in o.items()
                                  if isinstance(g, h5py.Group))
+        if "curves" in f:
+            from landscape.store.curves import describe_curves
+
+            lines.append("curves:")
+            lines.extend(describe_curves(f))
         if tree:
             lines.append("tree:")
 

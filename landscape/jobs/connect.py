@@ -1,0 +1,153 @@
+"""A mode-connecting curve between two solutions of run files, resumable after a kill."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from landscape import store
+from landscape._errors import UserError
+from landscape.config import ConnectConfig
+from landscape.evaluate import Evaluator, resolve_device
+from landscape.jobs._run import load_run_model
+from landscape.paths.curves import (
+    Connection,
+    Curve,
+    check_endpoints,
+    curve_profile,
+    profile_grid,
+    train_curve,
+)
+
+
+def _endpoint(path: str | os.PathLike, solution: str) -> dict[str, Any]:
+    """What one end needs: its weights and what identifies its model and data."""
+    with store.open_run(path) as f:
+        s = store.read_solution(f, solution)
+        params, buffers = store.layouts(f)
+        name, kwargs = store.model_spec(f)
+        return {"file": str(path), "solution": solution, "weights": s.weights,
+                "params": params, "buffers": buffers, "model": name, "kwargs": kwargs,
+                "data": store.data_attrs(f).get("name"),
+                "wd": float(store.config_of(f).get("wd", 0.0))}
+
+
+def _sha256(w: Any) -> str:
+    return hashlib.sha256(w.float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _check_pair(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """One-line errors for endpoints that cannot be joined.
+
+    Raises:
+        UserError: For different architectures or data, or the same solution twice.
+    """
+    pa, pb = a["params"], b["params"]
+    if (a["model"], a["kwargs"]) != (b["model"], b["kwargs"]) or (
+            pa.names, pa.shapes) != (pb.names, pb.shapes):
+        def arch(e: dict[str, Any]) -> str:
+            kw = "".join(f" {k}={v}" for k, v in sorted(e["kwargs"].items()))
+            return f"{e['file']} ({e['model']}{kw}, {e['params'].numel} weights)"
+
+        raise UserError(f"{arch(a)} and {arch(b)} are different architectures; connect "
+                        "two runs of the same --model and --model-width")
+    if a["data"] != b["data"]:
+        raise UserError(f"{a['file']} was trained on {a['data']} and {b['file']} on "
+                        f"{b['data']}; connect two runs on the same data")
+    check_endpoints(a["weights"], b["weights"])
+
+
+def connect_runs(
+    a: str | os.PathLike, b: str | os.PathLike, out: str | os.PathLike, *,
+    solution_a: str = "sgd", solution_b: str = "sgd", config: ConnectConfig | None = None,
+    name: str | None = None, device: str = "cpu", force: bool = False,
+    progress: bool = False, log: Callable[[str], None] | None = None,
+) -> Connection:
+    """Train a curve from solution ``solution_a`` of ``a`` to ``solution_b`` of ``b``.
+
+    The curve, its training state after every epoch, the profiles of the curve
+    and of the line at ``config.points`` values of ``t`` and the barriers go to
+    ``/curves/<name>`` of ``out`` (an analysis file, created if missing; a run
+    file works too).  Run again after a kill, it continues from the last
+    finished epoch or profile and ends with the same bends; with everything
+    done it only reads the result back.
+
+    Args:
+        a: Run file of the start.
+        b: Run file of the end (may be ``a``, with another solution).
+        out: File to store the curve in.
+        solution_a: Solution of ``a`` at ``t = 0``.
+        solution_b: Solution of ``b`` at ``t = 1``.
+        config: The curve's settings (``wd=None``: ``a``'s weight decay).
+        name: Group name (default: the curve kind, e.g. ``bezier``).
+        device: Where to train and evaluate.
+        force: Replace a stored curve of that name made with other settings.
+        progress: tqdm bars.
+        log: Called with one-line summaries.
+
+    Returns:
+        The :class:`~landscape.paths.Connection`.
+
+    Raises:
+        UserError: For endpoints that cannot be joined, bad settings, or a
+            stored curve of another config without ``force``.
+    """
+    cfg = (config or ConnectConfig()).validate()
+    ea, eb = _endpoint(a, solution_a), _endpoint(b, solution_b)
+    _check_pair(ea, eb)
+    if cfg.wd is None:
+        cfg = cfg.replace(wd=ea["wd"])
+    name = name or cfg.curve
+    dev = str(resolve_device(device))
+    ends = {k: {"file": str(e["file"]), "solution": e["solution"],
+                "sha256": _sha256(e["weights"])} for k, e in (("a", ea), ("b", eb))}
+    same = {"config": cfg.to_dict(), "hashes": [ends["a"]["sha256"], ends["b"]["sha256"]]}
+    out = Path(out)
+    with store.WriterLock(out):
+        stored = store.curve_attrs(out, name)
+        if stored is not None:
+            old = stored.get("endpoints") or {}
+            mine = {"config": stored.get("config"),
+                    "hashes": [old.get(k, {}).get("sha256") for k in ("a", "b")]}
+            if mine != same:
+                if not force:
+                    raise UserError(
+                        f"{out} holds a curve {name!r} of other settings or endpoints; "
+                        "pass --force to replace it or --name to store another")
+                stored = None
+        curve = Curve.on_segment(cfg.curve, ea["weights"], eb["weights"], cfg.bends)
+        if stored is None:
+            store.init_curve(out, name, curve, ea["params"],
+                             {"config": cfg.to_dict(), "endpoints": ends})
+            state = None
+        else:
+            curve, state = store.read_curve(out, name)
+        model, data = load_run_model(a)
+        if state is None or state.epoch < cfg.epochs:
+            state = train_curve(model, state or curve, data.batches("train"), cfg,
+                                device=dev, progress=progress,
+                                on_epoch=lambda s: store.write_curve_state(out, name, s))
+            if log:
+                log(f"trained {cfg.curve} curve ({cfg.bends} bend(s)) for {cfg.epochs} "
+                    f"epochs: mean objective {state.history['loss'][-1]:.4f}")
+        curve = state.curve
+        ev = Evaluator(copy.deepcopy(model), *data.splits(cfg.eval_batch_size),
+                       device=dev, batch_size=cfg.eval_batch_size, l2=float(cfg.wd or 0))
+        grid = profile_grid(cfg.points)
+        profiles = {}
+        for which, c in (("curve", curve), ("line", Curve.line(curve.start, curve.end))):
+            p = store.read_profile(out, name, which)
+            if p is None:
+                p = curve_profile(ev, c, grid, progress=progress)
+                store.write_profile(out, name, which, p, complete=which == "line")
+            profiles[which] = p
+    res = Connection(curve, profiles["curve"], profiles["line"], state.history)
+    if log:
+        for which, bars in res.barriers.items():
+            log(f"{which} barrier: " + ", ".join(f"{k} {v:.4g}" for k, v in bars.items()))
+        log(f"curve {name} in {out}")
+    return res
