@@ -49,8 +49,10 @@ from landscape.store.results import (
     run_solutions_table,
     save,
     solutions_table,
+    stage_attrs,
     trimmed_copy,
     write_results,
+    write_stage_attrs,
 )
 from landscape.store.run import (
     Solution,
@@ -143,6 +145,7 @@ __all__ = [
     "solution_attrs",
     "solution_names",
     "solutions_table",
+    "stage_attrs",
     "stored_params",
     "surface_names",
     "surface_progress",
@@ -161,6 +164,7 @@ __all__ = [
     "write_rays",
     "write_results",
     "write_solution",
+    "write_stage_attrs",
     "write_surface",
     "write_trajectory",
 ]
