@@ -750,6 +750,57 @@ def write_submission(path: str | os.PathLike, predictions: Tensor | np.ndarray) 
     return out
 
 
+def kaggle_split(data: TensorData, n_train: int = 42_000) -> TensorData:
+    """MNIST at the Kaggle Digit Recognizer's scale: ``train.csv`` and a held-out ``test.csv``.
+
+    The competition's 42,000 labelled and 28,000 unlabelled digits are MNIST's
+    70,000 images.  Here the images are taken in file order (the 60,000 of
+    ``train-images`` then the 10,000 of ``t10k-images``): the first ``n_train``
+    are the training split (``train.csv``), the rest are held out.  The held-out
+    images are both the test split (their labels score the models) and
+    ``x_predict`` (the images a Kaggle submission is written for), so the test
+    accuracy is the submission's score.  No randomness: every seed sees the same
+    split.
+
+    Args:
+        data: MNIST as :func:`load_mnist` returns it (official train/test split).
+        n_train: Images in the training split.
+
+    Returns:
+        The re-split data.
+
+    Raises:
+        UserError: If ``n_train`` leaves no image on either side.
+
+    Example:
+        >>> d = TensorData("mnist", torch.zeros(6, 1), torch.arange(6), torch.ones(4, 1),
+        ...                torch.arange(6, 10), 10)
+        >>> k = kaggle_split(d, n_train=7)
+        >>> k.y_train.tolist(), k.y_test.tolist(), k.x_predict.ravel().tolist()
+        ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9], [1.0, 1.0, 1.0])
+    """
+    x = torch.cat([data.x_train, data.x_test])
+    y = torch.cat([data.y_train, data.y_test])
+    if not 0 < n_train < len(y):
+        raise UserError(f"kaggle_train {n_train} is out of range: {data.name} has "
+                        f"{len(y)} images; keep some on both sides (Kaggle: 42000)")
+    n_official = len(data.y_train)
+    def spans(lo: int, hi: int) -> str:  # images lo..hi-1 of the pooled file order
+        parts = []
+        if lo < n_official:
+            parts.append(f"train-images {lo}..{min(hi, n_official) - 1}")
+        if hi > n_official:
+            parts.append(f"t10k-images {max(lo - n_official, 0)}..{hi - n_official - 1}")
+        return " and ".join(parts)
+
+    n_official = len(data.y_train)
+    meta = {**data.meta, "split": "kaggle", "kaggle_train": int(n_train),
+            "train_images": spans(0, n_train), "held_out_images": spans(n_train, len(y)),
+            "n_predict": len(y) - n_train}
+    return replace(data, x_train=x[:n_train], y_train=y[:n_train], x_test=x[n_train:],
+                   y_test=y[n_train:], x_predict=x[n_train:], meta=meta)
+
+
 # --------------------------------------------------------------------------- svhn
 _SVHN_FORMAT = "expected an SVHN .mat file with X (32x32x3xN) and y"
 

@@ -483,3 +483,19 @@ def test_kfold_indices() -> None:
     for bad in (1, 24):
         with pytest.raises(UserError, match="--folds"):
             kfold_indices(n, bad)
+
+
+def test_kaggle_split_pools_mnist_in_file_order() -> None:
+    from landscape.data import kaggle_split
+
+    d = data_mod.TensorData("mnist", torch.arange(6.0)[:, None], torch.arange(6) % 10,
+                            torch.arange(6.0, 10.0)[:, None], torch.arange(6, 10), 10)
+    k = kaggle_split(d, n_train=4)
+    assert k.x_train.ravel().tolist() == [0, 1, 2, 3]
+    assert k.y_test.tolist() == [4, 5, 6, 7, 8, 9]
+    assert torch.equal(k.x_predict, k.x_test)
+    assert k.meta["train_images"] == "train-images 0..3"
+    assert k.meta["held_out_images"] == "train-images 4..5 and t10k-images 0..3"
+    for bad in (0, 10, 11):
+        with pytest.raises(UserError, match="kaggle_train"):
+            kaggle_split(d, n_train=bad)

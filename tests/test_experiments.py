@@ -30,7 +30,13 @@ def test_quick_and_data_overrides() -> None:
     assert e.cfg.num_samples == 400
     assert e.settings["trials"] == 2
     assert e.settings["search"]["epochs"] == [3, 3]
-    assert e.settings["search"]["lr"] == [0.01, 0.3]  # kept from the full search
+    assert e.settings["search"]["lr"] == [0.01, 1.0]  # kept from the full search
+    assert e.cfg.data == "mnist1d"  # the quick test runs offline
+    full = ex.load_experiment("seed000")
+    assert (full.cfg.data, full.cfg.model) == ("mnist", "seed000-cnn")  # real digits
+    assert full.settings["kaggle_train"] == 42_000
+    m1d = ex.load_experiment("seed000_mnist1d")
+    assert (m1d.cfg.data, m1d.cfg.model) == ("mnist1d", "mnist1d-cnn")
     e = ex.load_experiment("seed004", overrides={"data": "svhn", "data_root": "/x"})
     assert e.cfg.model is None  # the registry's model for SVHN (seed004-cnn)
 
@@ -113,6 +119,60 @@ def test_seed000_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     lines = printed.splitlines()
     assert any(line.startswith("[tune swa]") for line in lines)
     assert any(line.startswith("[seed 0]") for line in lines)
+    assert "## Search space and budget" in report
+    assert "| SGD + SWA, test acc | 97.74 |" in report  # the seed's number beside ours
+
+    # Rerun (as after a kill): every finished stage is kept, the numbers are the same.
+    assert main(["reproduce", "seed000", "--quick", "--seeds", "1", "--out-dir",
+                 str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
+    again = capsys.readouterr().out
+    assert "[tune sgd] kept from" in again
+    assert "[seed 0] SWA kept from" in again
+    assert "trial 1/" not in again
+    r2 = _results(out / "results.h5")
+    assert all(np.array_equal(r[m][k], r2[m][k]) for m in r for k in r[m])
+
+
+def test_seed000_bad_kaggle_train_is_one_line(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('data = "mnist"\n[experiment]\nprotocol = "seed000"\ntrials = 1\n'
+                   'folds = 2\nkaggle_train = "all"\nsearch = {}\n')
+    mnist = tmp_path / "m"
+    mnist.mkdir()
+    from landscape.experiments.seed000 import load_seed_data
+
+    with pytest.raises(UserError, match="kaggle_train = 'all'"):
+        load_seed_data(ex.load_experiment(str(bad), overrides={"data_root": str(mnist)}), 0)
+    assert main(["reproduce", str(bad), "--data-root", str(mnist), "--out-dir",
+                 str(tmp_path / "o"), "--runs-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [e for e in err if "error:" in e] == [err[-1]]  # argparse's usage, one error line
+    assert "kaggle_train = 'all'" in err[-1]
+
+
+def test_stability_compares_seed000_verdicts(tmp_path: Path) -> None:
+    from landscape import store
+    from landscape.experiments.stability import agreement
+    from landscape.experiments.stability import main as stability
+
+    def results(path: Path, gains: list[float]) -> Path:
+        sgd = [0.95, 0.96, 0.955, 0.958]
+        store.write_results(path, {"experiment": "seed000", "protocol": "seed000",
+                                   "seeds": [0, 1, 2, 3]}, {
+            "sgd": {"test_acc": sgd, "cv_acc": sgd, "train_acc": sgd},
+            "swa": {k: [a + g for a, g in zip(sgd, gains, strict=True)]
+                    for k in ("test_acc", "cv_acc", "train_acc")}})
+        return path
+
+    a = results(tmp_path / "a.h5", [0.010, 0.012, 0.009, 0.011])
+    b = results(tmp_path / "b.h5", [0.010, -0.020, 0.009, 0.011])
+    rows = agreement(store.read_results(a), store.read_results(b))
+    acc = "SGD + SWA vs SGD, test accuracy"
+    assert [r["a"][acc] for r in rows] == ["no difference", "beats", "beats"]
+    assert [r["b"][acc] for r in rows] == ["no difference"] * 3
+    assert stability([str(a), str(b), "--out", str(tmp_path / "s.md")]) == 0
+    assert "| SGD + SWA vs SGD, CV accuracy |" in (tmp_path / "s.md").read_text()
 
 
 def test_seed000_serial_threads_use_the_cores_for_image_sized_inputs(
@@ -120,8 +180,9 @@ def test_seed000_serial_threads_use_the_cores_for_image_sized_inputs(
     from landscape.experiments.seed000 import _torch_threads, serial_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 6)
-    exp = ex.load_experiment("seed000")
+    exp = ex.load_experiment("seed000_mnist1d")
     assert exp.settings["serial_threads"] == "auto"
+    assert ex.load_experiment("seed000").settings["serial_threads"] == 1
 
     def data(shape: tuple[int, ...]) -> TensorData:
         return TensorData("d", torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long),

@@ -249,3 +249,18 @@ def test_a_full_disk_during_a_surface_write_keeps_the_file_and_resumes(
     assert b.complete
     for m in a.values:
         np.testing.assert_array_equal(a.values[m], b.values[m])
+
+
+def test_stage_attrs_keep_finished_work_made_with_the_same_parameters(tmp_path) -> None:
+    from landscape import store
+
+    p = tmp_path / "progress.h5"
+    assert store.stage_attrs(p, "seed0/sgd") is None  # nothing finished yet
+    store.write_stage_attrs(p, "seed0/sgd", {"test_acc": 0.97, "stops": [[3, 0.96]],
+                                             "config": {"lr": 0.1}})
+    store.write_stage_attrs(p, "tune/swa", {"best": {"lr": 0.2}})
+    got = store.stage_attrs(p, "seed0/sgd", {"config": {"lr": 0.1}})
+    assert got == {"test_acc": 0.97, "stops": [[3, 0.96]], "config": {"lr": 0.1}}
+    assert store.stage_attrs(p, "seed0/sgd", {"config": {"lr": 0.3}}) is None
+    assert store.stage_attrs(p, "seed1/sgd") is None
+    assert store.stage_attrs(p, "tune/swa") == {"best": {"lr": 0.2}}

@@ -385,7 +385,10 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
                                     "experiment": exp.settings}, indent=1), "```", "",
              f"Seeds: {list(seeds)}; wall time {seconds:.0f} s; every number is the mean "
              "over seeds ± the 95 % Student-t half-width.", ""]
-    if embedded and exp.protocol in ("seed000", "seed004"):
+    note = (result.get("extra") or {}).get("data_note")
+    if note:
+        lines += [note, ""]
+    elif embedded and exp.protocol in ("seed000", "seed004"):
         lines += [f"**Data: MNIST-1D** (generated offline, {sizes}, "
                   f"model `{cfg.model}`), not the seed's dataset "
                   f"({'Kaggle Digit Recognizer' if exp.protocol == 'seed000' else 'SVHN'}); "
@@ -565,7 +568,9 @@ def reproduce(name: str, *, seeds: int | None = None, out_dir: str | Path | None
     protocol = _protocols()[exp.protocol]
     result = protocol.run(exp, seed_list, dest, log, runs_dir=runs_dir,
                           main_run=Path(main_run) if main_run else None, progress=progress)
-    seconds = time.perf_counter() - t0
+    # A protocol that resumes finished stages reports the sum of their times.
+    seconds = float((result.get("extra") or {}).get("seconds")
+                    or time.perf_counter() - t0)
     res = write_results(dest / "results.h5", exp, seed_list, result, command, seconds)
     figures = protocol.figures(exp, res, result, dest)
     report = write_report(dest, exp, seed_list, result, command, figures, seconds)

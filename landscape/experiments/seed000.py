@@ -14,6 +14,15 @@ truncated at epoch ``e`` equals the first ``e`` epochs of a longer run, so
 reading the history is exact.  The final fit trains for the median CV
 stopping epoch.  With ``--data kaggle-digits`` and a ``test.csv``, Kaggle
 submissions are written.
+
+With ``--data mnist`` and ``[experiment] kaggle_train = N`` the MNIST files are
+re-split at the competition's scale (:func:`landscape.data.kaggle_split`: the
+first N of the 70,000 images in file order are ``train.csv``, the rest are
+held out, scored, and predicted into the submissions).
+
+Resumable: each finished search and each finished (seed, method) is kept in
+``RUNS_DIR/progress.h5`` with the config it was made with; the same command
+rerun after a kill redoes only the rest.
 """
 
 from __future__ import annotations
@@ -29,14 +38,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from landscape import store
 from landscape._errors import UserError
 from landscape.config import TrainConfig, load_data
-from landscape.data import TensorData, kfold_indices, write_submission
+from landscape.data import TensorData, kaggle_split, kfold_indices, write_submission
 from landscape.experiments._common import (
     Experiment,
     Fit,
     Log,
     Protocol,
+    ci_cell,
     early_stop,
     figure_lines,
     fit,
@@ -145,12 +156,47 @@ def _predict(f: Fit, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([m(xb).argmax(1) for xb in x.split(4096)])
 
 
+def load_seed_data(exp: Experiment, seed: int) -> TensorData:
+    """The data of one seed: the config's, re-split as Kaggle's when asked.
+
+    ``[experiment] kaggle_train = N`` applies to ``--data mnist`` only
+    (:func:`landscape.data.kaggle_split`); other data sets keep their splits.
+
+    Returns:
+        The data.
+
+    Raises:
+        UserError: For a ``kaggle_train`` that is not a positive count.
+    """
+    n = exp.settings.get("kaggle_train")
+    if n is not None and exp.cfg.data == "mnist" and (
+            isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise UserError(f"{exp.path}: [experiment] kaggle_train = {n!r}; give the number "
+                        "of training images (Kaggle: 42000)")
+    data = load_data(exp.cfg.replace(seed=seed))
+    if n is None or data.name != "mnist":
+        return data
+    return kaggle_split(data, n)
+
+
+def _stamp(exp: Experiment) -> dict[str, Any]:
+    """What a finished stage must have been made with to be reused on resume."""
+    cfg = {k: v for k, v in exp.cfg.to_dict().items() if k not in ("data_root", "download")}
+    return {"config": cfg, "settings": exp.settings}
+
+
 def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
                 runs_dir: Path | None = None, **_: Any) -> dict[str, Any]:
     """Tune once (seed 0), then per seed: k-fold CV of each best config and a final fit.
 
+    Finished stages are kept in ``runs_dir/progress.h5`` and reused by a rerun
+    of the same config (see the module docstring).
+
     Returns:
         ``{"metrics": {method: {metric: list}}, "extra": {...}}``.
+
+    Raises:
+        UserError: For an unknown search key.
     """
     s = exp.settings
     space, frac = s["search"], float(s.get("swa_start_frac", 0.5))
@@ -158,27 +204,57 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     if bad:
         raise UserError(f"{exp.path}: unknown [experiment.search] key(s) {sorted(bad)}; "
                         f"valid: {sorted(_SEARCH_KEYS)}")
-    data0 = load_data(exp.cfg.replace(seed=seeds[0]))
+    progress = None if runs_dir is None else Path(runs_dir) / "progress.h5"
+    stamp = _stamp(exp)
+    data0 = load_seed_data(exp, seeds[0])
+    log(f"[data] {data0.name}: {len(data0.y_train)} train, {len(data0.y_test)} test"
+        + ("" if data0.x_predict is None else f", {len(data0.x_predict)} to predict"))
     threads = serial_threads(exp, data0)
     best: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
     for method in ("sgd", "swa"):
+        key = f"tune/{method}"
+        done = None if progress is None else store.stage_attrs(progress, key, stamp)
+        if done is not None:
+            best[method], score = dict(done["best"]), float(done["score"])
+            seconds[f"tune_{method}"] = float(done["seconds"])
+            log(f"[tune {method}] kept from {progress}: best val acc {score:.4f} with "
+                f"{fmt_params(best[method])}")
+            continue
         t0 = time.perf_counter()
         with _torch_threads(threads):
             best[method], score = tune(exp.cfg, data0, method, space,
                                        trials=int(s["trials"]), frac=frac, seed=seeds[0],
                                        log=log)
+        seconds[f"tune_{method}"] = time.perf_counter() - t0
+        if progress is not None:
+            store.write_stage_attrs(progress, key, {
+                "best": best[method], "score": score,
+                "seconds": seconds[f"tune_{method}"], **stamp})
         log(f"[tune {method}] {s['trials']} trials, best val acc {score:.4f} with "
-            f"{fmt_params(best[method])} ({time.perf_counter() - t0:.0f} s)")
+            f"{fmt_params(best[method])} ({seconds[f'tune_{method}']:.0f} s)")
     metrics: dict[str, dict[str, list[float]]] = {
         m: {k: [] for k in ("cv_acc", "stop_epoch", "train_acc", "test_acc")}
         for m in ("sgd", "swa")}
-    submissions = []
+    submissions: list[str] = []
     workers = min(int(s["folds"]), int(s.get("workers") or os.cpu_count() or 1))
     with _pool(workers) as pool:
         _cv_seeds(exp, seeds, data0, best, frac, pool, metrics, submissions, out, log,
-                  threads=threads)
-    return {"metrics": metrics, "extra": {"best_params": best, "submissions": submissions,
-                                          "serial_threads": threads}}
+                  threads=threads, progress=progress, stamp=stamp, seconds=seconds)
+    return {"metrics": metrics, "extra": {
+        "best_params": best, "submissions": submissions, "serial_threads": threads,
+        "workers": workers, "stage_seconds": seconds, "seconds": sum(seconds.values()),
+        "data": _data_summary(data0), "data_note": data_note(_data_summary(data0))}}
+
+
+def _data_summary(data: TensorData) -> dict[str, Any]:
+    """Sizes and split of the data, for the report."""
+    keep = ("files", "split", "kaggle_train", "train_images", "held_out_images",
+            "test_fraction", "holdout_seed")
+    return {"name": data.name, "n_train": len(data.y_train), "n_test": len(data.y_test),
+            "n_predict": 0 if data.x_predict is None else len(data.x_predict),
+            "in_shape": list(data.in_shape),
+            **{k: data.meta[k] for k in keep if k in data.meta}}
 
 
 def serial_threads(exp: Experiment, data: TensorData) -> int:
@@ -219,34 +295,62 @@ def _torch_threads(n: int) -> Any:
 def _cv_seeds(exp: Experiment, seeds: Sequence[int], data0: TensorData,
               best: Mapping[str, Any], frac: float, pool: Any,
               metrics: dict[str, dict[str, list[float]]], submissions: list[str],
-              out: Path, log: Log, threads: int = 1) -> None:
+              out: Path, log: Log, threads: int = 1, progress: Path | None = None,
+              stamp: Mapping[str, Any] | None = None,
+              seconds: dict[str, float] | None = None) -> None:
     """Per seed: k-fold CV of each best config and a final fit (fills ``metrics``)."""
     s = exp.settings
-    for seed in seeds:
+    seconds = {} if seconds is None else seconds
+    keys = ("cv_acc", "stop_epoch", "train_acc", "test_acc")
+    for i, seed in enumerate(seeds):
         t0 = time.perf_counter()
-        data = data0 if seed == seeds[0] else load_data(exp.cfg.replace(seed=seed))
+        data = data0 if seed == seeds[0] else load_seed_data(exp, seed)
         folds = kfold_indices(len(data.y_train), int(s["folds"]), seed=seed)
         for method in ("sgd", "swa"):
+            sub_path = out / f"submission_{method}.csv"
+            wants_sub = data.x_predict is not None and seed == seeds[0]
+            key = f"seed{seed}/{method}"
+            done = None
+            if progress is not None and not (wants_sub and not sub_path.is_file()):
+                done = store.stage_attrs(progress, key, {**(stamp or {}),
+                                                         "best": best[method]})
+            if done is not None:
+                for k in keys:
+                    metrics[method][k].append(float(done[k]))
+                seconds[key] = float(done["seconds"])
+                if wants_sub:
+                    submissions.append(str(sub_path))
+                log(f"[seed {seed}] {method.upper()} kept from {progress}")
+                continue
+            t1 = time.perf_counter()
             p = best[method]
             cfg = _method_cfg(exp.cfg.replace(seed=seed), method, p, frac)
             stops = _cross_validate(cfg, data, folds, method, p["patience"], pool=pool,
                                     log=log, label=f"[seed {seed}] {method.upper()}")
             e_final = int(np.median([e for e, _ in stops]))
+            log(f"[seed {seed}] {method.upper()} final fit on all {len(data.y_train)} "
+                f"train images, {e_final} epochs")
             with _torch_threads(threads):
                 final = fit(_final_cfg(cfg, method, e_final), data, method)
-            row = metrics[method]
-            row["cv_acc"].append(float(np.mean([a for _, a in stops])))
-            row["stop_epoch"].append(float(e_final))
-            row["train_acc"].append(final.metrics["train_acc"])
-            row["test_acc"].append(final.metrics["test_acc"])
-            if data.x_predict is not None and seed == seeds[0]:
-                sub = write_submission(out / f"submission_{method}.csv",
-                                       _predict(final, data.x_predict))
+            row = {"cv_acc": float(np.mean([a for _, a in stops])),
+                   "stop_epoch": float(e_final), "train_acc": final.metrics["train_acc"],
+                   "test_acc": final.metrics["test_acc"]}
+            for k in keys:
+                metrics[method][k].append(row[k])
+            if wants_sub:
+                sub = write_submission(sub_path, _predict(final, data.x_predict))
                 submissions.append(str(sub))
+            seconds[key] = time.perf_counter() - t1
+            if progress is not None:
+                store.write_stage_attrs(progress, key, {
+                    **row, "stops": [list(t) for t in stops], "seconds": seconds[key],
+                    **(stamp or {}), "best": best[method]})
+        el = time.perf_counter() - t0
         log(f"[seed {seed}] " + "; ".join(
             f"{m.upper()} cv {metrics[m]['cv_acc'][-1]:.4f} train "
             f"{metrics[m]['train_acc'][-1]:.4f} test {metrics[m]['test_acc'][-1]:.4f}"
-            for m in ("sgd", "swa")) + f" ({time.perf_counter() - t0:.0f} s)")
+            for m in ("sgd", "swa")) + f" ({el:.0f} s; seed {i + 1}/{len(seeds)}, "
+            f"ETA {el * (len(seeds) - i - 1):.0f} s)")
 
 
 def _fold_stop(cfg: dict[str, Any], data: TensorData, train_idx: torch.Tensor,
@@ -321,22 +425,142 @@ def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Pa
         res, metrics=["cv_acc", "train_acc", "test_acc"])[0], dest / "swa_vs_sgd")
 
 
+#: The seed's own results (IIIT Vadodara report, Kaggle Digit Recognizer): Optuna's
+#: best configs and the train / public-leaderboard test scores of one run each.
+SEED_REPORTED = {
+    "sgd": {"batch_size": 512, "epochs": 50, "lr": 2.714460153443568, "patience": 3,
+            "momentum": 0.34345263068415116, "train_acc": 0.99514, "test_acc": 0.95771},
+    "swa": {"batch_size": 128, "epochs": 50, "lr": 7.992390252758013, "patience": 5,
+            "momentum": 0.8380950070538395, "train_acc": 0.98803, "test_acc": 0.97739},
+}
+
+
+def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
+    """The report's calls as data (for :mod:`landscape.experiments.stability`).
+
+    Args:
+        result: ``{"metrics": ...}`` of a seed000 run or results file.
+
+    Returns:
+        ``{claim: "beats" | "worse" | "no difference" | "one seed"}`` for SWA vs SGD.
+    """
+    from landscape.experiments._common import call, comparison
+
+    m = result["metrics"]
+    names = {"higher": "beats", "lower": "worse"}
+    return {f"SGD + SWA vs SGD, {k.replace('_acc', ' accuracy').replace('cv', 'CV')}":
+            names.get(c, c) for k in ("test_acc", "cv_acc", "train_acc") if k in m["sgd"]
+            for c in [call(*comparison(m["sgd"][k], m["swa"][k]))]}
+
+
+def data_note(d: Mapping[str, Any]) -> str:
+    """The report's data paragraph from :func:`_data_summary`'s record.
+
+    Returns:
+        Markdown.
+    """
+    if d.get("split") == "kaggle":
+        return (f"**Data: real MNIST digits at the Kaggle Digit Recognizer's scale** "
+                f"({', '.join(f'`{Path(f).name}`' for f in d.get('files', []))}). "
+                f"Train (as Kaggle's `train.csv`): {d['n_train']:,} images, MNIST's "
+                f"{d['train_images']} (file order); held out (as `test.csv`): "
+                f"{d['n_test']:,} images, {d['held_out_images']}. The split is fixed "
+                "(no randomness; every seed sees it); seeds change the initial weights, "
+                "the batch order and the CV folds. The held-out images are predicted "
+                "into the submissions and, since MNIST has their labels, scored: test "
+                "accuracy is the submission's accuracy. The search and CV see only "
+                "the training images.")
+    if d.get("name") == "kaggle-digits":
+        return (f"Data: Kaggle Digit Recognizer CSVs: {d['n_train']:,} rows of "
+                f"`train.csv` for training, {d['n_test']:,} held out of it (fraction "
+                f"{d.get('test_fraction', 0):.3g}, seed {d.get('holdout_seed')}) as the "
+                f"labelled test split, {d['n_predict']:,} rows of `test.csv` predicted.")
+    return ""
+
+
+def _ranges(space: Mapping[str, Any]) -> dict[str, str]:
+    kinds = {"batch_size": "one of", "lr": "log-uniform", "momentum": "uniform",
+             "patience": "integer", "epochs": "integer", "swa_lr_ratio": "log-uniform"}
+    out = {}
+    for k, v in space.items():
+        if k == "batch_size":
+            out[k] = "{" + ", ".join(str(b) for b in v) + "}"
+        else:
+            lo, hi = v
+            out[k] = f"{lo:g}–{hi:g} ({kinds.get(k, '')})"
+    return out
+
+
 def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
             ) -> list[str]:
+    from landscape.experiments._common import comparison
+
     m = result["metrics"]
+    extra = result.get("extra", {})
     lines = ["- " + verdict("SGD", m["sgd"][k], "SWA", m["swa"][k], k.replace("_", " "))
              for k in ("test_acc", "cv_acc")]
-    bp = result.get("extra", {}).get("best_params", {})
-    lines += ["", "Best hyperparameters (Optuna, seed-0 holdout fold):", ""]
-    lines += [f"- {k.upper()}: {fmt_params(v)}" for k, v in bp.items()]
-    subs = result.get("extra", {}).get("submissions", [])
+    d = 100 * (np.asarray(m["swa"]["test_acc"]) - np.asarray(m["sgd"]["test_acc"]))
+    lines += ["- Per seed, SWA − SGD test accuracy (points): "
+              + ", ".join(f"{x:+.2f}" for x in d)
+              + f"; SWA higher on {int((d > 0).sum())} of {len(d)} seeds."]
+    n = len(m["sgd"]["test_acc"])
+    dm, dh = comparison(m["sgd"]["test_acc"], m["swa"]["test_acc"])
+    seed_d = 100 * (SEED_REPORTED["swa"]["test_acc"] - SEED_REPORTED["sgd"]["test_acc"])
+    lines += ["", "## Beside the seed", "",
+              f"| | seed 000 (Kaggle, one run each) | here (mean ± 95 % CI, {n} seeds) |",
+              "|---|---|---|"]
+    for method, label in (("sgd", "SGD (no SWA)"), ("swa", "SGD + SWA")):
+        for k, what in (("train_acc", "train acc"), ("test_acc", "test acc")):
+            lines.append(f"| {label}, {what} | {100 * SEED_REPORTED[method][k]:.2f} | "
+                         f"{ci_cell(m[method][k], True)} |")
+    h = "" if np.isnan(dh) else f" ± {100 * dh:.2f}"
+    lines += [f"| SWA − SGD, test acc (points) | {seed_d:+.2f} | {100 * dm:+.2f}{h} "
+              "(paired) |", "",
+              "The seed's test scores are Kaggle public-leaderboard scores of its "
+              "submissions; its train scores are on Kaggle's `train.csv`. Here test "
+              "accuracy is that of the held-out images (see Data above), train accuracy "
+              "that of the training images, each the mean over seeds."]
+    space = exp.settings["search"]
+    bp = extra.get("best_params", {})
+    rng = _ranges(space)
+    lines += ["", "## Search space and budget", "",
+              "| knob | seed: best SGD | seed: best SWA | searched here | here: best SGD "
+              "| here: best SWA |", "|---|---|---|---|---|---|"]
+    for k in ("batch_size", "epochs", "lr", "momentum", "patience", "swa_lr_ratio"):
+        def cell(v: Any) -> str:
+            return "—" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+        lines.append(f"| {k} | {cell(SEED_REPORTED['sgd'].get(k))} | "
+                     f"{cell(SEED_REPORTED['swa'].get(k))} | {rng.get(k, 'not searched')} "
+                     f"| {cell(bp.get('sgd', {}).get(k))} | {cell(bp.get('swa', {}).get(k))} |")
+    sec = extra.get("stage_seconds", {})
+    tune_s = sum(v for k, v in sec.items() if k.startswith("tune"))
+    seed_s = sum(v for k, v in sec.items() if not k.startswith("tune"))
+    lines += ["", f"Budget: {exp.settings['trials']} Optuna trials per method (TPE, "
+              f"seeded), each one fit on 4/5 of the training images scored on the other "
+              f"fifth (seed 0), at most {space['epochs'][1]} epochs (the seed allowed "
+              f"50; its trial count is not stated); then per seed {exp.settings['folds']}"
+              "-fold CV of each best config and a final fit on all training images for "
+              "the median CV stopping epoch. SWA averages once per epoch from "
+              f"round({exp.settings.get('swa_start_frac', 0.5)} × epochs) at swa_lr = "
+              "swa_lr_ratio × lr (the seed's SWA schedule is not stated). The trial "
+              "count and the epoch cap set the time budget (below)."]
+    if sec:
+        per = ", ".join(f"{k.replace('/', ' ')} {v:.0f} s" for k, v in sec.items())
+        lines += ["", f"Compute time: search {tune_s:.0f} s, CV and final fits "
+                  f"{seed_s:.0f} s over {n} seeds; {(tune_s + seed_s) / n:.0f} s per seed "
+                  f"with the search shared out ({per}; "
+                  f"{extra.get('workers', 1)} CV worker process(es), "
+                  f"{extra.get('serial_threads', 1)} thread(s) for the search and final "
+                  "fits)."]
+    subs = extra.get("submissions", [])
     if subs:
-        lines += ["", "Kaggle submissions: " + ", ".join(f"`{s}`" for s in subs)]
+        lines += ["", "Kaggle submissions (seed 0's models, `ImageId,Label`): "
+                  + ", ".join(f"`{s}`" for s in subs)]
     return [*lines, "", "## Figures", "", *figure_lines(figures, out)]
 
 
 register_protocol(Protocol(
     name="seed000", title="tiny BN CNN, Optuna + 5-fold CV, SGD with vs without SWA",
     keys=frozenset({"protocol", "seeds", "trials", "folds", "swa_start_frac", "search",
-                    "workers", "serial_threads", "quick"}),
+                    "workers", "serial_threads", "kaggle_train", "quick"}),
     run=run_seed000, figures=_figures, report=_report))

@@ -1,11 +1,13 @@
-r"""Do the ``paper`` report's verdicts survive a move to another machine?
+r"""Do a report's verdicts survive a move to another machine?
 
 Another CPU rounds the first training steps differently (at the 1e-8 level);
 the trajectories then diverge and every per-seed number moves.  A verdict of
 the report (SWA beats / does not beat SGD; SWA is flatter / sharper / no
 different) holds across machines only if both machines' seeds give the same
-call.  This module compares two ``paper`` results files seed count by seed
-count: the calls of the first N seeds of each, for N = 2 .. the smaller count.
+call.  This module compares two results files of ``paper`` (accuracy and
+flatness calls) or ``seed000`` (SWA vs SGD on test, CV and train accuracy)
+seed count by seed count: the calls of the first N seeds of each, for N = 2 ..
+the smaller count.
 
 The second machine is emulated with ``landscape reproduce paper
 --init-jitter 1e-7`` (every initial weight moved by about one float32 ulp, see
@@ -28,7 +30,7 @@ import numpy as np
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.experiments.paper import verdicts
+from landscape.experiments import paper, seed000
 from landscape.stats import mean_ci
 
 
@@ -52,6 +54,20 @@ def first_seeds(result: Mapping[str, Any], n: int) -> dict[str, Any]:
             "extra": {"measures": cut(extra.get("measures") or {"sgd": {}, "swa": {}})}}
 
 
+def _verdicts_of(result: Mapping[str, Any]) -> Any:
+    """The verdict function of a results file's protocol.
+
+    Raises:
+        UserError: For a protocol without stability claims.
+    """
+    protocol = result["attrs"].get("protocol") or result.get("experiment")
+    fns = {"paper": paper.verdicts, "seed000": seed000.verdicts}
+    if protocol not in fns:
+        raise UserError(f"results of protocol {protocol!r} have no verdicts to compare; "
+                        f"give two results.h5 files of {sorted(fns)}")
+    return fns[protocol]
+
+
 def agreement(a: Mapping[str, Any], b: Mapping[str, Any],
               counts: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """The verdicts of both results files for the first N seeds, per N.
@@ -68,6 +84,7 @@ def agreement(a: Mapping[str, Any], b: Mapping[str, Any],
     if list(a["seeds"][:n_max]) != list(b["seeds"][:n_max]):
         raise UserError(f"the files ran different seeds ({a['seeds']} vs {b['seeds']}); "
                         "run both with the same --seeds")
+    verdicts = _verdicts_of(a)
     out = []
     for n in counts or range(2, n_max + 1):
         va, vb = verdicts(first_seeds(a, n)), verdicts(first_seeds(b, n))
@@ -94,10 +111,16 @@ def report(a_path: Path, b_path: Path) -> list[str]:
     """Markdown: the calls per seed count, and where the two files disagree."""
     a, b = store.read_results(a_path), store.read_results(b_path)
     for path, r in ((a_path, a), (b_path, b)):
-        if "measures" not in (r["attrs"].get("extra") or {}):
+        protocol = r["attrs"].get("protocol") or r.get("experiment")
+        if protocol == "paper" and "measures" not in (r["attrs"].get("extra") or {}):
             raise UserError(f"{path} holds no flatness measures (experiment "
                             f"{r['experiment']!r}): give two results.h5 files of "
                             "`landscape reproduce paper`")
+        _verdicts_of(r)
+    if (a["attrs"].get("protocol") or a.get("experiment")) != (
+            b["attrs"].get("protocol") or b.get("experiment")):
+        raise UserError(f"{a_path} and {b_path} come from different protocols; compare "
+                        "two runs of the same experiment")
     rows = agreement(a, b)
     if not rows:
         raise UserError("need at least 2 seeds in both files")
@@ -132,7 +155,8 @@ def report(a_path: Path, b_path: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m landscape.experiments.stability",
-        description="Compare the verdicts of two `paper` results files (one machine's "
+        description="Compare the verdicts of two `paper` or `seed000` results files "
+                    "(one machine's "
                     "and another's, or one made with --init-jitter) for the first N "
                     "seeds, N = 2 .. all; print (or write) a Markdown table.")
     p.add_argument("a", type=Path, help="results.h5 of the first machine")

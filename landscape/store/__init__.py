@@ -58,8 +58,10 @@ from landscape.store.results import (
     run_solutions_table,
     save,
     solutions_table,
+    stage_attrs,
     trimmed_copy,
     write_results,
+    write_stage_attrs,
 )
 from landscape.store.run import (
     RECORD_HINT,
@@ -167,6 +169,7 @@ __all__ = [
     "solution_names",
     "solution_pair",
     "solutions_table",
+    "stage_attrs",
     "stored_params",
     "surface_names",
     "surface_progress",
@@ -187,6 +190,7 @@ __all__ = [
     "write_rays",
     "write_results",
     "write_solution",
+    "write_stage_attrs",
     "write_surface",
     "write_trajectory",
 ]

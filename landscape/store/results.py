@@ -32,7 +32,9 @@ from landscape.store._h5 import (
     file_kind,
     open_file,
     plain,
+    set_attrs,
     stamp,
+    to_attr,
     write_array,
 )
 
@@ -52,6 +54,46 @@ def write_results(path: str | os.PathLike, attrs: Mapping[str, Any],
             for k, v in cols.items():
                 write_array(g, k, np.asarray(v, dtype=np.float64))
     return Path(path)
+
+
+def stage_attrs(path: str | os.PathLike, key: str,
+                match: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """A finished stage of an interrupted ``reproduce``: group ``key``'s attributes, or None.
+
+    A protocol that is not built on run files (``seed000``) keeps what it has
+    finished (a search, a seed's scores) as groups of a progress file of kind
+    ``landscape-results``; a rerun reads them back instead of recomputing.
+
+    Args:
+        path: Progress file (absent: nothing finished).
+        key: Group path, e.g. ``seed3/swa``.
+        match: ``{name: value}`` the stage must have been stored with (compared as
+            stored, numbers as they are and the rest as JSON): a stage made with
+            other parameters is not reused.
+
+    Returns:
+        The attributes, JSON decoded, or ``None``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    with open_file(p, (RESULTS_KIND,)) as f:
+        if key not in f:
+            return None
+        attrs = {k: plain(v) for k, v in f[key].attrs.items()}
+    if any(attrs.get(k) != plain(to_attr(v)) for k, v in (match or {}).items()):
+        return None
+    return attrs
+
+
+def write_stage_attrs(path: str | os.PathLike, key: str, attrs: Mapping[str, Any]) -> None:
+    """Record a finished stage (see :func:`stage_attrs`); the file is replaced atomically."""
+    p = Path(path)
+    new = not p.is_file()
+    with edit_file(p, create=new, kinds=(RESULTS_KIND,)) as f:
+        if new:
+            stamp(f, RESULTS_KIND, progress=True)
+        set_attrs(f.require_group(key), attrs)
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
