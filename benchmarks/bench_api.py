@@ -52,31 +52,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import landscape as ls
 from landscape.data import load_dataset
-from landscape.models import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pyhessian import trained_model  # the seed-000 CNN after a few SGD epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"hessian_top5": 0.5}
-
-
-def trained_cnn(x: torch.Tensor, y: torch.Tensor, epochs: int = 3) -> nn.Module:
-    """The seed-000 CNN after a few epochs of SGD from seed 0, in eval mode."""
-    torch.manual_seed(0)
-    net = build_model("seed000-cnn", (1, 28, 28), 10)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            F.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
 
 
 def _removed(fn: Callable) -> bool:
@@ -152,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = 1 if a.quick else a.reps
     d = load_dataset("mnist", a.data_root, train_samples=n, test_samples=100)
     x, y = d.x_train, d.y_train
-    net = trained_cnn(x, y, epochs=1 if a.quick else 3)
+    net = trained_model(x, y, epochs=1 if a.quick else 3)
     loader = DataLoader(TensorDataset(x, y), batch_size=500, shuffle=False)
     ce = nn.CrossEntropyLoss()
     steps = 5 if a.quick else 21
