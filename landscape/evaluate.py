@@ -717,13 +717,16 @@ class EmpiricalRisk:
     # -------------------------------------------------------------- maths
     def _batch_loss(self, theta: Tensor, i: int, xb: Tensor, yb: Tensor) -> Tensor:
         """``(sum of batch losses) / N`` (plus the ``l2`` term on batch 0)."""
-        params = self.layout.unflatten(theta)
-        out = _forward(partial(torch.func.functional_call, self.model,
-                               {**params, **self.buffers}), xb)
+        out = self._outputs(self.layout.unflatten(theta), xb)
         loss = self.loss.total(out, yb) / self.num_samples
         if self.l2 and i == 0:
             loss = loss + 0.5 * self.l2 * theta.pow(2).sum()
         return loss
+
+    def _outputs(self, params: dict[str, Tensor], xb: Tensor) -> Tensor:
+        """The model's outputs on ``xb`` at ``params`` (its buffers kept), errors in one line."""
+        return _forward(partial(torch.func.functional_call, self.model,
+                                {**params, **self.buffers}), xb)
 
     def _point(self, theta: Tensor) -> Tensor:
         self.layout.check_vector(theta, "theta")
@@ -818,9 +821,7 @@ class EmpiricalRisk:
         t = self._point(theta)
         params = self.layout.unflatten(t)
         for _, xb, yb in self._all():
-            out = _forward(partial(torch.func.functional_call, self.model,
-                                   {**params, **self.buffers}), xb)
-            return is_classification(out, yb)
+            return is_classification(self._outputs(params, xb), yb)
         return False
 
     @torch.no_grad()
@@ -837,7 +838,7 @@ class EmpiricalRisk:
         params = self.layout.unflatten(t)
         counts = torch.zeros(2, dtype=torch.float64, device=self.device)
         for _, xb, yb in self._mine():
-            out = torch.func.functional_call(self.model, {**params, **self.buffers}, (xb,))
+            out = self._outputs(params, xb)
             if not is_classification(out, yb):
                 raise UserError("a 0-1 error needs a classifier (integer targets, (N, C) "
                                 "outputs); use the loss as the metric instead")
