@@ -336,6 +336,9 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
 
             lines.append("curves:")
             lines.extend(describe_curves(f))
+        from landscape.store.posterior import describe_posterior
+
+        lines.extend(describe_posterior(f))
         if tree:
             lines.append("tree:")
 
