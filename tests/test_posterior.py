@@ -323,3 +323,23 @@ def test_help_explains_the_new_commands(capsys: pytest.CaptureFixture) -> None:
         assert all(w in text for w in words)
     assert main(["train", "--help"]) == 0
     assert "--swag-rank" in capsys.readouterr().out
+
+
+def test_compare_and_plot_report_swag_and_fge(
+        swag_run_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run.h5"
+    shutil.copy(swag_run_file, run)
+    assert main(["swag", str(run), "--samples", "2", "--quiet"]) == 0
+    assert main(["fge", str(run), "--snapshots", "2", "--batch-size", "50", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "SWAG model average of 2 samples" in text
+    assert "| FGE ensemble |" in text
+    assert "| SWA of the snapshots |" in text
+    with store.open_run(run) as f:
+        a = store.fge_attrs(f, "fge")
+    assert f"{100 * a['ensemble_acc']:.2f}" in text
+    assert main(["plot", str(run), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"run_fge_fge_acc.png", "run_fge_fge_nll.png", "run_swag_samples_nll.png"} <= names

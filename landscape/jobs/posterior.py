@@ -230,4 +230,61 @@ def fge_run(
     return res
 
 
-__all__ = ["fge_run", "swag_run", "trajectory_swag"]
+def format_paths(path: str | os.PathLike) -> str:
+    """Markdown tables of a file's curve barriers, SWAG evaluation and FGE ensembles.
+
+    What ``landscape compare`` prints beside the measures: for each curve the
+    barrier (max over t minus the endpoints' mean) of the line and of the
+    trained curve per metric; the test accuracy, NLL and ECE of SWAG's model
+    average, SWA and SGD; and of each FGE ensemble, the SWA of its snapshots
+    and its starting solution.
+
+    Returns:
+        The tables ("" if the file holds none of them).
+    """
+    import math
+
+    out: list[str] = []
+
+    def num(v: Any, pct: bool = False) -> str:
+        if v is None or not isinstance(v, int | float) or math.isnan(float(v)):
+            return "—"
+        return f"{100 * float(v):.2f}" if pct else f"{float(v):.4g}"
+
+    with store.open_file(path, store.KINDS) as f:
+        curves = store.curve_names(f)
+        attrs = {n: {k: store.plain(v) for k, v in store.attrs_of(f["curves"][n]).items()}
+                 for n in curves}
+        swag = store.read_swag_evaluation(f)
+        fges = {n: store.fge_attrs(f, n) or {} for n in store.fge_names(f)}
+    if curves:
+        out += ["barriers (max over t minus the endpoints' mean; errors in % points)",
+                "| curve | metric | line | curve |", "|---|---|---|---|"]
+        for n, a in attrs.items():
+            for m in ("train_loss", "train_err", "test_loss", "test_err"):
+                line, cur = a.get(f"line_{m}_barrier"), a.get(f"curve_{m}_barrier")
+                if line is None and cur is None:
+                    continue
+                pct = m.endswith("_err")
+                out.append(f"| {n} ({a.get('curve')}, {a.get('bends')} bend) | {m} | "
+                           f"{num(line, pct)} | {num(cur, pct)} |")
+    if swag is not None:
+        a = swag["attrs"]
+        out += ["", f"SWAG model average of {a.get('samples')} samples (test, "
+                f"{a.get('bins')} confidence bins)",
+                "| method | acc (%) | NLL | ECE |", "|---|---|---|---|"]
+        for m in a.get("methods", ["swag", "swa", "sgd"]):
+            out.append(f"| {m} | {num(a.get(f'{m}_acc'), True)} | {num(a.get(f'{m}_nll'))}"
+                       f" | {num(a.get(f'{m}_ece'))} |")
+    for n, a in fges.items():
+        start = (a.get("start") or {}).get("solution", "start")
+        out += ["", f"FGE {n}: {a.get('snapshots_done')} snapshots (test)",
+                "| method | acc (%) | NLL | ECE |", "|---|---|---|---|"]
+        for label, m in ((f"start ({start})", "start"), ("FGE ensemble", "ensemble"),
+                         ("SWA of the snapshots", "swa")):
+            out.append(f"| {label} | {num(a.get(f'{m}_acc'), True)} | "
+                       f"{num(a.get(f'{m}_nll'))} | {num(a.get(f'{m}_ece'))} |")
+    return "\n".join(out).strip("\n")
+
+
+__all__ = ["fge_run", "format_paths", "swag_run", "trajectory_swag"]
