@@ -343,3 +343,31 @@ def test_compare_and_plot_report_swag_and_fge(
     assert main(["plot", str(run), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
     names = {p.name for p in (tmp_path / "fig").iterdir()}
     assert {"run_fge_fge_acc.png", "run_fge_fge_nll.png", "run_swag_samples_nll.png"} <= names
+
+
+def test_train_with_swag_resumes_to_the_same_moments(
+        swag_run_file: Path, tiny_config: TrainConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from landscape import train as train_mod
+
+    real, saves = train_mod._Checkpoint.save, []
+
+    def killed(self: object, obj: dict) -> None:
+        real(self, obj)  # type: ignore[arg-type]
+        saves.append(1)
+        if len(saves) == 6 + 4:  # the whole SGD run, then 4 epochs of the SWA run
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod._Checkpoint, "save", killed)
+    out = tmp_path / "resumed.h5"
+    cfg = tiny_config.replace(swag=True, swag_rank=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, out, progress=False, log=lambda _: None)
+    monkeypatch.setattr(train_mod._Checkpoint, "save", real)
+    train_mod.train(cfg, out, progress=False, log=lambda _: None)
+    with store.open_run(out) as f, store.open_run(swag_run_file) as g:
+        a, b = store.read_swag(f), store.read_swag(g)
+        assert store.swag_attrs(f)["epochs"] == [3, 4, 5, 6]
+    assert torch.equal(a.mean, b.mean)
+    assert torch.equal(a.sq_mean, b.sq_mean)
+    assert torch.equal(a.deviations, b.deviations)
