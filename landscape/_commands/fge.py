@@ -8,7 +8,7 @@ NAME = "fge"
 ORDER = 39
 HELP = "Fast Geometric Ensembling: cyclic-lr snapshots from a solution, as an ensemble"
 DESCRIPTION = """\
-Fast Geometric Ensembling (Garipov et al. 2018): from --solution of the run
+Fast Geometric Ensembling (Garipov et al. 2018): from solution --from of the run
 file, continue SGD with a cyclic learning rate, --cycle epochs per cycle
 (2-4 in the paper), falling linearly from --alpha1 to --alpha2 over the first
 half of each cycle and rising back over the second; after the step with the
@@ -25,7 +25,7 @@ last snapshot and ends with the same ensemble."""
 EPILOG = """\
 examples:
   landscape fge runs/demo.h5
-  landscape fge runs/demo.h5 --solution sgd --snapshots 10 --cycle 4 \\
+  landscape fge runs/demo.h5 --from sgd --snapshots 10 --cycle 4 \\
       --alpha1 0.05 --alpha2 0.0005
   landscape info runs/demo.h5
   landscape plot runs/demo.h5 --all --out-dir figures/demo"""
@@ -36,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     from landscape.config import FGEConfig
 
     p.add_argument("file", help="run file (HDF5) written by `landscape train`")
-    p.add_argument("--solution", default="sgd",
+    p.add_argument("--from", dest="solution", default="sgd",
                    help="solution to start from (sgd, swa, swa_last, avg; default: sgd)")
     p.add_argument("--name", default="fge", help="group name under /fge (default: fge)")
     add_config_flags(p, FGEConfig)
