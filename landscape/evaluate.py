@@ -536,6 +536,30 @@ class Evaluator:
             out["train"] = Metrics(m.loss + reg, m.acc, m.loss_sem, m.n)
         return out
 
+    @torch.inference_mode()
+    def outputs(self, split: str = "test") -> tuple[Tensor, Tensor]:
+        """The model's outputs and the targets of ``split`` at the current point.
+
+        The same forward pass as :meth:`metrics` (batching, device, BN mode), for
+        analyses that need the predictions themselves: ensembles and Bayesian
+        model averages (:mod:`landscape.posterior`).
+
+        Returns:
+            ``(outputs (N, ...), targets (N, ...))`` on the evaluator's device,
+            outputs in float32 or wider.
+
+        Raises:
+            UserError: For an absent split.
+        """
+        if split not in self.data:
+            raise UserError(f"no {split!r} data in this evaluator (it has "
+                            f"{', '.join(self.data)}); pass {split}=... when building it")
+        outs, ys = [], []
+        for xb, yb in self._source(split):
+            outs.append(_lowp(_forward(self._forward, self._input(xb))))
+            ys.append(yb.to(self.device, non_blocking=True))
+        return torch.cat(outs), torch.cat(ys)
+
     def penalty(self) -> float:
         """The ``l2 * ||θ||² / 2`` term the train loss includes at the current point.
 

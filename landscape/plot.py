@@ -41,15 +41,21 @@ from matplotlib.figure import Figure
 from landscape._errors import UserError
 from landscape.stats import mean_ci
 from landscape.store import (
+    KINDS,
     contents,
+    curve_attrs,
     file_title,
+    open_file,
     read_checkpoints,
     read_density,
+    read_fge,
     read_history,
     read_measure_arrays,
+    read_profile,
     read_rays,
     read_results,
     read_surface,
+    read_swag_evaluation,
     read_widths,
 )
 from landscape.surface import Surface
@@ -95,7 +101,9 @@ __all__ = [
     "OKABE_ITO",
     "plot_all",
     "plot_checkpoints",
+    "plot_curve_profiles",
     "plot_eigenvalue_density",
+    "plot_fge",
     "plot_history",
     "plot_log_ratio_bars",
     "plot_paired_ratios",
@@ -106,6 +114,8 @@ __all__ = [
     "plot_surface_2d",
     "plot_surface_3d",
     "plot_swa_vs_sgd",
+    "plot_swag_calibration",
+    "plot_swag_samples",
     "plot_top_eigenvalues",
     "plot_width_distribution",
     "save_figure",
@@ -567,6 +577,157 @@ def plot_swa_vs_sgd(path: str | os.PathLike, *, metrics: Sequence[str] | None = 
     return fig, ax
 
 
+# =========================================================================== paths, posteriors
+def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
+                        ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """A metric along the trained curve and along the line between the same endpoints.
+
+    Garipov et al.'s comparison: the line between two solutions crosses a
+    barrier, the trained curve stays low.  The legend gives each barrier
+    (max over t minus the mean of the endpoints).
+
+    Args:
+        path: File with ``/curves/<name>`` (``landscape connect``).
+        name: Curve name.
+        metric: ``train_loss`` (L2-regularized), ``train_err``, ``test_loss`` or
+            ``test_err``.
+        ax: Axes to draw into.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the curve or its profiles are missing.
+    """
+    from landscape.paths.curves import barrier
+
+    attrs = curve_attrs(path, name)
+    if attrs is None:
+        raise UserError(f"no curve {name!r} in {path}; run `landscape connect` first")
+    profs = {w: read_profile(path, name, w) for w in ("curve", "line")}
+    if any(p is None or metric not in p.metrics for p in profs.values()):
+        raise UserError(f"curve {name!r} in {path} has no {metric} profile of the curve "
+                        "and the line yet; rerun the same `landscape connect` to finish it")
+    scale = 100.0 if metric.endswith("_err") else 1.0
+    with style():
+        fig, ax = _axes(ax)
+        for which, color, ls in (("line", COLORS["sgd"], "--"),
+                                 ("curve", COLORS["swa"], "-")):
+            p = profs[which]
+            assert p is not None
+            v = p.metrics[metric] * scale
+            label = (f"{which if which == 'line' else attrs.get('curve', 'curve')} "
+                     f"(barrier {barrier(v):.3g})")
+            ax.plot(p.t, v, ls=ls, color=color, lw=2, marker=".", label=label)
+        ax.set_xlabel("t (endpoint a at 0, b at 1)")
+        l2 = float(profs["curve"].l2 or 0.0) if profs["curve"] is not None else 0.0
+        ax.set_ylabel(_label(metric, l2 if metric == "train_loss" else 0.0))
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — line vs curve {name}")
+    return fig, ax
+
+
+def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
+                          ) -> tuple[Figure, Axes]:
+    """Reliability diagram of SWAG's Bayesian model average, SWA and SGD.
+
+    Per equal-width confidence bin: accuracy minus mean confidence (below 0:
+    over-confident), as Maddox et al. draw it; the legend gives each ECE.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the file holds no SWAG evaluation.
+    """
+    with open_file(path, KINDS) as f:
+        ev = read_swag_evaluation(f)
+    if ev is None:
+        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    a = ev["attrs"]
+    with style():
+        fig, ax = _axes(ax)
+        for method, c in ev["calibration"].items():
+            keep = c["count"] > 0
+            ax.plot(c["confidence"][keep], (c["accuracy"] - c["confidence"])[keep],
+                    marker="o", lw=1.6, color=COLORS.get(method, OKABE_ITO["green"]),
+                    label=f"{method} (ECE {float(a.get(f'{method}_ece', math.nan)):.3f})")
+        ax.axhline(0.0, color=OKABE_ITO["black"], lw=0.8)
+        ax.set_xlabel("confidence (max class probability)")
+        ax.set_ylabel("accuracy − confidence")
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — calibration, SWAG with {a.get('samples')} "
+                     "samples")
+    return fig, ax
+
+
+def plot_swag_samples(path: str | os.PathLike, metric: str = "nll", *,
+                      ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Test NLL (or accuracy) of SWAG's model average as samples accumulate, beside
+    SWA and SGD.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the file holds no SWAG evaluation.
+    """
+    with open_file(path, KINDS) as f:
+        ev = read_swag_evaluation(f)
+    if ev is None:
+        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    a, c = ev["attrs"], ev["curves"]
+    scale = 100.0 if metric == "acc" else 1.0
+    with style():
+        fig, ax = _axes(ax)
+        ax.plot(c["samples"], scale * c[metric], marker=".", color=COLORS["swa_last"],
+                lw=2, label="SWAG model average")
+        for method in ("swa", "sgd"):
+            v = a.get(f"{method}_{metric}")
+            if v is not None and np.isfinite(float(v)):
+                ax.axhline(scale * float(v), color=COLORS[method], ls="--", label=method)
+        ax.set_xlabel("SWAG samples averaged")
+        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test NLL (nats)")
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — SWAG Bayesian model average")
+    return fig, ax
+
+
+def plot_fge(path: str | os.PathLike, name: str = "fge", metric: str = "acc", *,
+             ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Test accuracy (or NLL) of the FGE ensemble as snapshots accumulate, against SWA
+    of the same snapshots, each snapshot alone and the starting solution.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    r = read_fge(path, name)
+    h, a = r["history"], r["attrs"]
+    if not h:
+        raise UserError(f"FGE ensemble {name!r} in {path} has no snapshot yet; rerun "
+                        "`landscape fge` to continue it")
+    scale = 100.0 if metric == "acc" else 1.0
+    k = h["snapshot"]
+    with style():
+        fig, ax = _axes(ax)
+        ax.plot(k, scale * h[f"ensemble_{metric}"], marker="o", lw=2,
+                color=COLORS["swa_last"], label="FGE ensemble (mean softmax)")
+        ax.plot(k, scale * h[f"swa_{metric}"], marker="s", lw=2, color=COLORS["swa"],
+                label="SWA of the snapshots")
+        ax.plot(k, scale * h[f"snapshot_{metric}"], ls=":", marker=".",
+                color=OKABE_ITO["orange"], label="snapshot alone")
+        start = a.get(f"start_{metric}")
+        if start is not None:
+            sol = (a.get("start") or {}).get("solution", "start")
+            ax.axhline(scale * float(start), ls="--", color=COLORS["sgd"],
+                       label=f"start ({sol})")
+        ax.set_xlabel("snapshots in the ensemble")
+        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test NLL (nats)")
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — fast geometric ensembling ({name})")
+    return fig, ax
+
+
 # =========================================================================== files
 def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
                 close: bool = True) -> list[Path]:
@@ -659,6 +820,16 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
                  f"measure_{m}")
         elif m not in have_meas:
             raise UserError(f"no measure {m!r} in {path}; choose one of {have_meas}")
+    if surfaces is None and measures is None:
+        for n in c.get("curves", []):
+            for metric in ("train_loss", "test_err"):
+                emit(plot_curve_profiles(path, n, metric), f"curve_{n}_{metric}")
+        if c.get("swag"):
+            emit(plot_swag_calibration(path), "swag_calibration")
+            emit(plot_swag_samples(path, "nll"), "swag_samples_nll")
+        for n in c.get("fge", []):
+            for metric in ("acc", "nll"):
+                emit(plot_fge(path, n, metric), f"fge_{n}_{metric}")
     return written
 
 

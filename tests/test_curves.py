@@ -331,3 +331,28 @@ def test_train_curve_continues_exactly_from_a_state_with_dropout() -> None:
     res = train_curve(net, saved[0], (x, y), cfg)
     assert torch.equal(res.curve.bends, ref.curve.bends)
     assert res.history["loss"] == ref.history["loss"]
+
+
+def test_plot_all_draws_line_vs_curve_and_compare_reports_barriers(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "curves.h5"
+    assert main(["connect", str(tiny_run), str(tiny_run), "--solution-b", "swa",
+                 "--epochs", "1", "--points", "5", "--batch-size", "50", "--quiet",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(out), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"curves_curve_bezier_train_loss.png", "curves_curve_bezier_test_err.png"} <= names
+    fig, ax = ls.plot_curve_profiles(out, "bezier", "test_err")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("line (barrier")
+    assert labels[1].startswith("bezier")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert main(["compare", str(out)]) == 0
+    text = capsys.readouterr().out
+    a = store.curve_attrs(out, "bezier")
+    row = next(r for r in text.splitlines() if "| test_err |" in r)
+    assert f"{100 * a['line_test_err_barrier']:.2f}" in row
+    assert f"{100 * a['curve_test_err_barrier']:.2f}" in row

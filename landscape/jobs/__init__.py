@@ -9,6 +9,8 @@ runs the pure analysis, and stores the result back, resumably.
   and along a line;
 * :func:`connect_runs` — a mode-connecting curve between two stored solutions,
   its profile beside the line's and the barriers, resumable after a kill;
+* :func:`swag_run` / :func:`fge_run` — SWAG's Bayesian model average and FGE
+  ensembles, with accuracy, NLL and calibration against SWA and SGD;
 * :func:`load_run_model` — the model and data a run file was trained with.
 """
 
@@ -16,8 +18,9 @@ from landscape.jobs._run import load_run_model
 from landscape.jobs.connect import connect_runs
 from landscape.jobs.gap import measure_gap
 from landscape.jobs.measures import compare_solutions, format_comparison, measure_solution
+from landscape.jobs.posterior import fge_run, swag_run
 from landscape.jobs.surface import SurfaceConfig, compute_surface, default_name
 
 __all__ = ["SurfaceConfig", "compare_solutions", "compute_surface", "connect_runs",
-           "default_name",
-           "format_comparison", "load_run_model", "measure_gap", "measure_solution"]
+           "default_name", "fge_run", "format_comparison", "load_run_model", "measure_gap",
+           "measure_solution", "swag_run"]
