@@ -13,6 +13,9 @@ The public API, by stage (``landscape.__all__`` is grouped the same way):
 * **gap** — the train–test gap along a line and a trajectory;
 * **curves** — mode-connecting curves between two solutions (Bézier,
   polygonal chain; :func:`connect`, :func:`curve_profile`) and their barriers;
+* **alignment** — hidden units permuted into another network's order
+  (:func:`align`), lines with REPAIR (:func:`align_paths`), aligned averages
+  (:func:`merge`);
 * **averaging** — checkpoint averaging on ``torch.optim.swa_utils``;
 * **training** — SGD and SWA into a run file (:func:`landscape.train.train`);
 * **save / load / plot** — results into a run file or a standalone HDF5 file
@@ -48,12 +51,20 @@ from landscape.gap import LineGap, line_gap, metric_gaps, train_test_shift, traj
 from landscape.models import build_model
 from landscape.params import ParamLayout
 from landscape.paths import (
+    AlignedPaths,
+    Alignment,
     Connection,
     Curve,
     CurveProfile,
+    Merged,
+    PermutationSpec,
+    align,
+    align_paths,
     barrier,
     connect,
     curve_profile,
+    merge,
+    permutation_spec,
     train_curve,
 )
 from landscape.sharpness import (
@@ -95,7 +106,8 @@ __version__ = "0.1.0"
 
 _malloc.configure()  # before any large buffer: freed activations are reused, not unmapped
 
-_PLOTS = ("plot_all", "plot_checkpoints", "plot_eigenvalue_density", "plot_history",
+_PLOTS = ("plot_alignment", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
+          "plot_history",
           "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
           "plot_surface",
           "plot_surface_1d", "plot_surface_2d", "plot_surface_3d", "plot_swa_vs_sgd",
@@ -137,10 +149,13 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     # curves between solutions
     "connect", "curve_profile", "train_curve", "barrier", "Curve", "CurveProfile",
     "Connection", "ConnectConfig",
+    # optima modulo permutation: alignment, REPAIR, merged solutions
+    "align", "align_paths", "merge", "permutation_spec", "Alignment", "AlignedPaths",
+    "Merged", "PermutationSpec",
     # checkpoint averaging (SGD/SWA training into run files: landscape.train.train)
     "average_checkpoints", "TrainConfig",
     # results: save, load, plot
-    "save", "load", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
+    "save", "load", "plot_alignment", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
     "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
     "plot_surface", "plot_surface_1d", "plot_surface_2d", "plot_surface_3d",
     "plot_swa_vs_sgd", "plot_top_eigenvalues", "plot_width_distribution", "save_figure",

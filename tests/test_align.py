@@ -361,3 +361,124 @@ def test_align_refuses_different_widths_and_activations_without_data() -> None:
         align(_mlp(), _mlp(), method="activations")
     with pytest.raises(UserError, match="unknown alignment method"):
         align(_mlp(), _mlp(), method="cosine")
+
+
+# =========================================================================== run files
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory: pytest.TempPathFactory, tiny_run, tiny_config):
+    """The tiny run (seed 0), one of seed 1, one of another width, one of other data."""
+    from landscape.train import train
+
+    d = tmp_path_factory.mktemp("align_runs")
+    runs = {"a": tiny_run}
+    for key, cfg in (("b", tiny_config.replace(seed=1)),
+                     ("wide", tiny_config.replace(seed=1, model_width=12)),
+                     ("data", tiny_config.replace(seed=1, num_samples=400))):
+        train(cfg, d / f"{key}.h5", progress=False, log=lambda _: None)
+        runs[key] = d / f"{key}.h5"
+    return runs
+
+
+def test_cli_align_stores_permutations_profiles_and_barriers(seed_runs, tmp_path,
+                                                             capsys) -> None:
+    from landscape import store
+    from landscape.cli import main
+
+    out = tmp_path / "align.h5"
+    argv = ["align", str(seed_runs["a"]), str(seed_runs["b"]), "--repair", "--points", "5",
+            "--samples", "300", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "aligned barrier" in printed
+    assert "repair barrier" in printed
+    attrs = store.alignment_attrs(out, "weights_repair")
+    assert attrs["complete"] is True or attrs["complete"] == 1
+    for which in ("line", "aligned", "repair"):
+        assert f"{which}_test_err_barrier" in attrs
+    perms, aligned, _ = store.read_alignment(out, "weights_repair")
+    assert set(perms) == {"0", "3", "6"}
+    assert aligned.ndim == 1
+    profiles = store.alignment_profiles(out, "weights_repair")
+    # the endpoints are the same points on both lines: t = 0 exactly, t = 1 the same function
+    for which in ("aligned", "repair"):
+        assert profiles[which].metrics["train_err"][0] == profiles["line"].metrics[
+            "train_err"][0]
+        assert abs(profiles[which].metrics["train_loss"][-1]
+                   - profiles["line"].metrics["train_loss"][-1]) < 1e-4
+    # rerun: everything is read back, nothing recomputed
+    mtime = out.stat().st_mtime_ns
+    assert main(argv) == 0
+    assert out.stat().st_mtime_ns == mtime
+    # info and plot --all read the group
+    assert main(["info", str(out)]) == 0
+    assert "alignments:" in capsys.readouterr().out
+    assert main(["plot", str(out), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "align_alignment_weights_repair_test_err.png").exists()
+
+
+def test_cli_align_reports_a_curve_between_the_same_endpoints(seed_runs, tmp_path) -> None:
+    from landscape import store
+    from landscape.cli import main
+
+    out = tmp_path / "both.h5"
+    assert main(["connect", str(seed_runs["a"]), str(seed_runs["b"]), "--epochs", "1",
+                 "--points", "3", "--out", str(out), "--quiet"]) == 0
+    assert main(["align", str(seed_runs["a"]), str(seed_runs["b"]), "--points", "3",
+                 "--out", str(out), "--quiet", "--method", "activations",
+                 "--samples", "200"]) == 0
+    attrs = store.alignment_attrs(out, "activations")
+    assert attrs["curve"] == "bezier"
+    assert "curve_test_err_barrier" in attrs
+    assert "curve" in store.alignment_profiles(out, "activations")
+
+
+def test_cli_merge_writes_a_solution_compare_and_measures_accept(seed_runs, tmp_path,
+                                                                capsys) -> None:
+    from landscape import store
+    from landscape.cli import main
+
+    out = tmp_path / "merged.h5"
+    assert main(["merge", str(seed_runs["a"]), str(seed_runs["b"]), "--out", str(out),
+                 "--quiet"]) == 0
+    with store.open_run(out) as f:
+        names = store.solution_names(f)
+        sol = store.read_solution(f, "merged")
+    assert {"merged", "sgd", "swa"} <= set(names)
+    assert 0.0 <= float(sol.attrs["test_acc"]) <= 1.0
+    assert main(["sharpness", str(out), "--solutions", "sgd,merged", "--measures",
+                 "trace", "--quiet"]) in (0,)
+    capsys.readouterr()
+    assert main(["compare", str(out), "--solutions", "sgd,merged", "--n-boot", "50"]) == 0
+    assert "merged" in capsys.readouterr().out
+
+
+def test_bad_alignment_inputs_are_one_line_errors_and_lose_nothing(seed_runs, tmp_path,
+                                                                   capsys) -> None:
+    from landscape.cli import main
+
+    out = tmp_path / "keep.h5"
+    assert main(["merge", str(seed_runs["a"]), str(seed_runs["b"]), "--out", str(out),
+                 "--quiet"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+
+    def error(*argv: str) -> str:
+        assert main([*argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("landscape ")
+        return err
+
+    a, b = str(seed_runs["a"]), str(seed_runs["b"])
+    assert "different architectures" in error("align", a, str(seed_runs["wide"]),
+                                              "--out", str(out), "--quiet")
+    assert "different data" in error("align", a, str(seed_runs["data"]), "--out",
+                                     str(out), "--quiet")
+    assert "same weights" in error("align", a, a, "--out", str(out), "--quiet")
+    assert "at least two run files" in error("merge", a, "--out", str(out))
+    assert "different architectures" in error("merge", a, str(seed_runs["wide"]),
+                                              "--out", str(out))
+    assert "different data" in error("merge", a, str(seed_runs["data"]), "--out",
+                                     str(out))
+    assert "invalid choice" in error("align", a, b, "--method", "cosine", "--out",
+                                     str(out))
+    assert out.read_bytes() == before

@@ -242,7 +242,7 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns:
         ``{"kind", "surfaces": {name: dim}, "measures": [names], "units":
-        {measure: units}, "history": bool, "checkpoints": bool}``.
+        {measure: units}, "history": bool, "checkpoints": bool, "alignments": [names]}``.
     """
     from landscape.store.measures import measure_units, measured_solutions
     from landscape.store.surfaces import surface_names
@@ -254,7 +254,8 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
                        if isinstance(o, h5py.Group)})
         return {"kind": str(plain(f.attrs.get("kind", ""))), "surfaces": dims,
                 "measures": meas, "units": measure_units(f), "history": "history" in f,
-                "checkpoints": "measures/checkpoints/test_acc" in f}
+                "checkpoints": "measures/checkpoints/test_acc" in f,
+                "alignments": list(f["alignments"]) if "alignments" in f else []}
 
 
 def run_solutions_table(path: str | os.PathLike) -> str:
@@ -336,6 +337,11 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
 
             lines.append("curves:")
             lines.extend(describe_curves(f))
+        if "alignments" in f:
+            from landscape.store.align import describe_alignments
+
+            lines.append("alignments:")
+            lines.extend(describe_alignments(f))
         if tree:
             lines.append("tree:")
 
