@@ -158,12 +158,24 @@ def weight_matching(
         B put at position ``i``, and the number of sweeps done (the last changed nothing).
     """
     names = [k for k in params_a if k in spec.axes and k in params_b]
-    A = {k: params_a[k].detach().double() for k in names}
-    B = {k: params_b[k].detach().double() for k in names}
+    A = {k: params_a[k].detach().float() for k in names}
+    B = {k: params_b[k].detach().float() for k in names}
     terms = {g: [(k, ax, r) for k, ax, r in spec.terms(g) if k in A] for g in spec.sizes}
+    # the groups each group's S depends on; terms without them are computed once
+    needs = {g: {a[0] for k, ax, _ in terms[g] for i, a in enumerate(spec.axes[k])
+                 if a is not None and i != ax} for g in spec.sizes}
+    fixed: dict[str, Tensor] = {}
+    for g, n in spec.sizes.items():
+        S0 = torch.zeros(n, n, dtype=torch.float64)
+        for k, ax, _ in terms[g]:
+            if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
+                S0 += (_unfold(A[k], ax, n) @ _unfold(B[k], ax, n).T).double()
+        fixed[g] = S0
     perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
     rng = np.random.default_rng(seed)
     groups = list(spec.sizes)
+    version = dict.fromkeys(groups, 0)  # bumped when a group's permutation changes
+    seen: dict[str, tuple[int, ...]] = {}  # versions of needs[g] at g's last visit
     sweeps = 0
     with _progress(progress, None, "weight matching") as bar:
         while sweeps < max_sweeps:
@@ -171,16 +183,24 @@ def weight_matching(
             changed = False
             for gi in rng.permutation(len(groups)):
                 g = groups[gi]
+                key = tuple(version[h] for h in sorted(needs[g]))
+                if seen.get(g) == key:  # same S as last time: same answer
+                    continue
+                seen[g] = key
                 n = spec.sizes[g]
-                S = torch.zeros(n, n, dtype=torch.float64)
+                S = fixed[g].clone()
                 for k, ax, _ in terms[g]:
+                    if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
+                        continue
                     b = permute_tensor(B[k], spec.axes[k], perms, skip=ax)
-                    S += _unfold(A[k], ax, n) @ _unfold(b, ax, n).T
+                    S += (_unfold(A[k], ax, n) @ _unfold(b, ax, n).T).double()
                 new = _assign(S)
                 idx = torch.arange(n)
-                if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-12 * (
-                        1.0 + float(S.abs().max())):
+                if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-9 * (
+                        1.0 + float(S.abs().sum())):
                     perms[g] = new
+                    version[g] += 1
+                    seen.pop(g, None)
                     changed = True
             bar.update(1)
             if not changed:
@@ -264,8 +284,9 @@ def activation_matching(
             for xb in batches:
                 va, vb = _record(gm_a, sites, xb), _record(gm_b, sites, xb)
                 for s in sites:
-                    a, b = _channels(va[s]).double(), _channels(vb[s]).double()
-                    st = [a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), a.T @ b]
+                    a, b = _channels(va[s]).float(), _channels(vb[s]).float()
+                    st = [t.double() for t in (a.sum(0), b.sum(0), (a * a).sum(0),
+                                               (b * b).sum(0), a.T @ b)]
                     if s in acc:
                         acc[s] = [u + v for u, v in zip(acc[s], st, strict=True)]
                     else:
