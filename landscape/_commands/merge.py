@@ -8,7 +8,7 @@ NAME = "merge"
 ORDER = 39
 HELP = "average several runs' solutions after aligning their hidden units"
 DESCRIPTION = """\
-Align solution --solution of every run file to the first one's hidden units
+Align solution --solutions of every run file to the first one's hidden units
 (weight matching, then rounds of re-aligning each to the average of the
 others until nothing changes; or activation matching), average the aligned
 weights and recompute the BatchNorm statistics on the train data.  The
@@ -25,8 +25,9 @@ examples:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run files (HDF5) of the same model and data")
-    p.add_argument("--solution", default="sgd",
-                   help="the solution of each run to merge (default: sgd)")
+    p.add_argument("--solutions", default="sgd",
+                   help="the solution to merge: one name for every run, or one per run "
+                   "separated by commas (default: sgd)")
     p.add_argument("--method", default="weights", choices=["weights", "activations"],
                    help="weight matching or activation matching (default: weights)")
     p.add_argument("--samples", type=int, default=4096,
@@ -42,7 +43,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from landscape.jobs import merge_runs
 
-    merge_runs(args.runs, args.out, solution=args.solution, method=args.method,
+    names = [s.strip() for s in args.solutions.split(",") if s.strip()]
+    merge_runs(args.runs, args.out, solution=names[0] if len(names) == 1 else names,
+               method=args.method,
                seed=args.seed, samples=args.samples, name=args.name, device=args.device,
                progress=not args.quiet, log=print)
     return 0

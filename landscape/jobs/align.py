@@ -28,7 +28,7 @@ from landscape.paths.align import (
     repair_profile,
 )
 from landscape.paths.curves import Curve, curve_profile, profile_grid
-from landscape.paths.permutation import PermutationSpec
+from landscape.paths.permutation import PermutationSpec, permute_model
 
 
 def _model_at(model: nn.Module, end: dict[str, Any], device: str) -> nn.Module:
@@ -149,7 +149,8 @@ def align_runs(
         else:
             perms, aligned, _ = store.read_alignment(out, name)
             spec = PermutationSpec.from_json(json.dumps(stored["spec"]))
-            al = Alignment(perms, mb, spec, m, int(stored.get("sweeps", 0)))
+            al = Alignment(perms, permute_model(mb, spec, perms), spec, m,
+                           int(stored.get("sweeps", 0)))
         wa, wb = ea["weights"], eb["weights"]
         ev = Evaluator(copy.deepcopy(model), train, test, device=dev, l2=ea["wd"])
         grid = profile_grid(points)
@@ -183,12 +184,13 @@ def align_runs(
 
 
 def merge_runs(
-    runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, solution: str = "sgd",
+    runs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+    solution: str | Sequence[str] = "sgd",
     method: AlignMethod | str = AlignMethod.WEIGHTS, seed: int = 0,
     samples: int = 4096, name: str = "merged", device: str = "cpu",
     progress: bool = False, log: Callable[[str], None] | None = None,
 ) -> store.Solution:
-    """The aligned average of solution ``solution`` of each run, stored as a solution.
+    """The aligned average of solution ``solution`` of each run (or one name per run).
 
     ``out`` is a run file: if it does not exist it is created as a copy of the
     first run without its trajectories and analyses (its ``sgd``/``swa``
@@ -209,7 +211,11 @@ def merge_runs(
     if len(runs) < 2:
         raise UserError(f"merge needs at least two run files, got {len(runs)}; pass the "
                         "runs of several seeds")
-    ends = [_endpoint(r, solution) for r in runs]
+    names = [solution] * len(runs) if isinstance(solution, str) else list(solution)
+    if len(names) != len(runs):
+        raise UserError(f"{len(names)} solutions for {len(runs)} runs; give one solution "
+                        "for all runs or one per run")
+    ends = [_endpoint(r, s) for r, s in zip(runs, names, strict=True)]
     m = _parse_method(method)
     for r, e in zip(runs[1:], ends[1:], strict=True):
         if not torch.equal(ends[0]["weights"], e["weights"]):  # copies merge to themselves
@@ -228,9 +234,10 @@ def merge_runs(
     w = layout.read(res.model).cpu()
     b = buf.read(res.model, buffers=True).cpu()
     sol = store.Solution(name, w, b, {
-        "source": f"aligned average of {len(runs)} runs' {solution} ({m.value} "
+        "source": f"aligned average of {len(runs)} runs' {'/'.join(sorted(set(names)))} "
+                  f"({m.value} "
                   "matching, BN statistics recomputed)",
-        "runs": [{"file": str(r), "solution": solution, "sha256": _sha256(e["weights"])}
+        "runs": [{"file": str(r), "solution": e["solution"], "sha256": _sha256(e["weights"])}
                  for r, e in zip(runs, ends, strict=True)],
         "method": m.value, "rounds": res.rounds})
     sol.attrs |= solution_metrics(model, data, w, b, torch.device(dev))
@@ -241,7 +248,7 @@ def merge_runs(
         with store.edit_run(out) as f:
             store.write_solution(f, sol)
     if log:
-        log(f"merged {len(runs)} runs' {solution} into solution {name!r} of {out}: "
+        log(f"merged {len(runs)} runs' {'/'.join(names)} into solution {name!r} of {out}: "
             f"test_acc {sol.attrs.get('test_acc', float('nan')):.4f}")
     return sol
 
