@@ -17,6 +17,9 @@ The public API, by stage (``landscape.__all__`` is grouped the same way):
   :func:`swag_sample`, :func:`swag_bma`, :func:`swag_surface`) and Fast
   Geometric Ensembling (:func:`fge`), with accuracy, NLL and expected
   calibration error (:func:`predictive_metrics`);
+* **alignment** — hidden units permuted into another network's order
+  (:func:`align`), lines with REPAIR (:func:`align_paths`), aligned averages
+  (:func:`merge`);
 * **averaging** — checkpoint averaging on ``torch.optim.swa_utils``;
 * **training** — SGD and SWA into a run file (:func:`landscape.train.train`);
 * **save / load / plot** — results into a run file or a standalone HDF5 file
@@ -52,12 +55,20 @@ from landscape.gap import LineGap, line_gap, metric_gaps, train_test_shift, traj
 from landscape.models import build_model
 from landscape.params import ParamLayout
 from landscape.paths import (
+    AlignedPaths,
+    Alignment,
     Connection,
     Curve,
     CurveProfile,
+    Merged,
+    PermutationSpec,
+    align,
+    align_paths,
     barrier,
     connect,
     curve_profile,
+    merge,
+    permutation_spec,
     train_curve,
 )
 from landscape.posterior import (
@@ -117,8 +128,9 @@ __version__ = "0.1.0"
 
 _malloc.configure()  # before any large buffer: freed activations are reused, not unmapped
 
-_PLOTS = ("plot_all", "plot_checkpoints", "plot_curve_profiles", "plot_eigenvalue_density",
-          "plot_fge", "plot_history", "plot_swag_calibration", "plot_swag_samples",
+_PLOTS = ("plot_alignment", "plot_all", "plot_checkpoints", "plot_curve_profiles",
+          "plot_eigenvalue_density", "plot_fge", "plot_history",
+          "plot_swag_calibration", "plot_swag_samples",
           "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
           "plot_surface",
           "plot_surface_1d", "plot_surface_2d", "plot_surface_3d", "plot_swa_vs_sgd",
@@ -165,10 +177,13 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "swag_directions", "swag_grid", "swag_surface", "fge", "FGEConfig", "FGEResult",
     "predict_proba", "predictive_metrics", "expected_calibration_error",
     "PredictiveMetrics", "EnsembleAverage",
+    # optima modulo permutation: alignment, REPAIR, merged solutions
+    "align", "align_paths", "merge", "permutation_spec", "Alignment", "AlignedPaths",
+    "Merged", "PermutationSpec",
     # checkpoint averaging (SGD/SWA training into run files: landscape.train.train)
     "average_checkpoints", "TrainConfig",
     # results: save, load, plot
-    "save", "load", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
+    "save", "load", "plot_alignment", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
     "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
     "plot_surface", "plot_surface_1d", "plot_surface_2d", "plot_surface_3d",
     "plot_swa_vs_sgd", "plot_top_eigenvalues", "plot_width_distribution", "save_figure",

@@ -42,6 +42,7 @@ from landscape._errors import UserError
 from landscape.stats import mean_ci
 from landscape.store import (
     KINDS,
+    alignment_profiles,
     contents,
     curve_attrs,
     file_title,
@@ -801,6 +802,13 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
                 if _has(s, metric.replace("_err", "_acc")):
                     emit(plot_surface_2d(path, n, metric), f"surface_{n}_{metric}")
             emit(plot_surface_3d(path, n), f"surface_{n}_3d")
+    if surfaces is None and measures is None:
+        for n in c.get("alignments", []):
+            for metric in ("test_err", "train_loss"):
+                try:
+                    emit(plot_alignment(path, n, metric), f"alignment_{n}_{metric}")
+                except UserError:  # e.g. no test data: nothing of that metric
+                    continue
     for m in have_meas if measures is None else measures:
         if m == "checkpoints":
             emit(plot_checkpoints(path), "checkpoints")
@@ -831,6 +839,48 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
             for metric in ("acc", "nll"):
                 emit(plot_fge(path, n, metric), f"fge_{n}_{metric}")
     return written
+
+
+# =========================================================================== alignments
+#: Colour and label of each profile of an alignment.
+_PROFILE_STYLE = {"line": (OKABE_ITO["black"], "raw line"),
+                  "aligned": (OKABE_ITO["blue"], "aligned line"),
+                  "repair": (OKABE_ITO["green"], "aligned + REPAIR"),
+                  "curve": (OKABE_ITO["vermillion"], "trained curve")}
+
+
+def plot_alignment(path: str | os.PathLike, name: str, metric: str = "test_err", *,
+                   ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """One metric along the raw line, the aligned line, REPAIR and the curve, over t.
+
+    The legend gives each profile's barrier, max_t e(t) - (e(0) + e(1))/2.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If no stored profile has ``metric``.
+    """
+    profiles = alignment_profiles(path, name)
+    with style():
+        fig, ax = _axes(ax)
+        drawn = 0
+        for which, p in profiles.items():
+            if metric not in p.metrics:
+                continue
+            color, label = _PROFILE_STYLE.get(which, (OKABE_ITO["purple"], which))
+            scale = 100.0 if metric.endswith("_err") else 1.0
+            bar = p.barriers.get(metric, float("nan")) * scale
+            ax.plot(p.t, p.metrics[metric] * scale, color=color, lw=2,
+                    label=f"{label} (barrier {bar:.3g})")
+            drawn += 1
+        if not drawn:
+            raise UserError(f"alignment {name!r} of {path} has no {metric} profile")
+        ax.set_xlabel("t (A at 0, B at 1)")
+        ax.set_ylabel(_label(metric) if metric != "test_err" else "test error (%)")
+        ax.set_title(f"{Path(path).stem}: {name}")
+        ax.legend()
+    return fig, ax
 
 
 # =========================================================================== controls

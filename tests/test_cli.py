@@ -50,7 +50,8 @@ def test_flags_mean_one_thing() -> None:
     flags = {name: {s for a in p._actions for s in a.option_strings}
              for name, p in sub.items()}
     assert {n for n, f in flags.items() if "--batch-size" in f} == {"train", "connect", "fge"}
-    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo", "connect"}
+    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo", "connect",
+                                                             "align", "merge"}
     assert {"plot", "reproduce", "demo"} <= {n for n, f in flags.items() if "--out-dir" in f}
     assert not any("--solution" in f or "--runs" in f or "--report" in f
                    for f in flags.values())

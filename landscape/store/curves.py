@@ -149,16 +149,35 @@ def write_profile(path: str | os.PathLike, name: str, which: str,
     """
     with edit_file(path, kinds=CURVE_KINDS) as f:
         g = f["curves"][name]
-        p = new_group(g, f"profiles/{which}")
-        write_array(p, "t", profile.t)
-        for k, v in profile.metrics.items():
-            write_array(p, k, v)
-        set_attrs(p, {"l2": profile.l2, "bn": profile.bn})
-        for k, v in profile.barriers.items():
-            p.attrs[f"{k}_barrier"] = v
-            g.attrs[f"{which}_{k}_barrier"] = v
+        profile_group(g, which, profile)
         if complete:
             g.attrs["complete"] = True
+
+
+def profile_group(g: h5py.Group, which: str, profile: CurveProfile) -> None:
+    """Write ``profile`` to ``g/profiles/<which>`` and its barriers into ``g``'s attrs."""
+    p = new_group(g, f"profiles/{which}")
+    write_array(p, "t", profile.t)
+    for k, v in profile.metrics.items():
+        write_array(p, k, v)
+    set_attrs(p, {"l2": profile.l2, "bn": profile.bn})
+    for k, v in profile.barriers.items():
+        p.attrs[f"{k}_barrier"] = v
+        g.attrs[f"{which}_{k}_barrier"] = v
+
+
+def profile_of(g: h5py.Group, which: str) -> CurveProfile | None:
+    """The profile ``g/profiles/<which>``, or ``None`` if absent.
+
+    Returns:
+        The profile.
+    """
+    p = g.get(f"profiles/{which}")
+    if p is None:
+        return None
+    metrics = {k: p[k][()] for k in p if k != "t"}
+    return CurveProfile(p["t"][()], metrics, float(p.attrs.get("l2", 0.0)),
+                        str(plain(p.attrs.get("bn", "keep"))))
 
 
 def read_profile(path: str | os.PathLike, name: str, which: str) -> CurveProfile | None:
@@ -168,12 +187,8 @@ def read_profile(path: str | os.PathLike, name: str, which: str) -> CurveProfile
         The profile.
     """
     with open_file(path, CURVE_KINDS) as f:
-        p = f.get(f"curves/{name}/profiles/{which}")
-        if p is None:
-            return None
-        metrics = {k: p[k][()] for k in p if k != "t"}
-        return CurveProfile(p["t"][()], metrics, float(p.attrs.get("l2", 0.0)),
-                            str(plain(p.attrs.get("bn", "keep"))))
+        g = f.get(f"curves/{name}")
+        return None if g is None else profile_of(g, which)
 
 
 def describe_curves(f: h5py.File) -> list[str]:

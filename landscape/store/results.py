@@ -243,7 +243,8 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
     Returns:
         ``{"kind", "surfaces": {name: dim}, "measures": [names], "units":
         {measure: units}, "history": bool, "checkpoints": bool, "curves": [names
-        with both profiles], "swag": bool (an evaluation is stored), "fge": [names]}``.
+        with both profiles], "swag": bool (an evaluation is stored), "fge": [names],
+        "alignments": [names]}``.
     """
     from landscape.store.curves import curve_names
     from landscape.store.measures import measure_units, measured_solutions
@@ -262,7 +263,8 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
                            if f"{n}/profiles/curve" in f["curves"]
                            and f"{n}/profiles/line" in f["curves"]],
                 "swag": "swag/evaluation" in f,
-                "fge": [n for n in fge_names(f) if "history" in f["fge"][n]]}
+                "fge": [n for n in fge_names(f) if "history" in f["fge"][n]],
+                "alignments": list(f["alignments"]) if "alignments" in f else []}
 
 
 def run_solutions_table(path: str | os.PathLike) -> str:
@@ -347,6 +349,11 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
         from landscape.store.posterior import describe_posterior
 
         lines.extend(describe_posterior(f))
+        if "alignments" in f:
+            from landscape.store.align import describe_alignments
+
+            lines.append("alignments:")
+            lines.extend(describe_alignments(f))
         if tree:
             lines.append("tree:")
 
