@@ -12,7 +12,9 @@ activation matching at most two forward passes over the inputs it uses.
   ``--repeats``;
 * ``activation_matching``: ``align(..., method="activations")`` on ``--samples``
   train inputs against one eval-mode forward pass of one network over the same
-  inputs (the same batch size, 1024), medians;
+  inputs (the same batch size, 1024), medians; ``assignment_s`` is the part of
+  it spent in ``linear_sum_assignment`` (one per group, on the correlation
+  matrices), the rest is recording both networks and their cross-moments;
 * ``width``: weight matching of two untrained 784-w-w-10 MLPs (random init,
   different seeds) for several widths w, and its number of sweeps.
 
@@ -24,6 +26,7 @@ One thread (``torch.set_num_threads(1)``): the machine is shared.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import statistics
@@ -39,6 +42,8 @@ from landscape import align
 from landscape.data import load_dataset
 from landscape.models import build_model
 
+# the module (``landscape.paths.align`` as an attribute is the function ``align``)
+_align_mod = importlib.import_module("landscape.paths.align")
 RESULTS = Path(__file__).parent / "results" / "align.json"
 MNIST = Path("/work/shared/data/mnist")
 
@@ -100,6 +105,8 @@ def bench_model(name: str, kwargs: dict, x: Tensor, y: Tensor, samples: int,
     data = (x, y)
     am = _median(lambda: align(a, b, data, method="activations", samples=samples),
                  repeats)
+    lsa = _assignment_seconds(lambda: align(a, b, data, method="activations",
+                                            samples=samples))
     fwd = _median(lambda: _forward(a, x[:samples]), repeats)
     row = {"model": name, "kwargs": kwargs,
            "params": sum(p.numel() for p in a.parameters()),
@@ -107,11 +114,31 @@ def bench_model(name: str, kwargs: dict, x: Tensor, y: Tensor, samples: int,
            "epoch_s": epochs[1], "weight_matching_s": wm,
            "weight_matching_per_epoch": wm / epochs[1],
            "activation_samples": samples, "forward_s": fwd, "activation_matching_s": am,
-           "activation_matching_per_forward": am / fwd}
+           "activation_matching_per_forward": am / fwd, "assignment_s": lsa,
+           "activation_matching_without_assignment_per_forward": (am - lsa) / fwd}
     print(f"{name}: epoch {epochs[1]:.2f} s, weight matching {wm:.3f} s "
           f"({wm / epochs[1]:.3f} epochs, {res.sweeps} sweeps); activation matching "
-          f"{am:.3f} s vs one forward pass {fwd:.3f} s ({am / fwd:.2f}x)", flush=True)
+          f"{am:.3f} s vs one forward pass {fwd:.3f} s ({am / fwd:.2f}x; assignment "
+          f"{lsa:.3f} s)", flush=True)
     return row
+
+
+def _assignment_seconds(fn: Callable[[], object]) -> float:
+    """Seconds that one call of ``fn`` spends in activation matching's assignments."""
+    real, spent = _align_mod._assign, []
+
+    def timed(S: Tensor) -> Tensor:
+        t0 = time.perf_counter()
+        out = real(S)
+        spent.append(time.perf_counter() - t0)
+        return out
+
+    _align_mod._assign = timed
+    try:
+        fn()
+    finally:
+        _align_mod._assign = real
+    return sum(spent)
 
 
 def bench_width(widths: list[int], repeats: int) -> list[dict]:

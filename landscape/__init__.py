@@ -66,6 +66,8 @@ from landscape.paths import (
     align_paths,
     barrier,
     connect,
+    curve_plane_coords,
+    curve_plane_grid,
     curve_profile,
     merge,
     permutation_spec,
@@ -128,7 +130,8 @@ __version__ = "0.1.0"
 
 _malloc.configure()  # before any large buffer: freed activations are reused, not unmapped
 
-_PLOTS = ("plot_alignment", "plot_all", "plot_checkpoints", "plot_curve_profiles",
+_PLOTS = ("plot_alignment", "plot_all", "plot_checkpoints", "plot_curve_plane",
+          "plot_curve_profiles",
           "plot_eigenvalue_density", "plot_fge", "plot_history",
           "plot_swag_calibration", "plot_swag_samples",
           "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
@@ -171,7 +174,7 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "line_gap", "trajectory_gaps", "train_test_shift", "metric_gaps", "LineGap",
     # curves between solutions
     "connect", "curve_profile", "train_curve", "barrier", "Curve", "CurveProfile",
-    "Connection", "ConnectConfig",
+    "Connection", "ConnectConfig", "curve_plane_grid", "curve_plane_coords",
     # posteriors and ensembles: SWAG, FGE, calibration
     "SwagCollector", "SwagMoments", "swag_moments", "swag_sample", "swag_bma", "SwagBMA",
     "swag_directions", "swag_grid", "swag_surface", "fge", "FGEConfig", "FGEResult",
@@ -187,7 +190,8 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
     "plot_surface", "plot_surface_1d", "plot_surface_2d", "plot_surface_3d",
     "plot_swa_vs_sgd", "plot_top_eigenvalues", "plot_width_distribution", "save_figure",
-    "plot_curve_profiles", "plot_swag_calibration", "plot_swag_samples", "plot_fge",
+    "plot_curve_profiles", "plot_curve_plane", "plot_swag_calibration", "plot_swag_samples",
+    "plot_fge",
     # errors
     "UserError",
 ]

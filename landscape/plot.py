@@ -628,6 +628,46 @@ def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train
     return fig, ax
 
 
+def plot_curve_plane(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
+                     ax: Axes | None = None, levels: int = 25) -> tuple[Figure, Axes]:
+    """A curve's plane (Garipov et al.'s Figure 1) with the curve and the line drawn on it.
+
+    The contours of ``metric`` on the plane through both endpoints and the
+    bend (:func:`plot_surface_2d`), the curve projected onto it at the
+    profile's ``t`` and the straight line from ``a`` to ``b``.
+
+    Args:
+        path: File with the surface (``landscape connect --plane``).
+        name: Surface name (``<curve>_plane``).
+        metric: ``train_loss``, ``train_err``, ``test_loss`` or ``test_err``.
+        ax: Axes to draw into.
+        levels: Number of contour levels.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the surface is not a curve's plane.
+    """
+    from landscape.store import read_curve_plane
+
+    drawn = read_curve_plane(path, name)
+    if drawn is None:
+        raise UserError(f"surface {name!r} of {path} is not a curve's plane; make one "
+                        "with `landscape connect ... --plane`")
+    curve, _, xy = drawn
+    fig, ax = plot_surface_2d(path, name, metric, ax=ax, levels=levels)
+    s = read_surface(path, name)
+    a, b = s.grid.points["a"], s.grid.points["b"]
+    with style():
+        ax.plot([a[0], b[0]], [a[1], b[1]], ls="--", color=COLORS["sgd"], lw=1.5,
+                label="line", zorder=3)
+        ax.plot(xy[:, 0], xy[:, 1], "-", color=OKABE_ITO["vermillion"], lw=2,
+                marker=".", ms=4, label=f"curve {curve}", zorder=3)
+        ax.legend(loc="best", frameon=True, framealpha=0.8, fontsize=8)
+    return fig, ax
+
+
 def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
                           ) -> tuple[Figure, Axes]:
     """Reliability diagram of SWAG's Bayesian model average, SWA and SGD.
@@ -798,9 +838,10 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
             emit(plot_surface_1d(path, n), f"surface_{n}")
         else:
             s = read_surface(path, n)  # a surface of train data only has no test error
+            draw = plot_curve_plane if s.attrs.get("curve") else plot_surface_2d
             for metric in ("train_loss", "test_err"):
                 if _has(s, metric.replace("_err", "_acc")):
-                    emit(plot_surface_2d(path, n, metric), f"surface_{n}_{metric}")
+                    emit(draw(path, n, metric), f"surface_{n}_{metric}")
             emit(plot_surface_3d(path, n), f"surface_{n}_3d")
     if surfaces is None and measures is None:
         for n in c.get("alignments", []):

@@ -482,3 +482,22 @@ def test_bad_alignment_inputs_are_one_line_errors_and_lose_nothing(seed_runs, tm
     assert "invalid choice" in error("align", a, b, "--method", "cosine", "--out",
                                      str(out))
     assert out.read_bytes() == before
+
+
+def test_merge_into_a_run_of_other_data_is_a_one_line_error(seed_runs, tmp_path,
+                                                            capsys) -> None:
+    import shutil
+
+    from landscape.cli import main
+
+    out = tmp_path / "other_data.h5"  # the same model, trained on 400 samples
+    shutil.copy(seed_runs["data"], out)
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["merge", str(seed_runs["a"]), str(seed_runs["b"]), "--out", str(out),
+                 "--quiet"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert len(err) == 1
+    assert "different data" in err[0]
+    assert str(out) in err[0]
+    assert out.read_bytes() == before

@@ -229,6 +229,50 @@ def _record(gm: fx.GraphModule, names: Sequence[str], x: Tensor) -> dict[str, Te
     return rec.values
 
 
+def _recording(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
+    """A module of ``gm``'s graph that returns the outputs of the named nodes, in order.
+
+    Generated code, not an interpreter, so recording costs no more than the
+    forward pass; nodes that no named output needs (e.g. the last layer) are
+    dropped.  It shares ``gm``'s submodules.
+
+    Returns:
+        The module; calling it gives a tuple of tensors.
+    """
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    graph.graph_copy(gm.graph, env)
+    by_name = {n.name: env[n] for n in gm.graph.nodes if n.op != "output"}
+    graph.output(tuple(by_name[s] for s in names))
+    rec = fx.GraphModule(gm, graph)
+    rec.graph.eliminate_dead_code()
+    rec.recompile()
+    return rec
+
+
+def _cross_moments(a: Tensor, b: Tensor) -> list[Tensor]:
+    r"""Per-channel :math:`\sum a`, :math:`\sum b`, :math:`\sum a^2`, :math:`\sum b^2`
+    and :math:`\sum a b^\top` of two ``(N, C, *spatial)`` (or ``(N, C)``) activations.
+
+    Summed over samples and positions in float32 (one batch), returned in float64
+    for the running sums.  Spatial activations stay in place: one batched GEMM over
+    the ``(C, positions)`` view of each sample, no channel-last copy.
+
+    Returns:
+        ``[sa (C,), sb (C,), saa (C,), sbb (C,), sab (C, C)]``.
+    """
+    a, b = a.float(), b.float()
+    if a.ndim > 2:
+        A, B = a.flatten(2), b.flatten(2)  # (N, C, positions)
+        dims: tuple[int, ...] = (0, 2)
+        sab = torch.bmm(A, B.transpose(1, 2)).sum(0)
+    else:
+        A, B, dims = a, b, (0,)
+        sab = A.T @ B
+    return [t.double() for t in (A.sum(dims), B.sum(dims), (A * A).sum(dims),
+                                 (B * B).sum(dims), sab)]
+
+
 def _channels(x: Tensor) -> Tensor:
     """``(N, C, *spatial)`` activations as ``(N * prod(spatial), C)``."""
     return x.movedim(1, -1).reshape(-1, x.shape[1]) if x.ndim > 2 else x
@@ -280,18 +324,17 @@ def activation_matching(
     count: dict[str, int] = {}
     try:
         batches = _inputs(data, samples, dev, dtype)
+        rec_a, rec_b = _recording(gm_a, sites), _recording(gm_b, sites)
         with _progress(progress, len(batches), "activation matching") as bar:
             for xb in batches:
-                va, vb = _record(gm_a, sites, xb), _record(gm_b, sites, xb)
-                for s in sites:
-                    a, b = _channels(va[s]).float(), _channels(vb[s]).float()
-                    st = [t.double() for t in (a.sum(0), b.sum(0), (a * a).sum(0),
-                                               (b * b).sum(0), a.T @ b)]
+                for s, va, vb in zip(sites, rec_a(xb), rec_b(xb), strict=True):
+                    st = _cross_moments(va, vb)
                     if s in acc:
-                        acc[s] = [u + v for u, v in zip(acc[s], st, strict=True)]
+                        for u, v in zip(acc[s], st, strict=True):
+                            u += v
                     else:
                         acc[s] = st
-                    count[s] = count.get(s, 0) + a.shape[0]
+                    count[s] = count.get(s, 0) + va.numel() // va.shape[1]
                 bar.update(1)
     finally:
         gm_a.train(was[0])
