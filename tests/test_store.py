@@ -264,3 +264,16 @@ def test_stage_attrs_keep_finished_work_made_with_the_same_parameters(tmp_path) 
     assert store.stage_attrs(p, "seed0/sgd", {"config": {"lr": 0.3}}) is None
     assert store.stage_attrs(p, "seed1/sgd") is None
     assert store.stage_attrs(p, "tune/swa") == {"best": {"lr": 0.2}}
+
+
+def test_contents_has_a_history_only_with_two_evaluated_epochs(
+        tiny_run: Path, tiny_config, tmp_path: Path) -> None:
+    from landscape.train import train
+
+    assert store.contents(tiny_run)["history"]  # evaluated every epoch
+    end_only = tmp_path / "end.h5"
+    train(tiny_config.replace(eval_every=0, swa=False, record_every=0), end_only,
+          progress=False, log=lambda _: None)
+    acc = store.read_history(end_only)["runs"]["sgd"]["test_acc"]
+    assert np.isfinite(acc).tolist() == [False] * (len(acc) - 1) + [True]
+    assert not store.contents(end_only)["history"]  # one point draws no curve

@@ -116,7 +116,8 @@ def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Pa
                             dest / "averaging")
     for run in result.get("extra", {}).get("runs", [])[:1]:
         figs += plot.save_figure(plot.plot_checkpoints(run)[0], dest / "checkpoints")
-        figs += plot.save_figure(plot.plot_history(run)[0], dest / "history")
+        if store.contents(run)["history"]:  # not with --eval-every 0
+            figs += plot.save_figure(plot.plot_history(run)[0], dest / "history")
     return figs
 
 

@@ -242,9 +242,9 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns:
         ``{"kind", "surfaces": {name: dim}, "measures": [names], "units":
-        {measure: units}, "history": bool, "checkpoints": bool, "curves": [names
-        with both profiles], "swag": bool (an evaluation is stored), "fge": [names],
-        "alignments": [names]}``.
+        {measure: units}, "history": bool (accuracy at two or more epochs),
+        "checkpoints": bool, "curves": [names with both profiles], "swag": bool (an
+        evaluation is stored), "fge": [names], "alignments": [names]}``.
     """
     from landscape.store.curves import curve_names
     from landscape.store.measures import measure_units, measured_solutions
@@ -257,7 +257,7 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
         meas = sorted({m for s in measured_solutions(f) for m, o in f["measures"][s].items()
                        if isinstance(o, h5py.Group)})
         return {"kind": str(plain(f.attrs.get("kind", ""))), "surfaces": dims,
-                "measures": meas, "units": measure_units(f), "history": "history" in f,
+                "measures": meas, "units": measure_units(f), "history": _has_curves_per_epoch(f),
                 "checkpoints": "measures/checkpoints/test_acc" in f,
                 "curves": [n for n in curve_names(f)
                            if f"{n}/profiles/curve" in f["curves"]
@@ -265,6 +265,14 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
                 "swag": "swag/evaluation" in f,
                 "fge": [n for n in fge_names(f) if "history" in f["fge"][n]],
                 "alignments": list(f["alignments"]) if "alignments" in f else []}
+
+
+def _has_curves_per_epoch(f: h5py.File) -> bool:
+    """Whether some run was evaluated at two or more epochs (``--eval-every 0`` keeps
+    only the last, which draws no curve)."""
+    return "history" in f and any(
+        isinstance(g, h5py.Group) and "test_acc" in g
+        and int(np.isfinite(g["test_acc"][()]).sum()) > 1 for g in f["history"].values())
 
 
 def run_solutions_table(path: str | os.PathLike) -> str:
