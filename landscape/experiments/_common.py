@@ -369,6 +369,18 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     Returns:
         The report path.
     """
+    path = out / "REPORT.md"
+    path.write_text(report_text(out, exp, seeds, result, command, figures, seconds))
+    return path
+
+
+def report_text(out: Path, exp: Experiment, seeds: Sequence[int], result: Mapping,
+                command: str, figures: Sequence[Path], seconds: float) -> str:
+    """The Markdown of :func:`write_report` (a function of the results file's contents).
+
+    Returns:
+        The text.
+    """
     cfg = exp.cfg
     protocol = _protocols()[exp.protocol]
     m = result["metrics"]
@@ -416,9 +428,7 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     lines += protocol.report(exp, result, figures, out)
     lines += ["", f"Per-seed values: `results.h5` (`landscape plot {out / 'results.h5'} "
               f"--out-dir {out}`)."]
-    path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def _series(results: Mapping[str, Any]) -> dict[str, np.ndarray]:
