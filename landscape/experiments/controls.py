@@ -46,11 +46,8 @@ import copy
 import dataclasses
 import itertools
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +66,9 @@ from landscape.experiments._common import (
     figure_lines,
     register_protocol,
 )
-from landscape.experiments.paper import scalars
+from landscape.experiments._runner import map_seeds, stack, worker_count
 from landscape.params import ParamLayout
-from landscape.sharpness import adaptive_sharpness, pacbayes_sigma
+from landscape.sharpness import adaptive_sharpness, headlines, pacbayes_sigma
 from landscape.sharpness._registry import (
     MeasureConfig,
     MeasureContext,
@@ -110,7 +107,7 @@ def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
 
 def _headlines() -> list[tuple[str, Any]]:
     """``(measure, headline)`` of every headline the reports tabulate."""
-    return scalars()
+    return headlines()
 
 
 def _measures() -> list[str]:
@@ -138,42 +135,21 @@ def run_controls(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
                         f"batch), got {st['large_batch']} and {exp.cfg.batch_size}")
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [dict(cfg=exp.cfg.to_dict(), seed=s, runs=str(runs_dir), st=st) for s in seeds]
-    workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
-    if workers <= 1:
-        done = [_seed_task(**t, log=log) for t in tasks]
-    else:
-        log(f"[controls] {len(tasks)} seeds in {workers} worker processes")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            done = list(pool.map(_seed_worker, tasks))
-    metrics: dict[str, dict[str, list[float]]] = {}
+    done = map_seeds(_seed_task, tasks, worker_count(st["workers"], len(tasks)), log,
+                     name="controls", threads=exp.cfg.threads)
+    per_seed = stack(done)
+    metrics: dict[str, dict[str, list[float]]] = per_seed["metrics"]
     extra: dict[str, Any] = {"settings": st, "seeds": list(seeds), "runs": runs_dir.as_posix(),
-                             "batch": {a: {} for a in ARMS}, "dinh": {}, "geometry": []}
-    for d in done:
-        for m, cols in d["metrics"].items():
-            for k, v in cols.items():
-                metrics.setdefault(m, {}).setdefault(k, []).append(v)
-        for arm, cols in d["batch"].items():
-            for k, v in cols.items():
-                extra["batch"][arm].setdefault(k, []).append(v)
-        for key, cols in d["dinh"].items():
-            for k, v in cols.items():
-                extra["dinh"].setdefault(key, {}).setdefault(k, []).append(v)
-        extra["geometry"].append(d["geometry"])
+                             "batch": {a: {} for a in ARMS} | per_seed["batch"],
+                             "dinh": per_seed["dinh"], "geometry": per_seed["geometry"]}
     return {"metrics": metrics, "extra": extra}
 
 
-def _seed_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """:func:`_seed_task` in a worker process, logging to its stdout."""
-    if task["cfg"].get("threads"):
-        torch.set_num_threads(int(task["cfg"]["threads"]))
-    return _seed_task(**task, log=lambda m: print(m, flush=True))
-
-
-def _seed_task(*, cfg: dict[str, Any], seed: int, runs: str, st: Mapping[str, Any],
-               log: Log) -> dict[str, Any]:
+def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     """The three controls of one seed; plain data in and out."""
     from landscape.config import from_dict
+
+    cfg, seed, runs, st = task["cfg"], task["seed"], task["runs"], task["st"]
 
     base = from_dict(cfg, TrainConfig).replace(seed=seed, swa=False)
     runs_dir = Path(runs)

@@ -24,11 +24,8 @@ SGD-vs-SWA differences are paired over seeds.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +47,11 @@ from landscape.experiments._common import (
     register_protocol,
     verdict,
 )
-from landscape.sharpness import Headline, specs
+from landscape.experiments._runner import map_seeds, stack, worker_count
+from landscape.sharpness import Headline, headlines
 
 #: The flatness measures computed for both solutions of every seed (``measures``).
 MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
-
-
-def scalars() -> list[tuple[str, Headline]]:
-    """``(measure, headline)`` of every registered headline the report tabulates.
-
-    Returns:
-        The pairs, in registry order.
-    """
-    return [(name, h) for name, sp in specs().items() for h in sp.headline if h.report]
 
 
 def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,64 +104,27 @@ def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     runs_dir.mkdir(parents=True, exist_ok=True)
     n_measure = len(seeds) if st["measure_seeds"] is None else int(st["measure_seeds"])
     tasks = []
+    workers = worker_count(st["workers"], len(seeds))
     for i, s in enumerate(seeds):
         path = main_run if (main_run is not None and i == 0) else runs_dir / f"seed{s}.h5"
         tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), st=st,
-                          measure=i < n_measure, main=i == 0))
-    workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
-    t0 = time.perf_counter()
-
-    def finished(d: dict[str, Any], k: int) -> None:
-        el = time.perf_counter() - t0
-        log(f"[paper] {k}/{len(tasks)} seeds done ({el:.0f} s, ETA "
-            f"{el / k * (len(tasks) - k):.0f} s)")
-
-    if workers <= 1:
-        done = []
-        for k, t in enumerate(tasks, start=1):
-            done.append(_seed_task(**t, log=log, progress=progress))
-            finished(done[-1], k)
-    else:
-        log(f"[paper] {len(tasks)} seeds in {workers} worker processes")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futs = [pool.submit(_seed_worker, t) for t in tasks]
-            for k, fut in enumerate(as_completed(futs), start=1):
-                finished(fut.result(), k)
-            done = [f.result() for f in futs]  # seed order
-    methods = ["sgd", "swa_last"] + [_budget_name(b) for b in budgets]
-    metrics: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
-    measured: dict[str, dict[str, list[float]]] = {"sgd": {}, "swa": {}}
-    gap: dict[str, list[float]] = {}
-    for d in done:
-        for m, cols in d["metrics"].items():
-            for k, v in cols.items():
-                metrics[m].setdefault(k, []).append(v)
-        for sol, cols in d["measured"].items():
-            for k, v in cols.items():
-                measured[sol].setdefault(k, []).append(v)
-        for k, v in d["gap"].items():
-            gap.setdefault(k, []).append(v)
-    return {"metrics": metrics,
-            "extra": {"runs": [d["path"] for d in done], "main": done[0]["path"],
-                      "measures": measured, "gap": gap, "settings": st,
+                          measure=i < n_measure, main=i == 0,
+                          progress=progress and workers <= 1))
+    done = map_seeds(_seed_task, tasks, workers, log, name="paper", threads=cfg.threads)
+    per_seed = stack(done)
+    return {"metrics": per_seed["metrics"],
+            "extra": {"runs": per_seed["path"], "main": done[0]["path"],
+                      "measures": {"sgd": {}, "swa": {}, **per_seed["measured"]},
+                      "gap": per_seed["gap"],
+                      "settings": st,
                       "measure_seeds": [t["seed"] for t in tasks if t["measure"]]}}
 
 
-def _seed_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """:func:`_seed_task` in a worker process, logging to its stdout."""
-    cfg = task["cfg"]
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg["threads"]))
-    return _seed_task(**task, log=lambda m: print(m, flush=True), progress=False)
-
-
-def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, Any],
-               measure: bool, main: bool, log: Log, progress: bool) -> dict[str, Any]:
+def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     """Everything of one seed: training, budgets, measures, gap (and, for the
     first seed, the figures' surfaces and rays).  Plain data in and out."""
+    cfg, seed, path, st = task["cfg"], task["seed"], task["path"], task["st"]
+    measure, main, progress = task["measure"], task["main"], task["progress"]
     from landscape.config import from_dict, load_data
     from landscape.jobs import measure_gap, measure_solution
     from landscape.sharpness import MeasureConfig
@@ -217,7 +169,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
             res = measure_solution(run, sol, st["measures"], common, params,
                                    progress=progress)
             measured[sol] = {h.label: float(res[m].get(h.key, math.nan))
-                             for m, h in scalars() if m in res}
+                             for m, h in headlines() if m in res}
         g = measure_gap(run, grid=f"-0.5:1.5:{st['gap_points']}", progress=progress)
         line = g["line"]
         gap = {"shift (L2), train loss CE + wd/2·‖θ‖²": line.shift.shift,
@@ -322,7 +274,7 @@ def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[
     from landscape.stats import mean_ci
 
     rows = ["| measure | SGD | SWA | SWA / SGD (paired) |", "|---|---|---|---|"]
-    for label in (h.label for _, h in scalars()):
+    for label in (h.label for _, h in headlines()):
         a = np.asarray(measured["sgd"].get(label, []), float)
         b = np.asarray(measured["swa"].get(label, []), float)
         if not a.size:
@@ -465,7 +417,7 @@ def _log_ratios(measured: Mapping[str, Mapping[str, Sequence[float]]]
     from landscape.stats import mean_ci
 
     out = []
-    for _, head in scalars():
+    for _, head in headlines():
         a = np.asarray(measured["sgd"].get(head.label, []), float)
         b = np.asarray(measured["swa"].get(head.label, []), float)
         ok = np.isfinite(a) & np.isfinite(b) & (a != 0)

@@ -32,16 +32,12 @@ each), largest first; a progress line follows every finished cell.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import multiprocessing
-import os
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +53,7 @@ from landscape.experiments._common import (
     figure_lines,
     register_protocol,
 )
+from landscape.experiments._runner import Workers, worker_count
 from landscape.stats import mean_ci
 
 #: The per-seed metrics of every cell (``/metrics/<cell>/<metric>``).
@@ -257,15 +254,12 @@ def run_unit(cfg: Mapping[str, Any], path: str, st: Mapping[str, Any]) -> dict[s
     return {**out, "kept": False}
 
 
-def _unit_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_unit` in a worker process (one torch thread)."""
-    import torch
-
-    torch.set_num_threads(int(task["cfg"].get("threads") or 1))
+def _unit_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
+    """:func:`run_unit` as a task of :class:`~landscape.experiments._runner.Workers`."""
     return run_unit(task["cfg"], task["path"], task["st"])
 
 
-def _prepare_worker(cfg: dict[str, Any]) -> int:
+def _prepare_data(cfg: dict[str, Any], log: Log) -> int:
     """Generate (and cache) one seed's data, so units never race to write the cache."""
     return len(load_data(from_dict(cfg, TrainConfig)).y_train)
 
@@ -336,35 +330,16 @@ def run_regimes(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     lay = design(exp)
     cells = lay["cells"]
     runs_dir.mkdir(parents=True, exist_ok=True)
-    n_units = len(cells) * len(seeds)
-    workers = min(n_units, int(st["workers"] or os.cpu_count() or 1))
-    with _pool(workers) as pool:
-        return _run(exp, st, lay, seeds, out, log, runs_dir, pool, workers)
-
-
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes (``None``: run in this process), cancelled on an error."""
-    if workers <= 1:
-        yield None
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    workers = worker_count(st["workers"], len(cells) * len(seeds))
+    with Workers(workers, log, threads=int(exp.cfg.threads or 1)) as pool:
+        return _run(exp, st, lay, seeds, out, log, runs_dir, pool)
 
 
 def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequence[int],
-         out: Path, log: Log, runs_dir: Path, pool: ProcessPoolExecutor | None,
-         workers: int) -> dict[str, Any]:
+         out: Path, log: Log, runs_dir: Path, pool: Workers) -> dict[str, Any]:
     cells = lay["cells"]
-    seed_cfgs = [exp.cfg.replace(seed=s).to_dict() for s in seeds]
-    if pool is None:  # each seed's data is generated once, before any unit reads it
-        for c in seed_cfgs:
-            _prepare_worker(c)
-    else:
-        list(pool.map(_prepare_worker, seed_cfgs))
+    # each seed's data is generated once, before any unit reads it
+    pool.map(_prepare_data, [exp.cfg.replace(seed=s).to_dict() for s in seeds])
     d0 = load_data(exp.cfg.replace(seed=seeds[0]))
     steps: dict[str, float] = {}
     tasks: list[dict[str, Any]] = []
@@ -381,14 +356,15 @@ def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequen
                           "path": str(folder / f"seed{s}.h5"), "st": st, "cost": cost})
     tasks.sort(key=lambda t: -t["cost"])  # largest first: the pool's tail is short
     log(f"[regimes] {len(cells)} cells × {len(seeds)} seeds = {len(tasks)} units in "
-        f"{workers} worker process(es)")
+        f"{pool.n} worker process(es)")
 
     per_cell: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in cells}
     total = sum(t["cost"] for t in tasks)
     t0 = time.perf_counter()
     done_cost = kept_cost = 0.0
     n_done = 0
-    for task, res in _run_tasks(tasks, pool):
+    for i, res in pool.as_completed(_unit_task, tasks):
+        task = tasks[i]
         per_cell[task["cell"]][task["seed"]] = res
         if res["kept"]:
             kept_cost += task["cost"]
@@ -426,21 +402,6 @@ def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequen
                            "overrides": cells[regime]["overrides"],
                            "paper_overrides": over, "paper_toml": toml.name}
     return {"metrics": metrics, "extra": extra}
-
-
-def _run_tasks(tasks: Sequence[dict[str, Any]], pool: ProcessPoolExecutor | None
-               ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(task, result)`` as units finish (in this process without a pool)."""
-    if pool is None:
-        for t in tasks:
-            yield t, run_unit(t["cfg"], t["path"], t["st"])
-        return
-    pending = {pool.submit(_unit_worker, t): t for t in tasks}
-    while pending:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in done:
-            t = pending.pop(fut)
-            yield t, fut.result()
 
 
 def _cell_metrics(results: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]

@@ -56,6 +56,7 @@ from landscape.experiments._common import (
     register_protocol,
     verdict,
 )
+from landscape.experiments._runner import Workers, worker_count
 from landscape.params import ParamLayout
 
 _SEARCH_KEYS = {"batch_size", "lr", "momentum", "patience", "epochs", "swa_lr_ratio"}
@@ -237,8 +238,8 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
         m: {k: [] for k in ("cv_acc", "stop_epoch", "train_acc", "test_acc")}
         for m in ("sgd", "swa")}
     submissions: list[str] = []
-    workers = min(int(s["folds"]), int(s.get("workers") or os.cpu_count() or 1))
-    with _pool(workers) as pool:
+    workers = worker_count(s.get("workers"), int(s["folds"]))
+    with Workers(workers, log) as pool:
         _cv_seeds(exp, seeds, data0, best, frac, pool, metrics, submissions, out, log,
                   threads=threads, progress=progress, stamp=stamp, seconds=seconds)
     return {"metrics": metrics, "extra": {
@@ -353,11 +354,13 @@ def _cv_seeds(exp: Experiment, seeds: Sequence[int], data0: TensorData,
             f"ETA {el * (len(seeds) - i - 1):.0f} s)")
 
 
-def _fold_stop(cfg: dict[str, Any], data: TensorData, train_idx: torch.Tensor,
-               val_idx: torch.Tensor, method: str, patience: int) -> tuple[int, float]:
-    """Early-stopping epoch and validation accuracy of one CV fold (picklable)."""
+def _fold_stop(task: tuple[dict[str, Any], TensorData, torch.Tensor, torch.Tensor, str, int],
+               log: Log) -> tuple[int, float]:
+    """Early-stopping epoch and validation accuracy of one CV fold: ``task`` is
+    ``(config dict, data, train indices, validation indices, method, patience)``."""
     from landscape.config import from_dict
 
+    cfg, data, train_idx, val_idx, method, patience = task
     c = from_dict(cfg, TrainConfig)
     if c.threads:
         torch.set_num_threads(c.threads)
@@ -365,19 +368,8 @@ def _fold_stop(cfg: dict[str, Any], data: TensorData, train_idx: torch.Tensor,
     return early_stop(_monitor(f.history, method), patience)
 
 
-def _pool(workers: int) -> Any:
-    """A pool of ``workers`` spawned processes (``None`` for one worker)."""
-    if workers <= 1:
-        return contextlib.nullcontext(None)
-    from concurrent.futures import ProcessPoolExecutor
-
-    import torch.multiprocessing as tmp
-
-    return ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"))
-
-
 def _cross_validate(cfg: TrainConfig, data: TensorData, folds: Sequence[tuple],
-                    method: str, patience: int, *, pool: Any, log: Log,
+                    method: str, patience: int, *, pool: Workers, log: Log,
                     label: str) -> list[tuple[int, float]]:
     """Early-stopping results of every fold; folds in parallel worker processes.
 
@@ -398,16 +390,9 @@ def _cross_validate(cfg: TrainConfig, data: TensorData, folds: Sequence[tuple],
         log(f"{label} fold {i + 1}/{n}: stop epoch {r[0]}, val acc {r[1]:.4f} "
             f"({k}/{n} done, {el:.0f} s, ETA {el / k * (n - k):.0f} s)")
 
-    if pool is None:
-        for i, (tr, va) in enumerate(folds):
-            done(i, _fold_stop(cfg.to_dict(), data, tr, va, method, patience), i + 1)
-    else:
-        from concurrent.futures import as_completed
-
-        futs = {pool.submit(_fold_stop, cfg.to_dict(), data, tr, va, method,
-                            patience): i for i, (tr, va) in enumerate(folds)}
-        for k, fut in enumerate(as_completed(futs), start=1):
-            done(futs[fut], fut.result(), k)
+    tasks = [(cfg.to_dict(), data, tr, va, method, patience) for tr, va in folds]
+    for k, (i, r) in enumerate(pool.as_completed(_fold_stop, tasks), start=1):
+        done(i, r, k)
     return [r for r in out if r is not None]
 
 
