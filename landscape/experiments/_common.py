@@ -267,51 +267,6 @@ def ci_cell(v: Sequence[float], pct: bool, digits: int | None = None) -> str:
                      digits=digits if digits is not None else 2 if pct else 3)
 
 
-def comparison(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95 % CI half-width of the paired difference ``b - a`` over seeds.
-
-    Example:
-        >>> round(comparison([0.9, 0.8], [0.95, 0.85])[0], 6)
-        0.05
-    """
-    return mean_ci(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64))
-
-
-def call(mean: float, half_width: float) -> str:
-    """Which way a paired difference points: ``"higher"``, ``"lower"``, ``"no
-    difference"`` (its 95 % CI includes 0) or ``"one seed"`` (no interval).
-
-    Example:
-        >>> call(0.3, 0.2), call(-0.3, 0.2), call(0.1, 0.2), call(0.1, float("nan"))
-        ('higher', 'lower', 'no difference', 'one seed')
-    """
-    if math.isnan(half_width):
-        return "one seed"
-    if mean - half_width > 0:
-        return "higher"
-    if mean + half_width < 0:
-        return "lower"
-    return "no difference"
-
-
-def verdict(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float],
-            what: str) -> str:
-    d, h = comparison(a, b)
-    c = call(d, h)
-    if c == "one seed":
-        sign = "higher" if d > 0 else "not higher"
-        return (f"With one seed, {name_b}'s {what} is {sign} than {name_a}'s "
-                f"({100 * d:+.2f} points); no interval can be given.")
-    if c == "higher":
-        return (f"**{name_b} beats {name_a}** on {what}: {100 * d:+.2f} ± {100 * h:.2f} "
-                f"points (paired over seeds, 95 % CI excludes 0).")
-    if c == "lower":
-        return (f"**{name_b} does not beat {name_a}** on {what}: it is worse by "
-                f"{-100 * d:.2f} ± {100 * h:.2f} points (95 % CI excludes 0).")
-    return (f"**{name_b} does not beat {name_a}** on {what} beyond noise: "
-            f"{100 * d:+.2f} ± {100 * h:.2f} points (95 % CI includes 0).")
-
-
 def fmt_params(p: Mapping[str, Any]) -> str:
     """``k=v, ...`` of hyperparameters (floats to 3 significant digits).
 

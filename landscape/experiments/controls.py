@@ -76,7 +76,7 @@ from landscape.sharpness._registry import (
     params_of,
     run_measure,
 )
-from landscape.stats import mean_ci
+from landscape.stats import format_ci, geometric_ratio, log_ratios
 
 #: The arms of the batch-size control, as methods of the results file.
 ARMS = ("small_batch", "large_batch")
@@ -559,33 +559,12 @@ def known_geometry(path: Path, seed: int, st: Mapping[str, Any]) -> list[dict[st
 
 
 # =========================================================================== report
-def _log_ratios(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
-    """Per-seed ``log(b/a)`` where both are positive and finite (NaN elsewhere)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
-    out = np.full(a.shape, np.nan)
-    out[ok] = np.log(b[ok] / a[ok])
-    return out
-
-
-def _geo(lr: np.ndarray) -> tuple[float, float, float]:
-    """Geometric mean ratio and its 95 % interval from per-seed log ratios."""
-    lr = lr[np.isfinite(lr)]
-    if not lr.size:
-        return math.nan, math.nan, math.nan
-    m, h = mean_ci(lr)
-    if math.isnan(h):
-        return math.exp(m), math.nan, math.nan
-    return math.exp(m), math.exp(m - h), math.exp(m + h)
-
-
 def _fmt(v: Sequence[float], digits: int = 4) -> str:
-    a = np.asarray(v, float)
-    a = a[np.isfinite(a)]
-    if not a.size:
-        return "n/a"
-    m, h = mean_ci(a)
-    return f"{m:.{digits}g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
+    return format_ci(v, spec=f".{digits}g", half_spec=".2g", finite=True)
+
+
+def _pct(v: Sequence[float]) -> str:
+    return format_ci(v, scale=100.0, spec=".4g", half_spec=".2g", finite=True)
 
 
 def _ratio_cell(g: tuple[float, float, float]) -> str:
@@ -606,7 +585,7 @@ def batch_verdicts(batch: Mapping[str, Mapping[str, Sequence[float]]]
     for _, h in _headlines():
         sb = batch["small_batch"].get(h.label, [])
         lb = batch["large_batch"].get(h.label, [])
-        g = _geo(_log_ratios(sb, lb))
+        g = geometric_ratio(log_ratios(sb, lb))
         r, lo, hi = g
         sharper_hi = h.flatter == "lower"  # a larger value means sharper
         way = "larger" if sharper_hi else "smaller"
@@ -705,7 +684,7 @@ def controls_figures(results: Path, result: Mapping[str, Any], dest: Path) -> li
     ex = r["attrs"]["extra"]
     ratios, flatter = {}, {}
     for _, h in _headlines():
-        lr = _log_ratios(ex["batch"]["small_batch"].get(h.label, []),
+        lr = log_ratios(ex["batch"]["small_batch"].get(h.label, []),
                          ex["batch"]["large_batch"].get(h.label, []))
         ratios[h.label] = np.exp(lr)
         flatter[h.label] = h.flatter
@@ -753,8 +732,8 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
         + ("Both reached 100 % train accuracy on every seed." if reached else
            "**Not every run reached 100 % train accuracy**: minimum over seeds "
            + ", ".join(f"{LABELS[a]} {100 * acc[a].min():.2f} %" for a in ARMS) + "."),
-        f"Test accuracy: small batch {_fmt(100 * np.asarray(m['small_batch']['test_acc']))} %,"
-        f" large batch {_fmt(100 * np.asarray(m['large_batch']['test_acc']))} %.", "",
+        f"Test accuracy: small batch {_pct(m['small_batch']['test_acc'])} %, large batch "
+        f"{_pct(m['large_batch']['test_acc'])} %.", "",
         f"Measures on a fixed, seeded subset of {st['measure_samples']} train samples, BN "
         f"in eval mode with each solution's statistics (width: statistics recomputed "
         f"along the rays), registry defaults except {st['trace_samples']} trace probes, "
@@ -822,7 +801,7 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
         "|---|---|" + "---|" * len(alphas) + "---|---|---|"]
     rows = dinh_table(dinh)
     for row in rows:
-        cells = [f"{_fmt(row['values'][a])} (×{_geo(np.log(row['ratios'][a]))[0]:.3g})"
+        cells = [f"{_fmt(row['values'][a])} (×{geometric_ratio(np.log(row['ratios'][a]))[0]:.3g})"
                  for a in alphas]
         ok = _agrees(row["expected"], row["observed"])
         lines.append(f"| {row['label']} | {_fmt(row['values']['alpha=1'])} | "

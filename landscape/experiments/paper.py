@@ -40,15 +40,22 @@ from landscape.experiments._common import (
     Experiment,
     Log,
     Protocol,
-    call,
-    comparison,
     figure_lines,
     fit,
     register_protocol,
-    verdict,
 )
 from landscape.experiments._runner import map_seeds, stack, worker_count
 from landscape.sharpness import Headline, headlines
+from landscape.stats import (
+    call,
+    finite_mean_ci,
+    format_ci,
+    format_pm,
+    log_ratios,
+    mean_ci,
+    paired_call,
+    verdict,
+)
 
 #: The flatness measures computed for both solutions of every seed (``measures``).
 MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
@@ -271,8 +278,6 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
 
 def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
     """Markdown rows: each measure for SGD and SWA with the paired SWA/SGD ratio."""
-    from landscape.stats import mean_ci
-
     rows = ["| measure | SGD | SWA | SWA / SGD (paired) |", "|---|---|---|---|"]
     for label in (h.label for _, h in headlines()):
         a = np.asarray(measured["sgd"].get(label, []), float)
@@ -281,24 +286,13 @@ def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = b / a
-        ok = np.isfinite(ratio)
-        if ok.any():
-            m, h = mean_ci(ratio[ok])
-            rc = f"{m:.3g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
-        else:
-            rc = "n/a"
+        rc = format_pm(*finite_mean_ci(ratio), ".3g", ".2g")
         rows.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {rc} |")
     return rows
 
 
 def _fmt(v: np.ndarray) -> str:
-    from landscape.stats import mean_ci
-
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return "n/a"
-    m, h = mean_ci(v)
-    return f"{m:.4g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
+    return format_ci(v, spec=".4g", half_spec=".2g", finite=True)
 
 
 # =========================================================================== report
@@ -372,8 +366,6 @@ def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[
 def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
                     out: Path) -> list[str]:
     """Markdown of the report after the accuracy table: measures, gap, figures."""
-    from landscape.stats import mean_ci
-
     ex = result["extra"]
     measured, gap = ex["measures"], ex["gap"]
     n = len(ex["measure_seeds"])
@@ -391,10 +383,10 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
     for k, v in gap.items():
         if k.endswith(("_loss", "_err")):  # the solutions' metrics are in the table above
             continue
-        m, h = mean_ci(np.asarray(v, float))
         scale, unit = (100.0, " points") if k.endswith("err_gap") else (1.0, "")
-        lines.append(f"| {k} | {scale * m:.4g}" + ("" if math.isnan(h) else
-                                                    f" ± {scale * h:.2g}") + f"{unit} |")
+        lines.append(f"| {k} | "
+                     f"{format_pm(*mean_ci(np.asarray(v, float)), '.4g', '.2g', scale=scale)}"
+                     f"{unit} |")
     lines += ["", "The shift is the L2 distance from the train-loss minimum to the "
               "test-error minimum along the line from SGD (t = 0) to SWA (t = 1), "
               "positive towards SWA (the paper's observation is a positive shift: the "
@@ -414,15 +406,13 @@ def _log_ratios(measured: Mapping[str, Mapping[str, Sequence[float]]]
                 ) -> list[tuple[Headline, float, float]]:
     """``(headline, mean, 95 % half-width)`` of log(SWA/SGD) over seeds, per measure
     with positive values for both solutions."""
-    from landscape.stats import mean_ci
-
     out = []
     for _, head in headlines():
         a = np.asarray(measured["sgd"].get(head.label, []), float)
         b = np.asarray(measured["swa"].get(head.label, []), float)
         ok = np.isfinite(a) & np.isfinite(b) & (a != 0)
         if ok.any() and (a[ok] > 0).all() and (b[ok] > 0).all():
-            out.append((head, *mean_ci(np.log(b[ok] / a[ok]))))
+            out.append((head, *mean_ci(log_ratios(a, b)[ok])))
     return out
 
 
@@ -467,12 +457,11 @@ def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
         The calls, in report order.
     """
     m = result["metrics"]
-    names = {"higher": "beats", "lower": "worse"}
     out = {}
     for b in m:
         if b.startswith("swa") and "test_acc" in m[b]:
-            c = call(*comparison(m["sgd"]["test_acc"], m[b]["test_acc"]))
-            out[f"{LABELS.get(b, b)} vs SGD, test accuracy"] = names.get(c, c)
+            out[f"{LABELS.get(b, b)} vs SGD, test accuracy"] = paired_call(
+                m["sgd"]["test_acc"], m[b]["test_acc"])
     for head, mean, h in _log_ratios(result["extra"]["measures"]):
         out[head.label] = _flatness_call(head, mean, h)
     return out

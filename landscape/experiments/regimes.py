@@ -54,7 +54,7 @@ from landscape.experiments._common import (
     register_protocol,
 )
 from landscape.experiments._runner import Workers, worker_count
-from landscape.stats import mean_ci
+from landscape.stats import call, finite_mean_ci, format_pm
 
 #: The per-seed metrics of every cell (``/metrics/<cell>/<metric>``).
 METRICS = ("sgd_test_acc", "swa_test_acc", "diff_test_acc", "sgd_width", "swa_width",
@@ -422,24 +422,6 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
 
 
-def _ci(v: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(v, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return math.nan, math.nan
-    return mean_ci(a)
-
-
-def _sign(m: float, h: float, null: float) -> str:
-    if math.isnan(m) or math.isnan(h):
-        return "n/a"
-    if m - h > null:
-        return "higher"
-    if m + h < null:
-        return "lower"
-    return "within noise"
-
-
 def summarize(m: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """Mean and 95 % CI over seeds of a cell's accuracy difference and width ratio.
 
@@ -460,12 +442,12 @@ def summarize(m: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """
     sgd, swa = (np.asarray(m[k], dtype=np.float64) for k in ("sgd_test_acc",
                                                             "swa_test_acc"))
-    d, dh = _ci(swa - sgd)
-    r, rh = _ci(m["width_ratio"])
-    a, ah = _ci(sgd)
-    b, bh = _ci(swa)
-    return {"diff": d, "diff_ci": dh, "diff_sign": _sign(d, dh, 0.0),
-            "ratio": r, "ratio_ci": rh, "ratio_sign": _sign(r, rh, 1.0),
+    d, dh = finite_mean_ci(swa - sgd)
+    r, rh = finite_mean_ci(m["width_ratio"])
+    a, ah = finite_mean_ci(sgd)
+    b, bh = finite_mean_ci(swa)
+    return {"diff": d, "diff_ci": dh, "diff_sign": call(d, dh),
+            "ratio": r, "ratio_ci": rh, "ratio_sign": call(r, rh, null=1.0),
             "sgd": a, "sgd_ci": ah, "swa": b, "swa_ci": bh,
             "n_ratio": int(np.isfinite(np.asarray(m["width_ratio"], float)).sum())}
 
@@ -477,7 +459,7 @@ def find_regime(summary: Mapping[str, Mapping[str, Any]]) -> str | None:
         Its key, or ``None`` when SWA is significantly better nowhere.
 
     Example:
-        >>> find_regime({"a": {"diff": 0.03, "diff_sign": "within noise"},
+        >>> find_regime({"a": {"diff": 0.03, "diff_sign": "no difference"},
         ...              "b": {"diff": 0.01, "diff_sign": "higher"}})
         'b'
     """
@@ -531,22 +513,20 @@ def write_paper_toml(path: Path, overrides: Mapping[str, Any], cell: str) -> Pat
 
 # =========================================================================== report
 def _pts(m: float, h: float) -> str:
-    if math.isnan(m):
-        return "n/a"
-    return f"{100 * m:+.2f}" + ("" if math.isnan(h) else f" ± {100 * h:.2f}") + " points"
+    return format_pm(m, h, "+.2f", ".2f", scale=100.0, unit=" points")
 
 
 def _ratio(m: float, h: float) -> str:
-    if math.isnan(m):
-        return "n/a"
-    return f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}")
+    return format_pm(m, h, ".3f")
 
 
 def _acc(m: float, h: float) -> str:
-    return f"{100 * m:.2f}" + ("" if math.isnan(h) else f" ± {100 * h:.2f}")
+    return format_pm(m, h, ".2f", scale=100.0)
 
 
-_MARK = {"higher": " ▲", "lower": " ▼", "within noise": "", "n/a": ""}
+def _mark(sign: str) -> str:
+    """``▲`` / ``▼`` where the interval lies above / below its null, else nothing."""
+    return {"higher": " ▲", "lower": " ▼"}.get(sign, "")
 
 
 def _names(keys: Sequence[str], summary: Mapping[str, Any], cells: Mapping[str, Any],
@@ -605,10 +585,10 @@ def findings(result: Mapping[str, Any]) -> list[str]:
                 m = result["metrics"]
                 dd = np.asarray(m[best]["diff_test_acc"]) - np.asarray(
                     m["base"]["diff_test_acc"])
-                dm, dh = _ci(dd)
-                sign = _sign(dm, dh, 0.0)
+                dm, dh = finite_mean_ci(dd)
                 lbl = next(lv["label"] for lv in levels if lv["cell"] == best)
-                ci = "includes 0" if sign in ("within noise", "n/a") else "excludes 0"
+                ci = ("excludes 0" if call(dm, dh) in ("higher", "lower")
+                      else "includes 0")
                 line += (f" At {lbl} (the non-base level with the largest mean) it differs "
                          f"from the base level's by {_pts(dm, dh)} (paired over seeds; "
                          f"the CI {ci}).")
@@ -642,8 +622,8 @@ def findings(result: Mapping[str, Any]) -> list[str]:
 
 def _cell_row(label: str, s: Mapping[str, Any]) -> str:
     return (f"| {label} | {_acc(s['sgd'], s['sgd_ci'])} | {_acc(s['swa'], s['swa_ci'])} | "
-            f"{_pts(s['diff'], s['diff_ci'])}{_MARK[s['diff_sign']]} | "
-            f"{_ratio(s['ratio'], s['ratio_ci'])}{_MARK[s['ratio_sign']]} |")
+            f"{_pts(s['diff'], s['diff_ci'])}{_mark(s['diff_sign'])} | "
+            f"{_ratio(s['ratio'], s['ratio_ci'])}{_mark(s['ratio_sign'])} |")
 
 
 def tables(result: Mapping[str, Any]) -> list[str]:
@@ -675,7 +655,7 @@ def tables(result: Mapping[str, Any]) -> list[str]:
                     s = summary[k]
                     v = (_pts(s["diff"], s["diff_ci"]).replace(" points", "")
                          if fmt == "diff" else _ratio(s["ratio"], s["ratio_ci"]))
-                    cells.append(v + _MARK[s[f"{fmt}_sign"]])
+                    cells.append(v + _mark(s[f"{fmt}_sign"]))
                 lines.append(f"| {rl} | " + " | ".join(cells) + " |")
             lines.append("")
     lines.append("▲ / ▼: the 95 % CI over seeds lies above / below 0 (difference) or 1 "

@@ -54,10 +54,10 @@ from landscape.experiments._common import (
     fmt_params,
     fold,
     register_protocol,
-    verdict,
 )
 from landscape.experiments._runner import Workers, worker_count
 from landscape.params import ParamLayout
+from landscape.stats import comparison, format_pm, paired_call, verdict
 
 _SEARCH_KEYS = {"batch_size", "lr", "momentum", "patience", "epochs", "swa_lr_ratio"}
 
@@ -429,13 +429,10 @@ def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
     Returns:
         ``{claim: "beats" | "worse" | "no difference" | "one seed"}`` for SWA vs SGD.
     """
-    from landscape.experiments._common import call, comparison
-
     m = result["metrics"]
-    names = {"higher": "beats", "lower": "worse"}
     return {f"SGD + SWA vs SGD, {k.replace('_acc', ' accuracy').replace('cv', 'CV')}":
-            names.get(c, c) for k in ("test_acc", "cv_acc", "train_acc") if k in m["sgd"]
-            for c in [call(*comparison(m["sgd"][k], m["swa"][k]))]}
+            paired_call(m["sgd"][k], m["swa"][k])
+            for k in ("test_acc", "cv_acc", "train_acc") if k in m["sgd"]}
 
 
 def data_note(d: Mapping[str, Any]) -> str:
@@ -478,8 +475,6 @@ def _ranges(space: Mapping[str, Any]) -> dict[str, str]:
 
 def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
             ) -> list[str]:
-    from landscape.experiments._common import comparison
-
     m = result["metrics"]
     extra = result.get("extra", {})
     lines = ["- " + verdict("SGD", m["sgd"][k], "SWA", m["swa"][k], k.replace("_", " "))
@@ -498,9 +493,8 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
         for k, what in (("train_acc", "train acc"), ("test_acc", "test acc")):
             lines.append(f"| {label}, {what} | {100 * SEED_REPORTED[method][k]:.2f} | "
                          f"{ci_cell(m[method][k], True)} |")
-    h = "" if np.isnan(dh) else f" ± {100 * dh:.2f}"
-    lines += [f"| SWA − SGD, test acc (points) | {seed_d:+.2f} | {100 * dm:+.2f}{h} "
-              "(paired) |", "",
+    lines += [f"| SWA − SGD, test acc (points) | {seed_d:+.2f} | "
+              f"{format_pm(dm, dh, '+.2f', '.2f', scale=100.0)} (paired) |", "",
               "The seed's test scores are Kaggle public-leaderboard scores of its "
               "submissions; its train scores are on Kaggle's `train.csv`. Here test "
               "accuracy is that of the held-out images (see Data above), train accuracy "

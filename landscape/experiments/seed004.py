@@ -26,9 +26,9 @@ from landscape.experiments._common import (
     Protocol,
     figure_lines,
     register_protocol,
-    verdict,
 )
 from landscape.jobs import load_run_model
+from landscape.stats import verdict
 from landscape.train import train
 
 
