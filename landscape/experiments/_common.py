@@ -35,6 +35,7 @@ from landscape._errors import UserError
 from landscape.config import CONFIGS_DIR, TrainConfig, from_dict, training_data
 from landscape.data import TensorData
 from landscape.evaluate import resolve_device
+from landscape.experiments._settings import Settings
 from landscape.params import ParamLayout
 from landscape.stats import format_ci, mean_ci
 
@@ -49,7 +50,8 @@ class Protocol:
     Attributes:
         name: The ``[experiment] protocol`` value.
         title: The report's title after the experiment name.
-        keys: Valid ``[experiment]`` keys.
+        settings: Its :class:`~landscape.experiments._settings.Settings` dataclass:
+            the valid ``[experiment]`` keys (:attr:`keys`), types and defaults.
         run: ``run(exp, seeds, out, log, runs_dir=..., main_run=..., progress=...)``
             returning ``{"metrics": {method: {metric: per-seed list}}, "extra": ...}``.
         figures: ``figures(exp, results_path, result, dest) -> [paths]``.
@@ -59,10 +61,15 @@ class Protocol:
 
     name: str
     title: str
-    keys: frozenset[str]
+    settings: type[Settings]
     run: Callable[..., dict[str, Any]]
     figures: Callable[..., list[Path]]
     report: Callable[..., list[str]]
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Valid ``[experiment]`` keys: the settings' fields and the runner's."""
+        return self.settings.keys()
 
 
 PROTOCOLS: dict[str, Protocol] = {}

@@ -67,6 +67,7 @@ from landscape.experiments._common import (
     register_protocol,
 )
 from landscape.experiments._runner import map_seeds, stack, worker_count
+from landscape.experiments._settings import Settings, measure_default
 from landscape.params import ParamLayout
 from landscape.sharpness import adaptive_sharpness, headlines, pacbayes_sigma
 from landscape.sharpness._registry import (
@@ -91,18 +92,35 @@ ASAM_WEIGHTS_LABEL = "ASAM sharpness, T on weights only (ASAM's code)"
 INVARIANT_TOL, APPROX_TOL = 1e-6, 0.05
 
 
-def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
-    return {"large_batch": int(s.get("large_batch", 2048)),
-            "large_lr": float(s.get("large_lr", 0.4)),
-            "large_epochs": int(s.get("large_epochs", 200)),
-            "measure_samples": int(s.get("measure_samples", 1000)),
-            "trace_samples": int(s.get("trace_samples", 100)),
-            "directions": int(s.get("directions", 20)),
-            "dinh_model": str(s.get("dinh_model", "mnist1d-mlp")),
-            "alphas": [float(a) for a in s.get("alphas", [10.0, 0.1])],
-            "geometry_samples": int(s.get("geometry_samples", 200)),
-            "pacbayes_target_loss": float(s.get("pacbayes_target_loss", 0.01)),
-            "workers": s.get("workers")}
+@dataclasses.dataclass(frozen=True)
+class ControlsSettings(Settings):
+    """``[experiment]`` of the ``controls`` protocol (measure defaults: the registry's).
+
+    Attributes:
+        large_batch: Batch size of the large-batch arm.
+        large_lr: Its learning rate.
+        large_epochs: Its epochs.
+        measure_samples: Train samples of every measure.
+        trace_samples: Hutchinson probes.
+        directions: Directions of the width measure.
+        dinh_model: The ReLU network of the reparametrization control.
+        alphas: Its rescaling factors (besides 1).
+        geometry_samples: Samples of the least-squares problem.
+        pacbayes_target_loss: PAC-Bayes loss rise Δ on the least-squares problem.
+        workers: Worker processes (default one per core).
+    """
+
+    large_batch: int = 2048
+    large_lr: float = 0.4
+    large_epochs: int = 200
+    measure_samples: int = measure_default("samples")
+    trace_samples: int = measure_default("trace_samples")
+    directions: int = measure_default("directions")
+    dinh_model: str = "mnist1d-mlp"
+    alphas: tuple[float, ...] = (10.0, 0.1)
+    geometry_samples: int = 200
+    pacbayes_target_loss: float = 0.01
+    workers: int | None = None
 
 
 def _headlines() -> list[tuple[str, Any]]:
@@ -126,16 +144,17 @@ def run_controls(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     Raises:
         UserError: For bad settings, or the first error of any seed.
     """
-    st = _settings(exp.settings)
-    if any(a <= 0 or a == 1.0 for a in st["alphas"]) or not st["alphas"]:
+    settings = ControlsSettings.parse(exp.settings)
+    if any(a <= 0 or a == 1.0 for a in settings.alphas) or not settings.alphas:
         raise UserError(f"[experiment] alphas must be positive and not 1, got "
-                        f"{st['alphas']}")
-    if exp.cfg.batch_size >= st["large_batch"]:
+                        f"{list(settings.alphas)}")
+    if exp.cfg.batch_size >= settings.large_batch:
         raise UserError(f"[experiment] large_batch must exceed batch_size (the small "
-                        f"batch), got {st['large_batch']} and {exp.cfg.batch_size}")
+                        f"batch), got {settings.large_batch} and {exp.cfg.batch_size}")
+    st = settings.to_dict()  # plain data for the tasks and the results file
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [dict(cfg=exp.cfg.to_dict(), seed=s, runs=str(runs_dir), st=st) for s in seeds]
-    done = map_seeds(_seed_task, tasks, worker_count(st["workers"], len(tasks)), log,
+    done = map_seeds(_seed_task, tasks, worker_count(settings.workers, len(tasks)), log,
                      name="controls", threads=exp.cfg.threads)
     per_seed = stack(done)
     metrics: dict[str, dict[str, list[float]]] = per_seed["metrics"]
@@ -949,10 +968,7 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 register_protocol(Protocol(
     name="controls",
     title="positive and negative controls of the flatness measures",
-    keys=frozenset({"protocol", "seeds", "quick", "large_batch", "large_lr", "large_epochs",
-                    "measure_samples", "trace_samples", "directions", "dinh_model", "alphas",
-                    "geometry_samples", "pacbayes_target_loss", "workers"}),
-    run=run_controls, figures=_figures, report=_report))
+    settings=ControlsSettings, run=run_controls, figures=_figures, report=_report))
 
 
 __all__ = ["ASAM_WEIGHTS_LABEL", "FIGURES", "GEOMETRY_ROWS", "GEOMETRY_VARIANTS",

@@ -23,6 +23,7 @@ SGD-vs-SWA differences are paired over seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from landscape.experiments._common import (
     register_protocol,
 )
 from landscape.experiments._runner import map_seeds, stack, worker_count
+from landscape.experiments._settings import Settings, measure_default
 from landscape.sharpness import Headline, headlines
 from landscape.stats import (
     call,
@@ -61,20 +63,41 @@ from landscape.stats import (
 MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
 
 
-def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
-    return {"budgets": [float(b) for b in s.get("budgets", [1.0, 1.25, 1.5])],
-            "grid": int(s.get("grid", 21)), "rays": int(s.get("rays", 10)),
-            "ray_points": int(s.get("ray_points", 25)),
-            "plane_point": str(s.get("plane_point", "epoch:15")),
-            "measure_samples": int(s.get("measure_samples", 1000)),
-            "directions": int(s.get("directions", 20)),
-            "tau": float(s.get("tau", 0.1)),
-            "trace_samples": int(s.get("trace_samples", 100)),
-            "slq_steps": int(s.get("slq_steps", 80)),
-            "gap_points": int(s.get("gap_points", 41)),
-            "measure_seeds": s.get("measure_seeds"),
-            "workers": s.get("workers"),
-            "measures": list(s.get("measures", MEASURES))}
+@dataclasses.dataclass(frozen=True)
+class PaperSettings(Settings):
+    """``[experiment]`` of the ``paper`` protocol (measure defaults: the registry's).
+
+    Attributes:
+        budgets: SWA budgets in units of ``epochs``; the first is 1.0 (the SGD budget).
+        grid: Points per axis of the figures' 2D surfaces.
+        rays: Random unit rays of the width figure.
+        ray_points: Radii per ray.
+        plane_point: The third point of the plane (``epoch:E``).
+        measure_samples: Train samples of every measure.
+        directions: Directions of the width measure.
+        tau: The width's loss rise.
+        trace_samples: Hutchinson probes.
+        slq_steps: Lanczos steps of the density.
+        gap_points: Points of the SGD→SWA line of the gap.
+        measure_seeds: How many seeds are measured (default all).
+        workers: Worker processes (default one per core).
+        measures: The measures of both solutions.
+    """
+
+    budgets: tuple[float, ...] = (1.0, 1.25, 1.5)
+    grid: int = 21
+    rays: int = 10
+    ray_points: int = 25
+    plane_point: str = "epoch:15"
+    measure_samples: int = measure_default("samples")
+    directions: int = measure_default("directions")
+    tau: float = measure_default("tau")
+    trace_samples: int = measure_default("trace_samples")
+    slq_steps: int = measure_default("slq_steps")
+    gap_points: int = 41
+    measure_seeds: int | None = None
+    workers: int | None = None
+    measures: tuple[str, ...] = MEASURES
 
 
 def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
@@ -102,16 +125,17 @@ def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     Raises:
         UserError: For bad settings, or the first error of any seed.
     """
-    st = _settings(exp.settings)
+    settings = PaperSettings.parse(exp.settings)
     cfg: TrainConfig = exp.cfg
-    budgets = st["budgets"]
+    budgets = settings.budgets
     if not budgets or budgets[0] != 1.0 or any(b < 1.0 for b in budgets):
         raise UserError("[experiment] budgets must start with 1.0 (the SGD budget) and "
-                        f"be >= 1, got {budgets}")
+                        f"be >= 1, got {list(budgets)}")
     runs_dir.mkdir(parents=True, exist_ok=True)
-    n_measure = len(seeds) if st["measure_seeds"] is None else int(st["measure_seeds"])
+    n_measure = len(seeds) if settings.measure_seeds is None else settings.measure_seeds
+    st = settings.to_dict()  # plain data for the tasks and the results file
     tasks = []
-    workers = worker_count(st["workers"], len(seeds))
+    workers = worker_count(settings.workers, len(seeds))
     for i, s in enumerate(seeds):
         path = main_run if (main_run is not None and i == 0) else runs_dir / f"seed{s}.h5"
         tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), st=st,
@@ -481,8 +505,4 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 
 register_protocol(Protocol(
     name="paper", title="the SWA paper's analyses (Izmailov et al. 2018), SGD vs SWA",
-    keys=frozenset({"protocol", "seeds", "budgets", "grid", "rays", "ray_points",
-                    "plane_point", "measure_samples", "directions", "tau", "trace_samples",
-                    "slq_steps", "gap_points", "measure_seeds", "workers", "measures",
-                    "quick"}),
-    run=run_paper, figures=_figures, report=_report))
+    settings=PaperSettings, run=run_paper, figures=_figures, report=_report))

@@ -32,6 +32,7 @@ each), largest first; a progress line follows every finished cell.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -54,6 +55,7 @@ from landscape.experiments._common import (
     register_protocol,
 )
 from landscape.experiments._runner import Workers, worker_count
+from landscape.experiments._settings import Settings, measure_default
 from landscape.stats import call, finite_mean_ci, format_pm
 
 #: The per-seed metrics of every cell (``/metrics/<cell>/<metric>``).
@@ -66,17 +68,39 @@ _EXECUTION = ("record_every", "record_steps", "eval_every", "threads", "device",
 SUMMARY_GROUP = "regimes"
 
 
+@dataclasses.dataclass(frozen=True)
+class RegimesSettings(Settings):
+    """``[experiment]`` of the ``regimes`` protocol (measure defaults: the registry's).
+
+    Attributes:
+        factors: ``{factor: [level table]}``, each level a table of TrainConfig
+            overrides with an optional ``label``.
+        map: Two factors crossed level by level.
+        directions: Directions of the width measure (fewer than its default: one
+            width per unit, many units).
+        tau: The width's loss rise.
+        width_samples: Train samples of the width.
+        width_bn: BN statistics along the rays.
+        workers: Worker processes (default one per core).
+    """
+
+    factors: dict[str, Any] = dataclasses.field(default_factory=dict)
+    map: tuple[str, ...] = ()
+    directions: int = 8
+    tau: float = measure_default("tau")
+    width_samples: int = measure_default("samples")
+    width_bn: str = "recompute"
+    workers: int | None = None
+
+
 def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings as plain data, with at least one factor."""
     factors = s.get("factors", {})
     if not isinstance(factors, Mapping) or not factors:
         raise UserError("[experiment.factors] must name at least one factor, e.g. "
                         "label_noise = [{label = \"0 %\"}, {label_noise = 0.2}]")
-    return {"factors": {str(k): list(v) for k, v in factors.items()},
-            "map": [str(m) for m in s.get("map", [])],
-            "directions": int(s.get("directions", 8)), "tau": float(s.get("tau", 0.1)),
-            "width_samples": int(s.get("width_samples", 1000)),
-            "width_bn": str(s.get("width_bn", "recompute")),
-            "workers": s.get("workers")}
+    st = RegimesSettings.parse(s).to_dict()
+    return st | {"factors": {str(k): list(v) for k, v in factors.items()}}
 
 
 # =========================================================================== design
@@ -745,6 +769,4 @@ def regimes_report(exp: Experiment, result: Mapping[str, Any], figures: Sequence
 
 register_protocol(Protocol(
     name="regimes", title="where SWA beats SGD (label noise, SWA lr, width, budget, data)",
-    keys=frozenset({"protocol", "seeds", "factors", "map", "directions", "tau",
-                    "width_samples", "width_bn", "workers", "quick"}),
-    run=run_regimes, figures=regimes_figures, report=regimes_report))
+    settings=RegimesSettings, run=run_regimes, figures=regimes_figures, report=regimes_report))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -56,10 +57,36 @@ from landscape.experiments._common import (
     register_protocol,
 )
 from landscape.experiments._runner import Workers, worker_count
+from landscape.experiments._settings import Settings
 from landscape.params import ParamLayout
 from landscape.stats import comparison, format_pm, paired_call, verdict
 
 _SEARCH_KEYS = {"batch_size", "lr", "momentum", "patience", "epochs", "swa_lr_ratio"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed000Settings(Settings):
+    """``[experiment]`` of the ``seed000`` protocol.
+
+    Attributes:
+        trials: Optuna trials per method.
+        folds: Cross-validation folds.
+        search: ``{knob: [low, high]}`` (``batch_size``: the choices).
+        swa_start_frac: SWA starts at this fraction of the epochs.
+        workers: Worker processes of the CV folds (default one per core).
+        serial_threads: Torch threads of the serial stages, or ``"auto"``
+            (:func:`serial_threads`).
+        kaggle_train: With ``--data mnist``: re-split at Kaggle's scale, this many
+            training images (:func:`load_seed_data`).
+    """
+
+    trials: int = 0
+    folds: int = 5
+    search: dict[str, Any] = dataclasses.field(default_factory=dict)
+    swa_start_frac: float = 0.5
+    workers: int | None = None
+    serial_threads: int | str = "auto"
+    kaggle_train: int | None = None
 
 
 def _method_cfg(base: TrainConfig, method: str, p: Mapping[str, Any], frac: float,
@@ -200,7 +227,8 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
         UserError: For an unknown search key.
     """
     s = exp.settings
-    space, frac = s["search"], float(s.get("swa_start_frac", 0.5))
+    settings = Seed000Settings.parse(s)
+    space, frac = s["search"], settings.swa_start_frac
     bad = set(space) - _SEARCH_KEYS
     if bad:
         raise UserError(f"{exp.path}: unknown [experiment.search] key(s) {sorted(bad)}; "
@@ -238,7 +266,7 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
         m: {k: [] for k in ("cv_acc", "stop_epoch", "train_acc", "test_acc")}
         for m in ("sgd", "swa")}
     submissions: list[str] = []
-    workers = worker_count(s.get("workers"), int(s["folds"]))
+    workers = worker_count(settings.workers, settings.folds)
     with Workers(workers, log) as pool:
         _cv_seeds(exp, seeds, data0, best, frac, pool, metrics, submissions, out, log,
                   threads=threads, progress=progress, stamp=stamp, seconds=seconds)
@@ -540,6 +568,4 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 
 register_protocol(Protocol(
     name="seed000", title="tiny BN CNN, Optuna + 5-fold CV, SGD with vs without SWA",
-    keys=frozenset({"protocol", "seeds", "trials", "folds", "swa_start_frac", "search",
-                    "workers", "serial_threads", "kaggle_train", "quick"}),
-    run=run_seed000, figures=_figures, report=_report))
+    settings=Seed000Settings, run=run_seed000, figures=_figures, report=_report))

@@ -27,6 +27,7 @@ from landscape.experiments._common import (
     figure_lines,
     register_protocol,
 )
+from landscape.experiments._settings import Settings
 from landscape.jobs import load_run_model
 from landscape.stats import verdict
 from landscape.train import train
@@ -132,5 +133,4 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 
 register_protocol(Protocol(
     name="seed004", title="SmallCNN, checkpoints vs their average",
-    keys=frozenset({"protocol", "seeds", "quick"}),
-    run=run_seed004, figures=_figures, report=_report))
+    settings=Settings, run=run_seed004, figures=_figures, report=_report))
