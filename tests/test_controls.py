@@ -191,7 +191,7 @@ def test_report_and_figures(quick: Path) -> None:
                     "## 3. Negative control: reparametrization",
                     "| measure | closed form | closed-form value | measured |"):
         assert heading in report
-    for stem, caption in controls.FIGURES:
+    for stem, (caption, _) in controls.FIGURES.items():
         assert f"![{stem}]({stem}.png)" in report
         assert caption in report
         assert (out / f"{stem}.png").stat().st_size > 1000

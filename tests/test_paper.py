@@ -72,7 +72,7 @@ def test_demo_report_and_figures(demo: Path, capsys: pytest.CaptureFixture) -> N
     assert "| median width (L2, τ) |" in report
     assert "## Train–test gap and the shift" in report
     assert report.count("## Figures") == 1
-    for stem, caption in paper.FIGURES:
+    for stem, (caption, _) in paper.FIGURES.items():
         assert f"![{stem}]({stem}.png)" in report
         assert caption in report
         assert (out / f"{stem}.png").stat().st_size > 1000

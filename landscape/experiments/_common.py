@@ -294,6 +294,35 @@ LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
           "checkpoints_best": "best checkpoint"}
 
 
+#: A protocol figure, declared once: ``FIGURES = {stem: (caption, draw)}`` with
+#: ``draw(plot, *inputs) -> (fig, ax)``, ``plot`` being :mod:`landscape.plot` (imported
+#: only to draw, so that importing a protocol does not import matplotlib).
+FigureSpec = tuple[str, Callable[..., Any]]
+
+
+def draw_figures(figures: Mapping[str, FigureSpec], dest: Path, *inputs: Any) -> list[Path]:
+    """Draw and save every figure of ``figures`` as ``dest/<stem>.png``, in order.
+
+    Returns:
+        The paths written.
+    """
+    from landscape import plot
+
+    out: list[Path] = []
+    for stem, (_, draw) in figures.items():
+        out += plot.save_figure(draw(plot, *inputs)[0], dest / stem)
+    return out
+
+
+def captions(figures: Mapping[str, FigureSpec]) -> dict[str, str]:
+    """``{stem: caption}`` of declared figures.
+
+    Returns:
+        The captions.
+    """
+    return {stem: caption for stem, (caption, _) in figures.items()}
+
+
 def figure_lines(figures: Sequence[Path], out: Path,
                  captions: Mapping[str, str] | None = None) -> list[str]:
     """Markdown image lines of the PNG figures (with captions where given).

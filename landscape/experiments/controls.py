@@ -61,8 +61,11 @@ from landscape.config import TrainConfig
 from landscape.experiments._common import (
     LABELS,
     Experiment,
+    FigureSpec,
     Log,
     Protocol,
+    captions,
+    draw_figures,
     figure_lines,
     register_protocol,
 )
@@ -676,19 +679,32 @@ def _agrees(expected: str, observed: str) -> bool:
         expected.startswith("≈") and observed in ("invariant", "≈ invariant"))
 
 
-FIGURES = (
-    ("accuracy", "Train and test accuracy of the small-batch and large-batch solutions "
-     "(and of the ReLU MLP of the reparametrization control): mean ± 95 % CI over "
-     "seeds, one dot per seed."),
-    ("batch_ratios", "Batch-size control: large-batch / small-batch ratio of each measure, "
-     "one dot per seed, the geometric mean with its 95 % Student-t interval (log scale). "
-     "For λ_max, trace and the sharpness values a ratio above 1 means the large-batch "
-     "solution is sharper; for σ, σ′ and the width a ratio below 1 does."),
-    ("dinh_log_ratios", "Reparametrization control: |log10 (value at α / value at α = 1)| "
-     "of each measure for each α, mean over seeds with its 95 % interval (log scale; bars "
-     "at the floor 1e-16 are unchanged to float64 rounding). A function-preserving "
-     "rescaling should leave an invariant measure at the floor."),
-)
+#: The figures of the report, in report order: ``{stem: (caption, draw(plot, results,
+#: ratios, flatter, changes))}`` with the inputs :func:`controls_figures` reads from
+#: the results file.
+FIGURES: dict[str, FigureSpec] = {
+    "accuracy": (
+        "Train and test accuracy of the small-batch and large-batch solutions (and of the "
+        "ReLU MLP of the reparametrization control): mean ± 95 % CI over seeds, one dot "
+        "per seed.",
+        lambda plot, results, ratios, flatter, changes: plot.plot_swa_vs_sgd(
+            results, metrics=["train_acc", "test_acc"])),
+    "batch_ratios": (
+        "Batch-size control: large-batch / small-batch ratio of each measure, one dot per "
+        "seed, the geometric mean with its 95 % Student-t interval (log scale). For "
+        "λ_max, trace and the sharpness values a ratio above 1 means the large-batch "
+        "solution is sharper; for σ, σ′ and the width a ratio below 1 does.",
+        lambda plot, results, ratios, flatter, changes: plot.plot_paired_ratios(
+            ratios, flatter=flatter, title="large batch / small batch, paired over seeds",
+            xlabel="ratio large / small (log scale)")),
+    "dinh_log_ratios": (
+        "Reparametrization control: |log10 (value at α / value at α = 1)| of each measure "
+        "for each α, mean over seeds with its 95 % interval (log scale; bars at the floor "
+        "1e-16 are unchanged to float64 rounding). A function-preserving rescaling should "
+        "leave an invariant measure at the floor.",
+        lambda plot, results, ratios, flatter, changes: plot.plot_log_ratio_bars(
+            changes, title="change under Dinh et al.'s rescaling")),
+}
 
 
 def controls_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[Path]:
@@ -697,30 +713,17 @@ def controls_figures(results: Path, result: Mapping[str, Any], dest: Path) -> li
     Returns:
         The PNG paths, in :data:`FIGURES` order.
     """
-    from landscape import plot
-
     r = store.read_results(results)
     ex = r["attrs"]["extra"]
     ratios, flatter = {}, {}
     for _, h in _headlines():
         lr = log_ratios(ex["batch"]["small_batch"].get(h.label, []),
-                         ex["batch"]["large_batch"].get(h.label, []))
+                        ex["batch"]["large_batch"].get(h.label, []))
         ratios[h.label] = np.exp(lr)
         flatter[h.label] = h.flatter
     changes = {row["label"]: {a.replace("alpha=", "α = "): v for a, v in row["ratios"].items()}
                for row in dinh_table(ex["dinh"])}
-    draw = {
-        "accuracy": lambda: plot.plot_swa_vs_sgd(results, metrics=["train_acc", "test_acc"]),
-        "batch_ratios": lambda: plot.plot_paired_ratios(
-            ratios, flatter=flatter, title="large batch / small batch, paired over seeds",
-            xlabel="ratio large / small (log scale)"),
-        "dinh_log_ratios": lambda: plot.plot_log_ratio_bars(
-            changes, title="change under Dinh et al.'s rescaling"),
-    }
-    out: list[Path] = []
-    for stem, _ in FIGURES:
-        out += plot.save_figure(draw[stem]()[0], dest / stem)
-    return out
+    return draw_figures(FIGURES, dest, results, ratios, flatter, changes)
 
 
 def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequence[Path],
@@ -828,7 +831,7 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
                      f"{row['expected']} | {row['observed']}"
                      + ("" if ok else " (**not as expected**)") + " |")
     lines += ["", *_dinh_verdicts(rows), "", "## Figures", ""]
-    lines += figure_lines(figures, out, dict(FIGURES))
+    lines += figure_lines(figures, out, captions(FIGURES))
     lines += [f"Run files (training runs and every stored measure): `{ex['runs']}`.", ""]
     return lines
 

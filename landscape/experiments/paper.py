@@ -39,8 +39,11 @@ from landscape.evaluate import Evaluator
 from landscape.experiments._common import (
     LABELS,
     Experiment,
+    FigureSpec,
     Log,
     Protocol,
+    captions,
+    draw_figures,
     figure_lines,
     fit,
     register_protocol,
@@ -320,34 +323,60 @@ def _fmt(v: np.ndarray) -> str:
 
 
 # =========================================================================== report
-#: The figures of the report: (file stem, caption), in report order.
-FIGURES = (
-    ("swa_vs_sgd", "Test accuracy of SGD, the last SGD iterate of the SWA run, and SWA "
-     "at 1, 1.25 and 1.5 budgets: mean ± 95 % CI over seeds, one dot per seed."),
-    ("history", "Train (dashed) and test (solid) accuracy per epoch of the SGD iterate and "
-     "the running SWA model (first seed)."),
-    ("plane_test_err", "Test error on the plane through SGD, SWA and an early trajectory "
-     "point (the SWA paper's Figure 1 layout; BN statistics recomputed at every point)."),
-    ("plane_train_loss", "L2-regularized train loss (CE + wd/2·‖θ‖²) on the same "
-     "plane."),
-    ("line", "L2-regularized train loss (CE + wd/2·‖θ‖², as the SWA paper plots it) and "
-     "test error along the line from SWA (0) to SGD, in L2 distance: where the "
-     "train-loss minimum and the test-error minimum lie."),
-    ("rays", "Train loss and test error along random unit directions from SGD and SWA "
-     "as a function of L2 distance (the paper's width figure)."),
-    ("width", "Distance at which train loss rises by τ along random unit directions, "
-     "per direction, for SGD and SWA."),
-    ("random_swa_train_loss", "Train loss on a filter-normalized random 2D slice around "
-     "SWA."),
-    ("random_sgd_train_loss", "The same slice type around SGD (its own random "
-     "directions, same seed)."),
-    ("random_swa_3d", "The slice around SWA as a 3D surface."),
-    ("pca_train_loss", "Train loss on the plane of the trajectory's top two principal "
-     "components, with the recorded trajectory overlaid."),
-    ("density", "Hessian eigenvalue density (stochastic Lanczos quadrature) at SGD and "
-     "SWA."),
-    ("eigenvalues", "Top Hessian eigenvalues (Lanczos) at SGD and SWA."),
-)
+#: The figures of the report, in report order: ``{stem: (caption, draw(plot, results,
+#: seed0))}``, ``results`` the results file over seeds and ``seed0`` the trimmed copy of
+#: the first seed's run file.
+FIGURES: dict[str, FigureSpec] = {
+    "swa_vs_sgd": (
+        "Test accuracy of SGD, the last SGD iterate of the SWA run, and SWA at 1, 1.25 and "
+        "1.5 budgets: mean ± 95 % CI over seeds, one dot per seed.",
+        lambda plot, results, small: plot.plot_swa_vs_sgd(results, metrics=["test_acc"])),
+    "history": (
+        "Train (dashed) and test (solid) accuracy per epoch of the SGD iterate and the "
+        "running SWA model (first seed).",
+        lambda plot, results, small: plot.plot_history(small)),
+    "plane_test_err": (
+        "Test error on the plane through SGD, SWA and an early trajectory point (the SWA "
+        "paper's Figure 1 layout; BN statistics recomputed at every point).",
+        lambda plot, results, small: plot.plot_surface_2d(small, "plane", "test_err")),
+    "plane_train_loss": (
+        "L2-regularized train loss (CE + wd/2·‖θ‖²) on the same plane.",
+        lambda plot, results, small: plot.plot_surface_2d(small, "plane", "train_loss")),
+    "line": (
+        "L2-regularized train loss (CE + wd/2·‖θ‖², as the SWA paper plots it) and test "
+        "error along the line from SWA (0) to SGD, in L2 distance: where the train-loss "
+        "minimum and the test-error minimum lie.",
+        lambda plot, results, small: plot.plot_surface_1d(small, "line")),
+    "rays": (
+        "Train loss and test error along random unit directions from SGD and SWA as a "
+        "function of L2 distance (the paper's width figure).",
+        lambda plot, results, small: plot.plot_rays(small)),
+    "width": (
+        "Distance at which train loss rises by τ along random unit directions, per "
+        "direction, for SGD and SWA.",
+        lambda plot, results, small: plot.plot_width_distribution(
+            plot.read_widths(small), title="width along random unit directions (seed 0)")),
+    "random_swa_train_loss": (
+        "Train loss on a filter-normalized random 2D slice around SWA.",
+        lambda plot, results, small: plot.plot_surface_2d(small, "random_swa")),
+    "random_sgd_train_loss": (
+        "The same slice type around SGD (its own random directions, same seed).",
+        lambda plot, results, small: plot.plot_surface_2d(small, "random_sgd")),
+    "random_swa_3d": (
+        "The slice around SWA as a 3D surface.",
+        lambda plot, results, small: plot.plot_surface_3d(small, "random_swa")),
+    "pca_train_loss": (
+        "Train loss on the plane of the trajectory's top two principal components, with "
+        "the recorded trajectory overlaid.",
+        lambda plot, results, small: plot.plot_surface_2d(small, "pca")),
+    "density": (
+        "Hessian eigenvalue density (stochastic Lanczos quadrature) at SGD and SWA.",
+        lambda plot, results, small: plot.plot_eigenvalue_density(plot.read_density(small))),
+    "eigenvalues": (
+        "Top Hessian eigenvalues (Lanczos) at SGD and SWA.",
+        lambda plot, results, small: plot.plot_top_eigenvalues(
+            plot.read_measure_arrays(small, "hessian", "eigenvalues"))),
+}
 
 
 def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[Path]:
@@ -360,31 +389,8 @@ def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[
     Returns:
         The PNG paths, in :data:`FIGURES` order.
     """
-    from landscape import plot
-
-    main = Path(result["extra"]["main"])
-    small = store.trimmed_copy(main, dest / "seed0.h5")
-    draw = {
-        "swa_vs_sgd": lambda: plot.plot_swa_vs_sgd(results, metrics=["test_acc"]),
-        "history": lambda: plot.plot_history(small),
-        "plane_test_err": lambda: plot.plot_surface_2d(small, "plane", "test_err"),
-        "plane_train_loss": lambda: plot.plot_surface_2d(small, "plane", "train_loss"),
-        "line": lambda: plot.plot_surface_1d(small, "line"),
-        "rays": lambda: plot.plot_rays(small),
-        "width": lambda: plot.plot_width_distribution(
-            plot.read_widths(small), title="width along random unit directions (seed 0)"),
-        "random_swa_train_loss": lambda: plot.plot_surface_2d(small, "random_swa"),
-        "random_sgd_train_loss": lambda: plot.plot_surface_2d(small, "random_sgd"),
-        "random_swa_3d": lambda: plot.plot_surface_3d(small, "random_swa"),
-        "pca_train_loss": lambda: plot.plot_surface_2d(small, "pca"),
-        "density": lambda: plot.plot_eigenvalue_density(plot.read_density(small)),
-        "eigenvalues": lambda: plot.plot_top_eigenvalues(
-            plot.read_measure_arrays(small, "hessian", "eigenvalues")),
-    }
-    out = []
-    for stem, _ in FIGURES:
-        out += plot.save_figure(draw[stem]()[0], dest / stem)
-    return out
+    small = store.trimmed_copy(Path(result["extra"]["main"]), dest / "seed0.h5")
+    return draw_figures(FIGURES, dest, results, small)
 
 
 def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
@@ -419,7 +425,7 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
               "paper's line figure plots (wd the run's weight decay) and for the plain "
               "cross-entropy.", "",
               "## Figures", ""]
-    lines += figure_lines(figures, out, dict(FIGURES))
+    lines += figure_lines(figures, out, captions(FIGURES))
     lines += [f"Redraw: `landscape plot {out / 'seed0.h5'} --all --out-dir DIR` (first "
               "seed's surfaces and measures; the full run files stay in the runs "
               "folder).", ""]

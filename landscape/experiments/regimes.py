@@ -49,8 +49,11 @@ from landscape._errors import UserError
 from landscape.config import CONFIGS_DIR, TrainConfig, from_dict, load_data
 from landscape.experiments._common import (
     Experiment,
+    FigureSpec,
     Log,
     Protocol,
+    captions,
+    draw_figures,
     figure_lines,
     register_protocol,
 )
@@ -711,16 +714,18 @@ def regime_lines(result: Mapping[str, Any], out: Path) -> list[str]:
             f"`landscape reproduce {out / r['paper_toml']}`."]
 
 
-#: The report's figures: (file stem, metric, caption).
-FIGURES = (
-    ("regimes_acc_diff", "diff_test_acc",
-     "Test accuracy difference SWA − SGD (points; mean over seeds, paired; ± the 95 % "
-     "CI), one factor at a time around the base point (left) and the two-factor map "
-     "(right). Bold cells: CI excludes 0."),
-    ("regimes_width_ratio", "width_ratio",
-     "Width ratio SWA/SGD (median width along random unit directions; mean over seeds "
-     "± 95 % CI). Bold cells: CI excludes 1."),
-)
+#: The report's figures, in report order: ``{stem: (caption, draw(plot, results))}``.
+FIGURES: dict[str, FigureSpec] = {
+    "regimes_acc_diff": (
+        "Test accuracy difference SWA − SGD (points; mean over seeds, paired; ± the 95 % "
+        "CI), one factor at a time around the base point (left) and the two-factor map "
+        "(right). Bold cells: CI excludes 0.",
+        lambda plot, results: plot.plot_regimes(results, "diff_test_acc")),
+    "regimes_width_ratio": (
+        "Width ratio SWA/SGD (median width along random unit directions; mean over seeds "
+        "± 95 % CI). Bold cells: CI excludes 1.",
+        lambda plot, results: plot.plot_regimes(results, "width_ratio")),
+}
 
 
 def regimes_figures(exp: Experiment, results: Path, result: Mapping[str, Any],
@@ -730,12 +735,7 @@ def regimes_figures(exp: Experiment, results: Path, result: Mapping[str, Any],
     Returns:
         The PNG paths.
     """
-    from landscape import plot
-
-    out = []
-    for stem, metric, _ in FIGURES:
-        out += plot.save_figure(plot.plot_regimes(results, metric)[0], dest / stem)
-    return out
+    return draw_figures(FIGURES, dest, results)
 
 
 def regimes_report(exp: Experiment, result: Mapping[str, Any], figures: Sequence[Path],
@@ -763,7 +763,7 @@ def regimes_report(exp: Experiment, result: Mapping[str, Any], figures: Sequence
              f"{st['width_samples']:,} train samples, BN statistics {st['width_bn']}; "
              "the ratio is taken per seed, then averaged.", "",
              *tables(result), "", "### Figures", ""]
-    lines += figure_lines(figures, out, {s: c for s, _, c in FIGURES})
+    lines += figure_lines(figures, out, captions(FIGURES))
     return lines
 
 
