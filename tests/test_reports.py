@@ -70,3 +70,34 @@ def test_committed_stability_report_regenerates(report: Path, a: Path, b: Path,
     named_b = re.search(r"vs `([^`]+)` \(B\)", committed).group(1)
     text = "\n".join(line.replace(str(b), named_b) for line in stability.report(a, b))
     assert text == committed
+
+
+#: Committed reports and how to rerun them: (folder, experiment, overrides).
+FULL = [("controls", "controls", {}), ("paper", "paper", {}),
+        ("paper_at_regime", "figures/regimes/paper_at_regime.toml", {}),
+        ("regimes", "regimes", {}), ("seed000_mnist1d", "seed000_mnist1d", {}),
+        ("seed004", "seed004", {}),
+        ("seed000", "seed000", {"data": "mnist", "data_root": "../shared/data"})]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("folder", "name", "overrides"), FULL, ids=[f for f, _, _ in FULL])
+def test_full_reproduction_gives_the_committed_numbers(
+        folder: str, name: str, overrides: dict, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full protocol (hours on 2 cores): the same per-seed numbers as committed.
+
+    On another CPU float rounding may move them (DESIGN §5); on the machine that
+    made them they are identical.
+    """
+    from landscape import experiments as ex
+
+    monkeypatch.chdir(ROOT)
+    committed = store.read_results(Path("figures") / folder / "results.h5")
+    if overrides.get("data_root") and not Path(overrides["data_root"]).is_dir():
+        pytest.skip(f"no data in {overrides['data_root']}")
+    report = ex.reproduce(name, seeds=len(committed["seeds"]), out_dir=tmp_path / folder,
+                          runs_dir=tmp_path / "runs", overrides=overrides or None,
+                          log=lambda _: None)
+    line = ex.compare_results(committed, store.read_results(report.parent / "results.h5"))
+    assert line.startswith(("identical", "matches")), line
