@@ -34,7 +34,7 @@ def measure_default(name: str) -> Any:
         >>> measure_default("tau"), measure_default("samples")
         (0.1, 1000)
     """
-    from landscape.sharpness._registry import MeasureConfig, all_params
+    from landscape.sharpness import MeasureConfig, all_params
 
     fields = {f.name: f for f in dataclasses.fields(MeasureConfig)} | all_params()
     return fields[name].default

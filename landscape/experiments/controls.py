@@ -72,10 +72,12 @@ from landscape.experiments._common import (
 from landscape.experiments._runner import map_seeds, stack, worker_count
 from landscape.experiments._settings import Settings, measure_default
 from landscape.params import ParamLayout
-from landscape.sharpness import adaptive_sharpness, headlines, pacbayes_sigma
-from landscape.sharpness._registry import (
+from landscape.sharpness import (
     MeasureConfig,
     MeasureContext,
+    adaptive_sharpness,
+    headlines,
+    pacbayes_sigma,
     params_json,
     params_of,
     run_measure,
