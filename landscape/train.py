@@ -372,11 +372,13 @@ def bn_buffers(model: nn.Module, weights: Tensor, data: TensorData,
     return buf.read(m, buffers=True)
 
 
-def average_checkpoints(weights: Tensor) -> Tensor:
-    r"""Equal-weight average of ``(k, n)`` stacked weight vectors (seed 004's averaging).
+def _mean_of_rows(weights: Tensor) -> Tensor:
+    r"""Equal-weight average of ``(k, n)`` stacked weight vectors, in float64 (seed 004's
+    averaging of recorded checkpoints; models and state dicts:
+    :func:`landscape.averaging.average_checkpoints`).
 
     Example:
-        >>> average_checkpoints(torch.tensor([[1.0, 2.0], [3.0, 6.0]])).tolist()
+        >>> _mean_of_rows(torch.tensor([[1.0, 2.0], [3.0, 6.0]])).tolist()
         [2.0, 4.0]
     """
     if weights.ndim != 2 or len(weights) == 0:
@@ -407,8 +409,8 @@ def trajectory_average(
                         "recorded; train with --record-every 1 or pick recorded epochs")
     last = {int(e): i for i, e in enumerate(ep)}  # the last record of each epoch
     idx = [last[e] for e in want]
-    w = average_checkpoints(torch.from_numpy(W[idx]))
-    b = average_checkpoints(torch.from_numpy(B[idx])) if B.shape[1] else torch.zeros(0)
+    w = _mean_of_rows(torch.from_numpy(W[idx]))
+    b = _mean_of_rows(torch.from_numpy(B[idx])) if B.shape[1] else torch.zeros(0)
     return w, b, want
 
 

@@ -17,6 +17,7 @@ from landscape import store
 from landscape._errors import UserError
 from landscape.experiments import controls
 from landscape.params import ParamLayout
+from landscape.sharpness import headlines
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_batch_size_control_and_accuracy_table(quick: Path) -> None:
     for m in r["metrics"].values():
         assert m["train_acc"].shape == (2,)
     batch = r["attrs"]["extra"]["batch"]
-    labels = [h.label for _, h in controls.scalars()]
+    labels = [h.label for _, h in headlines()]
     for arm in controls.ARMS:
         assert list(batch[arm]) == labels
         assert np.isfinite(np.asarray(batch[arm]["λ_max (Hessian)"])).all()
@@ -190,7 +191,7 @@ def test_report_and_figures(quick: Path) -> None:
                     "## 3. Negative control: reparametrization",
                     "| measure | closed form | closed-form value | measured |"):
         assert heading in report
-    for stem, caption in controls.FIGURES:
+    for stem, (caption, _) in controls.FIGURES.items():
         assert f"![{stem}]({stem}.png)" in report
         assert caption in report
         assert (out / f"{stem}.png").stat().st_size > 1000

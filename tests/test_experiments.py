@@ -246,15 +246,17 @@ def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:
 
 def test_parallel_cv_folds_equal_sequential_folds() -> None:
     from landscape.data import kfold_indices, load_dataset
-    from landscape.experiments.seed000 import _cross_validate, _pool
+    from landscape.experiments._runner import Workers
+    from landscape.experiments.seed000 import _cross_validate
 
     e = ex.load_experiment("seed000", quick=True)
     d = load_dataset("mnist1d", root=None, num_samples=300, seed=0)
     cfg = e.cfg.replace(epochs=2, swa=False, eval_every=1, record_every=0, threads=1)
     folds = kfold_indices(len(d.y_train), 2, seed=0)
-    seq = _cross_validate(cfg, d, folds, "sgd", 1, pool=None, log=lambda _: None,
-                          label="x")
-    with _pool(2) as pool:
+    with Workers(1) as pool:
+        seq = _cross_validate(cfg, d, folds, "sgd", 1, pool=pool, log=lambda _: None,
+                              label="x")
+    with Workers(2) as pool:
         par = _cross_validate(cfg, d, folds, "sgd", 1, pool=pool, log=lambda _: None,
                               label="x")
     assert par == seq

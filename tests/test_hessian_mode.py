@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from helpers import allclose_report, randomize_bn
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -22,19 +23,6 @@ from landscape.models import build_model
 
 F64 = torch.float64
 N, BATCH = 12, 5  # three batches, the last one short
-
-
-def _randomize_bn(net: nn.Module) -> nn.Module:
-    """Non-trivial running statistics and affine parameters (held fixed in eval mode)."""
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                if m.affine:
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.3, 0.3)
-    return net
 
 
 class _KwConv(nn.Module):
@@ -91,7 +79,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int, int]]
 def _case(name: str) -> tuple[nn.Module, Tensor, Tensor]:
     factory, shape, classes, _, _ = CASES[name]
     torch.manual_seed(0)
-    net = _randomize_bn(factory().to(F64)).eval()
+    net = randomize_bn(factory().to(F64)).eval()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(N, *shape, generator=g, dtype=F64)
     y = torch.randint(0, classes, (N,), generator=g)
@@ -122,16 +110,8 @@ def _dense_hessian(net: nn.Module, x: Tensor, y: Tensor, *, func: bool = True) -
 
 
 def _assert_close(actual: Tensor, expected: Tensor, rtol: float, what: str) -> None:
-    """Entries of ``actual`` within ``rtol * max|expected|``; names the worst ones if not."""
-    scale = float(expected.abs().max())
-    diff = (actual - expected).abs()
-    bad = diff > rtol * scale
-    if bad.any():
-        idx = diff.flatten().topk(min(5, int(bad.sum()))).indices.tolist()
-        rows = [f"  [{i}] got {float(actual.flatten()[i]):.12g}, want "
-                f"{float(expected.flatten()[i]):.12g}" for i in idx]
-        raise AssertionError(f"{what}: {int(bad.sum())} entries differ by more than "
-                             f"{rtol:g} x {scale:.3g}:\n" + "\n".join(rows))
+    """Entries of ``actual`` within ``rtol * max|expected|``."""
+    allclose_report(actual, expected, atol=rtol * float(expected.abs().max()), what=what)
 
 
 class _Spy:
@@ -197,7 +177,7 @@ def test_full_hessian_matrix_mnist1d_cnn() -> None:
 def test_seed000_cnn_float32_matches_plain(monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry's seed-000 CNN at its real size, float32: equal up to rounding."""
     torch.manual_seed(0)
-    net = _randomize_bn(build_model("seed000-cnn", (1, 28, 28), 10)).eval()
+    net = randomize_bn(build_model("seed000-cnn", (1, 28, 28), 10)).eval()
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
     risk = EmpiricalRisk(net, (x, y))

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import torch
+from helpers import randomize_bn
 from scipy.optimize import brentq
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from landscape.models import build_model
+from landscape.models import build_model, has_batchnorm
 from landscape.sharpness.bnfold import fold_batchnorm
 from landscape.sharpness.jiang2020pacbayes import (
     PacBayesBound,
@@ -226,37 +227,17 @@ def test_bound_form_errors_are_one_line(call: Callable[[], float], message: str)
 
 
 # =========================================================================== BN folding
-def _randomize_bn(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Random running statistics and affine parameters in every BatchNorm (float64)."""
-    g = torch.Generator().manual_seed(seed)
-    net = net.double()
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=g, dtype=F64))
-                mod.running_var.copy_(0.2 + 3 * torch.rand(c, generator=g, dtype=F64))
-                if mod.affine:
-                    mod.weight.copy_(torch.randn(c, generator=g, dtype=F64))
-                    mod.bias.copy_(torch.randn(c, generator=g, dtype=F64))
-    return net
-
-
-def _has_bn(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
 @pytest.mark.parametrize(("name", "in_shape"), [("mnist1d-cnn", (1, 40)),
                                                  ("seed000-cnn", (1, 28, 28))])
 def test_folded_registry_model_computes_the_same_function(
         name: str, in_shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    net = _randomize_bn(build_model(name, in_shape, 10)).train()
+    net = randomize_bn(build_model(name, in_shape, 10), dtype=F64).train()
     folded = fold_batchnorm(net)
-    assert not _has_bn(folded)
+    assert not has_batchnorm(folded)
     assert not folded.training
     assert net.training  # the original is left as it was
-    assert _has_bn(net)
+    assert has_batchnorm(net)
     x = torch.randn(16, *in_shape, generator=torch.Generator().manual_seed(1), dtype=F64)
     with torch.no_grad():
         expected = net.eval()(x)
@@ -276,12 +257,12 @@ def test_folded_registry_model_computes_the_same_function(
 
 def test_fold_adds_a_bias_nested_sequentials_and_bn_without_affine() -> None:
     torch.manual_seed(0)
-    net = _randomize_bn(nn.Sequential(
+    net = randomize_bn(nn.Sequential(
         nn.Conv1d(2, 3, 3, bias=False),
         nn.Sequential(nn.BatchNorm1d(3, affine=False), nn.ReLU()),
         nn.Flatten(),
         nn.Sequential(nn.Sequential(nn.Linear(3 * 6, 5)), nn.BatchNorm1d(5)),
-    ))
+    ), dtype=F64)
     folded = fold_batchnorm(net)
     assert folded[0].bias is not None
     assert isinstance(folded[1][0], nn.Identity)
@@ -307,9 +288,9 @@ class _Block(nn.Module):
 
 
 def test_fold_reaches_sequentials_inside_custom_modules() -> None:
-    net = _randomize_bn(_Block(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))))
+    net = randomize_bn(_Block(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))), dtype=F64)
     folded = fold_batchnorm(net)
-    assert not _has_bn(folded)
+    assert not has_batchnorm(folded)
     x = torch.randn(5, 4, dtype=F64)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net.eval()(x), rtol=0, atol=1e-12)

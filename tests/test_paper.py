@@ -72,7 +72,7 @@ def test_demo_report_and_figures(demo: Path, capsys: pytest.CaptureFixture) -> N
     assert "| median width (L2, τ) |" in report
     assert "## Train–test gap and the shift" in report
     assert report.count("## Figures") == 1
-    for stem, caption in paper.FIGURES:
+    for stem, (caption, _) in paper.FIGURES.items():
         assert f"![{stem}]({stem}.png)" in report
         assert caption in report
         assert (out / f"{stem}.png").stat().st_size > 1000
@@ -209,9 +209,9 @@ def test_compare_results_in_units_of_the_earlier_ci() -> None:
 def _paper_results(path, gains, ratios):
     """A paper results file: SGD test accuracy, SWA = SGD + gains, λ_max SWA/SGD = ratios."""
     from landscape import store
-    from landscape.experiments.paper import scalars
+    from landscape.sharpness import headlines
 
-    lam = next(h.label for m, h in scalars() if m == "hessian" and h.key == "lambda_max")
+    lam = next(h.label for m, h in headlines() if m == "hessian" and h.key == "lambda_max")
     sgd = [0.90, 0.91, 0.92, 0.93][: len(gains)]
     extra = {"measures": {"sgd": {lam: [1.0] * len(ratios)}, "swa": {lam: list(ratios)}}}
     store.write_results(path, {"experiment": "paper", "seeds": list(range(len(gains))),

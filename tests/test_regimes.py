@@ -128,7 +128,7 @@ def test_report_progress_and_figures(quick: dict[str, Any]) -> None:
                     "**label noise × width: SWA − SGD test accuracy (points)**"):
         assert heading in text
     assert "- Along label noise — 0 %:" in text
-    for stem, _, caption in regimes.FIGURES:
+    for stem, (caption, _) in regimes.FIGURES.items():
         assert f"![{stem}]({stem}.png)" in text
         assert caption in text
         assert (quick["report"].parent / f"{stem}.png").stat().st_size > 5000

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import allclose_report
 from scipy.optimize import brentq
 from torch import Tensor, nn
 
@@ -73,17 +74,6 @@ def random_spd(n: int, seed: int, *, low: float = 0.1, high: float = 10.0,
     return torch.from_numpy(Q @ np.diag(eigs) @ Q.T), np.sort(eigs)
 
 
-def assert_close_report(actual: np.ndarray, expected: np.ndarray, rtol: float,
-                        atol: float = 0.0) -> None:
-    """allclose that prints the entries that differ."""
-    a, e = np.asarray(actual, float), np.asarray(expected, float)
-    bad = ~np.isclose(a, e, rtol=rtol, atol=atol)
-    assert not bad.any(), "\n".join(
-        f"  [{i}] actual {a.flat[i]!r} expected {e.flat[i]!r} "
-        f"(rel {abs(a.flat[i] - e.flat[i]) / max(abs(e.flat[i]), 1e-300):.2e})"
-        for i in np.flatnonzero(bad))
-
-
 def ball_max_quadratic(H: np.ndarray, x: np.ndarray, rho: float) -> float:
     """max_{|d| <= rho} (x+d)^T H (x+d)/2 - x^T H x/2 for SPD H (secular equation)."""
     lam, Q = np.linalg.eigh(H)
@@ -118,8 +108,8 @@ def test_hvp_matches_matrix_on_quadratic(method: HVPMethod) -> None:
     hvp = make_hvp(quadratic(H, torch.zeros(20, dtype=F64)), torch.randn(20, dtype=F64),
                    method)
     v = torch.randn(20, dtype=F64)
-    assert_close_report(hvp(v).numpy(), (H @ v).numpy(), rtol=1e-12, atol=1e-12)
-    assert_close_report(hvp(2 * v).numpy(), (2 * H @ v).numpy(), rtol=1e-12, atol=1e-12)
+    allclose_report(hvp(v).numpy(), (H @ v).numpy(), rtol=1e-12, atol=1e-12)
+    allclose_report(hvp(2 * v).numpy(), (2 * H @ v).numpy(), rtol=1e-12, atol=1e-12)
 
 
 def _tiny_cnn_loss(samples: int = 32) -> tuple[Callable[[Tensor], Tensor], Tensor, Any]:
@@ -154,12 +144,12 @@ def test_small_cnn_top_eigenvalue_matches_dense_hessian() -> None:
     v = torch.randn(theta.numel(), dtype=F64)
     for method in HVPMethod:
         hvp = make_hvp(f, theta, method)
-        assert_close_report(hvp(v).numpy(), dense @ v.numpy(), rtol=1e-8, atol=1e-10)
-    assert_close_report(risk.hvp(theta)(v).numpy(), dense @ v.numpy(), rtol=1e-8,
+        allclose_report(hvp(v).numpy(), dense @ v.numpy(), rtol=1e-8, atol=1e-10)
+    allclose_report(risk.hvp(theta)(v).numpy(), dense @ v.numpy(), rtol=1e-8,
                         atol=1e-10)
     top = hessian_top_eigenvalues(make_hvp(risk, theta), theta.numel(), k=3)
     assert top.converged
-    assert_close_report(top.eigenvalues, exact[::-1][:3], rtol=1e-4)
+    allclose_report(top.eigenvalues, exact[::-1][:3], rtol=1e-4)
     assert top.n_hvp < 30
 
 
@@ -167,7 +157,7 @@ def test_small_cnn_top_eigenvalue_matches_dense_hessian() -> None:
 def test_top_eigenvalues_of_reference_quadratic() -> None:
     hvp = make_hvp(quadratic(H_DIAG, W_STAR), W_STAR)
     r = hessian_top_eigenvalues(hvp, 3, k=3)  # n <= ncv: solved densely
-    assert_close_report(r.eigenvalues, [4.0, 1.0, 0.25], rtol=1e-12)
+    allclose_report(r.eigenvalues, [4.0, 1.0, 0.25], rtol=1e-12)
     low = hessian_smallest_eigenvalue(hvp, 3)
     assert low.eigenvalues[0] == pytest.approx(0.25, rel=1e-12)
 
@@ -177,12 +167,12 @@ def test_top_k_eigenvalues_random_spd_to_1e6(seed: int) -> None:
     H, eigs = random_spd(80, seed)
     hvp = make_hvp(quadratic(H, torch.zeros(80, dtype=F64)), torch.zeros(80, dtype=F64))
     tight = hessian_top_eigenvalues(hvp, 80, k=5, tol=1e-10, eigenvectors=True)
-    assert_close_report(tight.eigenvalues, eigs[::-1][:5], rtol=1e-6)
+    allclose_report(tight.eigenvalues, eigs[::-1][:5], rtol=1e-6)
     V = tight.eigenvectors
     assert V is not None
     np.testing.assert_allclose(H.numpy() @ V, V * tight.eigenvalues, atol=1e-6)
     default = hessian_top_eigenvalues(hvp, 80, k=5)  # the CLI default tolerance
-    assert_close_report(default.eigenvalues, eigs[::-1][:5], rtol=1e-3)
+    allclose_report(default.eigenvalues, eigs[::-1][:5], rtol=1e-3)
 
 
 def test_smallest_eigenvalue_of_indefinite_matrix() -> None:
@@ -198,7 +188,7 @@ def test_power_iteration_top_eigenvalue() -> None:
     H, eigs = random_spd(50, seed=4)
     r = power_iteration(lambda v: H @ v, 50, k=2, max_iter=100, tol=1e-3)
     assert r.n_hvp <= 200
-    assert_close_report(r.eigenvalues, eigs[::-1][:2], rtol=2e-2)
+    allclose_report(r.eigenvalues, eigs[::-1][:2], rtol=2e-2)
     exact = power_iteration(lambda v: H @ v, 50, k=1, max_iter=5000, tol=1e-14)
     assert exact.eigenvalues[0] == pytest.approx(eigs[-1], rel=1e-8)
 
@@ -273,7 +263,7 @@ def test_slq_density_integrates_to_one_with_mass_at_the_eigenvalues() -> None:
     nodes = d.nodes[d.weights > 0]
     # the Krylov space has dimension 4: every node is a true eigenvalue
     assert np.abs(nodes[:, None] - values[None]).min(1).max() < 1e-8
-    assert_close_report(d.weights.sum(1), np.ones(300), rtol=1e-12)
+    allclose_report(d.weights.sum(1), np.ones(300), rtol=1e-12)
     grid, dens = d.density(sigma2=1e-4)
     assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-6)
     for lam, m in zip(values, mult, strict=True):
@@ -299,7 +289,7 @@ def test_slq_density_of_diag2_is_two_gaussians(lo: float, hi: float, var: float)
     t = np.array([lo - 0.3, lo - 0.05, lo, 0.5 * (lo + hi), hi, hi + 0.1, hi + 0.4])
     grid, dens = d.density(t, sigma2=0.01)
     np.testing.assert_array_equal(grid, t)
-    assert_close_report(dens, 0.5 * _gauss(t, lo, var) + 0.5 * _gauss(t, hi, var),
+    allclose_report(dens, 0.5 * _gauss(t, lo, var) + 0.5 * _gauss(t, hi, var),
                         rtol=1e-12)
 
 
@@ -313,7 +303,7 @@ def test_slq_kernel_width_uses_the_range_of_all_nodes() -> None:
     exact = (0.25 * _gauss(t, 0.0, var) + 0.75 * _gauss(t, 1.0, var)
              + 0.5 * _gauss(t, 2.0, var) + 0.25 * _gauss(t, 5.0, var)
              + 0.25 * _gauss(t, 4.0, var)) / 2
-    assert_close_report(d.density(t, sigma2=1e-3)[1], exact, rtol=1e-12)
+    allclose_report(d.density(t, sigma2=1e-3)[1], exact, rtol=1e-12)
 
 
 def test_lanczos_quadrature_reproduces_moments() -> None:
@@ -588,7 +578,7 @@ def test_width_is_sqrt_2tau_over_dHd() -> None:
     d = d / d.norm(dim=1, keepdim=True)
     r = random_widths(lambda w: float(g(w)), theta, d, tau=0.1, rel_tol=1e-12)
     exact = np.sqrt(2 * 0.1 / np.einsum("ki,ij,kj->k", d.numpy(), H.numpy(), d.numpy()))
-    assert_close_report(r.widths, exact, rtol=1e-6)
+    allclose_report(r.widths, exact, rtol=1e-6)
     med, lo, hi = r.summary()
     assert med == pytest.approx(np.median(exact), rel=1e-6)
     assert lo <= med <= hi
@@ -690,7 +680,7 @@ def test_dinh_rescaling_changes_lambda_max_not_asam_or_sigma_mag() -> None:
                                                 eps=0.0, samples=10).sigma)
         vals["sigma"].append(pacbayes_sigma(loss, th, 0.05, samples=10).sigma)
     for k in ("loss", "asam", "sigma_mag"):
-        assert_close_report(vals[k], [vals[k][0]] * 3, rtol=1e-8)
+        allclose_report(vals[k], [vals[k][0]] * 3, rtol=1e-8)
     assert vals["lmax"][1] > 20 * vals["lmax"][0]  # rescaling inflates the curvature
     assert abs(vals["sigma"][1] / vals["sigma"][0] - 1) > 0.1
 

@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from landscape._errors import UserError
     from landscape.config import from_dict, load_toml
     from landscape.jobs import measure_solution
-    from landscape.sharpness import MeasureConfig, parse_measures
-    from landscape.sharpness._registry import all_params
+    from landscape.sharpness import MeasureConfig, all_params, parse_measures
 
     common_keys = {f.name for f in dataclasses.fields(MeasureConfig)}
     known = set(all_params())

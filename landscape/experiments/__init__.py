@@ -24,19 +24,18 @@ from landscape.experiments._common import (
     Protocol,
     available,
     compare_results,
-    comparison,
     early_stop,
     fit,
     fold,
     load_experiment,
     register_protocol,
     reproduce,
-    verdict,
     write_report,
     write_results,
 )
 from landscape.experiments.seed000 import tune
 from landscape.experiments.seed004 import evaluate_checkpoints
+from landscape.stats import comparison, verdict
 
 __all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "available",
            "compare_results", "comparison", "controls", "early_stop", "evaluate_checkpoints",

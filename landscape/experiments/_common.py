@@ -35,6 +35,7 @@ from landscape._errors import UserError
 from landscape.config import CONFIGS_DIR, TrainConfig, from_dict, training_data
 from landscape.data import TensorData
 from landscape.evaluate import resolve_device
+from landscape.experiments._settings import Settings
 from landscape.params import ParamLayout
 from landscape.stats import format_ci, mean_ci
 
@@ -49,7 +50,8 @@ class Protocol:
     Attributes:
         name: The ``[experiment] protocol`` value.
         title: The report's title after the experiment name.
-        keys: Valid ``[experiment]`` keys.
+        settings: Its :class:`~landscape.experiments._settings.Settings` dataclass:
+            the valid ``[experiment]`` keys (:attr:`keys`), types and defaults.
         run: ``run(exp, seeds, out, log, runs_dir=..., main_run=..., progress=...)``
             returning ``{"metrics": {method: {metric: per-seed list}}, "extra": ...}``.
         figures: ``figures(exp, results_path, result, dest) -> [paths]``.
@@ -59,10 +61,15 @@ class Protocol:
 
     name: str
     title: str
-    keys: frozenset[str]
+    settings: type[Settings]
     run: Callable[..., dict[str, Any]]
     figures: Callable[..., list[Path]]
     report: Callable[..., list[str]]
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Valid ``[experiment]`` keys: the settings' fields and the runner's."""
+        return self.settings.keys()
 
 
 PROTOCOLS: dict[str, Protocol] = {}
@@ -267,51 +274,6 @@ def ci_cell(v: Sequence[float], pct: bool, digits: int | None = None) -> str:
                      digits=digits if digits is not None else 2 if pct else 3)
 
 
-def comparison(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95 % CI half-width of the paired difference ``b - a`` over seeds.
-
-    Example:
-        >>> round(comparison([0.9, 0.8], [0.95, 0.85])[0], 6)
-        0.05
-    """
-    return mean_ci(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64))
-
-
-def call(mean: float, half_width: float) -> str:
-    """Which way a paired difference points: ``"higher"``, ``"lower"``, ``"no
-    difference"`` (its 95 % CI includes 0) or ``"one seed"`` (no interval).
-
-    Example:
-        >>> call(0.3, 0.2), call(-0.3, 0.2), call(0.1, 0.2), call(0.1, float("nan"))
-        ('higher', 'lower', 'no difference', 'one seed')
-    """
-    if math.isnan(half_width):
-        return "one seed"
-    if mean - half_width > 0:
-        return "higher"
-    if mean + half_width < 0:
-        return "lower"
-    return "no difference"
-
-
-def verdict(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float],
-            what: str) -> str:
-    d, h = comparison(a, b)
-    c = call(d, h)
-    if c == "one seed":
-        sign = "higher" if d > 0 else "not higher"
-        return (f"With one seed, {name_b}'s {what} is {sign} than {name_a}'s "
-                f"({100 * d:+.2f} points); no interval can be given.")
-    if c == "higher":
-        return (f"**{name_b} beats {name_a}** on {what}: {100 * d:+.2f} ± {100 * h:.2f} "
-                f"points (paired over seeds, 95 % CI excludes 0).")
-    if c == "lower":
-        return (f"**{name_b} does not beat {name_a}** on {what}: it is worse by "
-                f"{-100 * d:.2f} ± {100 * h:.2f} points (95 % CI excludes 0).")
-    return (f"**{name_b} does not beat {name_a}** on {what} beyond noise: "
-            f"{100 * d:+.2f} ± {100 * h:.2f} points (95 % CI includes 0).")
-
-
 def fmt_params(p: Mapping[str, Any]) -> str:
     """``k=v, ...`` of hyperparameters (floats to 3 significant digits).
 
@@ -330,6 +292,35 @@ LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
           "swa_1.5x": "SWA, 1.5 budgets",
           "checkpoints_mean": "checkpoints' mean", "avg": "averaged model",
           "checkpoints_best": "best checkpoint"}
+
+
+#: A protocol figure, declared once: ``FIGURES = {stem: (caption, draw)}`` with
+#: ``draw(plot, *inputs) -> (fig, ax)``, ``plot`` being :mod:`landscape.plot` (imported
+#: only to draw, so that importing a protocol does not import matplotlib).
+FigureSpec = tuple[str, Callable[..., Any]]
+
+
+def draw_figures(figures: Mapping[str, FigureSpec], dest: Path, *inputs: Any) -> list[Path]:
+    """Draw and save every figure of ``figures`` as ``dest/<stem>.png``, in order.
+
+    Returns:
+        The paths written.
+    """
+    from landscape import plot
+
+    out: list[Path] = []
+    for stem, (_, draw) in figures.items():
+        out += plot.save_figure(draw(plot, *inputs)[0], dest / stem)
+    return out
+
+
+def captions(figures: Mapping[str, FigureSpec]) -> dict[str, str]:
+    """``{stem: caption}`` of declared figures.
+
+    Returns:
+        The captions.
+    """
+    return {stem: caption for stem, (caption, _) in figures.items()}
 
 
 def figure_lines(figures: Sequence[Path], out: Path,
@@ -395,6 +386,18 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     Returns:
         The report path.
     """
+    path = out / "REPORT.md"
+    path.write_text(report_text(out, exp, seeds, result, command, figures, seconds))
+    return path
+
+
+def report_text(out: Path, exp: Experiment, seeds: Sequence[int], result: Mapping,
+                command: str, figures: Sequence[Path], seconds: float) -> str:
+    """The Markdown of :func:`write_report` (a function of the results file's contents).
+
+    Returns:
+        The text.
+    """
     cfg = exp.cfg
     protocol = _protocols()[exp.protocol]
     m = result["metrics"]
@@ -442,9 +445,7 @@ def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappi
     lines += protocol.report(exp, result, figures, out)
     lines += ["", f"Per-seed values: `results.h5` (`landscape plot {out / 'results.h5'} "
               f"--out-dir {out}`)."]
-    path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def _series(results: Mapping[str, Any]) -> dict[str, np.ndarray]:

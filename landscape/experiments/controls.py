@@ -46,11 +46,8 @@ import copy
 import dataclasses
 import itertools
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +61,28 @@ from landscape.config import TrainConfig
 from landscape.experiments._common import (
     LABELS,
     Experiment,
+    FigureSpec,
     Log,
     Protocol,
+    captions,
+    draw_figures,
     figure_lines,
     register_protocol,
 )
-from landscape.experiments.paper import scalars
+from landscape.experiments._runner import map_seeds, stack, worker_count
+from landscape.experiments._settings import Settings, measure_default
 from landscape.params import ParamLayout
-from landscape.sharpness import adaptive_sharpness, pacbayes_sigma
-from landscape.sharpness._registry import (
+from landscape.sharpness import (
     MeasureConfig,
     MeasureContext,
+    adaptive_sharpness,
+    headlines,
+    pacbayes_sigma,
     params_json,
     params_of,
     run_measure,
 )
-from landscape.stats import mean_ci
+from landscape.stats import format_ci, geometric_ratio, log_ratios
 
 #: The arms of the batch-size control, as methods of the results file.
 ARMS = ("small_batch", "large_batch")
@@ -94,23 +97,40 @@ ASAM_WEIGHTS_LABEL = "ASAM sharpness, T on weights only (ASAM's code)"
 INVARIANT_TOL, APPROX_TOL = 1e-6, 0.05
 
 
-def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
-    return {"large_batch": int(s.get("large_batch", 2048)),
-            "large_lr": float(s.get("large_lr", 0.4)),
-            "large_epochs": int(s.get("large_epochs", 200)),
-            "measure_samples": int(s.get("measure_samples", 1000)),
-            "trace_samples": int(s.get("trace_samples", 100)),
-            "directions": int(s.get("directions", 20)),
-            "dinh_model": str(s.get("dinh_model", "mnist1d-mlp")),
-            "alphas": [float(a) for a in s.get("alphas", [10.0, 0.1])],
-            "geometry_samples": int(s.get("geometry_samples", 200)),
-            "pacbayes_target_loss": float(s.get("pacbayes_target_loss", 0.01)),
-            "workers": s.get("workers")}
+@dataclasses.dataclass(frozen=True)
+class ControlsSettings(Settings):
+    """``[experiment]`` of the ``controls`` protocol (measure defaults: the registry's).
+
+    Attributes:
+        large_batch: Batch size of the large-batch arm.
+        large_lr: Its learning rate.
+        large_epochs: Its epochs.
+        measure_samples: Train samples of every measure.
+        trace_samples: Hutchinson probes.
+        directions: Directions of the width measure.
+        dinh_model: The ReLU network of the reparametrization control.
+        alphas: Its rescaling factors (besides 1).
+        geometry_samples: Samples of the least-squares problem.
+        pacbayes_target_loss: PAC-Bayes loss rise Δ on the least-squares problem.
+        workers: Worker processes (default one per core).
+    """
+
+    large_batch: int = 2048
+    large_lr: float = 0.4
+    large_epochs: int = 200
+    measure_samples: int = measure_default("samples")
+    trace_samples: int = measure_default("trace_samples")
+    directions: int = measure_default("directions")
+    dinh_model: str = "mnist1d-mlp"
+    alphas: tuple[float, ...] = (10.0, 0.1)
+    geometry_samples: int = 200
+    pacbayes_target_loss: float = 0.01
+    workers: int | None = None
 
 
 def _headlines() -> list[tuple[str, Any]]:
     """``(measure, headline)`` of every headline the reports tabulate."""
-    return scalars()
+    return headlines()
 
 
 def _measures() -> list[str]:
@@ -129,51 +149,31 @@ def run_controls(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     Raises:
         UserError: For bad settings, or the first error of any seed.
     """
-    st = _settings(exp.settings)
-    if any(a <= 0 or a == 1.0 for a in st["alphas"]) or not st["alphas"]:
+    settings = ControlsSettings.parse(exp.settings)
+    if any(a <= 0 or a == 1.0 for a in settings.alphas) or not settings.alphas:
         raise UserError(f"[experiment] alphas must be positive and not 1, got "
-                        f"{st['alphas']}")
-    if exp.cfg.batch_size >= st["large_batch"]:
+                        f"{list(settings.alphas)}")
+    if exp.cfg.batch_size >= settings.large_batch:
         raise UserError(f"[experiment] large_batch must exceed batch_size (the small "
-                        f"batch), got {st['large_batch']} and {exp.cfg.batch_size}")
+                        f"batch), got {settings.large_batch} and {exp.cfg.batch_size}")
+    st = settings.to_dict()  # plain data for the tasks and the results file
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [dict(cfg=exp.cfg.to_dict(), seed=s, runs=str(runs_dir), st=st) for s in seeds]
-    workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
-    if workers <= 1:
-        done = [_seed_task(**t, log=log) for t in tasks]
-    else:
-        log(f"[controls] {len(tasks)} seeds in {workers} worker processes")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            done = list(pool.map(_seed_worker, tasks))
-    metrics: dict[str, dict[str, list[float]]] = {}
+    done = map_seeds(_seed_task, tasks, worker_count(settings.workers, len(tasks)), log,
+                     name="controls", threads=exp.cfg.threads)
+    per_seed = stack(done)
+    metrics: dict[str, dict[str, list[float]]] = per_seed["metrics"]
     extra: dict[str, Any] = {"settings": st, "seeds": list(seeds), "runs": runs_dir.as_posix(),
-                             "batch": {a: {} for a in ARMS}, "dinh": {}, "geometry": []}
-    for d in done:
-        for m, cols in d["metrics"].items():
-            for k, v in cols.items():
-                metrics.setdefault(m, {}).setdefault(k, []).append(v)
-        for arm, cols in d["batch"].items():
-            for k, v in cols.items():
-                extra["batch"][arm].setdefault(k, []).append(v)
-        for key, cols in d["dinh"].items():
-            for k, v in cols.items():
-                extra["dinh"].setdefault(key, {}).setdefault(k, []).append(v)
-        extra["geometry"].append(d["geometry"])
+                             "batch": {a: {} for a in ARMS} | per_seed["batch"],
+                             "dinh": per_seed["dinh"], "geometry": per_seed["geometry"]}
     return {"metrics": metrics, "extra": extra}
 
 
-def _seed_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """:func:`_seed_task` in a worker process, logging to its stdout."""
-    if task["cfg"].get("threads"):
-        torch.set_num_threads(int(task["cfg"]["threads"]))
-    return _seed_task(**task, log=lambda m: print(m, flush=True))
-
-
-def _seed_task(*, cfg: dict[str, Any], seed: int, runs: str, st: Mapping[str, Any],
-               log: Log) -> dict[str, Any]:
+def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     """The three controls of one seed; plain data in and out."""
     from landscape.config import from_dict
+
+    cfg, seed, runs, st = task["cfg"], task["seed"], task["runs"], task["st"]
 
     base = from_dict(cfg, TrainConfig).replace(seed=seed, swa=False)
     runs_dir = Path(runs)
@@ -583,33 +583,12 @@ def known_geometry(path: Path, seed: int, st: Mapping[str, Any]) -> list[dict[st
 
 
 # =========================================================================== report
-def _log_ratios(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
-    """Per-seed ``log(b/a)`` where both are positive and finite (NaN elsewhere)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
-    out = np.full(a.shape, np.nan)
-    out[ok] = np.log(b[ok] / a[ok])
-    return out
-
-
-def _geo(lr: np.ndarray) -> tuple[float, float, float]:
-    """Geometric mean ratio and its 95 % interval from per-seed log ratios."""
-    lr = lr[np.isfinite(lr)]
-    if not lr.size:
-        return math.nan, math.nan, math.nan
-    m, h = mean_ci(lr)
-    if math.isnan(h):
-        return math.exp(m), math.nan, math.nan
-    return math.exp(m), math.exp(m - h), math.exp(m + h)
-
-
 def _fmt(v: Sequence[float], digits: int = 4) -> str:
-    a = np.asarray(v, float)
-    a = a[np.isfinite(a)]
-    if not a.size:
-        return "n/a"
-    m, h = mean_ci(a)
-    return f"{m:.{digits}g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
+    return format_ci(v, spec=f".{digits}g", half_spec=".2g", finite=True)
+
+
+def _pct(v: Sequence[float]) -> str:
+    return format_ci(v, scale=100.0, spec=".4g", half_spec=".2g", finite=True)
 
 
 def _ratio_cell(g: tuple[float, float, float]) -> str:
@@ -630,7 +609,7 @@ def batch_verdicts(batch: Mapping[str, Mapping[str, Sequence[float]]]
     for _, h in _headlines():
         sb = batch["small_batch"].get(h.label, [])
         lb = batch["large_batch"].get(h.label, [])
-        g = _geo(_log_ratios(sb, lb))
+        g = geometric_ratio(log_ratios(sb, lb))
         r, lo, hi = g
         sharper_hi = h.flatter == "lower"  # a larger value means sharper
         way = "larger" if sharper_hi else "smaller"
@@ -702,19 +681,32 @@ def _agrees(expected: str, observed: str) -> bool:
         expected.startswith("≈") and observed in ("invariant", "≈ invariant"))
 
 
-FIGURES = (
-    ("accuracy", "Train and test accuracy of the small-batch and large-batch solutions "
-     "(and of the ReLU MLP of the reparametrization control): mean ± 95 % CI over "
-     "seeds, one dot per seed."),
-    ("batch_ratios", "Batch-size control: large-batch / small-batch ratio of each measure, "
-     "one dot per seed, the geometric mean with its 95 % Student-t interval (log scale). "
-     "For λ_max, trace and the sharpness values a ratio above 1 means the large-batch "
-     "solution is sharper; for σ, σ′ and the width a ratio below 1 does."),
-    ("dinh_log_ratios", "Reparametrization control: |log10 (value at α / value at α = 1)| "
-     "of each measure for each α, mean over seeds with its 95 % interval (log scale; bars "
-     "at the floor 1e-16 are unchanged to float64 rounding). A function-preserving "
-     "rescaling should leave an invariant measure at the floor."),
-)
+#: The figures of the report, in report order: ``{stem: (caption, draw(plot, results,
+#: ratios, flatter, changes))}`` with the inputs :func:`controls_figures` reads from
+#: the results file.
+FIGURES: dict[str, FigureSpec] = {
+    "accuracy": (
+        "Train and test accuracy of the small-batch and large-batch solutions (and of the "
+        "ReLU MLP of the reparametrization control): mean ± 95 % CI over seeds, one dot "
+        "per seed.",
+        lambda plot, results, ratios, flatter, changes: plot.plot_swa_vs_sgd(
+            results, metrics=["train_acc", "test_acc"])),
+    "batch_ratios": (
+        "Batch-size control: large-batch / small-batch ratio of each measure, one dot per "
+        "seed, the geometric mean with its 95 % Student-t interval (log scale). For "
+        "λ_max, trace and the sharpness values a ratio above 1 means the large-batch "
+        "solution is sharper; for σ, σ′ and the width a ratio below 1 does.",
+        lambda plot, results, ratios, flatter, changes: plot.plot_paired_ratios(
+            ratios, flatter=flatter, title="large batch / small batch, paired over seeds",
+            xlabel="ratio large / small (log scale)")),
+    "dinh_log_ratios": (
+        "Reparametrization control: |log10 (value at α / value at α = 1)| of each measure "
+        "for each α, mean over seeds with its 95 % interval (log scale; bars at the floor "
+        "1e-16 are unchanged to float64 rounding). A function-preserving rescaling should "
+        "leave an invariant measure at the floor.",
+        lambda plot, results, ratios, flatter, changes: plot.plot_log_ratio_bars(
+            changes, title="change under Dinh et al.'s rescaling")),
+}
 
 
 def controls_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[Path]:
@@ -723,30 +715,17 @@ def controls_figures(results: Path, result: Mapping[str, Any], dest: Path) -> li
     Returns:
         The PNG paths, in :data:`FIGURES` order.
     """
-    from landscape import plot
-
     r = store.read_results(results)
     ex = r["attrs"]["extra"]
     ratios, flatter = {}, {}
     for _, h in _headlines():
-        lr = _log_ratios(ex["batch"]["small_batch"].get(h.label, []),
-                         ex["batch"]["large_batch"].get(h.label, []))
+        lr = log_ratios(ex["batch"]["small_batch"].get(h.label, []),
+                        ex["batch"]["large_batch"].get(h.label, []))
         ratios[h.label] = np.exp(lr)
         flatter[h.label] = h.flatter
     changes = {row["label"]: {a.replace("alpha=", "α = "): v for a, v in row["ratios"].items()}
                for row in dinh_table(ex["dinh"])}
-    draw = {
-        "accuracy": lambda: plot.plot_swa_vs_sgd(results, metrics=["train_acc", "test_acc"]),
-        "batch_ratios": lambda: plot.plot_paired_ratios(
-            ratios, flatter=flatter, title="large batch / small batch, paired over seeds",
-            xlabel="ratio large / small (log scale)"),
-        "dinh_log_ratios": lambda: plot.plot_log_ratio_bars(
-            changes, title="change under Dinh et al.'s rescaling"),
-    }
-    out: list[Path] = []
-    for stem, _ in FIGURES:
-        out += plot.save_figure(draw[stem]()[0], dest / stem)
-    return out
+    return draw_figures(FIGURES, dest, results, ratios, flatter, changes)
 
 
 def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequence[Path],
@@ -777,8 +756,8 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
         + ("Both reached 100 % train accuracy on every seed." if reached else
            "**Not every run reached 100 % train accuracy**: minimum over seeds "
            + ", ".join(f"{LABELS[a]} {100 * acc[a].min():.2f} %" for a in ARMS) + "."),
-        f"Test accuracy: small batch {_fmt(100 * np.asarray(m['small_batch']['test_acc']))} %,"
-        f" large batch {_fmt(100 * np.asarray(m['large_batch']['test_acc']))} %.", "",
+        f"Test accuracy: small batch {_pct(m['small_batch']['test_acc'])} %, large batch "
+        f"{_pct(m['large_batch']['test_acc'])} %.", "",
         f"Measures on a fixed, seeded subset of {st['measure_samples']} train samples, BN "
         f"in eval mode with each solution's statistics (width: statistics recomputed "
         f"along the rays), registry defaults except {st['trace_samples']} trace probes, "
@@ -846,7 +825,7 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
         "|---|---|" + "---|" * len(alphas) + "---|---|---|"]
     rows = dinh_table(dinh)
     for row in rows:
-        cells = [f"{_fmt(row['values'][a])} (×{_geo(np.log(row['ratios'][a]))[0]:.3g})"
+        cells = [f"{_fmt(row['values'][a])} (×{geometric_ratio(np.log(row['ratios'][a]))[0]:.3g})"
                  for a in alphas]
         ok = _agrees(row["expected"], row["observed"])
         lines.append(f"| {row['label']} | {_fmt(row['values']['alpha=1'])} | "
@@ -854,7 +833,7 @@ def report_sections(exp: Experiment, result: Mapping[str, Any], figures: Sequenc
                      f"{row['expected']} | {row['observed']}"
                      + ("" if ok else " (**not as expected**)") + " |")
     lines += ["", *_dinh_verdicts(rows), "", "## Figures", ""]
-    lines += figure_lines(figures, out, dict(FIGURES))
+    lines += figure_lines(figures, out, captions(FIGURES))
     lines += [f"Run files (training runs and every stored measure): `{ex['runs']}`.", ""]
     return lines
 
@@ -994,10 +973,7 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 register_protocol(Protocol(
     name="controls",
     title="positive and negative controls of the flatness measures",
-    keys=frozenset({"protocol", "seeds", "quick", "large_batch", "large_lr", "large_epochs",
-                    "measure_samples", "trace_samples", "directions", "dinh_model", "alphas",
-                    "geometry_samples", "pacbayes_target_loss", "workers"}),
-    run=run_controls, figures=_figures, report=_report))
+    settings=ControlsSettings, run=run_controls, figures=_figures, report=_report))
 
 
 __all__ = ["ASAM_WEIGHTS_LABEL", "FIGURES", "GEOMETRY_ROWS", "GEOMETRY_VARIANTS",

@@ -23,12 +23,10 @@ SGD-vs-SWA differences are paired over seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -41,44 +39,68 @@ from landscape.evaluate import Evaluator
 from landscape.experiments._common import (
     LABELS,
     Experiment,
+    FigureSpec,
     Log,
     Protocol,
-    call,
-    comparison,
+    captions,
+    draw_figures,
     figure_lines,
     fit,
     register_protocol,
+)
+from landscape.experiments._runner import map_seeds, stack, worker_count
+from landscape.experiments._settings import Settings, measure_default
+from landscape.sharpness import Headline, headlines
+from landscape.stats import (
+    call,
+    finite_mean_ci,
+    format_ci,
+    format_pm,
+    log_ratios,
+    mean_ci,
+    paired_call,
     verdict,
 )
-from landscape.sharpness import Headline, specs
 
 #: The flatness measures computed for both solutions of every seed (``measures``).
 MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
 
 
-def scalars() -> list[tuple[str, Headline]]:
-    """``(measure, headline)`` of every registered headline the report tabulates.
+@dataclasses.dataclass(frozen=True)
+class PaperSettings(Settings):
+    """``[experiment]`` of the ``paper`` protocol (measure defaults: the registry's).
 
-    Returns:
-        The pairs, in registry order.
+    Attributes:
+        budgets: SWA budgets in units of ``epochs``; the first is 1.0 (the SGD budget).
+        grid: Points per axis of the figures' 2D surfaces.
+        rays: Random unit rays of the width figure.
+        ray_points: Radii per ray.
+        plane_point: The third point of the plane (``epoch:E``).
+        measure_samples: Train samples of every measure.
+        directions: Directions of the width measure.
+        tau: The width's loss rise.
+        trace_samples: Hutchinson probes.
+        slq_steps: Lanczos steps of the density.
+        gap_points: Points of the SGD→SWA line of the gap.
+        measure_seeds: How many seeds are measured (default all).
+        workers: Worker processes (default one per core).
+        measures: The measures of both solutions.
     """
-    return [(name, h) for name, sp in specs().items() for h in sp.headline if h.report]
 
-
-def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
-    return {"budgets": [float(b) for b in s.get("budgets", [1.0, 1.25, 1.5])],
-            "grid": int(s.get("grid", 21)), "rays": int(s.get("rays", 10)),
-            "ray_points": int(s.get("ray_points", 25)),
-            "plane_point": str(s.get("plane_point", "epoch:15")),
-            "measure_samples": int(s.get("measure_samples", 1000)),
-            "directions": int(s.get("directions", 20)),
-            "tau": float(s.get("tau", 0.1)),
-            "trace_samples": int(s.get("trace_samples", 100)),
-            "slq_steps": int(s.get("slq_steps", 80)),
-            "gap_points": int(s.get("gap_points", 41)),
-            "measure_seeds": s.get("measure_seeds"),
-            "workers": s.get("workers"),
-            "measures": list(s.get("measures", MEASURES))}
+    budgets: tuple[float, ...] = (1.0, 1.25, 1.5)
+    grid: int = 21
+    rays: int = 10
+    ray_points: int = 25
+    plane_point: str = "epoch:15"
+    measure_samples: int = measure_default("samples")
+    directions: int = measure_default("directions")
+    tau: float = measure_default("tau")
+    trace_samples: int = measure_default("trace_samples")
+    slq_steps: int = measure_default("slq_steps")
+    gap_points: int = 41
+    measure_seeds: int | None = None
+    workers: int | None = None
+    measures: tuple[str, ...] = MEASURES
 
 
 def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
@@ -106,73 +128,37 @@ def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     Raises:
         UserError: For bad settings, or the first error of any seed.
     """
-    st = _settings(exp.settings)
+    settings = PaperSettings.parse(exp.settings)
     cfg: TrainConfig = exp.cfg
-    budgets = st["budgets"]
+    budgets = settings.budgets
     if not budgets or budgets[0] != 1.0 or any(b < 1.0 for b in budgets):
         raise UserError("[experiment] budgets must start with 1.0 (the SGD budget) and "
-                        f"be >= 1, got {budgets}")
+                        f"be >= 1, got {list(budgets)}")
     runs_dir.mkdir(parents=True, exist_ok=True)
-    n_measure = len(seeds) if st["measure_seeds"] is None else int(st["measure_seeds"])
+    n_measure = len(seeds) if settings.measure_seeds is None else settings.measure_seeds
+    st = settings.to_dict()  # plain data for the tasks and the results file
     tasks = []
+    workers = worker_count(settings.workers, len(seeds))
     for i, s in enumerate(seeds):
         path = main_run if (main_run is not None and i == 0) else runs_dir / f"seed{s}.h5"
         tasks.append(dict(cfg=cfg.to_dict(), seed=s, path=str(path), st=st,
-                          measure=i < n_measure, main=i == 0))
-    workers = min(len(tasks), int(st["workers"] or os.cpu_count() or 1))
-    t0 = time.perf_counter()
-
-    def finished(d: dict[str, Any], k: int) -> None:
-        el = time.perf_counter() - t0
-        log(f"[paper] {k}/{len(tasks)} seeds done ({el:.0f} s, ETA "
-            f"{el / k * (len(tasks) - k):.0f} s)")
-
-    if workers <= 1:
-        done = []
-        for k, t in enumerate(tasks, start=1):
-            done.append(_seed_task(**t, log=log, progress=progress))
-            finished(done[-1], k)
-    else:
-        log(f"[paper] {len(tasks)} seeds in {workers} worker processes")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futs = [pool.submit(_seed_worker, t) for t in tasks]
-            for k, fut in enumerate(as_completed(futs), start=1):
-                finished(fut.result(), k)
-            done = [f.result() for f in futs]  # seed order
-    methods = ["sgd", "swa_last"] + [_budget_name(b) for b in budgets]
-    metrics: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
-    measured: dict[str, dict[str, list[float]]] = {"sgd": {}, "swa": {}}
-    gap: dict[str, list[float]] = {}
-    for d in done:
-        for m, cols in d["metrics"].items():
-            for k, v in cols.items():
-                metrics[m].setdefault(k, []).append(v)
-        for sol, cols in d["measured"].items():
-            for k, v in cols.items():
-                measured[sol].setdefault(k, []).append(v)
-        for k, v in d["gap"].items():
-            gap.setdefault(k, []).append(v)
-    return {"metrics": metrics,
-            "extra": {"runs": [d["path"] for d in done], "main": done[0]["path"],
-                      "measures": measured, "gap": gap, "settings": st,
+                          measure=i < n_measure, main=i == 0,
+                          progress=progress and workers <= 1))
+    done = map_seeds(_seed_task, tasks, workers, log, name="paper", threads=cfg.threads)
+    per_seed = stack(done)
+    return {"metrics": per_seed["metrics"],
+            "extra": {"runs": per_seed["path"], "main": done[0]["path"],
+                      "measures": {"sgd": {}, "swa": {}, **per_seed["measured"]},
+                      "gap": per_seed["gap"],
+                      "settings": st,
                       "measure_seeds": [t["seed"] for t in tasks if t["measure"]]}}
 
 
-def _seed_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """:func:`_seed_task` in a worker process, logging to its stdout."""
-    cfg = task["cfg"]
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg["threads"]))
-    return _seed_task(**task, log=lambda m: print(m, flush=True), progress=False)
-
-
-def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, Any],
-               measure: bool, main: bool, log: Log, progress: bool) -> dict[str, Any]:
+def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     """Everything of one seed: training, budgets, measures, gap (and, for the
     first seed, the figures' surfaces and rays).  Plain data in and out."""
+    cfg, seed, path, st = task["cfg"], task["seed"], task["path"], task["st"]
+    measure, main, progress = task["measure"], task["main"], task["progress"]
     from landscape.config import from_dict, load_data
     from landscape.jobs import measure_gap, measure_solution
     from landscape.sharpness import MeasureConfig
@@ -217,7 +203,7 @@ def _seed_task(*, cfg: dict[str, Any], seed: int, path: str, st: Mapping[str, An
             res = measure_solution(run, sol, st["measures"], common, params,
                                    progress=progress)
             measured[sol] = {h.label: float(res[m].get(h.key, math.nan))
-                             for m, h in scalars() if m in res}
+                             for m, h in headlines() if m in res}
         g = measure_gap(run, grid=f"-0.5:1.5:{st['gap_points']}", progress=progress)
         line = g["line"]
         gap = {"shift (L2), train loss CE + wd/2·‖θ‖²": line.shift.shift,
@@ -319,65 +305,78 @@ def ray_profiles(path: Path, solution: str, *, rays: int = 10, points: int = 25,
 
 def scalar_table(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
     """Markdown rows: each measure for SGD and SWA with the paired SWA/SGD ratio."""
-    from landscape.stats import mean_ci
-
     rows = ["| measure | SGD | SWA | SWA / SGD (paired) |", "|---|---|---|---|"]
-    for label in (h.label for _, h in scalars()):
+    for label in (h.label for _, h in headlines()):
         a = np.asarray(measured["sgd"].get(label, []), float)
         b = np.asarray(measured["swa"].get(label, []), float)
         if not a.size:
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = b / a
-        ok = np.isfinite(ratio)
-        if ok.any():
-            m, h = mean_ci(ratio[ok])
-            rc = f"{m:.3g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
-        else:
-            rc = "n/a"
+        rc = format_pm(*finite_mean_ci(ratio), ".3g", ".2g")
         rows.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {rc} |")
     return rows
 
 
 def _fmt(v: np.ndarray) -> str:
-    from landscape.stats import mean_ci
-
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return "n/a"
-    m, h = mean_ci(v)
-    return f"{m:.4g}" + ("" if math.isnan(h) else f" ± {h:.2g}")
+    return format_ci(v, spec=".4g", half_spec=".2g", finite=True)
 
 
 # =========================================================================== report
-#: The figures of the report: (file stem, caption), in report order.
-FIGURES = (
-    ("swa_vs_sgd", "Test accuracy of SGD, the last SGD iterate of the SWA run, and SWA "
-     "at 1, 1.25 and 1.5 budgets: mean ± 95 % CI over seeds, one dot per seed."),
-    ("history", "Train (dashed) and test (solid) accuracy per epoch of the SGD iterate and "
-     "the running SWA model (first seed)."),
-    ("plane_test_err", "Test error on the plane through SGD, SWA and an early trajectory "
-     "point (the SWA paper's Figure 1 layout; BN statistics recomputed at every point)."),
-    ("plane_train_loss", "L2-regularized train loss (CE + wd/2·‖θ‖²) on the same "
-     "plane."),
-    ("line", "L2-regularized train loss (CE + wd/2·‖θ‖², as the SWA paper plots it) and "
-     "test error along the line from SWA (0) to SGD, in L2 distance: where the "
-     "train-loss minimum and the test-error minimum lie."),
-    ("rays", "Train loss and test error along random unit directions from SGD and SWA "
-     "as a function of L2 distance (the paper's width figure)."),
-    ("width", "Distance at which train loss rises by τ along random unit directions, "
-     "per direction, for SGD and SWA."),
-    ("random_swa_train_loss", "Train loss on a filter-normalized random 2D slice around "
-     "SWA."),
-    ("random_sgd_train_loss", "The same slice type around SGD (its own random "
-     "directions, same seed)."),
-    ("random_swa_3d", "The slice around SWA as a 3D surface."),
-    ("pca_train_loss", "Train loss on the plane of the trajectory's top two principal "
-     "components, with the recorded trajectory overlaid."),
-    ("density", "Hessian eigenvalue density (stochastic Lanczos quadrature) at SGD and "
-     "SWA."),
-    ("eigenvalues", "Top Hessian eigenvalues (Lanczos) at SGD and SWA."),
-)
+#: The figures of the report, in report order: ``{stem: (caption, draw(plot, results,
+#: seed0))}``, ``results`` the results file over seeds and ``seed0`` the trimmed copy of
+#: the first seed's run file.
+FIGURES: dict[str, FigureSpec] = {
+    "swa_vs_sgd": (
+        "Test accuracy of SGD, the last SGD iterate of the SWA run, and SWA at 1, 1.25 and "
+        "1.5 budgets: mean ± 95 % CI over seeds, one dot per seed.",
+        lambda plot, results, small: plot.plot_swa_vs_sgd(results, metrics=["test_acc"])),
+    "history": (
+        "Train (dashed) and test (solid) accuracy per epoch of the SGD iterate and the "
+        "running SWA model (first seed).",
+        lambda plot, results, small: plot.plot_history(small)),
+    "plane_test_err": (
+        "Test error on the plane through SGD, SWA and an early trajectory point (the SWA "
+        "paper's Figure 1 layout; BN statistics recomputed at every point).",
+        lambda plot, results, small: plot.plot_surface_2d(small, "plane", "test_err")),
+    "plane_train_loss": (
+        "L2-regularized train loss (CE + wd/2·‖θ‖²) on the same plane.",
+        lambda plot, results, small: plot.plot_surface_2d(small, "plane", "train_loss")),
+    "line": (
+        "L2-regularized train loss (CE + wd/2·‖θ‖², as the SWA paper plots it) and test "
+        "error along the line from SWA (0) to SGD, in L2 distance: where the train-loss "
+        "minimum and the test-error minimum lie.",
+        lambda plot, results, small: plot.plot_surface_1d(small, "line")),
+    "rays": (
+        "Train loss and test error along random unit directions from SGD and SWA as a "
+        "function of L2 distance (the paper's width figure).",
+        lambda plot, results, small: plot.plot_rays(small)),
+    "width": (
+        "Distance at which train loss rises by τ along random unit directions, per "
+        "direction, for SGD and SWA.",
+        lambda plot, results, small: plot.plot_width_distribution(
+            plot.read_widths(small), title="width along random unit directions (seed 0)")),
+    "random_swa_train_loss": (
+        "Train loss on a filter-normalized random 2D slice around SWA.",
+        lambda plot, results, small: plot.plot_surface_2d(small, "random_swa")),
+    "random_sgd_train_loss": (
+        "The same slice type around SGD (its own random directions, same seed).",
+        lambda plot, results, small: plot.plot_surface_2d(small, "random_sgd")),
+    "random_swa_3d": (
+        "The slice around SWA as a 3D surface.",
+        lambda plot, results, small: plot.plot_surface_3d(small, "random_swa")),
+    "pca_train_loss": (
+        "Train loss on the plane of the trajectory's top two principal components, with "
+        "the recorded trajectory overlaid.",
+        lambda plot, results, small: plot.plot_surface_2d(small, "pca")),
+    "density": (
+        "Hessian eigenvalue density (stochastic Lanczos quadrature) at SGD and SWA.",
+        lambda plot, results, small: plot.plot_eigenvalue_density(plot.read_density(small))),
+    "eigenvalues": (
+        "Top Hessian eigenvalues (Lanczos) at SGD and SWA.",
+        lambda plot, results, small: plot.plot_top_eigenvalues(
+            plot.read_measure_arrays(small, "hessian", "eigenvalues"))),
+}
 
 
 def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[Path]:
@@ -390,38 +389,13 @@ def paper_figures(results: Path, result: Mapping[str, Any], dest: Path) -> list[
     Returns:
         The PNG paths, in :data:`FIGURES` order.
     """
-    from landscape import plot
-
-    main = Path(result["extra"]["main"])
-    small = store.trimmed_copy(main, dest / "seed0.h5")
-    draw = {
-        "swa_vs_sgd": lambda: plot.plot_swa_vs_sgd(results, metrics=["test_acc"]),
-        "history": lambda: plot.plot_history(small),
-        "plane_test_err": lambda: plot.plot_surface_2d(small, "plane", "test_err"),
-        "plane_train_loss": lambda: plot.plot_surface_2d(small, "plane", "train_loss"),
-        "line": lambda: plot.plot_surface_1d(small, "line"),
-        "rays": lambda: plot.plot_rays(small),
-        "width": lambda: plot.plot_width_distribution(
-            plot.read_widths(small), title="width along random unit directions (seed 0)"),
-        "random_swa_train_loss": lambda: plot.plot_surface_2d(small, "random_swa"),
-        "random_sgd_train_loss": lambda: plot.plot_surface_2d(small, "random_sgd"),
-        "random_swa_3d": lambda: plot.plot_surface_3d(small, "random_swa"),
-        "pca_train_loss": lambda: plot.plot_surface_2d(small, "pca"),
-        "density": lambda: plot.plot_eigenvalue_density(plot.read_density(small)),
-        "eigenvalues": lambda: plot.plot_top_eigenvalues(
-            plot.read_measure_arrays(small, "hessian", "eigenvalues")),
-    }
-    out = []
-    for stem, _ in FIGURES:
-        out += plot.save_figure(draw[stem]()[0], dest / stem)
-    return out
+    small = store.trimmed_copy(Path(result["extra"]["main"]), dest / "seed0.h5")
+    return draw_figures(FIGURES, dest, results, small)
 
 
 def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
                     out: Path) -> list[str]:
     """Markdown of the report after the accuracy table: measures, gap, figures."""
-    from landscape.stats import mean_ci
-
     ex = result["extra"]
     measured, gap = ex["measures"], ex["gap"]
     n = len(ex["measure_seeds"])
@@ -439,10 +413,10 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
     for k, v in gap.items():
         if k.endswith(("_loss", "_err")):  # the solutions' metrics are in the table above
             continue
-        m, h = mean_ci(np.asarray(v, float))
         scale, unit = (100.0, " points") if k.endswith("err_gap") else (1.0, "")
-        lines.append(f"| {k} | {scale * m:.4g}" + ("" if math.isnan(h) else
-                                                    f" ± {scale * h:.2g}") + f"{unit} |")
+        lines.append(f"| {k} | "
+                     f"{format_pm(*mean_ci(np.asarray(v, float)), '.4g', '.2g', scale=scale)}"
+                     f"{unit} |")
     lines += ["", "The shift is the L2 distance from the train-loss minimum to the "
               "test-error minimum along the line from SGD (t = 0) to SWA (t = 1), "
               "positive towards SWA (the paper's observation is a positive shift: the "
@@ -451,7 +425,7 @@ def report_sections(result: Mapping[str, Any], figures: Sequence[Path],
               "paper's line figure plots (wd the run's weight decay) and for the plain "
               "cross-entropy.", "",
               "## Figures", ""]
-    lines += figure_lines(figures, out, dict(FIGURES))
+    lines += figure_lines(figures, out, captions(FIGURES))
     lines += [f"Redraw: `landscape plot {out / 'seed0.h5'} --all --out-dir DIR` (first "
               "seed's surfaces and measures; the full run files stay in the runs "
               "folder).", ""]
@@ -462,15 +436,13 @@ def _log_ratios(measured: Mapping[str, Mapping[str, Sequence[float]]]
                 ) -> list[tuple[Headline, float, float]]:
     """``(headline, mean, 95 % half-width)`` of log(SWA/SGD) over seeds, per measure
     with positive values for both solutions."""
-    from landscape.stats import mean_ci
-
     out = []
-    for _, head in scalars():
+    for _, head in headlines():
         a = np.asarray(measured["sgd"].get(head.label, []), float)
         b = np.asarray(measured["swa"].get(head.label, []), float)
         ok = np.isfinite(a) & np.isfinite(b) & (a != 0)
         if ok.any() and (a[ok] > 0).all() and (b[ok] > 0).all():
-            out.append((head, *mean_ci(np.log(b[ok] / a[ok]))))
+            out.append((head, *mean_ci(log_ratios(a, b)[ok])))
     return out
 
 
@@ -515,12 +487,11 @@ def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
         The calls, in report order.
     """
     m = result["metrics"]
-    names = {"higher": "beats", "lower": "worse"}
     out = {}
     for b in m:
         if b.startswith("swa") and "test_acc" in m[b]:
-            c = call(*comparison(m["sgd"]["test_acc"], m[b]["test_acc"]))
-            out[f"{LABELS.get(b, b)} vs SGD, test accuracy"] = names.get(c, c)
+            out[f"{LABELS.get(b, b)} vs SGD, test accuracy"] = paired_call(
+                m["sgd"]["test_acc"], m[b]["test_acc"])
     for head, mean, h in _log_ratios(result["extra"]["measures"]):
         out[head.label] = _flatness_call(head, mean, h)
     return out
@@ -540,8 +511,4 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 
 register_protocol(Protocol(
     name="paper", title="the SWA paper's analyses (Izmailov et al. 2018), SGD vs SWA",
-    keys=frozenset({"protocol", "seeds", "budgets", "grid", "rays", "ray_points",
-                    "plane_point", "measure_samples", "directions", "tau", "trace_samples",
-                    "slq_steps", "gap_points", "measure_seeds", "workers", "measures",
-                    "quick"}),
-    run=run_paper, figures=_figures, report=_report))
+    settings=PaperSettings, run=run_paper, figures=_figures, report=_report))

@@ -32,16 +32,13 @@ each), largest first; a progress line follows every finished cell.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
-import os
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +49,17 @@ from landscape._errors import UserError
 from landscape.config import CONFIGS_DIR, TrainConfig, from_dict, load_data
 from landscape.experiments._common import (
     Experiment,
+    FigureSpec,
     Log,
     Protocol,
+    captions,
+    draw_figures,
     figure_lines,
     register_protocol,
 )
-from landscape.stats import mean_ci
+from landscape.experiments._runner import Workers, worker_count
+from landscape.experiments._settings import Settings, measure_default
+from landscape.stats import call, finite_mean_ci, format_pm
 
 #: The per-seed metrics of every cell (``/metrics/<cell>/<metric>``).
 METRICS = ("sgd_test_acc", "swa_test_acc", "diff_test_acc", "sgd_width", "swa_width",
@@ -69,17 +71,39 @@ _EXECUTION = ("record_every", "record_steps", "eval_every", "threads", "device",
 SUMMARY_GROUP = "regimes"
 
 
+@dataclasses.dataclass(frozen=True)
+class RegimesSettings(Settings):
+    """``[experiment]`` of the ``regimes`` protocol (measure defaults: the registry's).
+
+    Attributes:
+        factors: ``{factor: [level table]}``, each level a table of TrainConfig
+            overrides with an optional ``label``.
+        map: Two factors crossed level by level.
+        directions: Directions of the width measure (fewer than its default: one
+            width per unit, many units).
+        tau: The width's loss rise.
+        width_samples: Train samples of the width.
+        width_bn: BN statistics along the rays.
+        workers: Worker processes (default one per core).
+    """
+
+    factors: dict[str, Any] = dataclasses.field(default_factory=dict)
+    map: tuple[str, ...] = ()
+    directions: int = 8
+    tau: float = measure_default("tau")
+    width_samples: int = measure_default("samples")
+    width_bn: str = "recompute"
+    workers: int | None = None
+
+
 def _settings(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings as plain data, with at least one factor."""
     factors = s.get("factors", {})
     if not isinstance(factors, Mapping) or not factors:
         raise UserError("[experiment.factors] must name at least one factor, e.g. "
                         "label_noise = [{label = \"0 %\"}, {label_noise = 0.2}]")
-    return {"factors": {str(k): list(v) for k, v in factors.items()},
-            "map": [str(m) for m in s.get("map", [])],
-            "directions": int(s.get("directions", 8)), "tau": float(s.get("tau", 0.1)),
-            "width_samples": int(s.get("width_samples", 1000)),
-            "width_bn": str(s.get("width_bn", "recompute")),
-            "workers": s.get("workers")}
+    st = RegimesSettings.parse(s).to_dict()
+    return st | {"factors": {str(k): list(v) for k, v in factors.items()}}
 
 
 # =========================================================================== design
@@ -257,15 +281,12 @@ def run_unit(cfg: Mapping[str, Any], path: str, st: Mapping[str, Any]) -> dict[s
     return {**out, "kept": False}
 
 
-def _unit_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_unit` in a worker process (one torch thread)."""
-    import torch
-
-    torch.set_num_threads(int(task["cfg"].get("threads") or 1))
+def _unit_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
+    """:func:`run_unit` as a task of :class:`~landscape.experiments._runner.Workers`."""
     return run_unit(task["cfg"], task["path"], task["st"])
 
 
-def _prepare_worker(cfg: dict[str, Any]) -> int:
+def _prepare_data(cfg: dict[str, Any], log: Log) -> int:
     """Generate (and cache) one seed's data, so units never race to write the cache."""
     return len(load_data(from_dict(cfg, TrainConfig)).y_train)
 
@@ -336,35 +357,16 @@ def run_regimes(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     lay = design(exp)
     cells = lay["cells"]
     runs_dir.mkdir(parents=True, exist_ok=True)
-    n_units = len(cells) * len(seeds)
-    workers = min(n_units, int(st["workers"] or os.cpu_count() or 1))
-    with _pool(workers) as pool:
-        return _run(exp, st, lay, seeds, out, log, runs_dir, pool, workers)
-
-
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes (``None``: run in this process), cancelled on an error."""
-    if workers <= 1:
-        yield None
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    workers = worker_count(st["workers"], len(cells) * len(seeds))
+    with Workers(workers, log, threads=int(exp.cfg.threads or 1)) as pool:
+        return _run(exp, st, lay, seeds, out, log, runs_dir, pool)
 
 
 def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequence[int],
-         out: Path, log: Log, runs_dir: Path, pool: ProcessPoolExecutor | None,
-         workers: int) -> dict[str, Any]:
+         out: Path, log: Log, runs_dir: Path, pool: Workers) -> dict[str, Any]:
     cells = lay["cells"]
-    seed_cfgs = [exp.cfg.replace(seed=s).to_dict() for s in seeds]
-    if pool is None:  # each seed's data is generated once, before any unit reads it
-        for c in seed_cfgs:
-            _prepare_worker(c)
-    else:
-        list(pool.map(_prepare_worker, seed_cfgs))
+    # each seed's data is generated once, before any unit reads it
+    pool.map(_prepare_data, [exp.cfg.replace(seed=s).to_dict() for s in seeds])
     d0 = load_data(exp.cfg.replace(seed=seeds[0]))
     steps: dict[str, float] = {}
     tasks: list[dict[str, Any]] = []
@@ -381,14 +383,15 @@ def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequen
                           "path": str(folder / f"seed{s}.h5"), "st": st, "cost": cost})
     tasks.sort(key=lambda t: -t["cost"])  # largest first: the pool's tail is short
     log(f"[regimes] {len(cells)} cells × {len(seeds)} seeds = {len(tasks)} units in "
-        f"{workers} worker process(es)")
+        f"{pool.n} worker process(es)")
 
     per_cell: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in cells}
     total = sum(t["cost"] for t in tasks)
     t0 = time.perf_counter()
     done_cost = kept_cost = 0.0
     n_done = 0
-    for task, res in _run_tasks(tasks, pool):
+    for i, res in pool.as_completed(_unit_task, tasks):
+        task = tasks[i]
         per_cell[task["cell"]][task["seed"]] = res
         if res["kept"]:
             kept_cost += task["cost"]
@@ -428,21 +431,6 @@ def _run(exp: Experiment, st: dict[str, Any], lay: dict[str, Any], seeds: Sequen
     return {"metrics": metrics, "extra": extra}
 
 
-def _run_tasks(tasks: Sequence[dict[str, Any]], pool: ProcessPoolExecutor | None
-               ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(task, result)`` as units finish (in this process without a pool)."""
-    if pool is None:
-        for t in tasks:
-            yield t, run_unit(t["cfg"], t["path"], t["st"])
-        return
-    pending = {pool.submit(_unit_worker, t): t for t in tasks}
-    while pending:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in done:
-            t = pending.pop(fut)
-            yield t, fut.result()
-
-
 def _cell_metrics(results: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]
                   ) -> dict[str, list[float]]:
     r = [results[s] for s in seeds]
@@ -459,24 +447,6 @@ def _cell_metrics(results: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]
 # =========================================================================== statistics
 def _finite(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
-
-
-def _ci(v: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(v, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return math.nan, math.nan
-    return mean_ci(a)
-
-
-def _sign(m: float, h: float, null: float) -> str:
-    if math.isnan(m) or math.isnan(h):
-        return "n/a"
-    if m - h > null:
-        return "higher"
-    if m + h < null:
-        return "lower"
-    return "within noise"
 
 
 def summarize(m: Mapping[str, Sequence[float]]) -> dict[str, Any]:
@@ -499,12 +469,12 @@ def summarize(m: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """
     sgd, swa = (np.asarray(m[k], dtype=np.float64) for k in ("sgd_test_acc",
                                                             "swa_test_acc"))
-    d, dh = _ci(swa - sgd)
-    r, rh = _ci(m["width_ratio"])
-    a, ah = _ci(sgd)
-    b, bh = _ci(swa)
-    return {"diff": d, "diff_ci": dh, "diff_sign": _sign(d, dh, 0.0),
-            "ratio": r, "ratio_ci": rh, "ratio_sign": _sign(r, rh, 1.0),
+    d, dh = finite_mean_ci(swa - sgd)
+    r, rh = finite_mean_ci(m["width_ratio"])
+    a, ah = finite_mean_ci(sgd)
+    b, bh = finite_mean_ci(swa)
+    return {"diff": d, "diff_ci": dh, "diff_sign": call(d, dh),
+            "ratio": r, "ratio_ci": rh, "ratio_sign": call(r, rh, null=1.0),
             "sgd": a, "sgd_ci": ah, "swa": b, "swa_ci": bh,
             "n_ratio": int(np.isfinite(np.asarray(m["width_ratio"], float)).sum())}
 
@@ -516,7 +486,7 @@ def find_regime(summary: Mapping[str, Mapping[str, Any]]) -> str | None:
         Its key, or ``None`` when SWA is significantly better nowhere.
 
     Example:
-        >>> find_regime({"a": {"diff": 0.03, "diff_sign": "within noise"},
+        >>> find_regime({"a": {"diff": 0.03, "diff_sign": "no difference"},
         ...              "b": {"diff": 0.01, "diff_sign": "higher"}})
         'b'
     """
@@ -570,22 +540,20 @@ def write_paper_toml(path: Path, overrides: Mapping[str, Any], cell: str) -> Pat
 
 # =========================================================================== report
 def _pts(m: float, h: float) -> str:
-    if math.isnan(m):
-        return "n/a"
-    return f"{100 * m:+.2f}" + ("" if math.isnan(h) else f" ± {100 * h:.2f}") + " points"
+    return format_pm(m, h, "+.2f", ".2f", scale=100.0, unit=" points")
 
 
 def _ratio(m: float, h: float) -> str:
-    if math.isnan(m):
-        return "n/a"
-    return f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}")
+    return format_pm(m, h, ".3f")
 
 
 def _acc(m: float, h: float) -> str:
-    return f"{100 * m:.2f}" + ("" if math.isnan(h) else f" ± {100 * h:.2f}")
+    return format_pm(m, h, ".2f", scale=100.0)
 
 
-_MARK = {"higher": " ▲", "lower": " ▼", "within noise": "", "n/a": ""}
+def _mark(sign: str) -> str:
+    """``▲`` / ``▼`` where the interval lies above / below its null, else nothing."""
+    return {"higher": " ▲", "lower": " ▼"}.get(sign, "")
 
 
 def _names(keys: Sequence[str], summary: Mapping[str, Any], cells: Mapping[str, Any],
@@ -644,10 +612,10 @@ def findings(result: Mapping[str, Any]) -> list[str]:
                 m = result["metrics"]
                 dd = np.asarray(m[best]["diff_test_acc"]) - np.asarray(
                     m["base"]["diff_test_acc"])
-                dm, dh = _ci(dd)
-                sign = _sign(dm, dh, 0.0)
+                dm, dh = finite_mean_ci(dd)
                 lbl = next(lv["label"] for lv in levels if lv["cell"] == best)
-                ci = "includes 0" if sign in ("within noise", "n/a") else "excludes 0"
+                ci = ("excludes 0" if call(dm, dh) in ("higher", "lower")
+                      else "includes 0")
                 line += (f" At {lbl} (the non-base level with the largest mean) it differs "
                          f"from the base level's by {_pts(dm, dh)} (paired over seeds; "
                          f"the CI {ci}).")
@@ -681,8 +649,8 @@ def findings(result: Mapping[str, Any]) -> list[str]:
 
 def _cell_row(label: str, s: Mapping[str, Any]) -> str:
     return (f"| {label} | {_acc(s['sgd'], s['sgd_ci'])} | {_acc(s['swa'], s['swa_ci'])} | "
-            f"{_pts(s['diff'], s['diff_ci'])}{_MARK[s['diff_sign']]} | "
-            f"{_ratio(s['ratio'], s['ratio_ci'])}{_MARK[s['ratio_sign']]} |")
+            f"{_pts(s['diff'], s['diff_ci'])}{_mark(s['diff_sign'])} | "
+            f"{_ratio(s['ratio'], s['ratio_ci'])}{_mark(s['ratio_sign'])} |")
 
 
 def tables(result: Mapping[str, Any]) -> list[str]:
@@ -714,7 +682,7 @@ def tables(result: Mapping[str, Any]) -> list[str]:
                     s = summary[k]
                     v = (_pts(s["diff"], s["diff_ci"]).replace(" points", "")
                          if fmt == "diff" else _ratio(s["ratio"], s["ratio_ci"]))
-                    cells.append(v + _MARK[s[f"{fmt}_sign"]])
+                    cells.append(v + _mark(s[f"{fmt}_sign"]))
                 lines.append(f"| {rl} | " + " | ".join(cells) + " |")
             lines.append("")
     lines.append("▲ / ▼: the 95 % CI over seeds lies above / below 0 (difference) or 1 "
@@ -746,16 +714,18 @@ def regime_lines(result: Mapping[str, Any], out: Path) -> list[str]:
             f"`landscape reproduce {out / r['paper_toml']}`."]
 
 
-#: The report's figures: (file stem, metric, caption).
-FIGURES = (
-    ("regimes_acc_diff", "diff_test_acc",
-     "Test accuracy difference SWA − SGD (points; mean over seeds, paired; ± the 95 % "
-     "CI), one factor at a time around the base point (left) and the two-factor map "
-     "(right). Bold cells: CI excludes 0."),
-    ("regimes_width_ratio", "width_ratio",
-     "Width ratio SWA/SGD (median width along random unit directions; mean over seeds "
-     "± 95 % CI). Bold cells: CI excludes 1."),
-)
+#: The report's figures, in report order: ``{stem: (caption, draw(plot, results))}``.
+FIGURES: dict[str, FigureSpec] = {
+    "regimes_acc_diff": (
+        "Test accuracy difference SWA − SGD (points; mean over seeds, paired; ± the 95 % "
+        "CI), one factor at a time around the base point (left) and the two-factor map "
+        "(right). Bold cells: CI excludes 0.",
+        lambda plot, results: plot.plot_regimes(results, "diff_test_acc")),
+    "regimes_width_ratio": (
+        "Width ratio SWA/SGD (median width along random unit directions; mean over seeds "
+        "± 95 % CI). Bold cells: CI excludes 1.",
+        lambda plot, results: plot.plot_regimes(results, "width_ratio")),
+}
 
 
 def regimes_figures(exp: Experiment, results: Path, result: Mapping[str, Any],
@@ -765,12 +735,7 @@ def regimes_figures(exp: Experiment, results: Path, result: Mapping[str, Any],
     Returns:
         The PNG paths.
     """
-    from landscape import plot
-
-    out = []
-    for stem, metric, _ in FIGURES:
-        out += plot.save_figure(plot.plot_regimes(results, metric)[0], dest / stem)
-    return out
+    return draw_figures(FIGURES, dest, results)
 
 
 def regimes_report(exp: Experiment, result: Mapping[str, Any], figures: Sequence[Path],
@@ -798,12 +763,10 @@ def regimes_report(exp: Experiment, result: Mapping[str, Any], figures: Sequence
              f"{st['width_samples']:,} train samples, BN statistics {st['width_bn']}; "
              "the ratio is taken per seed, then averaged.", "",
              *tables(result), "", "### Figures", ""]
-    lines += figure_lines(figures, out, {s: c for s, _, c in FIGURES})
+    lines += figure_lines(figures, out, captions(FIGURES))
     return lines
 
 
 register_protocol(Protocol(
     name="regimes", title="where SWA beats SGD (label noise, SWA lr, width, budget, data)",
-    keys=frozenset({"protocol", "seeds", "factors", "map", "directions", "tau",
-                    "width_samples", "width_bn", "workers", "quick"}),
-    run=run_regimes, figures=regimes_figures, report=regimes_report))
+    settings=RegimesSettings, run=run_regimes, figures=regimes_figures, report=regimes_report))

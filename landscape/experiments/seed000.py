@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -54,11 +55,38 @@ from landscape.experiments._common import (
     fmt_params,
     fold,
     register_protocol,
-    verdict,
 )
+from landscape.experiments._runner import Workers, worker_count
+from landscape.experiments._settings import Settings
 from landscape.params import ParamLayout
+from landscape.stats import comparison, format_pm, paired_call, verdict
 
 _SEARCH_KEYS = {"batch_size", "lr", "momentum", "patience", "epochs", "swa_lr_ratio"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed000Settings(Settings):
+    """``[experiment]`` of the ``seed000`` protocol.
+
+    Attributes:
+        trials: Optuna trials per method.
+        folds: Cross-validation folds.
+        search: ``{knob: [low, high]}`` (``batch_size``: the choices).
+        swa_start_frac: SWA starts at this fraction of the epochs.
+        workers: Worker processes of the CV folds (default one per core).
+        serial_threads: Torch threads of the serial stages, or ``"auto"``
+            (:func:`serial_threads`).
+        kaggle_train: With ``--data mnist``: re-split at Kaggle's scale, this many
+            training images (:func:`load_seed_data`).
+    """
+
+    trials: int = 0
+    folds: int = 5
+    search: dict[str, Any] = dataclasses.field(default_factory=dict)
+    swa_start_frac: float = 0.5
+    workers: int | None = None
+    serial_threads: int | str = "auto"
+    kaggle_train: int | None = None
 
 
 def _method_cfg(base: TrainConfig, method: str, p: Mapping[str, Any], frac: float,
@@ -199,7 +227,8 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
         UserError: For an unknown search key.
     """
     s = exp.settings
-    space, frac = s["search"], float(s.get("swa_start_frac", 0.5))
+    settings = Seed000Settings.parse(s)
+    space, frac = s["search"], settings.swa_start_frac
     bad = set(space) - _SEARCH_KEYS
     if bad:
         raise UserError(f"{exp.path}: unknown [experiment.search] key(s) {sorted(bad)}; "
@@ -237,8 +266,8 @@ def run_seed000(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
         m: {k: [] for k in ("cv_acc", "stop_epoch", "train_acc", "test_acc")}
         for m in ("sgd", "swa")}
     submissions: list[str] = []
-    workers = min(int(s["folds"]), int(s.get("workers") or os.cpu_count() or 1))
-    with _pool(workers) as pool:
+    workers = worker_count(settings.workers, settings.folds)
+    with Workers(workers, log) as pool:
         _cv_seeds(exp, seeds, data0, best, frac, pool, metrics, submissions, out, log,
                   threads=threads, progress=progress, stamp=stamp, seconds=seconds)
     return {"metrics": metrics, "extra": {
@@ -353,11 +382,13 @@ def _cv_seeds(exp: Experiment, seeds: Sequence[int], data0: TensorData,
             f"ETA {el * (len(seeds) - i - 1):.0f} s)")
 
 
-def _fold_stop(cfg: dict[str, Any], data: TensorData, train_idx: torch.Tensor,
-               val_idx: torch.Tensor, method: str, patience: int) -> tuple[int, float]:
-    """Early-stopping epoch and validation accuracy of one CV fold (picklable)."""
+def _fold_stop(task: tuple[dict[str, Any], TensorData, torch.Tensor, torch.Tensor, str, int],
+               log: Log) -> tuple[int, float]:
+    """Early-stopping epoch and validation accuracy of one CV fold: ``task`` is
+    ``(config dict, data, train indices, validation indices, method, patience)``."""
     from landscape.config import from_dict
 
+    cfg, data, train_idx, val_idx, method, patience = task
     c = from_dict(cfg, TrainConfig)
     if c.threads:
         torch.set_num_threads(c.threads)
@@ -365,19 +396,8 @@ def _fold_stop(cfg: dict[str, Any], data: TensorData, train_idx: torch.Tensor,
     return early_stop(_monitor(f.history, method), patience)
 
 
-def _pool(workers: int) -> Any:
-    """A pool of ``workers`` spawned processes (``None`` for one worker)."""
-    if workers <= 1:
-        return contextlib.nullcontext(None)
-    from concurrent.futures import ProcessPoolExecutor
-
-    import torch.multiprocessing as tmp
-
-    return ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"))
-
-
 def _cross_validate(cfg: TrainConfig, data: TensorData, folds: Sequence[tuple],
-                    method: str, patience: int, *, pool: Any, log: Log,
+                    method: str, patience: int, *, pool: Workers, log: Log,
                     label: str) -> list[tuple[int, float]]:
     """Early-stopping results of every fold; folds in parallel worker processes.
 
@@ -398,16 +418,9 @@ def _cross_validate(cfg: TrainConfig, data: TensorData, folds: Sequence[tuple],
         log(f"{label} fold {i + 1}/{n}: stop epoch {r[0]}, val acc {r[1]:.4f} "
             f"({k}/{n} done, {el:.0f} s, ETA {el / k * (n - k):.0f} s)")
 
-    if pool is None:
-        for i, (tr, va) in enumerate(folds):
-            done(i, _fold_stop(cfg.to_dict(), data, tr, va, method, patience), i + 1)
-    else:
-        from concurrent.futures import as_completed
-
-        futs = {pool.submit(_fold_stop, cfg.to_dict(), data, tr, va, method,
-                            patience): i for i, (tr, va) in enumerate(folds)}
-        for k, fut in enumerate(as_completed(futs), start=1):
-            done(futs[fut], fut.result(), k)
+    tasks = [(cfg.to_dict(), data, tr, va, method, patience) for tr, va in folds]
+    for k, (i, r) in enumerate(pool.as_completed(_fold_stop, tasks), start=1):
+        done(i, r, k)
     return [r for r in out if r is not None]
 
 
@@ -444,13 +457,10 @@ def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
     Returns:
         ``{claim: "beats" | "worse" | "no difference" | "one seed"}`` for SWA vs SGD.
     """
-    from landscape.experiments._common import call, comparison
-
     m = result["metrics"]
-    names = {"higher": "beats", "lower": "worse"}
     return {f"SGD + SWA vs SGD, {k.replace('_acc', ' accuracy').replace('cv', 'CV')}":
-            names.get(c, c) for k in ("test_acc", "cv_acc", "train_acc") if k in m["sgd"]
-            for c in [call(*comparison(m["sgd"][k], m["swa"][k]))]}
+            paired_call(m["sgd"][k], m["swa"][k])
+            for k in ("test_acc", "cv_acc", "train_acc") if k in m["sgd"]}
 
 
 def data_note(d: Mapping[str, Any]) -> str:
@@ -493,8 +503,6 @@ def _ranges(space: Mapping[str, Any]) -> dict[str, str]:
 
 def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
             ) -> list[str]:
-    from landscape.experiments._common import comparison
-
     m = result["metrics"]
     extra = result.get("extra", {})
     lines = ["- " + verdict("SGD", m["sgd"][k], "SWA", m["swa"][k], k.replace("_", " "))
@@ -513,9 +521,8 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
         for k, what in (("train_acc", "train acc"), ("test_acc", "test acc")):
             lines.append(f"| {label}, {what} | {100 * SEED_REPORTED[method][k]:.2f} | "
                          f"{ci_cell(m[method][k], True)} |")
-    h = "" if np.isnan(dh) else f" ± {100 * dh:.2f}"
-    lines += [f"| SWA − SGD, test acc (points) | {seed_d:+.2f} | {100 * dm:+.2f}{h} "
-              "(paired) |", "",
+    lines += [f"| SWA − SGD, test acc (points) | {seed_d:+.2f} | "
+              f"{format_pm(dm, dh, '+.2f', '.2f', scale=100.0)} (paired) |", "",
               "The seed's test scores are Kaggle public-leaderboard scores of its "
               "submissions; its train scores are on Kaggle's `train.csv`. Here test "
               "accuracy is that of the held-out images (see Data above), train accuracy "
@@ -561,6 +568,4 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 
 register_protocol(Protocol(
     name="seed000", title="tiny BN CNN, Optuna + 5-fold CV, SGD with vs without SWA",
-    keys=frozenset({"protocol", "seeds", "trials", "folds", "swa_start_frac", "search",
-                    "workers", "serial_threads", "kaggle_train", "quick"}),
-    run=run_seed000, figures=_figures, report=_report))
+    settings=Seed000Settings, run=run_seed000, figures=_figures, report=_report))

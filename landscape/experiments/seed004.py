@@ -26,9 +26,10 @@ from landscape.experiments._common import (
     Protocol,
     figure_lines,
     register_protocol,
-    verdict,
 )
+from landscape.experiments._settings import Settings
 from landscape.jobs import load_run_model
+from landscape.stats import verdict
 from landscape.train import train
 
 
@@ -133,5 +134,4 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
 
 register_protocol(Protocol(
     name="seed004", title="SmallCNN, checkpoints vs their average",
-    keys=frozenset({"protocol", "seeds", "quick"}),
-    run=run_seed004, figures=_figures, report=_report))
+    settings=Settings, run=run_seed004, figures=_figures, report=_report))

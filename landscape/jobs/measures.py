@@ -30,7 +30,7 @@ from landscape import _dist, store
 from landscape._errors import UserError
 from landscape.data import TensorData
 from landscape.jobs._run import load_run_model
-from landscape.sharpness._registry import (
+from landscape.sharpness import (
     MeasureConfig,
     MeasureContext,
     params_json,

@@ -202,6 +202,15 @@ def specs() -> dict[str, MeasureSpec]:
     return dict(sorted(_SPECS.items(), key=lambda kv: (kv[1].order, kv[0])))
 
 
+def headlines() -> list[tuple[str, Headline]]:
+    """``(measure, headline)`` of every headline that reports tabulate (``report=True``).
+
+    Returns:
+        The pairs, in run order.
+    """
+    return [(name, h) for name, sp in specs().items() for h in sp.headline if h.report]
+
+
 def spec(name: str) -> MeasureSpec:
     """The spec of ``name``.
 

@@ -26,7 +26,7 @@ RUN_LEVEL = ("compare", "gap", "checkpoints", "budgets")
 
 
 def _result_type() -> type:
-    from landscape.sharpness._registry import MeasureResult
+    from landscape.sharpness import MeasureResult
 
     return MeasureResult
 

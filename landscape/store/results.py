@@ -148,7 +148,7 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
     Raises:
         UserTypeError: For another kind of object.
     """
-    from landscape.sharpness._registry import MeasureResult
+    from landscape.sharpness import MeasureResult
     from landscape.store.measures import write_measure
     from landscape.store.surfaces import write_surface
     from landscape.surface import Surface
@@ -286,7 +286,7 @@ def run_solutions_table(path: str | os.PathLike) -> str:
 
 
 def _measure_line(name: str, g: h5py.Group) -> str:
-    from landscape.sharpness._registry import specs
+    from landscape.sharpness import specs
 
     s = specs().get(name)
     keys = [h.key for h in s.headline] if s is not None else []
