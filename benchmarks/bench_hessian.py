@@ -69,7 +69,6 @@ from torch.nn import functional as F
 
 from landscape.data import TensorData, load_dataset
 from landscape.evaluate import EmpiricalRisk, Evaluator
-from landscape.models import build_model
 from landscape.sharpness.hessian import (
     HessianLinearOperator,
     _restarted_lanczos_smallest,
@@ -80,6 +79,9 @@ from landscape.sharpness.hessian import (
 )
 from landscape.sharpness.hutchinson import hutchinson_trace, hutchpp_trace
 from landscape.sharpness.slq import lanczos_tridiagonal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pyhessian import trained_model  # this folder's shared training loop
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "hessian.json"
@@ -100,22 +102,6 @@ def _data(name: str) -> TensorData:
     y = torch.randint(0, 10, (SAMPLES + 200,), generator=g)
     return TensorData("random-28x28", x[:SAMPLES], y[:SAMPLES], x[SAMPLES:],
                       y[SAMPLES:], 10)
-
-
-def _trained(name: str, data: TensorData, epochs: int = 8) -> torch.nn.Module:
-    torch.manual_seed(0)
-    net = build_model(name, data.in_shape, 10)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    x, y = data.x_train[:SAMPLES], data.y_train[:SAMPLES]
-    g = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            F.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
 
 
 def _risk(net: torch.nn.Module, data: TensorData, dtype: torch.dtype, *,
@@ -390,7 +376,8 @@ def main(out: Path = OUT, epochs: int = 8) -> dict:
     for name in ("mnist1d-cnn", "seed000-cnn"):
         print(f"== {name}", flush=True)
         data = _data(name)
-        net = _trained(name, data, epochs)
+        net = trained_model(data.x_train[:SAMPLES], data.y_train[:SAMPLES], epochs,
+                            model=name)
         m = Evaluator(net, (data.x_train[:SAMPLES], data.y_train[:SAMPLES]),
                       bn="keep").metrics(["train"])
         risk32, th32 = _risk(net, data, torch.float32)

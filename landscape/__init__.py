@@ -13,6 +13,13 @@ The public API, by stage (``landscape.__all__`` is grouped the same way):
 * **gap** — the train–test gap along a line and a trajectory;
 * **curves** — mode-connecting curves between two solutions (Bézier,
   polygonal chain; :func:`connect`, :func:`curve_profile`) and their barriers;
+* **posteriors and ensembles** — SWA-Gaussian (:class:`SwagCollector`,
+  :func:`swag_sample`, :func:`swag_bma`, :func:`swag_surface`) and Fast
+  Geometric Ensembling (:func:`fge`), with accuracy, NLL and expected
+  calibration error (:func:`predictive_metrics`);
+* **alignment** — hidden units permuted into another network's order
+  (:func:`align`), lines with REPAIR (:func:`align_paths`), aligned averages
+  (:func:`merge`);
 * **averaging** — checkpoint averaging on ``torch.optim.swa_utils``;
 * **training** — SGD and SWA into a run file (:func:`landscape.train.train`);
 * **save / load / plot** — results into a run file or a standalone HDF5 file
@@ -32,7 +39,7 @@ from typing import Any
 from landscape import _malloc
 from landscape._errors import UserError
 from landscape.averaging import average_checkpoints
-from landscape.config import ConnectConfig, TrainConfig
+from landscape.config import ConnectConfig, FGEConfig, TrainConfig
 from landscape.data import StreamBatches, TensorBatches, TensorData, as_batches, load_dataset
 from landscape.directions import (
     Normalization,
@@ -48,13 +55,41 @@ from landscape.gap import LineGap, line_gap, metric_gaps, train_test_shift, traj
 from landscape.models import build_model
 from landscape.params import ParamLayout
 from landscape.paths import (
+    AlignedPaths,
+    Alignment,
     Connection,
     Curve,
     CurveProfile,
+    Merged,
+    PermutationSpec,
+    align,
+    align_paths,
     barrier,
     connect,
+    curve_plane_coords,
+    curve_plane_grid,
     curve_profile,
+    merge,
+    permutation_spec,
     train_curve,
+)
+from landscape.posterior import (
+    EnsembleAverage,
+    FGEResult,
+    PredictiveMetrics,
+    SwagBMA,
+    SwagCollector,
+    SwagMoments,
+    expected_calibration_error,
+    fge,
+    predict_proba,
+    predictive_metrics,
+    swag_bma,
+    swag_directions,
+    swag_grid,
+    swag_moments,
+    swag_sample,
+    swag_surface,
 )
 from landscape.sharpness import (
     MeasureConfig,
@@ -95,7 +130,10 @@ __version__ = "0.1.0"
 
 _malloc.configure()  # before any large buffer: freed activations are reused, not unmapped
 
-_PLOTS = ("plot_all", "plot_checkpoints", "plot_eigenvalue_density", "plot_history",
+_PLOTS = ("plot_alignment", "plot_all", "plot_checkpoints", "plot_curve_plane",
+          "plot_curve_profiles",
+          "plot_eigenvalue_density", "plot_fge", "plot_history",
+          "plot_swag_calibration", "plot_swag_samples",
           "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
           "plot_surface",
           "plot_surface_1d", "plot_surface_2d", "plot_surface_3d", "plot_swa_vs_sgd",
@@ -136,14 +174,24 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     "line_gap", "trajectory_gaps", "train_test_shift", "metric_gaps", "LineGap",
     # curves between solutions
     "connect", "curve_profile", "train_curve", "barrier", "Curve", "CurveProfile",
-    "Connection", "ConnectConfig",
+    "Connection", "ConnectConfig", "curve_plane_grid", "curve_plane_coords",
+    # posteriors and ensembles: SWAG, FGE, calibration
+    "SwagCollector", "SwagMoments", "swag_moments", "swag_sample", "swag_bma", "SwagBMA",
+    "swag_directions", "swag_grid", "swag_surface", "fge", "FGEConfig", "FGEResult",
+    "predict_proba", "predictive_metrics", "expected_calibration_error",
+    "PredictiveMetrics", "EnsembleAverage",
+    # optima modulo permutation: alignment, REPAIR, merged solutions
+    "align", "align_paths", "merge", "permutation_spec", "Alignment", "AlignedPaths",
+    "Merged", "PermutationSpec",
     # checkpoint averaging (SGD/SWA training into run files: landscape.train.train)
     "average_checkpoints", "TrainConfig",
     # results: save, load, plot
-    "save", "load", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
+    "save", "load", "plot_alignment", "plot_all", "plot_checkpoints", "plot_eigenvalue_density",
     "plot_history", "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
     "plot_surface", "plot_surface_1d", "plot_surface_2d", "plot_surface_3d",
     "plot_swa_vs_sgd", "plot_top_eigenvalues", "plot_width_distribution", "save_figure",
+    "plot_curve_profiles", "plot_curve_plane", "plot_swag_calibration", "plot_swag_samples",
+    "plot_fge",
     # errors
     "UserError",
 ]

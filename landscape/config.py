@@ -68,6 +68,10 @@ class TrainConfig:
                                     "(completed epochs, inclusive) of --average-run")
     average_run: str = _f("sgd", "run whose checkpoints --average-epochs averages",
                           choices=("sgd", "swa"))
+    swag: bool = _f(False, "collect SWA-Gaussian moments during the SWA run (Maddox et "
+                    "al. 2019): mean, second moment and the last --swag-rank deviations "
+                    "of the averaged iterates, stored in /swag")
+    swag_rank: int = _f(20, "SWAG: deviations kept (K; 0: diagonal only)")
     # recording
     record_every: int = _f(1, "record the weights every N epochs (0: off)")
     record_steps: int = _f(0, "also record every N steps (0: off)")
@@ -126,6 +130,10 @@ class TrainConfig:
             need(0 < self.swa_start < self.swa_budget,
                  f"--swa-start {self.swa_start} must lie in 1..{self.swa_budget - 1} "
                  "(before the SWA run ends); lower it or raise --swa-epochs")
+        need(self.swag_rank >= 0, f"--swag-rank must be >= 0, got {self.swag_rank}")
+        need(not self.swag or self.swa,
+             "--swag collects its moments during the SWA run, and --no-swa turns that "
+             "run off; drop --no-swa (or --swag)")
         if self.average_epochs is not None:
             parse_range(self.average_epochs)
         return self
@@ -183,6 +191,59 @@ class ConnectConfig:
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.wd is None or self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
             (self.points >= 3, f"--points must be >= 3, got {self.points}"),
+            (self.eval_batch_size >= 1,
+             f"--eval-batch-size must be >= 1, got {self.eval_batch_size}"),
+        ):
+            if not ok:
+                raise UserError(msg)
+        return self
+
+
+@dataclass(frozen=True)
+class FGEConfig:
+    """Everything Fast Geometric Ensembling needs (`landscape fge`, :func:`landscape.fge`).
+
+    The defaults live here once; the CLI flags are generated from the fields.
+    """
+
+    snapshots: int = _f(8, "number of cycles; one snapshot at each cycle's lowest "
+                        "learning rate")
+    cycle: int = _f(2, "epochs per cycle (Garipov et al. use 2-4)")
+    alpha1: float = _f(0.05, "highest learning rate, at the start and end of each cycle")
+    alpha2: float = _f(0.0005, "lowest learning rate, at the middle of each cycle "
+                       "(where the snapshot is taken)")
+    momentum: float = _f(0.9, "SGD momentum")
+    wd: float | None = _f(None, "weight decay (default: the run's wd; 0 in the Python "
+                          "API)")
+    batch_size: int = _f(128, "minibatch size")
+    seed: int = _f(0, "seed of the minibatch order")
+    bins: int = _f(20, "equal-width confidence bins of the expected calibration error")
+    eval_batch_size: int = _f(4096, "samples per forward pass of the evaluation")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> FGEConfig:
+        """A copy with ``changes`` applied and checked."""
+        return from_dict({**self.to_dict(), **changes}, type(self))
+
+    def validate(self) -> FGEConfig:
+        """Check ranges that types cannot express; return ``self``.
+
+        Raises:
+            UserError: Naming the flag and the valid range.
+        """
+        for ok, msg in (
+            (self.snapshots >= 1, f"--snapshots must be >= 1, got {self.snapshots}"),
+            (self.cycle >= 1, f"--cycle must be >= 1 epoch, got {self.cycle}"),
+            (self.alpha2 > 0, f"--alpha2 must be > 0, got {self.alpha2}"),
+            (self.alpha1 >= self.alpha2, f"--alpha1 ({self.alpha1}) must be >= --alpha2 "
+             f"({self.alpha2}): the cycle runs from alpha1 down to alpha2 and back"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.wd is None or self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.bins >= 1, f"--bins must be >= 1, got {self.bins}"),
             (self.eval_batch_size >= 1,
              f"--eval-batch-size must be >= 1, got {self.eval_batch_size}"),
         ):

@@ -536,6 +536,30 @@ class Evaluator:
             out["train"] = Metrics(m.loss + reg, m.acc, m.loss_sem, m.n)
         return out
 
+    @torch.inference_mode()
+    def outputs(self, split: str = "test") -> tuple[Tensor, Tensor]:
+        """The model's outputs and the targets of ``split`` at the current point.
+
+        The same forward pass as :meth:`metrics` (batching, device, BN mode), for
+        analyses that need the predictions themselves: ensembles and Bayesian
+        model averages (:mod:`landscape.posterior`).
+
+        Returns:
+            ``(outputs (N, ...), targets (N, ...))`` on the evaluator's device,
+            outputs in float32 or wider.
+
+        Raises:
+            UserError: For an absent split.
+        """
+        if split not in self.data:
+            raise UserError(f"no {split!r} data in this evaluator (it has "
+                            f"{', '.join(self.data)}); pass {split}=... when building it")
+        outs, ys = [], []
+        for xb, yb in self._source(split):
+            outs.append(_lowp(_forward(self._forward, self._input(xb))))
+            ys.append(yb.to(self.device, non_blocking=True))
+        return torch.cat(outs), torch.cat(ys)
+
     def penalty(self) -> float:
         """The ``l2 * ||θ||² / 2`` term the train loss includes at the current point.
 
@@ -717,13 +741,16 @@ class EmpiricalRisk:
     # -------------------------------------------------------------- maths
     def _batch_loss(self, theta: Tensor, i: int, xb: Tensor, yb: Tensor) -> Tensor:
         """``(sum of batch losses) / N`` (plus the ``l2`` term on batch 0)."""
-        params = self.layout.unflatten(theta)
-        out = _forward(partial(torch.func.functional_call, self.model,
-                               {**params, **self.buffers}), xb)
+        out = self._outputs(self.layout.unflatten(theta), xb)
         loss = self.loss.total(out, yb) / self.num_samples
         if self.l2 and i == 0:
             loss = loss + 0.5 * self.l2 * theta.pow(2).sum()
         return loss
+
+    def _outputs(self, params: dict[str, Tensor], xb: Tensor) -> Tensor:
+        """The model's outputs on ``xb`` at ``params`` (its buffers kept), errors in one line."""
+        return _forward(partial(torch.func.functional_call, self.model,
+                                {**params, **self.buffers}), xb)
 
     def _point(self, theta: Tensor) -> Tensor:
         self.layout.check_vector(theta, "theta")
@@ -818,9 +845,7 @@ class EmpiricalRisk:
         t = self._point(theta)
         params = self.layout.unflatten(t)
         for _, xb, yb in self._all():
-            out = _forward(partial(torch.func.functional_call, self.model,
-                                   {**params, **self.buffers}), xb)
-            return is_classification(out, yb)
+            return is_classification(self._outputs(params, xb), yb)
         return False
 
     @torch.no_grad()
@@ -837,7 +862,7 @@ class EmpiricalRisk:
         params = self.layout.unflatten(t)
         counts = torch.zeros(2, dtype=torch.float64, device=self.device)
         for _, xb, yb in self._mine():
-            out = torch.func.functional_call(self.model, {**params, **self.buffers}, (xb,))
+            out = self._outputs(params, xb)
             if not is_classification(out, yb):
                 raise UserError("a 0-1 error needs a classifier (integer targets, (N, C) "
                                 "outputs); use the loss as the metric instead")

@@ -135,13 +135,21 @@ def seed000_cnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     )
 
 
-@register("seed004-cnn", (3, 32, 32), "seed 004's SmallCNN for 32x32 colour images (4.2M)")
+@register("seed004-cnn", (None, None, None),
+          "seed 004's SmallCNN for CxHxW images (4.2M params at 3x32x32, 3.2M at 1x28x28)")
 def seed004_cnn(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    """Conv 3→32, ReLU, Conv 32→64, ReLU, MaxPool, Linear 16384→256→10."""
+    """Conv C→32, ReLU, Conv 32→64, ReLU, MaxPool, Linear 64·(H/2)·(W/2)→256→10.
+
+    The seed's SVHN model (3×32×32, Linear 16384→256); on other image sizes
+    the same layers with the first convolution taking the input's channels
+    and the hidden linear layer the pooled feature map (MNIST: 1×28×28, 12544).
+    """
+    c, h, w = in_shape
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 16 * 16, 256), nn.ReLU(), nn.Linear(256, n_classes),
+        nn.Flatten(), nn.Linear(64 * (h // 2) * (w // 2), 256), nn.ReLU(),
+        nn.Linear(256, n_classes),
     )
 
 

@@ -41,15 +41,22 @@ from matplotlib.figure import Figure
 from landscape._errors import UserError
 from landscape.stats import mean_ci
 from landscape.store import (
+    KINDS,
+    alignment_profiles,
     contents,
+    curve_attrs,
     file_title,
+    open_file,
     read_checkpoints,
     read_density,
+    read_fge,
     read_history,
     read_measure_arrays,
+    read_profile,
     read_rays,
     read_results,
     read_surface,
+    read_swag_evaluation,
     read_widths,
 )
 from landscape.surface import Surface
@@ -95,7 +102,9 @@ __all__ = [
     "OKABE_ITO",
     "plot_all",
     "plot_checkpoints",
+    "plot_curve_profiles",
     "plot_eigenvalue_density",
+    "plot_fge",
     "plot_history",
     "plot_log_ratio_bars",
     "plot_paired_ratios",
@@ -106,6 +115,8 @@ __all__ = [
     "plot_surface_2d",
     "plot_surface_3d",
     "plot_swa_vs_sgd",
+    "plot_swag_calibration",
+    "plot_swag_samples",
     "plot_top_eigenvalues",
     "plot_width_distribution",
     "save_figure",
@@ -567,6 +578,197 @@ def plot_swa_vs_sgd(path: str | os.PathLike, *, metrics: Sequence[str] | None = 
     return fig, ax
 
 
+# =========================================================================== paths, posteriors
+def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
+                        ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """A metric along the trained curve and along the line between the same endpoints.
+
+    Garipov et al.'s comparison: the line between two solutions crosses a
+    barrier, the trained curve stays low.  The legend gives each barrier
+    (max over t minus the mean of the endpoints).
+
+    Args:
+        path: File with ``/curves/<name>`` (``landscape connect``).
+        name: Curve name.
+        metric: ``train_loss`` (L2-regularized), ``train_err``, ``test_loss`` or
+            ``test_err``.
+        ax: Axes to draw into.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the curve or its profiles are missing.
+    """
+    from landscape.paths.curves import barrier
+
+    attrs = curve_attrs(path, name)
+    if attrs is None:
+        raise UserError(f"no curve {name!r} in {path}; run `landscape connect` first")
+    profs = {w: read_profile(path, name, w) for w in ("curve", "line")}
+    if any(p is None or metric not in p.metrics for p in profs.values()):
+        raise UserError(f"curve {name!r} in {path} has no {metric} profile of the curve "
+                        "and the line yet; rerun the same `landscape connect` to finish it")
+    scale = 100.0 if metric.endswith("_err") else 1.0
+    with style():
+        fig, ax = _axes(ax)
+        for which, color, ls in (("line", COLORS["sgd"], "--"),
+                                 ("curve", COLORS["swa"], "-")):
+            p = profs[which]
+            assert p is not None
+            v = p.metrics[metric] * scale
+            label = (f"{which if which == 'line' else attrs.get('curve', 'curve')} "
+                     f"(barrier {barrier(v):.3g})")
+            ax.plot(p.t, v, ls=ls, color=color, lw=2, marker=".", label=label)
+        ax.set_xlabel("t (endpoint a at 0, b at 1)")
+        l2 = float(profs["curve"].l2 or 0.0) if profs["curve"] is not None else 0.0
+        ax.set_ylabel(_label(metric, l2 if metric == "train_loss" else 0.0))
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — line vs curve {name}")
+    return fig, ax
+
+
+def plot_curve_plane(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
+                     ax: Axes | None = None, levels: int = 25) -> tuple[Figure, Axes]:
+    """A curve's plane (Garipov et al.'s Figure 1) with the curve and the line drawn on it.
+
+    The contours of ``metric`` on the plane through both endpoints and the
+    bend (:func:`plot_surface_2d`), the curve projected onto it at the
+    profile's ``t`` and the straight line from ``a`` to ``b``.
+
+    Args:
+        path: File with the surface (``landscape connect --plane``).
+        name: Surface name (``<curve>_plane``).
+        metric: ``train_loss``, ``train_err``, ``test_loss`` or ``test_err``.
+        ax: Axes to draw into.
+        levels: Number of contour levels.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the surface is not a curve's plane.
+    """
+    from landscape.store import read_curve_plane
+
+    drawn = read_curve_plane(path, name)
+    if drawn is None:
+        raise UserError(f"surface {name!r} of {path} is not a curve's plane; make one "
+                        "with `landscape connect ... --plane`")
+    curve, _, xy = drawn
+    fig, ax = plot_surface_2d(path, name, metric, ax=ax, levels=levels)
+    s = read_surface(path, name)
+    a, b = s.grid.points["a"], s.grid.points["b"]
+    with style():
+        ax.plot([a[0], b[0]], [a[1], b[1]], ls="--", color=COLORS["sgd"], lw=1.5,
+                label="line", zorder=3)
+        ax.plot(xy[:, 0], xy[:, 1], "-", color=OKABE_ITO["vermillion"], lw=2,
+                marker=".", ms=4, label=f"curve {curve}", zorder=3)
+        ax.legend(loc="best", frameon=True, framealpha=0.8, fontsize=8)
+    return fig, ax
+
+
+def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
+                          ) -> tuple[Figure, Axes]:
+    """Reliability diagram of SWAG's Bayesian model average, SWA and SGD.
+
+    Per equal-width confidence bin: accuracy minus mean confidence (below 0:
+    over-confident), as Maddox et al. draw it; the legend gives each ECE.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the file holds no SWAG evaluation.
+    """
+    with open_file(path, KINDS) as f:
+        ev = read_swag_evaluation(f)
+    if ev is None:
+        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    a = ev["attrs"]
+    with style():
+        fig, ax = _axes(ax)
+        for method, c in ev["calibration"].items():
+            keep = c["count"] > 0
+            ax.plot(c["confidence"][keep], (c["accuracy"] - c["confidence"])[keep],
+                    marker="o", lw=1.6, color=COLORS.get(method, OKABE_ITO["green"]),
+                    label=f"{method} (ECE {float(a.get(f'{method}_ece', math.nan)):.3f})")
+        ax.axhline(0.0, color=OKABE_ITO["black"], lw=0.8)
+        ax.set_xlabel("confidence (max class probability)")
+        ax.set_ylabel("accuracy − confidence")
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — calibration, SWAG with {a.get('samples')} "
+                     "samples")
+    return fig, ax
+
+
+def plot_swag_samples(path: str | os.PathLike, metric: str = "nll", *,
+                      ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Test NLL (or accuracy) of SWAG's model average as samples accumulate, beside
+    SWA and SGD.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If the file holds no SWAG evaluation.
+    """
+    with open_file(path, KINDS) as f:
+        ev = read_swag_evaluation(f)
+    if ev is None:
+        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    a, c = ev["attrs"], ev["curves"]
+    scale = 100.0 if metric == "acc" else 1.0
+    with style():
+        fig, ax = _axes(ax)
+        ax.plot(c["samples"], scale * c[metric], marker=".", color=COLORS["swa_last"],
+                lw=2, label="SWAG model average")
+        for method in ("swa", "sgd"):
+            v = a.get(f"{method}_{metric}")
+            if v is not None and np.isfinite(float(v)):
+                ax.axhline(scale * float(v), color=COLORS[method], ls="--", label=method)
+        ax.set_xlabel("SWAG samples averaged")
+        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test NLL (nats)")
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — SWAG Bayesian model average")
+    return fig, ax
+
+
+def plot_fge(path: str | os.PathLike, name: str = "fge", metric: str = "acc", *,
+             ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Test accuracy (or NLL) of the FGE ensemble as snapshots accumulate, against SWA
+    of the same snapshots, each snapshot alone and the starting solution.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    r = read_fge(path, name)
+    h, a = r["history"], r["attrs"]
+    if not h:
+        raise UserError(f"FGE ensemble {name!r} in {path} has no snapshot yet; rerun "
+                        "`landscape fge` to continue it")
+    scale = 100.0 if metric == "acc" else 1.0
+    k = h["snapshot"]
+    with style():
+        fig, ax = _axes(ax)
+        ax.plot(k, scale * h[f"ensemble_{metric}"], marker="o", lw=2,
+                color=COLORS["swa_last"], label="FGE ensemble (mean softmax)")
+        ax.plot(k, scale * h[f"swa_{metric}"], marker="s", lw=2, color=COLORS["swa"],
+                label="SWA of the snapshots")
+        ax.plot(k, scale * h[f"snapshot_{metric}"], ls=":", marker=".",
+                color=OKABE_ITO["orange"], label="snapshot alone")
+        start = a.get(f"start_{metric}")
+        if start is not None:
+            sol = (a.get("start") or {}).get("solution", "start")
+            ax.axhline(scale * float(start), ls="--", color=COLORS["sgd"],
+                       label=f"start ({sol})")
+        ax.set_xlabel("snapshots in the ensemble")
+        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test NLL (nats)")
+        ax.legend()
+        ax.set_title(f"{file_title(path)} — fast geometric ensembling ({name})")
+    return fig, ax
+
+
 # =========================================================================== files
 def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
                 close: bool = True) -> list[Path]:
@@ -636,10 +838,18 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
             emit(plot_surface_1d(path, n), f"surface_{n}")
         else:
             s = read_surface(path, n)  # a surface of train data only has no test error
+            draw = plot_curve_plane if s.attrs.get("curve") else plot_surface_2d
             for metric in ("train_loss", "test_err"):
                 if _has(s, metric.replace("_err", "_acc")):
-                    emit(plot_surface_2d(path, n, metric), f"surface_{n}_{metric}")
+                    emit(draw(path, n, metric), f"surface_{n}_{metric}")
             emit(plot_surface_3d(path, n), f"surface_{n}_3d")
+    if surfaces is None and measures is None:
+        for n in c.get("alignments", []):
+            for metric in ("test_err", "train_loss"):
+                try:
+                    emit(plot_alignment(path, n, metric), f"alignment_{n}_{metric}")
+                except UserError:  # e.g. no test data: nothing of that metric
+                    continue
     for m in have_meas if measures is None else measures:
         if m == "checkpoints":
             emit(plot_checkpoints(path), "checkpoints")
@@ -659,7 +869,59 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
                  f"measure_{m}")
         elif m not in have_meas:
             raise UserError(f"no measure {m!r} in {path}; choose one of {have_meas}")
+    if surfaces is None and measures is None:
+        for n in c.get("curves", []):
+            for metric in ("train_loss", "test_err"):
+                emit(plot_curve_profiles(path, n, metric), f"curve_{n}_{metric}")
+        if c.get("swag"):
+            emit(plot_swag_calibration(path), "swag_calibration")
+            emit(plot_swag_samples(path, "nll"), "swag_samples_nll")
+        for n in c.get("fge", []):
+            for metric in ("acc", "nll"):
+                emit(plot_fge(path, n, metric), f"fge_{n}_{metric}")
     return written
+
+
+# =========================================================================== alignments
+#: Colour and label of each profile of an alignment.
+_PROFILE_STYLE = {"line": (OKABE_ITO["black"], "raw line"),
+                  "aligned": (OKABE_ITO["blue"], "aligned line"),
+                  "repair": (OKABE_ITO["green"], "aligned + REPAIR"),
+                  "curve": (OKABE_ITO["vermillion"], "trained curve")}
+
+
+def plot_alignment(path: str | os.PathLike, name: str, metric: str = "test_err", *,
+                   ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """One metric along the raw line, the aligned line, REPAIR and the curve, over t.
+
+    The legend gives each profile's barrier, max_t e(t) - (e(0) + e(1))/2.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If no stored profile has ``metric``.
+    """
+    profiles = alignment_profiles(path, name)
+    with style():
+        fig, ax = _axes(ax)
+        drawn = 0
+        for which, p in profiles.items():
+            if metric not in p.metrics:
+                continue
+            color, label = _PROFILE_STYLE.get(which, (OKABE_ITO["purple"], which))
+            scale = 100.0 if metric.endswith("_err") else 1.0
+            bar = p.barriers.get(metric, float("nan")) * scale
+            ax.plot(p.t, p.metrics[metric] * scale, color=color, lw=2,
+                    label=f"{label} (barrier {bar:.3g})")
+            drawn += 1
+        if not drawn:
+            raise UserError(f"alignment {name!r} of {path} has no {metric} profile")
+        ax.set_xlabel("t (A at 0, B at 1)")
+        ax.set_ylabel(_label(metric) if metric != "test_err" else "test error (%)")
+        ax.set_title(f"{Path(path).stem}: {name}")
+        ax.legend()
+    return fig, ax
 
 
 # =========================================================================== controls

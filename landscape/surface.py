@@ -9,7 +9,9 @@ grid builders turn points and directions into a :class:`SurfaceGrid`:
   al. 2018) around a centre;
 * :func:`line_grid` — the line through two points, in ``t`` or in L2 distance;
 * :func:`plane_grid` — the plane through three points (Garipov et al. 2018);
-* :func:`pca_grid` — the top principal components of a trajectory.
+* :func:`pca_grid` — the top principal components of a trajectory;
+* :func:`landscape.posterior.swag_grid` — the top principal directions of
+  SWAG's deviations (kind ``swag``).
 
 :func:`evaluate_points` evaluates any subset of a grid's points, in rounds
 that are split over ``torch.distributed`` ranks under ``torchrun`` (only rank 0
@@ -64,6 +66,7 @@ class SurfaceKind(str, Enum):
     LINE = "line"
     PLANE = "plane"
     PCA = "pca"
+    SWAG = "swag"
 
 
 def parse_grid(text: str) -> np.ndarray:

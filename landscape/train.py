@@ -53,6 +53,7 @@ from landscape.models import (
     model_entry,
 )
 from landscape.params import ParamLayout
+from landscape.posterior.swag import SwagCollector
 from landscape.schedules import swa_paper_factor
 
 RUNS = ("sgd", "swa")
@@ -139,6 +140,8 @@ class _RunState:
     history: dict[str, list[float]] = field(default_factory=dict)
     traj: dict[str, list[float]] = field(default_factory=dict)  # step, epoch, lr, loss
     n_records: int = 0
+    swag: dict[str, Any] | None = None  # SwagCollector.state_dict() (--swag, SWA run)
+    swag_epochs: list[int] = field(default_factory=list)  # epochs SWAG collected
 
     def log(self, table: dict[str, list[float]], **values: float) -> None:
         for k, v in values.items():
@@ -188,7 +191,8 @@ class _Checkpoint:
 
 def _state_to_dict(s: _RunState) -> dict[str, Any]:
     return {"epoch": s.epoch, "step": s.step, "done": s.done, "history": s.history,
-            "traj": s.traj, "n_records": s.n_records}
+            "traj": s.traj, "n_records": s.n_records, "swag": s.swag,
+            "swag_epochs": s.swag_epochs}
 
 
 # --------------------------------------------------------------------------- loop
@@ -240,6 +244,10 @@ def train_run(
         gen.set_state(saved["gen"])
         torch.set_rng_state(saved["rng"])
         st = _RunState(**saved["state"])
+    swag = None
+    if swa_model is not None and cfg.swag:  # SWAG rides on the SWA run's averaging
+        swag = (SwagCollector.from_state(st.swag, device) if st.swag is not None
+                else SwagCollector(layout.numel, cfg.swag_rank, device))
     if st.done:
         return model, swa_model, st, ck
 
@@ -293,6 +301,9 @@ def train_run(
         done = epoch + 1
         if swa_model is not None and averages_after(cfg, done):
             swa_model.update_parameters(model)
+            if swag is not None:
+                swag.collect(layout.read(model))
+                st.swag_epochs.append(done)
         if cfg.record_every and done % cfg.record_every == 0 and not (
                 cfg.record_steps and st.step % cfg.record_steps == 0):
             record(loss_v, lr)
@@ -315,6 +326,8 @@ def train_run(
         st.log(st.history, **row)
         st.epoch = done
         st.done = done == budget
+        if swag is not None:
+            st.swag = swag.state_dict()
         if checkpoint:
             save()
     return model, swa_model, st, ck
@@ -494,6 +507,12 @@ def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,
             sols.append(store.Solution("swa", ws, bn_buffers(model0, ws, data, device), {
                 "source": "SWA average (BN statistics recomputed)",
                 "n_averaged": int(swa_model.n_averaged), "epoch": st.epoch}))
+    swag_moments = None
+    swag_epochs: list[int] = []
+    for _, swa_model, st, _ in results.values():
+        if swa_model is not None and st.swag is not None:
+            swag_moments = SwagCollector.from_state(st.swag).moments()
+            swag_epochs = list(st.swag_epochs)
     with store.edit_run(out, create=True) as f:
         store.init_run(
             f, config=cfg.to_dict(), seed=cfg.seed, device=str(device),
@@ -520,3 +539,7 @@ def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,
         for s in sols:
             s.attrs |= solution_metrics(model0, data, s.weights, s.buffers, device)
             store.write_solution(f, s)
+        if swag_moments is not None:
+            store.write_swag(f, swag_moments, {
+                "source": "collected during the SWA run (landscape train --swag)",
+                "epochs": swag_epochs})

@@ -41,15 +41,17 @@ def test_argparse_errors_return_2(argv: list[str], capsys: pytest.CaptureFixture
 
 def test_flags_mean_one_thing() -> None:
     """--out is a file, --out-dir and --runs-dir folders; --eval-batch-size for
-    evaluation, --batch-size only for an SGD minibatch (of training, or of a curve's
-    bends); --solutions everywhere (connect's two ends: --solution-a/-b)."""
+    evaluation, --batch-size only for an SGD minibatch (of training, of a curve's
+    bends, or of FGE's cycles); --solutions everywhere (connect's two ends:
+    --solution-a/-b; FGE's start: --from, as a line's)."""
     from landscape.cli import build_parser
 
     sub = build_parser()._subparsers._group_actions[0].choices
     flags = {name: {s for a in p._actions for s in a.option_strings}
              for name, p in sub.items()}
-    assert {n for n, f in flags.items() if "--batch-size" in f} == {"train", "connect"}
-    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo", "connect"}
+    assert {n for n, f in flags.items() if "--batch-size" in f} == {"train", "connect", "fge"}
+    assert {n for n, f in flags.items() if "--out" in f} == {"train", "demo", "connect",
+                                                             "align", "merge"}
     assert {"plot", "reproduce", "demo"} <= {n for n, f in flags.items() if "--out-dir" in f}
     assert not any("--solution" in f or "--runs" in f or "--report" in f
                    for f in flags.values())

@@ -331,3 +331,109 @@ def test_train_curve_continues_exactly_from_a_state_with_dropout() -> None:
     res = train_curve(net, saved[0], (x, y), cfg)
     assert torch.equal(res.curve.bends, ref.curve.bends)
     assert res.history["loss"] == ref.history["loss"]
+
+
+def test_plot_all_draws_line_vs_curve_and_compare_reports_barriers(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "curves.h5"
+    assert main(["connect", str(tiny_run), str(tiny_run), "--solution-b", "swa",
+                 "--epochs", "1", "--points", "5", "--batch-size", "50", "--quiet",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(out), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"curves_curve_bezier_train_loss.png", "curves_curve_bezier_test_err.png"} <= names
+    fig, ax = ls.plot_curve_profiles(out, "bezier", "test_err")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("line (barrier")
+    assert labels[1].startswith("bezier")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert main(["compare", str(out)]) == 0
+    text = capsys.readouterr().out
+    a = store.curve_attrs(out, "bezier")
+    row = next(r for r in text.splitlines() if "| test_err |" in r)
+    assert f"{100 * a['line_test_err_barrier']:.2f}" in row
+    assert f"{100 * a['curve_test_err_barrier']:.2f}" in row
+
+
+# =========================================================================== the plane
+@pytest.mark.parametrize("kind", ["bezier", "polychain"])
+def test_the_curve_projects_onto_its_plane_through_the_three_points(kind: str) -> None:
+    a, b = _ends(9)
+    theta = torch.randn(1, 9, generator=torch.Generator().manual_seed(1))
+    c = Curve.on_segment(kind, a, b, 1).with_bends(theta)
+    g = ls.curve_plane_grid(c, steps=4, margin=0.25)
+    pa, pb, pbend = (g.points[k] for k in ("a", "b", "bend"))
+    L = float((b.double() - a.double()).norm())
+    np.testing.assert_array_equal(pa, [0.0, 0.0])
+    np.testing.assert_allclose(pb, [L, 0.0], rtol=1e-12, atol=1e-12)
+    assert pbend[1] > 0
+    # a, b and the bend are grid nodes, the steps L/4 and V/4
+    assert {0.0, pb[0]} <= set(g.x.tolist())
+    assert {0.0, pbend[1]} <= set(g.y.tolist())
+    np.testing.assert_allclose(np.diff(g.x), L / 4)
+    xy = ls.curve_plane_coords(c, g, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(xy[0], [0.0, 0.0])  # phi(0) = a exactly
+    np.testing.assert_allclose(xy[2], pb, rtol=1e-12, atol=1e-12)
+    # Bezier: phi(1/2) = a/4 + bend/2 + b/4 (the bend is not on the curve);
+    # polychain with one bend: phi(1/2) is the bend
+    want = 0.25 * pa + 0.5 * pbend + 0.25 * pb if kind == "bezier" else pbend
+    np.testing.assert_allclose(xy[1], want, rtol=1e-12, atol=1e-12)
+    # the grid spans the whole projected curve
+    dense = ls.curve_plane_coords(c, g, np.linspace(0, 1, 41))
+    assert g.x[0] < dense[:, 0].min()
+    assert dense[:, 0].max() < g.x[-1]
+    assert g.y[0] < dense[:, 1].min()
+    assert dense[:, 1].max() < g.y[-1]
+
+
+def test_an_untrained_curve_or_a_missing_bend_spans_no_plane() -> None:
+    a, b = _ends()
+    c = Curve.on_segment("bezier", a, b, 1)
+    with pytest.raises(UserError, match="train the curve first"):
+        ls.curve_plane_grid(c)
+    with pytest.raises(UserError, match="bend 1 does not exist"):
+        ls.curve_plane_grid(c.with_bends(torch.randn(1, 7)), bend=1)
+
+
+def test_connect_plane_stores_the_surface_with_the_curve_on_it(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "curves.h5"
+    assert _connect(tiny_run, out, "--plane", "--plane-steps", "2") == 0
+    assert "surface bezier_plane" in capsys.readouterr().out
+    s = store.read_surface(out, "bezier_plane")
+    assert s.complete
+    assert s.attrs["curve"] == "bezier"
+    prof = store.read_profile(out, "bezier", "curve")
+    curve, _ = store.read_curve(out, "bezier")
+    name, t, xy = store.read_curve_plane(out, "bezier_plane")
+    assert name == "bezier"
+    np.testing.assert_array_equal(t, prof.t)
+    np.testing.assert_allclose(xy, ls.curve_plane_coords(curve, s.grid, t), rtol=1e-5,
+                               atol=1e-5)  # the grid's directions are stored in float32
+    # the surface at the endpoints equals the profile at t = 0 and t = 1
+    j0 = int(np.flatnonzero(s.grid.y == 0.0)[0])
+    for end, x in ((0, 0.0), (-1, s.grid.points["b"][0])):
+        i = int(np.argmin(np.abs(s.grid.x - x)))
+        assert s.grid.x[i] == pytest.approx(x, abs=1e-6)
+        for m in ("train_loss", "test_loss"):
+            assert s.values[m][i, j0] == pytest.approx(prof.metrics[m][end], rel=1e-5)
+        for m in ("train", "test"):
+            assert 1.0 - s.values[f"{m}_acc"][i, j0] == pytest.approx(
+                prof.metrics[f"{m}_err"][end], abs=1e-9)
+    # a rerun has nothing left to do; plot --all draws the plane with the curve
+    before = s.values["train_loss"].copy()
+    assert _connect(tiny_run, out, "--plane", "--plane-steps", "2") == 0
+    np.testing.assert_array_equal(store.read_surface(out, "bezier_plane")
+                                  .values["train_loss"], before)
+    assert main(["plot", str(out), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert "curves_surface_bezier_plane_train_loss.png" in names
+    fig, ax = ls.plot_curve_plane(out, "bezier_plane", "test_err")
+    labels = [x.get_text() for x in ax.get_legend().get_texts()]
+    assert {"line", "curve bezier", "a", "b", "bend"} <= set(labels)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -260,3 +260,18 @@ def test_parallel_cv_folds_equal_sequential_folds() -> None:
         par = _cross_validate(cfg, d, folds, "sgd", 1, pool=pool, log=lambda _: None,
                               label="x")
     assert par == seq
+
+
+def test_report_names_real_data_and_its_sizes() -> None:
+    from landscape.config import TrainConfig
+    from landscape.experiments._common import _real_data_line
+
+    line = _real_data_line(TrainConfig(data="mnist", data_root="../shared/data",
+                                       train_samples=10000, model="seed000-cnn"))
+    assert line == ("**Data: MNIST, real handwritten digits (the canonical IDX files)**, "
+                    "read from `../shared/data`: 10,000 training images (a seeded subset "
+                    "of 60,000), all 10,000 test images; model `seed000-cnn`.")
+    line = _real_data_line(TrainConfig(data="svhn", data_root="d", test_samples=500))
+    assert "SVHN, real house-number photos" in line
+    assert "500 test images (a seeded subset of 26,032)" in line
+    assert "all 73,257 training images" in line

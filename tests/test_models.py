@@ -44,10 +44,23 @@ def test_what_each_model_accepts() -> None:
     assert accepts["mlp"] == sorted(DATASET_SHAPES)
     assert accepts["seed000-cnn"] == ["kaggle-digits", "mnist"]
     assert accepts["mnist1d-cnn"] == accepts["mnist1d-smallcnn"] == ["mnist1d"]
-    assert accepts["vgg16"] == accepts["seed004-cnn"] == ["cifar10", "cifar100", "svhn"]
+    assert accepts["vgg16"] == ["cifar10", "cifar100", "svhn"]
+    assert accepts["seed004-cnn"] == ["cifar10", "cifar100", "kaggle-digits", "mnist", "svhn"]
     assert accepts["preresnet"] == ["cifar10", "cifar100", "svhn"]
     for dataset, shape in DATASET_SHAPES.items():  # each data set's default model fits
         assert default_model(dataset) in models_for(shape.in_shape)
+
+
+def test_seed004_cnn_is_the_seeds_smallcnn_on_any_image_size() -> None:
+    def count(shape: tuple[int, ...]) -> int:
+        return sum(p.numel() for p in build_model("seed004-cnn", shape, 10).parameters())
+
+    # conv 3->32 (896) + conv 32->64 (18,496) + linear 16384->256 (4,194,560) + 256->10 (2,570)
+    assert count((3, 32, 32)) == 896 + 18_496 + 4_194_560 + 2_570
+    # one input channel (320) and a 64*14*14 = 12544 feature map (3,211,520) on MNIST
+    assert count((1, 28, 28)) == 320 + 18_496 + 3_211_520 + 2_570
+    out = build_model("seed004-cnn", (1, 28, 28), 10)(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 10)
 
 
 def test_declared_shape_is_what_mnist1d_loads(tmp_path: Path) -> None:

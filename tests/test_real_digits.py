@@ -68,3 +68,29 @@ def test_kaggle_split_of_real_mnist_is_kaggles_scale() -> None:
     assert d.meta["held_out_images"] == "train-images 42000..59999 and t10k-images 0..9999"
     assert torch.equal(d.x_test, d.x_predict)
     assert np.bincount(d.y_train.numpy(), minlength=10).min() > 3500  # every digit
+
+
+def test_seed004_on_real_mnist_is_labelled_mnist(tmp_path: Path) -> None:
+    """``reproduce seed004_mnist --quick``: the SmallCNN on 1x28x28 real digits, named MNIST."""
+    from landscape.store import read_results
+
+    out = tmp_path / "s4"
+    assert main(["reproduce", "seed004_mnist", "--quick", "--quiet", "--data-root",
+                 str(MNIST_ROOT), "--out-dir", str(out), "--runs-dir", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "**Data: MNIST, real handwritten digits (the canonical IDX files)**" in report
+    assert "500 training images (a seeded subset of 60,000)" in report
+    assert "SVHN" not in report.split("## Verdict")[0]
+    m = read_results(out / "results.h5")["metrics"]
+    last = float(np.asarray(m["last"]["test_acc"])[0])
+    assert last > 0.3, f"3 epochs on 500 digits: test accuracy {last:.3f} (chance 0.1)"
+
+
+def test_paper_mnist_config_is_the_paper_protocol_on_real_digits() -> None:
+    from landscape.experiments import load_experiment
+
+    exp = load_experiment("paper_mnist")
+    assert (exp.protocol, exp.cfg.data, exp.cfg.model) == ("paper", "mnist", "seed000-cnn")
+    assert (exp.cfg.train_samples, exp.cfg.test_samples) == (5000, None)  # all 10,000 test
+    assert exp.settings["budgets"] == [1.0, 1.25, 1.5]
+    assert exp.cfg.swa_start < exp.cfg.epochs

@@ -15,12 +15,19 @@ bootstrap intervals, and the ratio of medians B/A with its bootstrap interval
 smallest Hessian eigenvalues, the trace, epsilon-, SAM, ASAM and average-case
 sharpness and the PAC-Bayes sigma and sigma' with ratios (delta-method
 intervals where a standard error is stored).  The table is stored under
-/measures/compare."""
+/measures/compare.
+
+Where the file holds them, it also prints the barriers of the line and of the
+trained curve of each stored curve (`landscape connect`; an analysis file of
+curves alone works too), the test accuracy, NLL and expected calibration
+error of SWAG's model average beside SWA and SGD (`landscape swag`), and of
+each FGE ensemble beside SWA of its snapshots and its start (`landscape fge`)."""
 EPILOG = """\
 examples:
   landscape sharpness runs/demo.h5 --solutions sgd,swa --measures width,hessian
   landscape compare runs/demo.h5
-  landscape compare runs/demo.h5 --solutions sgd,avg --level 0.9"""
+  landscape compare runs/demo.h5 --solutions sgd,avg --level 0.9
+  landscape compare runs/curves.h5        # barriers of the curves stored there"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -46,13 +53,26 @@ def run(args: argparse.Namespace) -> int:
     if args.n_boot < 1:
         raise UserError(f"--n-boot must be >= 1, got {args.n_boot}")
     from landscape import store
+    from landscape.jobs.posterior import format_paths
 
+    paths = format_paths(args.file)
+    if store.file_kind(args.file) != store.RUN_KIND and paths:
+        print(paths)  # an analysis file of `landscape connect --out`: its curves only
+        return 0
     if args.solutions is None:
         with store.open_run(args.file) as f:
-            sols = list(store.solution_pair(store.solution_names(f), "compare"))
+            names = store.solution_names(f)
+            has_measures = bool(store.measured_solutions(f))
+        if not has_measures and paths:
+            print(paths)
+            return 0
+        sols = list(store.solution_pair(names, "compare"))
     else:
         sols = [s.strip() for s in args.solutions.split(",") if s.strip()]
     rows = compare_solutions(args.file, sols, level=args.level, n_boot=args.n_boot,
                              seed=args.seed, write=not args.no_write)
     print(format_comparison(rows, sols, args.level))
+    if paths:
+        print()
+        print(paths)
     return 0

@@ -23,12 +23,18 @@ point for BN models): train loss, train and test error; the barrier
 max_t e(t) - (e(0) + e(1))/2 is reported for the loss and the error of both.
 Everything goes to /curves/NAME of --out (an analysis file, created if
 missing).  Killed, the same command continues from the last finished epoch
-and ends with the same bends."""
+and ends with the same bends.
+
+With --plane, also the loss on the plane through both endpoints and the first
+bend (Garipov et al.'s Figure 1), on a grid of --plane-steps steps from A to
+B, is stored as the surface NAME_plane with the curve projected onto it;
+`landscape plot --all` draws it with the curve and the line."""
 EPILOG = """\
 examples:
   landscape connect runs/seed0.h5 runs/seed1.h5 --out runs/curves.h5
   landscape connect runs/demo.h5 runs/demo.h5 --solution-a sgd --solution-b swa \\
       --curve polychain --bends 3 --epochs 40 --out runs/demo_curves.h5
+  landscape connect runs/seed0.h5 runs/seed1.h5 --out runs/curves.h5 --plane
   landscape info runs/curves.h5"""
 
 
@@ -47,6 +53,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="curve name in --out (default: the --curve kind)")
     add_config_flags(p, ConnectConfig)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--plane", action="store_true", help="also evaluate the plane "
+                   "through both endpoints and the first bend, with the curve drawn "
+                   "on it (surface NAME_plane)")
+    p.add_argument("--plane-steps", type=int, default=10, metavar="K",
+                   help="grid steps of the plane from A to B and from the line to the "
+                   "bend, plus 30 percent on each side (default: 10)")
     p.add_argument("--force", action="store_true",
                    help="replace a stored curve of that name made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
     connect_runs(args.a, args.b, args.out, solution_a=args.solution_a,
                  solution_b=args.solution_b, config=from_dict(values, ConnectConfig),
                  name=args.name, device=args.device, force=args.force,
+                 plane=args.plane_steps if args.plane else None,
                  progress=not args.quiet, log=print)
     return 0

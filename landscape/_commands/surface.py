@@ -14,7 +14,10 @@ theta = centre + x*d0 (+ y*d1) and store it under /surfaces/NAME of the run file
 Kinds: random (filter/layer/none-normalized Gaussian directions around --center),
 line (from --from to --to; x is t, or the L2 distance with --distance), plane
 (through the three --points, orthonormal u/v basis) and pca (top principal
-components of the recorded --trajectory).  Points are solutions (sgd, swa,
+components of the recorded --trajectory) and swag (the top principal
+directions of the SWAG deviations D around the SWAG mean, axes +-3 standard
+deviations of D along each; needs `landscape train --swag` or `landscape swag
+--from-trajectory`).  Points are solutions (sgd, swa,
 swa_last, avg) or trajectory records (epoch:N, step:N of the SWA run;
 sgd/epoch:N of the baseline); the defaults name what the run file holds.
 
@@ -26,7 +29,8 @@ examples:
   landscape surface runs/demo.h5                       # random 2D around swa
   landscape surface runs/demo.h5 --kind line --from sgd --to swa --distance
   landscape surface runs/demo.h5 --kind plane --points sgd,swa_last,swa --bn recompute
-  landscape surface runs/demo.h5 --kind pca --center swa --grid -5:5:41 --grid-y -5:5:41"""
+  landscape surface runs/demo.h5 --kind pca --center swa --grid -5:5:41 --grid-y -5:5:41
+  landscape surface runs/swag.h5 --kind swag      # the basin in SWAG's directions"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -353,6 +353,32 @@ def write_results(path: Path, exp: Experiment, seeds: Sequence[int], result: Map
         "seconds": float(seconds), "extra": result.get("extra", {})}, result["metrics"])
 
 
+#: What each file-backed data set is, for the report's data line.
+REAL_DATA = {
+    "mnist": ("MNIST, real handwritten digits (the canonical IDX files)", 60000, 10000),
+    "kaggle-digits": ("Kaggle Digit Recognizer, real handwritten digits (train.csv, "
+                      "test.csv)", None, None),
+    "svhn": ("SVHN, real house-number photos (train_32x32.mat, test_32x32.mat)",
+             73257, 26032),
+    "cifar10": ("CIFAR-10 (the python batches)", 50000, 10000),
+    "cifar100": ("CIFAR-100 (the python batches)", 50000, 10000),
+}
+
+
+def _real_data_line(cfg: TrainConfig) -> str:
+    """``Data: ...``: the data set's name, where it was read and the sizes used."""
+    what, n_train, n_test = REAL_DATA.get(cfg.data, (f"`{cfg.data}`", None, None))
+
+    def size(n: int | None, full: int | None, kind: str) -> str:
+        if n is None:
+            return f"all {full:,} {kind}" if full else f"all {kind}"
+        return f"{n:,} {kind} (a seeded subset{f' of {full:,}' if full else ''})"
+
+    return (f"**Data: {what}**, read from `{cfg.data_root}`: "
+            f"{size(cfg.train_samples, n_train, 'training images')}, "
+            f"{size(cfg.test_samples, n_test, 'test images')}; model `{cfg.model}`.")
+
+
 def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mapping,
                  command: str, figures: Sequence[Path], seconds: float) -> Path:
     """``OUT/REPORT.md``: command and config first, then tables, verdicts and figures.
@@ -404,7 +430,7 @@ def report_text(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappin
         lines += [f"**Data: MNIST-1D** (generated offline, {sizes}, "
                   f"model `{cfg.model}`).", ""]
     else:
-        lines += [f"Data: `{cfg.data}` from `{cfg.data_root}`.", ""]
+        lines += [_real_data_line(cfg), ""]
     all_keys = list(dict.fromkeys(k for cols in m.values() for k in cols))
     lines += ["| method | " + " | ".join(all_keys) + " |",
               "|---|" + "---|" * len(all_keys)]

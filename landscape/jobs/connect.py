@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,13 @@ from landscape.paths.curves import (
     Connection,
     Curve,
     check_endpoints,
+    curve_plane_coords,
+    curve_plane_grid,
     curve_profile,
     profile_grid,
     train_curve,
 )
+from landscape.surface import METRICS, Round, Surface, evaluate_points
 
 
 def _endpoint(path: str | os.PathLike, solution: str) -> dict[str, Any]:
@@ -65,7 +70,8 @@ def connect_runs(
     a: str | os.PathLike, b: str | os.PathLike, out: str | os.PathLike, *,
     solution_a: str = "sgd", solution_b: str = "sgd", config: ConnectConfig | None = None,
     name: str | None = None, device: str = "cpu", force: bool = False,
-    progress: bool = False, log: Callable[[str], None] | None = None,
+    plane: int | None = None, progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Connection:
     """Train a curve from solution ``solution_a`` of ``a`` to ``solution_b`` of ``b``.
 
@@ -86,6 +92,11 @@ def connect_runs(
         name: Group name (default: the curve kind, e.g. ``bezier``).
         device: Where to train and evaluate.
         force: Replace a stored curve of that name made with other settings.
+        plane: Also evaluate the plane through both endpoints and the first
+            bend (Garipov et al.'s Figure 1) on a grid of ``plane`` steps from
+            ``a`` to ``b`` (:func:`~landscape.paths.curve_plane_grid`), stored
+            with the curve projected onto it as the surface ``<name>_plane``
+            of ``out``; resumable like the rest.  ``None``: no plane.
         progress: tqdm bars.
         log: Called with one-line summaries.
 
@@ -145,9 +156,61 @@ def connect_runs(
                 p = curve_profile(ev, c, grid, progress=progress)
                 store.write_profile(out, name, which, p, complete=which == "line")
             profiles[which] = p
+        if plane is not None:
+            sname = _curve_plane(out, name, curve, ev, profiles["curve"].t, plane,
+                                 progress=progress)
+            if log:
+                log(f"plane through a, b and the bend: surface {sname} in {out}")
     res = Connection(curve, profiles["curve"], profiles["line"], state.history)
     if log:
         for which, bars in res.barriers.items():
             log(f"{which} barrier: " + ", ".join(f"{k} {v:.4g}" for k, v in bars.items()))
         log(f"curve {name} in {out}")
     return res
+
+
+def _curve_plane(out: Path, name: str, curve: Curve, ev: Evaluator, t: Any, steps: int,
+                 *, progress: bool = False, commit_interval: float = 10.0) -> str:
+    """Evaluate (or resume) the plane of curve ``name`` with the profiles' evaluator.
+
+    The grid, the evaluator and so the values at ``a`` and ``b`` are those of the
+    profiles; a plane of other bends or steps is replaced (it is derived data).
+
+    Returns:
+        The surface's name.
+    """
+    grid = curve_plane_grid(curve, steps=steps)
+    want = {"curve": name, "bend": 0, "steps": int(steps), "margin": 0.3,
+            "bends_sha256": _sha256(curve.bends)}
+    stored, shape, arrays = store.curve_plane_progress(out, name)
+    if stored == want and shape == grid.shape:
+        surf = Surface(grid, {m: arrays[m] for m in METRICS}, arrays["computed"])
+    else:
+        has_test = "test" in ev.data
+        surf = Surface.empty(grid, {
+            "kind": "plane", "bn": ev.bn.value, "center": "a", "l2": float(ev.l2),
+            "train_samples": ev.num_samples("train"),
+            "test_samples": ev.num_samples("test") if has_test else 0,
+            "config": want, "curve": name})
+        store.write_curve_plane(out, name, surf, t, curve_plane_coords(curve, grid, t))
+    state = {"last": time.perf_counter(), "pending": False}
+
+    def commit() -> None:
+        store.update_curve_plane(out, name, surf)
+        state["pending"], state["last"] = False, time.perf_counter()
+
+    def on_round(results: Round) -> None:
+        for k, vals in results:
+            surf.set(k, vals)
+        state["pending"] = True
+        if time.perf_counter() - state["last"] >= commit_interval:
+            commit()
+
+    try:
+        evaluate_points(ev, grid, surf.missing(), on_round=on_round, progress=progress,
+                        desc=f"plane {name}")
+    finally:
+        if state["pending"]:
+            with contextlib.suppress(Exception):  # keep what was computed
+                commit()
+    return store.plane_surface_name(name)

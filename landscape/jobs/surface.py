@@ -35,6 +35,7 @@ from landscape.evaluate import BNMode, Evaluator, resolve_device
 from landscape.jobs._run import load_run_model, resolve_l2
 from landscape.models import has_batchnorm
 from landscape.params import ParamLayout
+from landscape.posterior.swag import swag_grid
 from landscape.surface import (
     Round,
     Surface,
@@ -86,8 +87,8 @@ class SurfaceConfig:
         return d
 
     def resolved(self, solutions: list[str], trajectories: list[str], has_bn: bool,
-                 wd: float = 0.0, epochs: Mapping[str, list[int]] | None = None
-                 ) -> SurfaceConfig:
+                 wd: float = 0.0, epochs: Mapping[str, list[int]] | None = None,
+                 has_swag: bool = False) -> SurfaceConfig:
         """Fill the kind-dependent defaults from what the run file holds.
 
         Points default to what is stored: the centre is ``swa`` (else ``sgd``,
@@ -105,6 +106,7 @@ class SurfaceConfig:
             wd: The run's weight decay (for ``l2="auto"``).
             epochs: The whole epochs each trajectory recorded (for the plane's
                 default points; ``None``: none).
+            has_swag: Whether the file holds SWAG moments (kind ``swag``).
 
         Returns:
             The config with every default filled in.
@@ -156,8 +158,16 @@ class SurfaceConfig:
             if len(pts) != 3:
                 raise UserError(f"--points needs three names, got {len(pts)}: {list(pts)}")
             rep |= {"points": pts, "center": pts[0]}
+        elif kind is SurfaceKind.SWAG:
+            if self.center not in (None, "swa"):
+                raise UserError("a swag surface is centred at the SWAG mean (the SWA "
+                                "solution); drop --center")
+            rep["center"] = "swa"
         else:
             rep["center"] = self.center or first
+        if kind is SurfaceKind.SWAG and not has_swag:
+            raise UserError(f"a swag surface needs SWAG moments and this run holds none; "
+                            f"{store.SWAG_HINT} (`landscape swag RUN.h5 --from-trajectory`)")
         if kind is SurfaceKind.PCA and not trajectories:
             raise UserError(f"a pca surface needs a recorded trajectory and this run "
                             f"recorded none; {store.RECORD_HINT}")
@@ -231,6 +241,16 @@ def build_grid(f: Any, cfg: SurfaceConfig, layout: ParamLayout) -> SurfaceGrid:
     """
     kind = SurfaceKind(cfg.kind)
     assert cfg.center is not None, "call cfg.resolved(...) first"
+    if kind is SurfaceKind.SWAG:
+        m = store.read_swag(f)
+        layout.check_vector(m.mean, "the SWAG mean")
+        _, cb = store.resolve_point(f, "swa")
+        tr = store.trajectory_of(f, "swa") if "swa" in store.trajectory_runs(f) else None
+        sols = {s: store.resolve_point(f, s)[0] for s in store.solution_names(f)
+                if s != "swa"}
+        return swag_grid(m, cb, dim=cfg.dim or 2, x=cfg.grid, y=cfg.grid_y, points=sols,
+                         trajectory=None if tr is None else torch.from_numpy(tr["weights"]),
+                         trajectory_epoch=None if tr is None else tr["epoch"])
     c, cb = store.resolve_point(f, cfg.center)
     layout.check_vector(c, f"point {cfg.center}")
     if kind is SurfaceKind.RANDOM:
@@ -338,7 +358,7 @@ def compute_surface(
         with store.open_run(path) as f:
             cfg = cfg.resolved(store.solution_names(f), store.trajectory_runs(f),
                                has_batchnorm(model), float(store.config_of(f).get("wd", 0)),
-                               store.recorded_epochs(f))
+                               store.recorded_epochs(f), store.has_swag(f))
             layout, _ = store.layouts(f)
             grid = build_grid(f, cfg, layout)
         name = name or default_name(cfg)

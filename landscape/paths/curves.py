@@ -58,9 +58,11 @@ from torch import Tensor, nn
 from landscape._errors import UserError
 from landscape.config import ConnectConfig
 from landscape.data import TensorBatches, as_batches
+from landscape.directions import plane_basis, project
 from landscape.evaluate import Evaluator, Loss, model_device, resolve_device
 from landscape.params import ParamLayout
 from landscape.schedules import swa_paper_factor
+from landscape.surface import SurfaceGrid, plane_grid
 
 
 class CurveKind(str, Enum):
@@ -473,6 +475,102 @@ def curve_profile(evaluator: Evaluator, curve: Curve,
             bar.update(1)
     return CurveProfile(ts, {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()},
                         evaluator.l2, evaluator.bn.value)
+
+
+# =========================================================================== the plane
+#: Names of the three points of a curve's plane (:func:`curve_plane_grid`).
+PLANE_POINTS = ("a", "b", "bend")
+
+
+def curve_plane_coords(curve: Curve, grid: SurfaceGrid,
+                       t: Sequence[float] | np.ndarray) -> np.ndarray:
+    r"""Coordinates of :math:`\phi(t)` projected onto a plane grid, one ``t`` at a time.
+
+    The points are built in float64 and projected onto the grid's orthonormal
+    ``d0``, ``d1`` from its centre, the same arithmetic that places the grid's
+    named points, so :math:`\phi(0)` is exactly ``(0, 0)`` and :math:`\phi(1)`
+    exactly the point ``b`` of :func:`curve_plane_grid`.
+
+    Args:
+        curve: The curve.
+        grid: A 2D grid over the same weights (e.g. :func:`curve_plane_grid`).
+        t: Curve parameters in ``[0, 1]``.
+
+    Returns:
+        ``(len(t), 2)`` float64 coordinates.
+
+    Raises:
+        UserError: For a 1D grid.
+    """
+    if grid.d1 is None:
+        raise UserError("the curve is projected onto a 2D (plane) grid; got a 1D one")
+    start, end = curve.start.double(), curve.end.double()
+    bends = curve.bends.double()
+    rows = [project(_combine(curve.coefficients(float(ti)), start, bends, end)[None],
+                    grid.center, grid.d0, grid.d1)[0] for ti in np.asarray(t).ravel()]
+    return torch.stack(rows).numpy() if rows else np.zeros((0, 2))
+
+
+def curve_plane_grid(curve: Curve, *, bend: int = 0, steps: int = 10,
+                     margin: float = 0.3) -> SurfaceGrid:
+    r"""The plane through both endpoints and a bend, as in Garipov et al.'s Figure 1.
+
+    The basis is :func:`~landscape.surface.plane_grid`'s: the origin at
+    :math:`\hat w_1` (point ``a``), ``u`` towards :math:`\hat w_2` (``b``, at
+    ``(L, 0)``), ``v`` towards the bend (``bend``, at ``(u_\theta, V)``), both
+    axes in L2 distance.  The axes step by ``L / steps`` and ``V / steps``,
+    so ``a``, ``b`` and the line between them, and the bend, lie *on* grid
+    nodes; they span the three points and the curve's projection with
+    ``ceil(margin * steps)`` steps more on every side.
+
+    Args:
+        curve: A curve with at least one bend off the line (e.g. a trained one).
+        bend: Which bend spans the plane (0: the first).
+        steps: Grid steps from ``a`` to ``b`` (and from the line to the bend).
+        margin: Extra steps on each side, as a fraction of ``steps``.
+
+    Returns:
+        The 2D grid, with the points ``a``, ``b`` and ``bend``.
+
+    Raises:
+        UserError: For a bend index out of range, ``steps < 1``, a negative
+            margin, or a bend on the line (an untrained curve).
+
+    Example:
+        >>> a, b = torch.zeros(3), torch.tensor([2.0, 0.0, 0.0])
+        >>> c = Curve.on_segment("bezier", a, b).with_bends(torch.tensor([[1.0, 1.0, 0.0]]))
+        >>> g = curve_plane_grid(c, steps=2, margin=0.5)
+        >>> g.x.tolist(), g.y.tolist()
+        ([-1.0, 0.0, 1.0, 2.0, 3.0], [-0.5, 0.0, 0.5, 1.0, 1.5])
+        >>> curve_plane_coords(c, g, [0.5]).tolist()
+        [[1.0, 0.5]]
+    """
+    if not 0 <= bend < curve.num_bends:
+        raise UserError(f"bend {bend} does not exist: the curve has {curve.num_bends} "
+                        f"bend(s), numbered from 0")
+    if steps < 1 or not margin >= 0:
+        raise UserError(f"a curve's plane needs steps >= 1 and margin >= 0, got steps="
+                        f"{steps}, margin={margin}")
+    theta = curve.bends[bend]
+    try:
+        plane_basis(curve.start, curve.end, theta)
+    except UserError:
+        raise UserError("the bend lies on the line between the endpoints (an untrained "
+                        "curve), so it spans no plane; train the curve first") from None
+    base = plane_grid(curve.start, curve.end, theta, names=PLANE_POINTS, x=[0.0],
+                      y=[0.0])
+    L, V = (float(v) for v in (base.points["b"][0], base.points["bend"][1]))
+    xy = np.concatenate([np.stack(list(base.points.values())),
+                         curve_plane_coords(curve, base, np.linspace(0, 1, 101))])
+    r = math.ceil(margin * steps)
+
+    def axis(lo: float, hi: float, unit: float) -> np.ndarray:
+        i0 = math.floor(lo / unit * steps + 1e-9) - r
+        i1 = math.ceil(hi / unit * steps - 1e-9) + r
+        return unit * (np.arange(i0, i1 + 1) / steps)  # i = 0 and i = steps are exact
+
+    return replace(base, x=axis(float(xy[:, 0].min()), float(xy[:, 0].max()), L),
+                   y=axis(float(xy[:, 1].min()), float(xy[:, 1].max()), V))
 
 
 # =========================================================================== all of it

@@ -8,6 +8,9 @@ datasets ``start``, ``end``, ``bends (K, n)``, ``knots``; ``train/`` (per-epoch
 ``epoch``, ``lr``, ``loss``, ``t_mean``, ``seconds``; the resume state
 ``momentum (K, n)``, ``generator`` and ``rng``); ``profiles/curve/`` and ``profiles/line/``
 (``t`` and the metrics along it; attrs ``l2``, ``bn`` and the barriers).
+The plane through the endpoints and the first bend (Garipov et al.'s Figure 1) is a
+surface ``/surfaces/<name>_plane`` of the same file, with attr ``curve`` and the
+curve projected onto it in ``curve/t`` and ``curve/xy``.
 
 Each finished unit (an epoch of training, a profile) is one atomic edit of the
 file, so a kill loses nothing finished.
@@ -41,6 +44,8 @@ from landscape.store._h5 import (
     stamp,
     write_array,
 )
+from landscape.store.surfaces import surface_progress, update_values, write_surface
+from landscape.surface import Surface
 
 #: File kinds a curve can be stored in.
 CURVE_KINDS = tuple(k for k in KINDS if k != RESULTS_KIND)
@@ -149,16 +154,35 @@ def write_profile(path: str | os.PathLike, name: str, which: str,
     """
     with edit_file(path, kinds=CURVE_KINDS) as f:
         g = f["curves"][name]
-        p = new_group(g, f"profiles/{which}")
-        write_array(p, "t", profile.t)
-        for k, v in profile.metrics.items():
-            write_array(p, k, v)
-        set_attrs(p, {"l2": profile.l2, "bn": profile.bn})
-        for k, v in profile.barriers.items():
-            p.attrs[f"{k}_barrier"] = v
-            g.attrs[f"{which}_{k}_barrier"] = v
+        profile_group(g, which, profile)
         if complete:
             g.attrs["complete"] = True
+
+
+def profile_group(g: h5py.Group, which: str, profile: CurveProfile) -> None:
+    """Write ``profile`` to ``g/profiles/<which>`` and its barriers into ``g``'s attrs."""
+    p = new_group(g, f"profiles/{which}")
+    write_array(p, "t", profile.t)
+    for k, v in profile.metrics.items():
+        write_array(p, k, v)
+    set_attrs(p, {"l2": profile.l2, "bn": profile.bn})
+    for k, v in profile.barriers.items():
+        p.attrs[f"{k}_barrier"] = v
+        g.attrs[f"{which}_{k}_barrier"] = v
+
+
+def profile_of(g: h5py.Group, which: str) -> CurveProfile | None:
+    """The profile ``g/profiles/<which>``, or ``None`` if absent.
+
+    Returns:
+        The profile.
+    """
+    p = g.get(f"profiles/{which}")
+    if p is None:
+        return None
+    metrics = {k: p[k][()] for k in p if k != "t"}
+    return CurveProfile(p["t"][()], metrics, float(p.attrs.get("l2", 0.0)),
+                        str(plain(p.attrs.get("bn", "keep"))))
 
 
 def read_profile(path: str | os.PathLike, name: str, which: str) -> CurveProfile | None:
@@ -168,12 +192,8 @@ def read_profile(path: str | os.PathLike, name: str, which: str) -> CurveProfile
         The profile.
     """
     with open_file(path, CURVE_KINDS) as f:
-        p = f.get(f"curves/{name}/profiles/{which}")
-        if p is None:
-            return None
-        metrics = {k: p[k][()] for k in p if k != "t"}
-        return CurveProfile(p["t"][()], metrics, float(p.attrs.get("l2", 0.0)),
-                            str(plain(p.attrs.get("bn", "keep"))))
+        g = f.get(f"curves/{name}")
+        return None if g is None else profile_of(g, which)
 
 
 def describe_curves(f: h5py.File) -> list[str]:
@@ -202,3 +222,66 @@ def describe_curves(f: h5py.File) -> list[str]:
                 lines.append(f"    {part} barrier: " + ", ".join(
                     f"{m} {float(v):.4g}" for m, v in vals))
     return lines
+
+
+# --------------------------------------------------------------------------- the plane
+def plane_surface_name(name: str) -> str:
+    """The surface name of curve ``name``'s plane.
+
+    Returns:
+        ``<name>_plane``.
+    """
+    return f"{name}_plane"
+
+
+def write_curve_plane(path: str | os.PathLike, name: str, surface: Surface,
+                      t: np.ndarray, xy: np.ndarray) -> None:
+    """Create (or replace) the plane of curve ``name`` with the curve projected onto it.
+
+    Args:
+        path: The file holding ``/curves/<name>``.
+        name: The curve's name; the surface is :func:`plane_surface_name`.
+        surface: The surface so far (see :func:`landscape.paths.curve_plane_grid`).
+        t: ``(m,)`` curve parameters.
+        xy: ``(m, 2)`` coordinates of the curve at ``t`` on the plane.
+    """
+    with edit_file(path, kinds=CURVE_KINDS) as f:
+        sname = plane_surface_name(name)
+        write_surface(f, sname, surface)
+        g = f["surfaces"][sname]
+        g.attrs["curve"] = name
+        c = g.create_group("curve")
+        write_array(c, "t", np.asarray(t, np.float64))
+        write_array(c, "xy", np.asarray(xy, np.float64))
+
+
+def update_curve_plane(path: str | os.PathLike, name: str, surface: Surface) -> None:
+    """Store the values computed so far on curve ``name``'s plane."""
+    with edit_file(path, kinds=CURVE_KINDS) as f:
+        update_values(f, plane_surface_name(name), surface)
+
+
+def curve_plane_progress(path: str | os.PathLike, name: str
+                         ) -> tuple[dict[str, Any] | None, tuple[int, ...],
+                                    dict[str, np.ndarray]]:
+    """The stored config, shape and values of curve ``name``'s plane (to resume it).
+
+    Returns:
+        As :func:`landscape.store.surface_progress` (``None`` config if absent).
+    """
+    with open_file(path, CURVE_KINDS) as f:
+        return surface_progress(f, plane_surface_name(name))
+
+
+def read_curve_plane(path: str | os.PathLike, surface: str
+                     ) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The curve drawn on a plane surface, or ``None`` if ``surface`` is no curve's plane.
+
+    Returns:
+        ``(curve name, t (m,), xy (m, 2))``.
+    """
+    with open_file(path, KINDS) as f:
+        g = f.get(f"surfaces/{surface}")
+        if g is None or "curve" not in g or "curve" not in g.attrs:
+            return None
+        return str(plain(g.attrs["curve"])), g["curve/t"][()], g["curve/xy"][()]

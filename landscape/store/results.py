@@ -242,9 +242,13 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns:
         ``{"kind", "surfaces": {name: dim}, "measures": [names], "units":
-        {measure: units}, "history": bool, "checkpoints": bool}``.
+        {measure: units}, "history": bool, "checkpoints": bool, "curves": [names
+        with both profiles], "swag": bool (an evaluation is stored), "fge": [names],
+        "alignments": [names]}``.
     """
+    from landscape.store.curves import curve_names
     from landscape.store.measures import measure_units, measured_solutions
+    from landscape.store.posterior import fge_names
     from landscape.store.surfaces import surface_names
 
     with open_file(path, KINDS) as f:
@@ -254,7 +258,13 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
                        if isinstance(o, h5py.Group)})
         return {"kind": str(plain(f.attrs.get("kind", ""))), "surfaces": dims,
                 "measures": meas, "units": measure_units(f), "history": "history" in f,
-                "checkpoints": "measures/checkpoints/test_acc" in f}
+                "checkpoints": "measures/checkpoints/test_acc" in f,
+                "curves": [n for n in curve_names(f)
+                           if f"{n}/profiles/curve" in f["curves"]
+                           and f"{n}/profiles/line" in f["curves"]],
+                "swag": "swag/evaluation" in f,
+                "fge": [n for n in fge_names(f) if "history" in f["fge"][n]],
+                "alignments": list(f["alignments"]) if "alignments" in f else []}
 
 
 def run_solutions_table(path: str | os.PathLike) -> str:
@@ -336,6 +346,14 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
 
             lines.append("curves:")
             lines.extend(describe_curves(f))
+        from landscape.store.posterior import describe_posterior
+
+        lines.extend(describe_posterior(f))
+        if "alignments" in f:
+            from landscape.store.align import describe_alignments
+
+            lines.append("alignments:")
+            lines.extend(describe_alignments(f))
         if tree:
             lines.append("tree:")
 

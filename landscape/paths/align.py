@@ -1,0 +1,713 @@
+r"""Optima modulo permutation: align two networks' hidden units, repair, merge.
+
+Two solutions of one architecture are compared *after* permuting the hidden
+units of the second into the first one's order (:mod:`landscape.paths.permutation`
+finds which axes share a permutation):
+
+* **weight matching** (Ainsworth, Hayase & Srinivasa 2022, arXiv 2209.04836)
+  maximises :math:`\sum_\ell \langle W^A_\ell, P_\ell W^B_\ell P_{\ell-1}^\top\rangle_F`
+  (biases and BN parameters included) by coordinate descent: with the other
+  permutations fixed, :math:`P_\ell` solves a linear assignment
+  (``scipy.optimize.linear_sum_assignment``) on
+  :math:`S_\ell = \sum_{\text{axes of }\ell} A_{(\ell)} \tilde B_{(\ell)}^\top`, the
+  unfoldings of every tensor along its axis of group :math:`\ell` with the other
+  axes already permuted.  Groups are visited in a seeded random order until a
+  whole sweep changes nothing; no data needed;
+* **activation matching** (same paper): :math:`P_\ell` maximises the summed
+  correlation of A's and B's standardised activations of group :math:`\ell`
+  (after its activations and residual sums) on a few train batches, one
+  assignment per group.
+
+Along :math:`\theta(t) = (1-t)\theta_A + t P(\theta_B)` the activations' variance
+collapses (Jordan et al. 2022, arXiv 2211.08403).  **RESET** recomputes BN
+statistics at each :math:`t` (the evaluator's ``bn="recompute"``); **REPAIR**
+(:func:`repair`) rescales each channel of each hidden layer so that its
+preactivation mean and standard deviation equal :math:`(1-t)\mu_A + t\mu_B` and
+:math:`(1-t)\sigma_A + t\sigma_B`; the affine correction is folded into the
+BatchNorm that follows the layer, or into the layer's own weight and bias
+(layers with neither a BN nor a bias are left as they are).  Layers are
+corrected one after the other, each on statistics measured with the earlier
+corrections in place, so every corrected channel matches its target on the
+data used.
+
+The barrier of a line is the curves' (:func:`landscape.paths.barrier`).
+
+Example:
+    >>> torch.manual_seed(0)
+    <torch._C.Generator object at ...>
+    >>> a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> from landscape.paths.permutation import permute_model, random_permutations
+    >>> spec = permutation_spec(a)
+    >>> b = permute_model(a, spec, random_permutations(spec, seed=1))
+    >>> res = align(a, b)
+    >>> torch.equal(res.model[0].weight, a[0].weight)
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, fx, nn
+
+from landscape._errors import UserError
+from landscape.data import as_batches
+from landscape.evaluate import Evaluator, model_device
+from landscape.params import ParamLayout
+from landscape.paths.curves import Curve, CurveProfile, barrier, curve_profile, profile_grid
+from landscape.paths.permutation import (
+    PermutationSpec,
+    Traced,
+    permutation_spec,
+    permute_model,
+    permute_state,
+    permute_tensor,
+    trace_permutations,
+)
+
+
+class AlignMethod(str, Enum):
+    """How the permutations are found (values feed ``--method`` and HDF5)."""
+
+    WEIGHTS = "weights"
+    ACTIVATIONS = "activations"
+
+
+def _method(method: AlignMethod | str) -> AlignMethod:
+    try:
+        return AlignMethod(method)
+    except ValueError:
+        raise UserError(f"unknown alignment method {method!r}; use weights or "
+                        "activations") from None
+
+
+def _progress(progress: bool, total: int | None, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr,
+                leave=False, dynamic_ncols=True)
+
+
+# =========================================================================== checks
+def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> Traced:
+    """Trace ``model_a`` and check that ``model_b`` has its parameters and buffers.
+
+    Returns:
+        ``model_a`` traced.
+
+    Raises:
+        UserError: Naming the first tensor that differs, or an unsupported module.
+    """
+    sa, sb = model_a.state_dict(), model_b.state_dict()
+    for k in list(sa) + [k for k in sb if k not in sa]:
+        if k not in sa or k not in sb:
+            where = "model_b" if k not in sa else "model_a"
+            raise UserError(f"the two networks differ: {k} exists only in {where}; "
+                            "align two networks of the same architecture and width")
+        if sa[k].shape != sb[k].shape:
+            raise UserError(f"the two networks differ: {k} has shape "
+                            f"{tuple(sa[k].shape)} and {tuple(sb[k].shape)}; align two "
+                            "networks of the same architecture and width")
+    traced = trace_permutations(model_a)
+    if type(model_a) is not type(model_b) or permutation_spec(model_b) != traced.spec:
+        raise UserError(f"the two networks differ in structure ({type(model_a).__name__} "
+                        f"and {type(model_b).__name__}); align two networks of the same "
+                        "architecture")
+    return traced
+
+
+# =========================================================================== matching
+def _unfold(x: Tensor, axis: int, n: int) -> Tensor:
+    """``x`` with ``axis`` first, as ``(n, -1)`` (a unit's repeated entries side by side)."""
+    return x.movedim(axis, 0).reshape(n, -1)
+
+
+def _assign(S: Tensor) -> Tensor:
+    """The permutation maximising ``sum_i S[i, perm[i]]``."""
+    rows, cols = linear_sum_assignment(S.cpu().numpy(), maximize=True)
+    perm = np.empty(len(rows), dtype=np.int64)
+    perm[rows] = cols
+    return torch.from_numpy(perm)
+
+
+def weight_matching(
+    spec: PermutationSpec, params_a: Mapping[str, Tensor], params_b: Mapping[str, Tensor],
+    *, seed: int = 0, max_sweeps: int = 100, progress: bool = False,
+) -> tuple[dict[str, Tensor], int]:
+    r"""Permutations of B's units maximising :math:`\sum \langle A, P(B)\rangle` (see module doc).
+
+    Args:
+        spec: The permutation spec of the architecture.
+        params_a: A's tensors by name (parameters; buffers are ignored unless given).
+        params_b: B's, likewise.
+        seed: Seed of the random order in which groups are visited.
+        max_sweeps: Stop after this many sweeps even if permutations still change.
+        progress: A tqdm bar over sweeps.
+
+    Returns:
+        ``(perms, sweeps)``: ``{group: (n,) int64}`` with ``perm[i]`` the unit of
+        B put at position ``i``, and the number of sweeps done (the last changed nothing).
+    """
+    names = [k for k in params_a if k in spec.axes and k in params_b]
+    A = {k: params_a[k].detach().float() for k in names}
+    B = {k: params_b[k].detach().float() for k in names}
+    terms = {g: [(k, ax, r) for k, ax, r in spec.terms(g) if k in A] for g in spec.sizes}
+    # the groups each group's S depends on; terms without them are computed once
+    needs = {g: {a[0] for k, ax, _ in terms[g] for i, a in enumerate(spec.axes[k])
+                 if a is not None and i != ax} for g in spec.sizes}
+    fixed: dict[str, Tensor] = {}
+    for g, n in spec.sizes.items():
+        S0 = torch.zeros(n, n, dtype=torch.float64)
+        for k, ax, _ in terms[g]:
+            if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
+                S0 += (_unfold(A[k], ax, n) @ _unfold(B[k], ax, n).T).double()
+        fixed[g] = S0
+    perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
+    rng = np.random.default_rng(seed)
+    groups = list(spec.sizes)
+    version = dict.fromkeys(groups, 0)  # bumped when a group's permutation changes
+    seen: dict[str, tuple[int, ...]] = {}  # versions of needs[g] at g's last visit
+    sweeps = 0
+    with _progress(progress, None, "weight matching") as bar:
+        while sweeps < max_sweeps:
+            sweeps += 1
+            changed = False
+            for gi in rng.permutation(len(groups)):
+                g = groups[gi]
+                key = tuple(version[h] for h in sorted(needs[g]))
+                if seen.get(g) == key:  # same S as last time: same answer
+                    continue
+                seen[g] = key
+                n = spec.sizes[g]
+                S = fixed[g].clone()
+                for k, ax, _ in terms[g]:
+                    if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
+                        continue
+                    b = permute_tensor(B[k], spec.axes[k], perms, skip=ax)
+                    S += (_unfold(A[k], ax, n) @ _unfold(b, ax, n).T).double()
+                new = _assign(S)
+                idx = torch.arange(n)
+                if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-9 * (
+                        1.0 + float(S.abs().sum())):
+                    perms[g] = new
+                    version[g] += 1
+                    seen.pop(g, None)
+                    changed = True
+            bar.update(1)
+            if not changed:
+                break
+    return perms, sweeps
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a traced graph and keeps the outputs of the named nodes."""
+
+    def __init__(self, gm: fx.GraphModule, names: Sequence[str]) -> None:
+        super().__init__(gm)
+        self.names = set(names)
+        self.values: dict[str, Tensor] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name in self.names:
+            self.values[n.name] = out
+        return out
+
+
+def _record(gm: fx.GraphModule, names: Sequence[str], x: Tensor) -> dict[str, Tensor]:
+    rec = _Recorder(gm, names)
+    rec.run(x)
+    return rec.values
+
+
+def _recording(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
+    """A module of ``gm``'s graph that returns the outputs of the named nodes, in order.
+
+    Generated code, not an interpreter, so recording costs no more than the
+    forward pass; nodes that no named output needs (e.g. the last layer) are
+    dropped.  It shares ``gm``'s submodules.
+
+    Returns:
+        The module; calling it gives a tuple of tensors.
+    """
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    graph.graph_copy(gm.graph, env)
+    by_name = {n.name: env[n] for n in gm.graph.nodes if n.op != "output"}
+    graph.output(tuple(by_name[s] for s in names))
+    rec = fx.GraphModule(gm, graph)
+    rec.graph.eliminate_dead_code()
+    rec.recompile()
+    return rec
+
+
+def _cross_moments(a: Tensor, b: Tensor) -> list[Tensor]:
+    r"""Per-channel :math:`\sum a`, :math:`\sum b`, :math:`\sum a^2`, :math:`\sum b^2`
+    and :math:`\sum a b^\top` of two ``(N, C, *spatial)`` (or ``(N, C)``) activations.
+
+    Summed over samples and positions in float32 (one batch), returned in float64
+    for the running sums.  Spatial activations stay in place: one batched GEMM over
+    the ``(C, positions)`` view of each sample, no channel-last copy.
+
+    Returns:
+        ``[sa (C,), sb (C,), saa (C,), sbb (C,), sab (C, C)]``.
+    """
+    a, b = a.float(), b.float()
+    if a.ndim > 2:
+        A, B = a.flatten(2), b.flatten(2)  # (N, C, positions)
+        dims: tuple[int, ...] = (0, 2)
+        sab = torch.bmm(A, B.transpose(1, 2)).sum(0)
+    else:
+        A, B, dims = a, b, (0,)
+        sab = A.T @ B
+    return [t.double() for t in (A.sum(dims), B.sum(dims), (A * A).sum(dims),
+                                 (B * B).sum(dims), sab)]
+
+
+def _channels(x: Tensor) -> Tensor:
+    """``(N, C, *spatial)`` activations as ``(N * prod(spatial), C)``."""
+    return x.movedim(1, -1).reshape(-1, x.shape[1]) if x.ndim > 2 else x
+
+
+def _inputs(data: Any, samples: int | None, device: torch.device, dtype: torch.dtype,
+            batch_size: int = 1024) -> list[Tensor]:
+    """The first ``samples`` inputs of ``data`` as batches on ``device``."""
+    out, left = [], samples
+    for xb, _ in as_batches(data, batch_size):
+        if left is not None:
+            if left <= 0:
+                break
+            xb, left = xb[:left], left - len(xb)
+        xb = xb.to(device)
+        out.append(xb.to(dtype) if xb.is_floating_point() else xb)
+    if not out:
+        raise UserError("the data hold no samples; pass train batches as (inputs, "
+                        "targets) tensors or a DataLoader")
+    return out
+
+
+@torch.no_grad()
+def activation_matching(
+    traced_a: Traced, model_b: nn.Module, data: Any, *, samples: int | None = 4096,
+    progress: bool = False,
+) -> dict[str, Tensor]:
+    """Permutations of B's units maximising the correlation with A's activations.
+
+    Args:
+        traced_a: :func:`trace_permutations` of A (its graph runs A).
+        model_b: B (same architecture).
+        data: Train data (tensors or batches); the first ``samples`` inputs are used.
+        samples: How many inputs (``None``: all).
+        progress: A tqdm bar over batches.
+
+    Returns:
+        ``{group: perm}`` as for :func:`weight_matching`.
+    """
+    gm_a = traced_a.graph
+    gm_b = fx.symbolic_trace(model_b)
+    was = gm_a.training, gm_b.training
+    gm_a.eval()
+    gm_b.eval()
+    dev = model_device(gm_a)
+    dtype = next(gm_a.parameters()).dtype
+    sites = [s for g in traced_a.spec.sizes for s in traced_a.observe.get(g, [])]
+    acc: dict[str, list[Tensor]] = {}
+    count: dict[str, int] = {}
+    try:
+        batches = _inputs(data, samples, dev, dtype)
+        rec_a, rec_b = _recording(gm_a, sites), _recording(gm_b, sites)
+        with _progress(progress, len(batches), "activation matching") as bar:
+            for xb in batches:
+                for s, va, vb in zip(sites, rec_a(xb), rec_b(xb), strict=True):
+                    st = _cross_moments(va, vb)
+                    if s in acc:
+                        for u, v in zip(acc[s], st, strict=True):
+                            u += v
+                    else:
+                        acc[s] = st
+                    count[s] = count.get(s, 0) + va.numel() // va.shape[1]
+                bar.update(1)
+    finally:
+        gm_a.train(was[0])
+        gm_b.train(was[1])
+    perms = {}
+    for g, n in traced_a.spec.sizes.items():
+        C = torch.zeros(n, n, dtype=torch.float64)
+        for s in traced_a.observe.get(g, []):
+            sa, sb, saa, sbb, sab = acc[s]
+            m = count[s]
+            ma, mb = sa / m, sb / m
+            va = (saa / m - ma * ma).clamp_min(0).sqrt()
+            vb = (sbb / m - mb * mb).clamp_min(0).sqrt()
+            C += (sab / m - ma[:, None] * mb[None, :]) / (va[:, None] * vb[None, :] + 1e-8)
+        perms[g] = _assign(C)
+    return perms
+
+
+@dataclass(frozen=True, eq=False)
+class Alignment:
+    """The permutations that align B to A, and B permuted.
+
+    Attributes:
+        perms: ``{group: (n,) int64}``: unit ``i`` of the aligned B is B's unit ``perm[i]``.
+        model: A copy of B with its units permuted (the same function as B).
+        spec: The permutation spec.
+        method: :class:`AlignMethod`.
+        sweeps: Coordinate-descent sweeps of weight matching (0 for activations).
+    """
+
+    perms: dict[str, Tensor]
+    model: nn.Module
+    spec: PermutationSpec
+    method: AlignMethod
+    sweeps: int = 0
+
+
+def align(
+    model_a: nn.Module, model_b: nn.Module, data: Any = None, *,
+    method: AlignMethod | str = AlignMethod.WEIGHTS, seed: int = 0,
+    max_sweeps: int = 100, samples: int | None = 4096, progress: bool = False,
+) -> Alignment:
+    """Permute the hidden units of ``model_b`` into ``model_a``'s order.
+
+    Args:
+        model_a: The reference network (not changed).
+        model_b: The network to align (not changed; :attr:`Alignment.model` is a copy).
+        data: Train data (tensors or a ``DataLoader``); needed by ``activations``.
+        method: ``weights`` (no data) or ``activations``.
+        seed: Seed of weight matching's visiting order.
+        max_sweeps: Weight matching's limit on sweeps.
+        samples: Inputs used by activation matching (``None``: all).
+        progress: A tqdm bar.
+
+    Returns:
+        The :class:`Alignment` (permutations and the aligned copy of B).
+
+    Raises:
+        UserError: For networks of different architectures or widths, an
+            unsupported module, nothing to permute, or ``activations`` without data.
+    """
+    m = _method(method)
+    traced = check_same_architecture(model_a, model_b)
+    spec = traced.spec
+    sweeps = 0
+    if m is AlignMethod.WEIGHTS:
+        perms, sweeps = weight_matching(spec, dict(model_a.named_parameters()),
+                                        dict(model_b.named_parameters()), seed=seed,
+                                        max_sweeps=max_sweeps, progress=progress)
+    else:
+        if data is None:
+            raise UserError("activation matching needs train data (inputs of the "
+                            "networks); pass data=(x, y) or use method='weights'")
+        perms = activation_matching(traced, model_b, data, samples=samples,
+                                    progress=progress)
+    return Alignment(perms, permute_model(model_b, spec, perms), spec, m, sweeps)
+
+
+# =========================================================================== REPAIR
+@dataclass(frozen=True)
+class SiteStats:
+    """Per-channel mean and standard deviation of one hidden layer's output."""
+
+    mean: Tensor  # (C,)
+    std: Tensor  # (C,)
+
+
+@torch.no_grad()
+def site_statistics(traced: Traced, inputs: Sequence[Tensor],
+                    sites: Sequence[str] | None = None) -> dict[str, SiteStats]:
+    """Mean and std of each REPAIR site (the output a layer's correction acts on).
+
+    Args:
+        traced: The traced network (its graph runs the network as it is now).
+        inputs: Input batches.
+        sites: Node names (default: every correctable site of ``traced``).
+
+    Returns:
+        ``{node name: SiteStats}`` (float64, population std).
+    """
+    names = [s.node for s in traced.sites if s.has_bias] if sites is None else list(sites)
+    gm = traced.graph
+    was = gm.training
+    gm.eval()
+    sums: dict[str, list[Tensor]] = {}
+    n: dict[str, int] = {}
+    try:
+        for xb in inputs:
+            vals = _record(gm, names, xb)
+            for s in names:
+                a = _channels(vals[s]).double()
+                st = [a.sum(0), (a * a).sum(0)]
+                sums[s] = st if s not in sums else [u + v for u, v in zip(sums[s], st,
+                                                                          strict=True)]
+                n[s] = n.get(s, 0) + a.shape[0]
+    finally:
+        gm.train(was)
+    out = {}
+    for s in names:
+        mean = sums[s][0] / n[s]
+        out[s] = SiteStats(mean, (sums[s][1] / n[s] - mean * mean).clamp_min(0).sqrt())
+    return out
+
+
+@torch.no_grad()
+def repair(traced: Traced, stats_a: Mapping[str, SiteStats],
+           stats_b: Mapping[str, SiteStats], t: float, inputs: Sequence[Tensor]) -> int:
+    r"""REPAIR the interpolated network in place (Jordan et al. 2022).
+
+    For each correctable layer in graph order: measure the mean :math:`\mu` and
+    std :math:`\sigma` of its output (after its BN, if one follows) on
+    ``inputs`` with the earlier corrections in place, then fold
+    :math:`y \mapsto (y - \mu)\,s + \mu^*`, :math:`s = \sigma^*/\sigma`, with
+    :math:`\mu^* = (1-t)\mu_A + t\mu_B`, :math:`\sigma^* = (1-t)\sigma_A + t\sigma_B`,
+    into the BN's affine parameters or the layer's weight and bias.  A channel
+    with :math:`\sigma \approx 0` is only shifted.
+
+    Args:
+        traced: The interpolated network traced (its modules are changed).
+        stats_a: :func:`site_statistics` of A.
+        stats_b: :func:`site_statistics` of the aligned B.
+        t: The interpolation weight of B.
+        inputs: The batches the statistics are measured on.
+
+    Returns:
+        The number of corrected layers.
+    """
+    modules = dict(traced.graph.named_modules())
+    done = 0
+    for site in traced.sites:
+        if not site.has_bias:
+            continue
+        now = site_statistics(traced, inputs, [site.node])[site.node]
+        mu_t = (1 - t) * stats_a[site.node].mean + t * stats_b[site.node].mean
+        sd_t = (1 - t) * stats_a[site.node].std + t * stats_b[site.node].std
+        s = torch.where(now.std > 1e-6, sd_t / now.std.clamp_min(1e-6),
+                        torch.ones_like(now.std))
+        m = modules[site.fold]
+        w, b = m.weight, m.bias  # type: ignore[union-attr]
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        w.copy_((w.double() * s.to(w.device).view(shape)).to(w.dtype))
+        b.copy_(((b.double() - now.mean.to(b.device)) * s.to(b.device)
+                 + mu_t.to(b.device)).to(b.dtype))
+        done += 1
+    return done
+
+
+# =========================================================================== paths
+#: Profiles of an alignment, in the order they are computed and shown.
+PROFILES = ("line", "aligned", "repair")
+
+
+@dataclass(frozen=True, eq=False)
+class AlignedPaths:
+    """Profiles along the raw line, the aligned line and the REPAIRed aligned line.
+
+    Attributes:
+        alignment: How B was aligned.
+        profiles: ``{"line", "aligned"[, "repair"]: CurveProfile}``.
+    """
+
+    alignment: Alignment
+    profiles: dict[str, CurveProfile] = field(default_factory=dict)
+
+    @property
+    def barriers(self) -> dict[str, dict[str, float]]:
+        """``{profile: {metric: barrier}}``."""
+        return {k: p.barriers for k, p in self.profiles.items()}
+
+
+def repair_profile(evaluator: Evaluator, start: Tensor, end: Tensor,
+                   t: int | Sequence[float] | np.ndarray = 21, *, samples: int = 4096,
+                   progress: bool = False) -> CurveProfile:
+    """Metrics along the line from ``start`` to ``end`` with REPAIR at each ``t``.
+
+    At each ``t`` the evaluator loads the point (recomputing BN statistics for
+    BN models: RESET), then :func:`repair` corrects it towards the endpoints'
+    statistics, measured on the first ``samples`` train inputs.  The train loss's
+    ``l2`` term is that of the uncorrected point.
+
+    Returns:
+        The profile (``bn`` is the evaluator's mode plus ``+repair``).
+
+    Raises:
+        UserError: If the evaluator has no train data.
+    """
+    ts = profile_grid(t) if isinstance(t, int) else np.asarray(t, dtype=np.float64)
+    if "train" not in evaluator.data:
+        raise UserError("REPAIR needs train data in the evaluator")
+    traced = trace_permutations(evaluator.model)
+    inputs = _inputs(evaluator.data["train"], samples, evaluator.device, evaluator.dtype)
+    ends = []
+    for w in (start, end):
+        evaluator.set_point(w)
+        ends.append(site_statistics(traced, inputs))
+    rows: dict[str, list[float]] = {}
+    with _progress(progress, ts.size, "profile repair") as bar:
+        for ti in ts:
+            evaluator.set_point(Curve.line(start, end).point(float(ti)))
+            repair(traced, ends[0], ends[1], float(ti), inputs)
+            m = evaluator.metrics(tuple(evaluator.data))
+            for split, v in m.items():
+                rows.setdefault(f"{split}_loss", []).append(v.loss)
+                rows.setdefault(f"{split}_err", []).append(v.err)
+            if "train" in m:
+                rows.setdefault("train_ce", []).append(m["train"].loss - evaluator.penalty())
+            bar.update(1)
+    return CurveProfile(ts, {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()},
+                        evaluator.l2, f"{evaluator.bn.value}+repair")
+
+
+def align_paths(
+    model_a: nn.Module, model_b: nn.Module, train: Any, test: Any = None, *,
+    method: AlignMethod | str = AlignMethod.WEIGHTS, repair: bool = True,
+    points: int = 21, loss: Any = None, l2: float = 0.0, seed: int = 0,
+    samples: int = 4096, batch_size: int = 4096, device: str | torch.device | None = None,
+    progress: bool = False,
+) -> AlignedPaths:
+    """Align B to A, then profile the raw line, the aligned line and (opt.) REPAIR.
+
+    BN statistics are recomputed on ``train`` at every point for BN models.
+
+    Args:
+        model_a: Endpoint A (its weights and buffers are used).
+        model_b: Endpoint B.
+        train: Train data: alignment (activations), BN statistics, REPAIR, metrics.
+        test: Test data for the test metrics (optional).
+        method: ``weights`` or ``activations``.
+        repair: Also profile the aligned line with REPAIR.
+        points: Values of ``t`` from 0 to 1.
+        loss: ``criterion(output, target)`` (default cross-entropy).
+        l2: Weight decay in the reported train loss.
+        seed: Weight matching's seed.
+        samples: Train inputs used by activation matching and REPAIR.
+        batch_size: Evaluation batch size.
+        device: Where to evaluate (default: A's device).
+        progress: tqdm bars.
+
+    Returns:
+        The :class:`AlignedPaths` (``.barriers`` for each profile).
+    """
+    al = align(model_a, model_b, train, method=method, seed=seed, samples=samples,
+               progress=progress)
+    layout = ParamLayout.from_module(model_a)
+    wa = layout.read(model_a)
+    wb, wp = layout.read(model_b), layout.read(al.model)
+    ev = Evaluator(copy.deepcopy(model_a), train, test, loss=loss, device=device,
+                   batch_size=batch_size, l2=l2)
+    grid = profile_grid(points)
+    profiles = {"line": curve_profile(ev, Curve.line(wa, wb), grid, progress=progress),
+                "aligned": curve_profile(ev, Curve.line(wa, wp), grid, progress=progress)}
+    if repair:
+        profiles["repair"] = repair_profile(ev, wa, wp, grid, samples=samples,
+                                            progress=progress)
+    return AlignedPaths(al, profiles)
+
+
+# =========================================================================== merge
+@dataclass(frozen=True, eq=False)
+class Merged:
+    """The aligned average of several networks.
+
+    Attributes:
+        model: The average (BN statistics recomputed when it has BN).
+        perms: Per input network, the permutations applied to it (identities for the first).
+        rounds: Refinement rounds of weight matching against the leave-one-out average.
+    """
+
+    model: nn.Module
+    perms: list[dict[str, Tensor]]
+    rounds: int
+
+
+def merge(
+    models: Sequence[nn.Module], data: Any = None, *,
+    method: AlignMethod | str = AlignMethod.WEIGHTS, seed: int = 0, max_rounds: int = 10,
+    samples: int | None = 4096, progress: bool = False,
+) -> Merged:
+    r"""Average ``N >= 2`` networks after aligning them to one another.
+
+    Every network is first aligned to the first one; with weight matching,
+    rounds follow in which each network is re-aligned to the average of the
+    others (Ainsworth et al.'s MergeMany) until no permutation changes.  The
+    average's BatchNorm statistics are recomputed on ``data``
+    (:func:`~landscape.averaging.average_checkpoints`).
+
+    Args:
+        models: The networks (not changed).
+        data: Train data; needed for BN networks and for ``activations``.
+        method: ``weights`` or ``activations``.
+        seed: Weight matching's seed.
+        max_rounds: Limit on the refinement rounds.
+        samples: Inputs used by activation matching.
+        progress: tqdm bars.
+
+    Returns:
+        The :class:`Merged` network.
+
+    Raises:
+        UserError: For fewer than two networks, different architectures, or a
+            BN network without data.
+    """
+    from landscape.averaging import average_checkpoints
+
+    models = list(models)
+    if len(models) < 2:
+        raise UserError(f"merge needs at least two networks, got {len(models)}; pass "
+                        "the solutions of several runs")
+    m = _method(method)
+    spec = trace_permutations(models[0]).spec
+    for other in models[1:]:
+        check_same_architecture(models[0], other)
+    perms = [{g: torch.arange(n) for g, n in spec.sizes.items()}]
+    perms += [align(models[0], other, data, method=m, seed=seed, samples=samples).perms
+              for other in models[1:]]
+    states = [dict(mm.named_parameters()) for mm in models]
+
+    def aligned(i: int) -> dict[str, Tensor]:
+        return permute_state({k: v.detach() for k, v in states[i].items()}, spec,
+                             perms[i])
+
+    rounds = 0
+    if m is AlignMethod.WEIGHTS:
+        t0 = time.perf_counter()
+        while rounds < max_rounds:
+            rounds += 1
+            changed = False
+            for i in range(len(models)):
+                rest = [aligned(j) for j in range(len(models)) if j != i]
+                mean = {k: sum(r[k] for r in rest) / len(rest) for k in rest[0]}
+                p, _ = weight_matching(spec, mean, states[i], seed=seed + rounds)
+                if any(not torch.equal(p[g], perms[i][g]) for g in p):
+                    perms[i], changed = p, True
+            if progress:
+                print(f"merge round {rounds}: {'changed' if changed else 'stable'} "
+                      f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+            if not changed:
+                break
+    nets = [permute_model(mm, spec, p) for mm, p in zip(models, perms, strict=True)]
+    avg = average_checkpoints(models[0], nets, data)
+    return Merged(avg.module, perms, rounds)
+
+
+def interpolate(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """:math:`(1-t)a + tb` of two flat vectors.
+
+    Returns:
+        The point.
+    """
+    return Curve.line(a, b).point(float(t))
+
+
+__all__ = ["PROFILES", "AlignMethod", "AlignedPaths", "Alignment", "Merged", "SiteStats",
+           "activation_matching", "align", "align_paths", "barrier", "check_same_architecture",
+           "interpolate", "merge", "repair", "repair_profile", "site_statistics",
+           "weight_matching"]

@@ -1,0 +1,503 @@
+"""Alignment of hidden units: traced specs, matching oracles, REPAIR, merging, CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.optim.swa_utils import update_bn
+
+from landscape._errors import UserError
+from landscape.models import MODELS, build_model
+from landscape.paths.align import (
+    align,
+    merge,
+    repair,
+    site_statistics,
+    weight_matching,
+)
+from landscape.paths.permutation import (
+    PermutationSpec,
+    invert,
+    permutation_spec,
+    permute_model,
+    random_permutations,
+    trace_permutations,
+)
+
+
+# =========================================================================== nets
+class _ResBlockNet(nn.Module):
+    """Stem conv + BN, one residual block (conv-BN-ReLU-conv, added), pool, head."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.bn0 = nn.BatchNorm2d(c)
+        self.c1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.c2 = nn.Conv2d(c, c, 3, padding=1)
+        self.head = nn.Linear(c * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn0(self.stem(x)))
+        h = h + self.c2(torch.relu(self.bn1(self.c1(h))))
+        h = nn.functional.max_pool2d(torch.relu(h), 2)
+        return self.head(torch.flatten(h, 1))
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16),
+                         nn.ReLU(), nn.Linear(16, 3))
+
+
+def _bn_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(6 * 2 * 2, 3))
+
+
+NETS = {"mlp": (_mlp, (3, 2, 2)), "bn_cnn": (_bn_cnn, (1, 8, 8)),
+        "residual": (_ResBlockNet, (3, 8, 8))}
+
+
+def _randomized(factory, seed: int) -> nn.Module:
+    """A net with random weights and random BN statistics and affine parameters."""
+    torch.manual_seed(seed)
+    net = factory()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_()
+                m.bias.normal_()
+    return net.eval()
+
+
+# =========================================================================== specs
+def _lin(name: str, out: str | None, inp: str | None, rep: int = 1, nd: int = 0,
+         bias: bool = True) -> dict:
+    o = None if out is None else (out, 1)
+    i = None if inp is None else (inp, rep)
+    d = {f"{name}.weight": (o, i) + (None,) * nd}
+    if bias:
+        d[f"{name}.bias"] = (o,)
+    return d
+
+
+def _bn(name: str, g: str) -> dict:
+    return {f"{name}.{k}": ((g, 1),) for k in ("weight", "bias", "running_mean",
+                                                "running_var")}
+
+
+def _spec(model: nn.Module, sizes: dict, *parts: dict) -> PermutationSpec:
+    axes = {k: (None,) * v.ndim for k, v in model.state_dict().items()}
+    for p in parts:
+        assert set(p) <= set(axes), set(p) - set(axes)
+        axes.update(p)
+    return PermutationSpec(sizes, axes)
+
+
+def _vgg16_expected(net: nn.Module) -> PermutationSpec:
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+           512, 512, 512, "M"]
+    parts, sizes, i, prev = [], {}, 0, None
+    for v in cfg:
+        if v == "M":
+            i += 1
+            continue
+        parts.append(_lin(str(i), str(i), prev, nd=2))
+        sizes[str(i)] = v
+        prev, i = str(i), i + 2  # conv, relu
+    # i: flatten; then dropout, linear, relu, dropout, linear, relu, linear
+    l1, l2, l3 = str(i + 2), str(i + 5), str(i + 7)
+    parts += [_lin(l1, l1, prev), _lin(l2, l2, l1), _lin(l3, None, l2)]
+    sizes |= {l1: 512, l2: 512}
+    return _spec(net, sizes, *parts)
+
+
+def _preresnet20_expected(net: nn.Module) -> PermutationSpec:
+    parts, sizes = [_lin("0", "0", None, nd=2, bias=False)], {"0": 16}
+    stream = "0"
+    for i in range(1, 10):
+        width = 16 if i <= 3 else 32 if i <= 6 else 64
+        new = f"{i}.shortcut" if i in (4, 7) else stream
+        if i in (4, 7):
+            parts.append(_lin(new, new, stream, nd=2, bias=False))
+            sizes[new] = width
+        c1 = f"{i}.conv1"
+        sizes[c1] = width
+        parts += [_bn(f"{i}.bn1", stream), _lin(c1, c1, stream, nd=2, bias=False),
+                  _bn(f"{i}.bn2", c1), _lin(f"{i}.conv2", new, c1, nd=2, bias=False)]
+        stream = new
+    parts += [_bn("10", stream), _lin("14", None, stream)]
+    return _spec(net, sizes, *parts)
+
+
+EXPECTED = {
+    "seed000-cnn": ((1, 28, 28), {}, lambda n: _spec(
+        n, {"0": 4, "4": 4}, _lin("0", "0", None, nd=2), _bn("1", "0"),
+        _lin("4", "4", "0", nd=2), _bn("5", "4"), _lin("9", None, "4", rep=49))),
+    "seed004-cnn": ((3, 32, 32), {}, lambda n: _spec(
+        n, {"0": 32, "2": 64, "6": 256}, _lin("0", "0", None, nd=2),
+        _lin("2", "2", "0", nd=2), _lin("6", "6", "2", rep=256), _lin("8", None, "6"))),
+    "mnist1d-cnn": ((1, 40), {"width": 7}, lambda n: _spec(
+        n, {"0": 7, "3": 7, "6": 7}, _lin("0", "0", None, nd=1), _bn("1", "0"),
+        _lin("3", "3", "0", nd=1), _bn("4", "3"), _lin("6", "6", "3", nd=1),
+        _bn("7", "6"), _lin("10", None, "6", rep=5))),
+    "mnist1d-smallcnn": ((1, 40), {}, lambda n: _spec(
+        n, {"0": 32, "2": 64, "6": 256}, _lin("0", "0", None, nd=1),
+        _lin("2", "2", "0", nd=1), _lin("6", "6", "2", rep=20), _lin("8", None, "6"))),
+    "mlp": ((1, 28, 28), {"hidden": 9, "depth": 3}, lambda n: _spec(
+        n, {"1": 9, "3": 9, "5": 9}, _lin("1", "1", None), _lin("3", "3", "1"),
+        _lin("5", "5", "3"), _lin("7", None, "5"))),
+    "vgg16": ((3, 32, 32), {}, _vgg16_expected),
+    "preresnet": ((3, 32, 32), {"depth": 20}, _preresnet20_expected),
+}
+
+
+def test_every_registered_model_has_a_hand_written_spec() -> None:
+    assert set(EXPECTED) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_traced_spec_equals_the_hand_written_one(name: str) -> None:
+    shape, kwargs, expected = EXPECTED[name]
+    net = build_model(name, shape, 10, **kwargs)
+    assert permutation_spec(net) == expected(net)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_permuting_a_registered_model_keeps_its_function(name: str) -> None:
+    shape, kwargs, _ = EXPECTED[name]
+    torch.manual_seed(0)
+    net = build_model(name, shape, 10, **kwargs)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    spec = permutation_spec(net)
+    perm = permute_model(net, spec, random_permutations(spec, 1))
+    x = torch.randn(3, *shape)
+    assert not torch.equal(perm.state_dict()[next(iter(spec.axes))],
+                           net.state_dict()[next(iter(spec.axes))])
+    torch.testing.assert_close(perm(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 8)
+        self.attn = nn.MultiheadAttention(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        return self.attn(h, h, h)[0]
+
+
+class _Cat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.cat([self.a(x), self.b(x)], 1))
+
+
+@pytest.mark.parametrize(("net", "named"), [
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 3, groups=2)),
+                 "'1' (Conv2d with groups=2)", id="grouped_conv"),
+    pytest.param(lambda: nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2)),
+                 "'1' (LayerNorm)", id="unknown_layer"),
+    pytest.param(_Attention, "attn", id="attention"),
+    pytest.param(_Cat, "'cat'", id="concatenation"),
+])
+def test_unsupported_modules_raise_one_line_naming_them(net, named: str) -> None:
+    with pytest.raises(UserError) as e:
+        permutation_spec(net())
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert named in msg
+    assert "supported: Linear" in msg
+
+
+def test_a_model_without_hidden_units_has_nothing_to_permute() -> None:
+    for net in (nn.Linear(3, 2), nn.Sequential(nn.Flatten(), nn.Linear(3, 2))):
+        with pytest.raises(UserError, match="no hidden units to permute"):
+            align(net, net)
+
+
+# =========================================================================== oracles
+@pytest.mark.parametrize("method", ["weights", "activations"])
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_matching_recovers_a_known_permutation_exactly(net: str, method: str) -> None:
+    factory, shape = NETS[net]
+    a = _randomized(factory, 0)
+    spec = permutation_spec(a)
+    p = random_permutations(spec, seed=3)
+    assert all(not torch.equal(v, torch.arange(len(v))) for v in p.values())
+    b = permute_model(a, spec, p)
+    x = torch.randn(512, *shape)
+    res = align(a, b, (x, torch.zeros(512, dtype=torch.long)), method=method)
+    inv = invert(p)
+    assert {g: v.tolist() for g, v in res.perms.items()} == {
+        g: v.tolist() for g, v in inv.items()}
+    for k, v in a.state_dict().items():
+        assert torch.equal(res.model.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_the_aligned_model_computes_the_same_function(net: str) -> None:
+    factory, shape = NETS[net]
+    a, b = _randomized(factory, 0), _randomized(factory, 1)
+    res = align(a, b)
+    assert res.sweeps >= 1
+    moved = sum(int((p != torch.arange(len(p))).sum()) for p in res.perms.values())
+    assert moved > 0  # two unrelated nets: some units move
+    x = torch.randn(64, *shape)
+    torch.testing.assert_close(res.model.eval()(x), b(x), rtol=1e-5, atol=1e-5)
+    # the running statistics moved with their channels
+    for k, v in res.model.state_dict().items():
+        if k.endswith("running_var"):
+            assert sorted(v.tolist()) == sorted(b.state_dict()[k].tolist())
+
+
+def test_weight_matching_increases_the_inner_product_and_is_seeded() -> None:
+    a, b = _randomized(_mlp, 0), _randomized(_mlp, 1)
+    spec = permutation_spec(a)
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+
+    def dot(model: nn.Module) -> float:
+        return sum(float((pa[k].detach() * v).sum()) for k, v in model.state_dict().items()
+                   if k in pa)
+
+    p1, _ = weight_matching(spec, pa, pb, seed=5)
+    p2, _ = weight_matching(spec, pa, pb, seed=5)
+    assert all(torch.equal(p1[g], p2[g]) for g in p1)
+    assert dot(permute_model(b, spec, p1)) > dot(b)
+
+
+# =========================================================================== REPAIR
+def _interpolated(a: nn.Module, b: nn.Module, t: float, x: torch.Tensor) -> nn.Module:
+    net = permute_model(a, permutation_spec(a), {})
+    with torch.no_grad():
+        for (_, p), pa, pb in zip(net.named_parameters(), a.parameters(), b.parameters(),
+                                  strict=True):
+            p.copy_((1 - t) * pa + t * pb)
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        update_bn([x], net)  # RESET
+    return net.eval()
+
+
+@pytest.mark.parametrize("net", ["mlp", "bn_cnn"])
+def test_repair_matches_the_interpolated_statistics_at_one_half(net: str) -> None:
+    factory, shape = NETS[net]
+    a, b0 = _randomized(factory, 0), _randomized(factory, 1)
+    b = align(a, b0).model.eval()
+    n = 4000
+    gen = torch.Generator().manual_seed(0)
+    x, held = torch.randn(n, *shape, generator=gen), torch.randn(n, *shape, generator=gen)
+    sa = site_statistics(trace_permutations(a), [x])
+    sb = site_statistics(trace_permutations(b), [x])
+    mid = _interpolated(a, b, 0.5, x)
+    traced = trace_permutations(mid)
+    before = site_statistics(traced, [x])
+    assert repair(traced, sa, sb, 0.5, [x]) == len(sa)
+    target = {s: ((sa[s].mean + sb[s].mean) / 2, (sa[s].std + sb[s].std) / 2) for s in sa}
+    off = [float((before[s].std / target[s][1] - 1).abs().max()) for s in sa]
+    assert max(off) > 0.05  # before REPAIR the statistics are not the targets
+    after = site_statistics(traced, [x])
+    for s, (mu, sd) in target.items():
+        torch.testing.assert_close(after[s].mean, mu, rtol=0, atol=1e-4 * float(sd.max()))
+        torch.testing.assert_close(after[s].std, sd, rtol=1e-4, atol=1e-6)
+    # on new data of the same size: both estimates carry a standard error sd/sqrt(n)
+    # (conservative for conv channels, whose n images give more correlated positions)
+    fresh = site_statistics(traced, [held])
+    for s, (mu, sd) in target.items():
+        se = sd * (2 / n) ** 0.5
+        assert bool(((fresh[s].mean - mu).abs() <= 5 * se).all()), s
+        assert bool(((fresh[s].std / sd - 1).abs() < 0.1).all()), s
+
+
+# =========================================================================== merge
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_merging_permuted_copies_returns_the_network(net: str) -> None:
+    factory, shape = NETS[net]
+    a = _randomized(factory, 0)
+    spec = permutation_spec(a)
+    copies = [a] + [permute_model(a, spec, random_permutations(spec, s)) for s in (1, 2, 3)]
+    x = torch.randn(256, *shape)
+    res = merge(copies, (x, torch.zeros(256, dtype=torch.long)))
+    got = res.model.eval()
+    for k, v in a.named_parameters():
+        torch.testing.assert_close(dict(got.named_parameters())[k], v, rtol=1e-6,
+                                   atol=1e-6)
+    if net == "mlp":  # no BN: the function is the network's
+        torch.testing.assert_close(got(x), a(x), rtol=1e-5, atol=1e-5)
+    for i, p in enumerate(res.perms[1:], 1):
+        inv = invert(random_permutations(spec, i))
+        assert all(torch.equal(p[g], inv[g]) for g in p)
+
+
+def test_merge_needs_two_networks_of_one_architecture() -> None:
+    with pytest.raises(UserError, match="at least two"):
+        merge([_mlp()])
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 16),
+                         nn.ReLU(), nn.Linear(16, 3))
+    with pytest.raises(UserError, match="same architecture and width") as e:
+        merge([_mlp(), wide])
+    assert "\n" not in str(e.value)
+
+
+def test_align_refuses_different_widths_and_activations_without_data() -> None:
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 16),
+                         nn.ReLU(), nn.Linear(16, 3))
+    with pytest.raises(UserError, match=r"1\.weight has shape"):
+        align(_mlp(), wide)
+    with pytest.raises(UserError, match="needs train data"):
+        align(_mlp(), _mlp(), method="activations")
+    with pytest.raises(UserError, match="unknown alignment method"):
+        align(_mlp(), _mlp(), method="cosine")
+
+
+# =========================================================================== run files
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory: pytest.TempPathFactory, tiny_run, tiny_config):
+    """The tiny run (seed 0), one of seed 1, one of another width, one of other data."""
+    from landscape.train import train
+
+    d = tmp_path_factory.mktemp("align_runs")
+    runs = {"a": tiny_run}
+    for key, cfg in (("b", tiny_config.replace(seed=1)),
+                     ("wide", tiny_config.replace(seed=1, model_width=12)),
+                     ("data", tiny_config.replace(seed=1, num_samples=400))):
+        train(cfg, d / f"{key}.h5", progress=False, log=lambda _: None)
+        runs[key] = d / f"{key}.h5"
+    return runs
+
+
+def test_cli_align_stores_permutations_profiles_and_barriers(seed_runs, tmp_path,
+                                                             capsys) -> None:
+    from landscape import store
+    from landscape.cli import main
+
+    out = tmp_path / "align.h5"
+    argv = ["align", str(seed_runs["a"]), str(seed_runs["b"]), "--repair", "--points", "5",
+            "--samples", "300", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "aligned barrier" in printed
+    assert "repair barrier" in printed
+    attrs = store.alignment_attrs(out, "weights_repair")
+    assert attrs["complete"] is True or attrs["complete"] == 1
+    for which in ("line", "aligned", "repair"):
+        assert f"{which}_test_err_barrier" in attrs
+    perms, aligned, _ = store.read_alignment(out, "weights_repair")
+    assert set(perms) == {"0", "3", "6"}
+    assert aligned.ndim == 1
+    profiles = store.alignment_profiles(out, "weights_repair")
+    # the endpoints are the same points on both lines: t = 0 exactly, t = 1 the same function
+    for which in ("aligned", "repair"):
+        assert profiles[which].metrics["train_err"][0] == profiles["line"].metrics[
+            "train_err"][0]
+        assert abs(profiles[which].metrics["train_loss"][-1]
+                   - profiles["line"].metrics["train_loss"][-1]) < 1e-4
+    # rerun: everything is read back, nothing recomputed
+    mtime = out.stat().st_mtime_ns
+    assert main(argv) == 0
+    assert out.stat().st_mtime_ns == mtime
+    # info and plot --all read the group
+    assert main(["info", str(out)]) == 0
+    assert "alignments:" in capsys.readouterr().out
+    assert main(["plot", str(out), "--all", "--out-dir", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "align_alignment_weights_repair_test_err.png").exists()
+
+
+def test_cli_align_reports_a_curve_between_the_same_endpoints(seed_runs, tmp_path) -> None:
+    from landscape import store
+    from landscape.cli import main
+
+    out = tmp_path / "both.h5"
+    assert main(["connect", str(seed_runs["a"]), str(seed_runs["b"]), "--epochs", "1",
+                 "--points", "3", "--out", str(out), "--quiet"]) == 0
+    assert main(["align", str(seed_runs["a"]), str(seed_runs["b"]), "--points", "3",
+                 "--out", str(out), "--quiet", "--method", "activations",
+                 "--samples", "200"]) == 0
+    attrs = store.alignment_attrs(out, "activations")
+    assert attrs["curve"] == "bezier"
+    assert "curve_test_err_barrier" in attrs
+    assert "curve" in store.alignment_profiles(out, "activations")
+
+
+def test_cli_merge_writes_a_solution_compare_and_measures_accept(seed_runs, tmp_path,
+                                                                capsys) -> None:
+    from landscape import store
+    from landscape.cli import main
+
+    out = tmp_path / "merged.h5"
+    assert main(["merge", str(seed_runs["a"]), str(seed_runs["b"]), "--out", str(out),
+                 "--quiet"]) == 0
+    with store.open_run(out) as f:
+        names = store.solution_names(f)
+        sol = store.read_solution(f, "merged")
+    assert {"merged", "sgd", "swa"} <= set(names)
+    assert 0.0 <= float(sol.attrs["test_acc"]) <= 1.0
+    assert main(["sharpness", str(out), "--solutions", "sgd,merged", "--measures",
+                 "trace", "--quiet"]) in (0,)
+    capsys.readouterr()
+    assert main(["compare", str(out), "--solutions", "sgd,merged", "--n-boot", "50"]) == 0
+    assert "merged" in capsys.readouterr().out
+
+
+def test_bad_alignment_inputs_are_one_line_errors_and_lose_nothing(seed_runs, tmp_path,
+                                                                   capsys) -> None:
+    from landscape.cli import main
+
+    out = tmp_path / "keep.h5"
+    assert main(["merge", str(seed_runs["a"]), str(seed_runs["b"]), "--out", str(out),
+                 "--quiet"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+
+    def error(*argv: str) -> str:
+        assert main([*argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("landscape ")
+        return err
+
+    a, b = str(seed_runs["a"]), str(seed_runs["b"])
+    assert "different architectures" in error("align", a, str(seed_runs["wide"]),
+                                              "--out", str(out), "--quiet")
+    assert "different data" in error("align", a, str(seed_runs["data"]), "--out",
+                                     str(out), "--quiet")
+    assert "same weights" in error("align", a, a, "--out", str(out), "--quiet")
+    assert "at least two run files" in error("merge", a, "--out", str(out))
+    assert "different architectures" in error("merge", a, str(seed_runs["wide"]),
+                                              "--out", str(out))
+    assert "different data" in error("merge", a, str(seed_runs["data"]), "--out",
+                                     str(out))
+    assert "invalid choice" in error("align", a, b, "--method", "cosine", "--out",
+                                     str(out))
+    assert out.read_bytes() == before
+
+
+def test_merge_into_a_run_of_other_data_is_a_one_line_error(seed_runs, tmp_path,
+                                                            capsys) -> None:
+    import shutil
+
+    from landscape.cli import main
+
+    out = tmp_path / "other_data.h5"  # the same model, trained on 400 samples
+    shutil.copy(seed_runs["data"], out)
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["merge", str(seed_runs["a"]), str(seed_runs["b"]), "--out", str(out),
+                 "--quiet"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert len(err) == 1
+    assert "different data" in err[0]
+    assert str(out) in err[0]
+    assert out.read_bytes() == before
