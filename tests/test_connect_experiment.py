@@ -117,6 +117,12 @@ def test_report_states_the_results_files_numbers(quick: tuple[Path, Path, str]) 
         assert (out / f"{stem}.png").stat().st_size > 1000
     calls = verdicts({"metrics": m})
     assert set(calls.values()) <= {"one seed"}
+    # The stability check (python -m landscape.experiments.stability) knows these calls.
+    from landscape.experiments.stability import _verdicts_of, first_seeds
+
+    r = store.read_results(out / "results.h5")
+    assert _verdicts_of(r) is verdicts
+    assert verdicts(first_seeds(r, 1)) == calls
 
 
 def test_rerun_keeps_every_stage(quick: tuple[Path, Path, str],

@@ -329,6 +329,11 @@ _BEATS = (("sgd", "fge"), ("swa", "fge"), ("sgd_ensemble", "fge"), ("sgd", "swa"
           ("swa", "swag"), ("sgd", "swag"))
 
 
+#: How the report names a barrier metric.
+_WHAT = {f"{k}_barrier": k.replace("_err", " error").replace("_", " ") + " barrier"
+         for k in BARRIERS}
+
+
 def _label(m: str) -> str:
     return PATHS.get(m) or METHODS.get(m, m)
 
@@ -381,13 +386,13 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
              "intervals and paired differences are over pairs.", "",
              "### Is the trained curve's barrier lower than the line's?", ""]
     lines += ["- " + _lower_sentence(_label(a), m[a][k], _label(b), m[b][k],
-                                     k.replace("_barrier", " barrier").replace("_", " "),
+                                     _WHAT[k],
                                      **({"scale": 100.0, "unit": " points", "spec": "+.2f"}
                                         if "_err" in k else {}))
               for a, b, k in _LOWER[:2]]
     lines += ["", "### Is the barrier lower after alignment (weight matching, REPAIR)?", ""]
     lines += ["- " + _lower_sentence(_label(a), m[a][k], _label(b), m[b][k],
-                                     k.replace("_barrier", " barrier").replace("_", " "),
+                                     _WHAT[k],
                                      **({"scale": 100.0, "unit": " points", "spec": "+.2f"}
                                         if "_err" in k else {}))
               for a, b, k in _LOWER[2:6]]
