@@ -14,7 +14,7 @@ from landscape import experiments as ex
 from landscape import store
 from landscape._errors import UserError
 from landscape.cli import main
-from landscape.experiments.connect import ALIGNMENT, BARRIERS, CURVE, METHODS, PATHS, verdicts
+from landscape.experiments.connect import ALIGNMENT, BARRIERS, METHODS, PATHS, verdicts
 from landscape.stats import format_ci
 
 
@@ -42,7 +42,8 @@ def test_barriers_are_those_of_the_stored_profiles(quick: tuple[Path, Path, str]
     out, runs, _ = quick
     m = store.read_results(out / "results.h5")["metrics"]
     pair = runs / "pair0.h5"
-    profiles = {w: store.read_profile(pair, CURVE, w) for w in ("line", "curve")}
+    assert store.read_results(out / "results.h5")["attrs"]["extra"]["curve_name"] == "bezier"
+    profiles = {w: store.read_profile(pair, "bezier", w) for w in ("line", "curve")}
     profiles |= {w: store.read_alignment_profile(pair, ALIGNMENT, w)
                  for w in ("aligned", "repair")}
     assert set(profiles) == set(PATHS)
@@ -65,7 +66,7 @@ def test_barriers_are_those_of_the_stored_profiles(quick: tuple[Path, Path, str]
 
 def test_curve_joins_the_two_trained_solutions(quick: tuple[Path, Path, str]) -> None:
     _, runs, _ = quick
-    curve, state = store.read_curve(runs / "pair0.h5", CURVE)
+    curve, state = store.read_curve(runs / "pair0.h5", "bezier")
     assert state.epoch == 1  # the quick config's curve epochs
     ends = []
     for seed in (0, 1):

@@ -55,8 +55,8 @@ from landscape.experiments._runner import map_seeds, stack, worker_count
 from landscape.experiments._settings import Settings
 from landscape.stats import call, comparison, format_ci, format_pm, paired_call, verdict
 
-#: Name of the curve in each pair's file, and of the alignment.
-CURVE, ALIGNMENT = "curve", "weights_repair"
+#: Name of the alignment in each pair's file (the curve's is its family, e.g. ``bezier``).
+ALIGNMENT = "weights_repair"
 
 #: Barrier metrics, in table order.
 BARRIERS = ("train_loss", "train_err", "test_loss", "test_err")
@@ -155,6 +155,7 @@ def run_connect(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
                       "main_pair": done[0]["pair"], "main_run": done[0]["runs"][0],
                       "seeds_of_pairs": [[2 * i, 2 * i + 1] for i in seeds],
                       "settings": st, "curve": curve_cfg.to_dict(),
+                      "curve_name": curve_cfg.curve,
                       "fge": fge_cfg.to_dict(), "plane": bool(settings.plane),
                       "fge_epochs": fge_cfg.snapshots * fge_cfg.cycle,
                       "sgd_epochs": cfg.epochs, "swa_epochs": cfg.swa_budget}}
@@ -193,9 +194,9 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
 
     pair = runs_dir / f"pair{i}.h5"
     t0 = time.perf_counter()
+    plane = (st["plane"] or None) if task["main"] else None
     con = connect_runs(runs[0], runs[1], pair, config=ConnectConfig(**task["curve"]),
-                       name=CURVE, plane=(st["plane"] or None) if task["main"] else None,
-                       progress=progress)
+                       name=task["curve"]["curve"], plane=plane, progress=progress)
     log(f"[connect] pair {i}: {task['curve']['curve']} curve trained; test error barrier line "
         f"{100 * con.barriers['line']['test_err']:.2f} vs curve "
         f"{100 * con.barriers['curve']['test_err']:.2f} points "
@@ -243,42 +244,43 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
 
 
 # =========================================================================== report
-#: The figures, ``{stem: (caption, draw(plot, pair_file, run_file))}``: ``pair_file``
-#: the first pair's curve/alignment file, ``run_file`` its first run (trimmed).
+#: The figures, ``{stem: (caption, draw(plot, pair_file, run_file, curve))}``:
+#: ``pair_file`` the first pair's curve/alignment file, ``run_file`` its first run
+#: (trimmed), ``curve`` the curve's name there.
 FIGURES: dict[str, FigureSpec] = {
     "curve_train_loss": (
         "L2-regularized train loss (CE + wd/2·‖θ‖²) along the straight line and the "
         "trained curve between the first pair's two SGD solutions (t = 0: seed 0, t = 1: "
         "seed 1); the legend gives each barrier.",
-        lambda plot, pair, run: plot.plot_curve_profiles(pair, CURVE, "train_loss")),
+        lambda plot, pair, run, curve: plot.plot_curve_profiles(pair, curve, "train_loss")),
     "curve_test_err": (
         "Test error (%) along the same line and curve.",
-        lambda plot, pair, run: plot.plot_curve_profiles(pair, CURVE, "test_err")),
+        lambda plot, pair, run, curve: plot.plot_curve_profiles(pair, curve, "test_err")),
     "plane_train_loss": (
         "Train loss on the plane through both SGD solutions and the curve's bend "
         "(Garipov et al.'s Figure 1), with the line and the curve drawn.",
-        lambda plot, pair, run: plot.plot_curve_plane(
-            pair, store.plane_surface_name(CURVE), "train_loss")),
+        lambda plot, pair, run, curve: plot.plot_curve_plane(
+            pair, store.plane_surface_name(curve), "train_loss")),
     "alignment_test_err": (
         "Test error (%) along the raw line, the line to the weight-matched second "
         "solution, the same with REPAIR, and the trained curve (first pair).",
-        lambda plot, pair, run: plot.plot_alignment(pair, ALIGNMENT, "test_err")),
+        lambda plot, pair, run, curve: plot.plot_alignment(pair, ALIGNMENT, "test_err")),
     "fge_acc": (
         "Test accuracy of the FGE ensemble from the first run's SGD solution as snapshots "
         "accumulate, against the SWA of the same snapshots, each snapshot alone and the "
         "starting SGD solution.",
-        lambda plot, pair, run: plot.plot_fge(run, "fge", "acc")),
+        lambda plot, pair, run, curve: plot.plot_fge(run, "fge", "acc")),
     "fge_nll": (
         "Test NLL of the same ensembles.",
-        lambda plot, pair, run: plot.plot_fge(run, "fge", "nll")),
+        lambda plot, pair, run, curve: plot.plot_fge(run, "fge", "nll")),
     "swag_nll": (
         "Test NLL of SWAG's Bayesian model average as samples accumulate, against SWA and "
         "SGD (first run).",
-        lambda plot, pair, run: plot.plot_swag_samples(run, "nll")),
+        lambda plot, pair, run, curve: plot.plot_swag_samples(run, "nll")),
     "swag_calibration": (
         "Reliability diagram (accuracy − confidence per confidence bin) of SWAG, SWA and "
         "SGD (first run); the legend gives each ECE.",
-        lambda plot, pair, run: plot.plot_swag_calibration(run)),
+        lambda plot, pair, run, curve: plot.plot_swag_calibration(run)),
 }
 
 
@@ -292,7 +294,7 @@ def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Pa
     pair = store.trimmed_copy(Path(ex["main_pair"]), dest / "pair0.h5")
     run = store.trimmed_copy(Path(ex["main_run"]), dest / "seed0.h5")
     figs = {k: v for k, v in FIGURES.items() if ex.get("plane") or k != "plane_train_loss"}
-    return draw_figures(figs, dest, pair, run)
+    return draw_figures(figs, dest, pair, run, ex["curve_name"])
 
 
 def _lower_sentence(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float],
@@ -446,5 +448,5 @@ register_protocol(Protocol(
     settings=ConnectSettings, run=run_connect, figures=_figures, report=_report))
 
 
-__all__ = ["ALIGNMENT", "CURVE", "ConnectSettings", "run_connect", "verdicts"]
+__all__ = ["ALIGNMENT", "ConnectSettings", "run_connect", "verdicts"]
 
