@@ -148,3 +148,13 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
         ConnectSettings.parse({"curve": {"bends": 0}}).configs()
     with pytest.raises(UserError, match="plane must be >= 0"):
         ConnectSettings.parse({"plane": -1}).configs()
+
+
+def test_a_config_without_swa_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="drop --no-swa"):  # the config collects SWAG
+        ex.load_experiment("connect", quick=True, overrides={"swa": False})
+    exp = ex.load_experiment("connect", quick=True, overrides={"swa": False, "swag": False})
+    with pytest.raises(UserError, match="drop swa = false") as e:
+        ex.PROTOCOLS["connect"].run(exp, [0], tmp_path, print, runs_dir=tmp_path / "runs")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "runs").exists()
