@@ -126,6 +126,30 @@ def test_report_states_the_results_files_numbers(quick: tuple[Path, Path, str]) 
     assert verdicts(first_seeds(r, 1)) == calls
 
 
+def test_report_regenerates_from_the_results_file(quick: tuple[Path, Path, str]) -> None:
+    """As tests/test_reports.py does for committed reports: no training, no drawing."""
+    import re
+
+    from landscape.config import TrainConfig, from_dict
+    from landscape.experiments import _common
+
+    out = quick[0]
+    committed = (out / "REPORT.md").read_text()
+    r = store.read_results(out / "results.h5")
+    a = r["attrs"]
+    exp = _common.Experiment("connect", from_dict(a["config"], TrainConfig),
+                             dict(a["settings"]), Path("connect.toml"))
+    head = next(line for line in committed.splitlines() if line.startswith("| method |"))
+    order = [c.strip() for c in head.split("|")[2:-1]]
+    metrics = {m: {k: list(cols[k]) for k in order if k in cols}
+               for m, cols in r["metrics"].items()}
+    figures = [out / p for p in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", committed)]
+    text = _common.report_text(out, exp, a["seeds"], {"metrics": metrics,
+                                                      "extra": a["extra"]},
+                               a["command"], figures, a["seconds"])
+    assert text == committed
+
+
 def test_rerun_keeps_every_stage(quick: tuple[Path, Path, str],
                                  capsys: pytest.CaptureFixture) -> None:
     out, runs, _ = quick
