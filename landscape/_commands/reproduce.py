@@ -22,6 +22,9 @@ seeds:
   seed000   Optuna search, 5-fold CV and train/test scores of SGD with vs
             without SWA
   seed004   checkpoints vs their post-hoc average
+  connect   over pairs of seeds: line vs trained curve barriers, lines after
+            weight matching and REPAIR, FGE vs SWA vs SGD vs a two-run
+            ensemble, SWAG's model average and calibration
 Writes results.h5 (per-seed values, config and command as attributes),
 figures and REPORT.md with mean +- 95 % CI of every number to --out-dir
 (default figures/NAME).  Without --data the experiments run on MNIST-1D
@@ -33,7 +36,8 @@ examples:
   landscape reproduce seed000 --seeds 3 --out-dir /tmp/seed000
   landscape reproduce seed000 --data kaggle-digits --data-root data/digits
   landscape reproduce seed004 --data svhn --data-root data/svhn --threads 2
-  landscape reproduce seed004 --quick --seeds 1 --out-dir /tmp/smoke"""
+  landscape reproduce seed004 --quick --seeds 1 --out-dir /tmp/smoke
+  landscape reproduce connect --data mnist --data-root ../shared/data"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:

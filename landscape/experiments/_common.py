@@ -291,7 +291,12 @@ LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
           "swa_last": "last SGD iterate of the SWA run", "swa_1.25x": "SWA, 1.25 budgets",
           "swa_1.5x": "SWA, 1.5 budgets",
           "checkpoints_mean": "checkpoints' mean", "avg": "averaged model",
-          "checkpoints_best": "best checkpoint"}
+          "checkpoints_best": "best checkpoint",
+          "swag": "SWAG model average", "fge": "FGE ensemble from SGD",
+          "fge_swa": "SWA of the FGE snapshots",
+          "sgd_ensemble": "two-run SGD ensemble", "line": "line (raw)",
+          "curve": "trained curve", "aligned": "line after weight matching",
+          "repair": "line after weight matching + REPAIR"}
 
 
 #: A protocol figure, declared once: ``FIGURES = {stem: (caption, draw)}`` with
@@ -435,7 +440,8 @@ def report_text(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappin
     lines += ["| method | " + " | ".join(all_keys) + " |",
               "|---|" + "---|" * len(all_keys)]
     for method, cols in m.items():
-        cells = [ci_cell(cols[k], k.endswith("_acc"), 4 if k.endswith("_loss") else
+        cells = [ci_cell(cols[k], k.endswith(("_acc", "_err_barrier")),
+                         4 if k.endswith(("_loss", "_nll", "_ece", "_loss_barrier")) else
                          1 if k == "stop_epoch" else None) if k in cols else ""
                  for k in all_keys]
         lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")

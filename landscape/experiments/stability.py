@@ -5,7 +5,8 @@ the trajectories then diverge and every per-seed number moves.  A verdict of
 the report (SWA beats / does not beat SGD; SWA is flatter / sharper / no
 different) holds across machines only if both machines' seeds give the same
 call.  This module compares two results files of ``paper`` (accuracy and
-flatness calls) or ``seed000`` (SWA vs SGD on test, CV and train accuracy)
+flatness calls), ``seed000`` (SWA vs SGD on test, CV and train accuracy) or
+``connect`` (curve, alignment, FGE and SWAG calls, over pairs)
 seed count by seed count: the calls of the first N seeds of each, for N = 2 ..
 the smaller count.
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.experiments import paper, seed000
+from landscape.experiments import connect, paper, seed000
 from landscape.stats import mean_ci
 
 
@@ -61,7 +62,8 @@ def _verdicts_of(result: Mapping[str, Any]) -> Any:
         UserError: For a protocol without stability claims.
     """
     protocol = result["attrs"].get("protocol") or result.get("experiment")
-    fns = {"paper": paper.verdicts, "seed000": seed000.verdicts}
+    fns = {"paper": paper.verdicts, "seed000": seed000.verdicts,
+           "connect": connect.verdicts}
     if protocol not in fns:
         raise UserError(f"results of protocol {protocol!r} have no verdicts to compare; "
                         f"give two results.h5 files of {sorted(fns)}")
@@ -155,7 +157,8 @@ def report(a_path: Path, b_path: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m landscape.experiments.stability",
-        description="Compare the verdicts of two `paper` or `seed000` results files "
+        description="Compare the verdicts of two `paper`, `seed000` or `connect` results "
+                    "files "
                     "(one machine's "
                     "and another's, or one made with --init-jitter) for the first N "
                     "seeds, N = 2 .. all; print (or write) a Markdown table.")
