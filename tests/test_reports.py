@@ -52,10 +52,12 @@ def test_committed_report_regenerates(folder: Path, monkeypatch: pytest.MonkeyPa
 
 
 #: Stability reports: (report, results file A, results file B) as their header names them.
-#: (``figures/stability/STABILITY.md`` predates the committed ``figures/paper/results.h5``
-#: and is left out.)
 STABILITY = [(Path("figures/seed000/STABILITY.md"), Path("figures/seed000/results.h5"),
-              Path("figures/seed000/jitter-results.h5"))]
+              Path("figures/seed000/jitter-results.h5")),
+             (Path("figures/paper_mnist/STABILITY.md"), Path("figures/paper_mnist/results.h5"),
+              Path("figures/paper_mnist/jitter-results.h5")),
+             (Path("figures/stability/STABILITY.md"), Path("figures/paper/results.h5"),
+              Path("figures/stability/jitter-results.h5"))]
 
 
 @pytest.mark.parametrize(("report", "a", "b"), STABILITY,
@@ -77,7 +79,9 @@ FULL = [("controls", "controls", {}), ("paper", "paper", {}),
         ("paper_at_regime", "figures/regimes/paper_at_regime.toml", {}),
         ("regimes", "regimes", {}), ("seed000_mnist1d", "seed000_mnist1d", {}),
         ("seed004", "seed004", {}),
-        ("seed000", "seed000", {"data": "mnist", "data_root": "../shared/data"})]
+        ("seed000", "seed000", {"data": "mnist", "data_root": "../shared/data"}),
+        ("paper_mnist", "paper_mnist", {"data_root": "../shared/data"}),
+        ("seed004_mnist", "seed004_mnist", {"data_root": "../shared/data"})]
 
 
 @pytest.mark.slow
