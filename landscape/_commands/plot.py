@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     paths = plot_all(args.file, args.out_dir, surfaces=surfaces, measures=measures,
                      pdf=args.pdf, log=print)
     if not paths:
-        print(f"{args.file} holds nothing to plot yet")
+        print(f"{args.file} holds nothing to plot yet: `landscape surface` and `landscape "
+              "sharpness` add figures (and `train --eval-every 1` the accuracy per epoch)")
     return 0
