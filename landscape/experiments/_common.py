@@ -36,6 +36,7 @@ from landscape.config import CONFIGS_DIR, TrainConfig, from_dict, training_data
 from landscape.data import TensorData
 from landscape.evaluate import resolve_device
 from landscape.experiments._settings import Settings
+from landscape.models import default_model
 from landscape.params import ParamLayout
 from landscape.stats import format_ci, mean_ci
 
@@ -381,7 +382,8 @@ def _real_data_line(cfg: TrainConfig) -> str:
 
     return (f"**Data: {what}**, read from `{cfg.data_root}`: "
             f"{size(cfg.train_samples, n_train, 'training images')}, "
-            f"{size(cfg.test_samples, n_test, 'test images')}; model `{cfg.model}`.")
+            f"{size(cfg.test_samples, n_test, 'test images')}; model "
+            f"`{cfg.model or default_model(cfg.data)}`.")
 
 
 def write_report(out: Path, exp: Experiment, seeds: Sequence[int], result: Mapping,
