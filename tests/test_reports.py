@@ -59,7 +59,10 @@ STABILITY = [(Path("figures/seed000/STABILITY.md"), Path("figures/seed000/result
              (Path("figures/stability/STABILITY.md"), Path("figures/paper/results.h5"),
               Path("figures/stability/jitter-results.h5")),
              (Path("figures/connect/STABILITY.md"), Path("figures/connect/results.h5"),
-              Path("figures/connect/jitter-results.h5"))]
+              Path("figures/connect/jitter-results.h5")),
+             (Path("figures/connect_mnist/STABILITY.md"),
+              Path("figures/connect_mnist/results.h5"),
+              Path("figures/connect_mnist/jitter-results.h5"))]
 
 
 @pytest.mark.parametrize(("report", "a", "b"), STABILITY,
