@@ -668,6 +668,19 @@ def plot_curve_plane(path: str | os.PathLike, name: str, metric: str = "train_lo
     return fig, ax
 
 
+def _swag_evaluation(path: str | os.PathLike) -> dict[str, Any]:
+    """The file's SWAG evaluation (:func:`read_swag_evaluation`).
+
+    Raises:
+        UserError: If the file holds none.
+    """
+    with open_file(path, KINDS) as f:
+        ev = read_swag_evaluation(f)
+    if ev is None:
+        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    return ev
+
+
 def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
                           ) -> tuple[Figure, Axes]:
     """Reliability diagram of SWAG's Bayesian model average, SWA and SGD.
@@ -681,10 +694,7 @@ def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
     Raises:
         UserError: If the file holds no SWAG evaluation.
     """
-    with open_file(path, KINDS) as f:
-        ev = read_swag_evaluation(f)
-    if ev is None:
-        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    ev = _swag_evaluation(path)
     a = ev["attrs"]
     with style():
         fig, ax = _axes(ax)
@@ -713,10 +723,7 @@ def plot_swag_samples(path: str | os.PathLike, metric: str = "nll", *,
     Raises:
         UserError: If the file holds no SWAG evaluation.
     """
-    with open_file(path, KINDS) as f:
-        ev = read_swag_evaluation(f)
-    if ev is None:
-        raise UserError(f"{path} holds no SWAG evaluation; run `landscape swag` first")
+    ev = _swag_evaluation(path)
     a, c = ev["attrs"], ev["curves"]
     scale = 100.0 if metric == "acc" else 1.0
     with style():

@@ -304,6 +304,26 @@ def attrs_of(obj: h5py.HLObject) -> dict[str, Any]:
                 v.decode() if isinstance(v, bytes) else v) for k, v in obj.attrs.items()}
 
 
+def member_names(f: h5py.File, group: str) -> list[str]:
+    """Names of the members of ``/<group>`` (``[]`` without the group).
+
+    Returns:
+        The names.
+    """
+    return list(f[group]) if group in f else []
+
+
+def member_attrs(f: h5py.File, group: str, name: str) -> dict[str, Any] | None:
+    """The attributes of ``/<group>/<name>`` (JSON decoded), or ``None`` if absent.
+
+    Returns:
+        The attributes.
+    """
+    if name not in member_names(f, group):
+        return None
+    return {k: plain(v) for k, v in attrs_of(f[group][name]).items()}
+
+
 def json_attr(obj: h5py.HLObject, key: str, default: Any = None) -> Any:
     """Read an attribute written as JSON (returns ``default`` when absent).
 

@@ -30,6 +30,8 @@ from landscape.store._h5 import (
     ANALYSIS_KIND,
     attrs_of,
     edit_file,
+    member_attrs,
+    member_names,
     new_group,
     open_file,
     plain,
@@ -46,7 +48,7 @@ def alignment_names(f: h5py.File) -> list[str]:
     Returns:
         The names.
     """
-    return list(f["alignments"]) if "alignments" in f else []
+    return member_names(f, "alignments")
 
 
 def alignment_attrs(path: str | os.PathLike, name: str) -> dict[str, Any] | None:
@@ -58,9 +60,7 @@ def alignment_attrs(path: str | os.PathLike, name: str) -> dict[str, Any] | None
     if not os.path.exists(path):
         return None
     with open_file(path, CURVE_KINDS) as f:
-        if name not in alignment_names(f):
-            return None
-        return {k: plain(v) for k, v in attrs_of(f["alignments"][name]).items()}
+        return member_attrs(f, "alignments", name)
 
 
 def write_alignment(path: str | os.PathLike, name: str, perms: Mapping[str, torch.Tensor],

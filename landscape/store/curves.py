@@ -37,6 +37,8 @@ from landscape.store._h5 import (
     RESULTS_KIND,
     attrs_of,
     edit_file,
+    member_attrs,
+    member_names,
     new_group,
     open_file,
     plain,
@@ -57,7 +59,7 @@ def curve_names(f: h5py.File) -> list[str]:
     Returns:
         The names.
     """
-    return list(f["curves"]) if "curves" in f else []
+    return member_names(f, "curves")
 
 
 def curve_attrs(path: str | os.PathLike, name: str) -> dict[str, Any] | None:
@@ -69,9 +71,7 @@ def curve_attrs(path: str | os.PathLike, name: str) -> dict[str, Any] | None:
     if not os.path.exists(path):
         return None
     with open_file(path, CURVE_KINDS) as f:
-        if name not in curve_names(f):
-            return None
-        return {k: plain(v) for k, v in attrs_of(f["curves"][name]).items()}
+        return member_attrs(f, "curves", name)
 
 
 def init_curve(path: str | os.PathLike, name: str, curve: Curve, layout: ParamLayout,

@@ -33,7 +33,15 @@ from landscape._errors import UserError
 from landscape.posterior.ensemble import PredictiveMetrics
 from landscape.posterior.fge import FGEState
 from landscape.posterior.swag import SwagBMA, SwagMoments
-from landscape.store._h5 import attrs_of, new_group, plain, set_attrs, write_array
+from landscape.store._h5 import (
+    attrs_of,
+    member_attrs,
+    member_names,
+    new_group,
+    plain,
+    set_attrs,
+    write_array,
+)
 
 #: How a run file gets SWAG moments, for messages.
 SWAG_HINT = ("train with --swag (it collects the moments during the SWA run), or pass "
@@ -130,7 +138,7 @@ def fge_names(f: h5py.File) -> list[str]:
     Returns:
         The names.
     """
-    return list(f["fge"]) if "fge" in f else []
+    return member_names(f, "fge")
 
 
 def fge_attrs(f: h5py.File, name: str) -> dict[str, Any] | None:
@@ -139,9 +147,7 @@ def fge_attrs(f: h5py.File, name: str) -> dict[str, Any] | None:
     Returns:
         The attributes.
     """
-    if name not in fge_names(f):
-        return None
-    return {k: plain(v) for k, v in attrs_of(f["fge"][name]).items()}
+    return member_attrs(f, "fge", name)
 
 
 def init_fge(f: h5py.File, name: str, attrs: Mapping[str, Any]) -> None:

@@ -246,6 +246,7 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
         "checkpoints": bool, "curves": [names with both profiles], "swag": bool (an
         evaluation is stored), "fge": [names], "alignments": [names]}``.
     """
+    from landscape.store.align import alignment_names
     from landscape.store.curves import curve_names
     from landscape.store.measures import measure_units, measured_solutions
     from landscape.store.posterior import fge_names
@@ -264,7 +265,7 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
                            and f"{n}/profiles/line" in f["curves"]],
                 "swag": "swag/evaluation" in f,
                 "fge": [n for n in fge_names(f) if "history" in f["fge"][n]],
-                "alignments": list(f["alignments"]) if "alignments" in f else []}
+                "alignments": alignment_names(f)}
 
 
 def _has_curves_per_epoch(f: h5py.File) -> bool:
