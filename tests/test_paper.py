@@ -3,6 +3,7 @@ report logic on known numbers."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import h5py
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from landscape import experiments as ex
+from landscape import store
 from landscape._errors import UserError
 from landscape.cli import main
 from landscape.experiments import paper
@@ -158,16 +160,27 @@ def test_rerun_keeps_finished_work(demo: Path, monkeypatch: pytest.MonkeyPatch,
 
     with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
         before = {m: r[f"metrics/{m}/test_loss"][()] for m in r["metrics"]}
+    run = demo / "demo.h5"  # the first (and only) seed's run file
+    stages = dict(store.group_attrs(run, "measures/paper_seconds"))
+    assert set(stages) == {"train", "budgets", "measures", "surfaces"}
     monkeypatch.setattr(paper, "fit", boom)
     monkeypatch.setattr(paper, "Evaluator", boom)
     monkeypatch.setattr("landscape.train.train_run", boom)
+    t0 = time.perf_counter()
     assert main(["demo", "--quick", "--out", str(demo / "demo.h5"), "--runs-dir",
                  str(demo / "runs"), "--out-dir", str(demo / "fig" / "paper")]) == 0
+    rerun = time.perf_counter() - t0
     with h5py.File(demo / "fig" / "paper" / "results.h5", "r") as r:
         for m, v in before.items():
             assert r[f"metrics/{m}/test_loss"][()] == v
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("[demo] identical to the earlier")  # its own earlier results
+    # The resumed seed keeps the seconds of the work done the first time, and the
+    # report's worker time is their sum, not the (short) wall time of the rerun.
+    after = dict(store.group_attrs(run, "measures/paper_seconds"))
+    assert all(stages[k] <= after[k] <= stages[k] + rerun for k in stages)
+    report = (demo / "fig" / "paper" / "REPORT.md").read_text()
+    assert f"work took {sum(after.values()):.0f} s of worker time" in report
 
 
 def test_compare_results_in_units_of_the_earlier_ci() -> None:
@@ -250,3 +263,24 @@ def test_stability_finds_the_seed_counts_where_two_machines_disagree(tmp_path) -
     store.write_results(tmp_path / "c.h5", {"experiment": "seed004", "seeds": [0, 1]},
                         {"sgd": {"test_acc": [0.9, 0.8]}})
     assert main([str(tmp_path / "a.h5"), str(tmp_path / "c.h5")]) == 2
+
+
+def test_stability_calls_measures_only_at_the_seed_counts_they_reach(tmp_path) -> None:
+    """``measure_seeds`` < ``seeds``: accuracy is called at N = 2..4, λ_max at N = 2 only
+    (its row shows "-" beyond), never from a repeated 2-seed sample."""
+    from landscape import store
+    from landscape.experiments.stability import agreement, main
+
+    lam = _paper_results(tmp_path / "a.h5", [0.010, 0.012, 0.009, 0.011], [2.0, 2.1])
+    _paper_results(tmp_path / "b.h5", [0.010, 0.012, 0.009, 0.011], [2.0, 0.5])
+    rows = agreement(store.read_results(tmp_path / "a.h5"),
+                     store.read_results(tmp_path / "b.h5"))
+    assert [lam in r["a"] for r in rows] == [True, False, False]
+    # A: log ratios 0.69, 0.74 (sharper); B: 0.69, -0.69 (no difference)
+    assert (rows[0]["a"][lam], rows[0]["b"][lam]) == ("sharper", "no difference")
+    assert [r["differ"] for r in rows] == [[lam], [], []]
+    assert main([str(tmp_path / "a.h5"), str(tmp_path / "b.h5"),
+                 "--out", str(tmp_path / "s.md")]) == 0
+    text = (tmp_path / "s.md").read_text()
+    assert f"| {lam} | **sharper / no difference** | - | - |" in text
+    assert "Every verdict agrees from N = 3 seeds on (up to 4)." in text

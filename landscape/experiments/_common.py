@@ -421,6 +421,14 @@ def report_text(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappin
                                     "experiment": exp.settings}, indent=1), "```", "",
              f"Seeds: {list(seeds)}; wall time {seconds:.0f} s; every number is the mean "
              "over seeds ± the 95 % Student-t half-width.", ""]
+    extra = result.get("extra") or {}
+    if extra.get("seed_seconds"):  # the seeds' own times survive a resume; wall time not
+        per = extra["seed_seconds"]
+        lines += [f"The seeds' work took {sum(per):.0f} s of worker time "
+                  f"({extra.get('workers', 1)} worker process(es); {min(per):.0f}–"
+                  f"{max(per):.0f} s per seed, summed over every invocation that worked "
+                  "on it, so a resumed run counts its earlier work; the wall time above "
+                  "is the last invocation's).", ""]
     note = (result.get("extra") or {}).get("data_note")
     if note:
         lines += [note, ""]

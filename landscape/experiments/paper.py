@@ -148,6 +148,7 @@ def run_paper(exp: Experiment, seeds: Sequence[int], out: Path, log: Log, *,
     per_seed = stack(done)
     return {"metrics": per_seed["metrics"],
             "extra": {"runs": per_seed["path"], "main": done[0]["path"],
+                      "seed_seconds": per_seed["seconds"], "workers": workers,
                       "measures": {"sgd": {}, "swa": {}, **per_seed["measured"]},
                       "gap": per_seed["gap"],
                       "settings": st,
@@ -169,6 +170,7 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     metrics: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     train(base, run, progress=progress, log=lambda _: None)
+    _add_seconds(run, "train", time.perf_counter() - t0)
     with store.open_run(run) as f:
         sols = store.solution_attrs(f)
     for method in ("sgd", "swa_last", "swa"):
@@ -189,6 +191,7 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
                 m = _solution_metrics(fit(cfg_b, data, "swa").metrics)
                 store.write_group_attrs(run, key, {**m, "config": cfg_b.to_dict()})
             metrics[_budget_name(b)] = _solution_metrics(m)
+        _add_seconds(run, "budgets", time.perf_counter() - t0)
         log(f"[paper] seed {seed}: SWA with {', '.join(f'{b:g}' for b in budgets)} "
             f"budgets ({time.perf_counter() - t0:.0f} s)")
     measured: dict[str, dict[str, float]] = {}
@@ -213,6 +216,7 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
         for sol, d in g["solutions"].items():
             gap |= {f"{sol} {k}": v for k, v in d.items()}
         gap = {k: float(v) for k, v in gap.items()}
+        _add_seconds(run, "measures", time.perf_counter() - t0)
         log(f"[paper] seed {seed}: flatness measures of SGD and SWA, train-test gap "
             f"({time.perf_counter() - t0:.0f} s)")
     if main:
@@ -220,9 +224,23 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
         paper_surfaces(run, st, progress=progress)
         for sol in ("sgd", "swa"):
             ray_profiles(run, sol, rays=st["rays"], points=st["ray_points"], seed=0)
+        _add_seconds(run, "surfaces", time.perf_counter() - t0)
         log(f"[paper] seed {seed}: surfaces (random around SWA and SGD, plane, PCA, "
             f"SGD-SWA line) and random rays ({time.perf_counter() - t0:.0f} s)")
-    return {"path": str(run), "metrics": metrics, "measured": measured, "gap": gap}
+    seconds = sum((store.group_attrs(run, _SECONDS) or {}).values())
+    return {"path": str(run), "metrics": metrics, "measured": measured, "gap": gap,
+            "seconds": float(seconds)}
+
+
+#: Group of a seed's run file with the seconds each stage took, summed over the
+#: invocations that worked on it (so a resumed seed still counts its earlier work).
+_SECONDS = "measures/paper_seconds"
+
+
+def _add_seconds(run: Path, stage: str, seconds: float) -> None:
+    """Add this invocation's ``seconds`` of ``stage`` to those recorded in ``run``."""
+    before = float((store.group_attrs(run, _SECONDS) or {}).get(stage, 0.0))
+    store.write_group_attrs(run, _SECONDS, {stage: before + seconds})
 
 
 def _budget_name(b: float) -> str:

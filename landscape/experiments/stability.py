@@ -48,8 +48,10 @@ def first_seeds(result: Mapping[str, Any], n: int) -> dict[str, Any]:
     extra = result["attrs"].get("extra") or {}
 
     def cut(d: Mapping[str, Any]) -> dict[str, Any]:
+        # A quantity of fewer than n seeds (e.g. the measures of ``measure_seeds``)
+        # is left out: its claim is called only at the seed counts its data reaches.
         return {k: cut(v) if isinstance(v, Mapping) else list(np.asarray(v, float)[:n])
-                for k, v in d.items()}
+                for k, v in d.items() if isinstance(v, Mapping) or len(v) >= n}
 
     return {"metrics": cut(result["metrics"]),
             "extra": {"measures": cut(extra.get("measures") or {"sgd": {}, "swa": {}})}}
@@ -126,7 +128,7 @@ def report(a_path: Path, b_path: Path) -> list[str]:
     rows = agreement(a, b)
     if not rows:
         raise UserError("need at least 2 seeds in both files")
-    claims = list(rows[-1]["a"])
+    claims = list(dict.fromkeys(c for r in rows for c in r["a"]))  # some stop early
     lines = [f"# Verdicts on two machines: `{a_path}` (A) vs `{b_path}` (B)", "",
              "```",
              f"{a['attrs'].get('command', '?')}    # A",
