@@ -29,7 +29,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,7 +452,7 @@ def train(
     with store.WriterLock(out):
         if out.exists() and not force:
             try:
-                same = _with_defaults(store.run_config(out)) == cfg.to_dict()
+                same = same_config(store.run_config(out), cfg)
             except store.DamagedFileError as e:
                 state = (f"the training state in {folder} still resumes (pass --force to "
                          "write a new run file from it)" if folder.exists() else
@@ -467,7 +467,7 @@ def train(
         if folder.exists():
             old = json.loads((folder / "config.json").read_text()) if (
                 folder / "config.json").exists() else None
-            if old is None or _with_defaults(old) != cfg.to_dict():
+            if old is None or not same_config(old, cfg):
                 if not force:
                     raise UserError(f"{folder} holds a partial run of another config; "
                                     "pass --force to discard it or choose another --out")
@@ -483,9 +483,12 @@ def train(
     return out
 
 
-def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored config with the defaults of fields added since it was written."""
-    return {**TrainConfig().to_dict(), **stored}
+def same_config(stored: Mapping[str, Any] | str, cfg: TrainConfig) -> bool:
+    """Whether a stored config (a mapping or its JSON) is ``cfg``, the fields added
+    since it was written taking their defaults (so a new key does not orphan old runs)."""
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    return {**TrainConfig().to_dict(), **stored} == cfg.to_dict()
 
 
 def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,

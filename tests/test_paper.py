@@ -3,6 +3,7 @@ report logic on known numbers."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -162,6 +163,12 @@ def test_rerun_keeps_finished_work(demo: Path, monkeypatch: pytest.MonkeyPatch,
         before = {m: r[f"metrics/{m}/test_loss"][()] for m in r["metrics"]}
     run = demo / "demo.h5"  # the first (and only) seed's run file
     stages = dict(store.group_attrs(run, "measures/paper_seconds"))
+    # A budget run stored before TrainConfig gained a key (its default) is still reused.
+    with h5py.File(run, "a") as f:
+        g = next(g for g in f["measures/budgets"].values())
+        cfg = json.loads(g.attrs["config"])
+        assert cfg.pop("swag_rank") == 20
+        g.attrs["config"] = json.dumps(cfg)
     assert set(stages) == {"train", "budgets", "measures", "surfaces"}
     monkeypatch.setattr(paper, "fit", boom)
     monkeypatch.setattr(paper, "Evaluator", boom)

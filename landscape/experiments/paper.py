@@ -163,7 +163,7 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     from landscape.config import from_dict, load_data
     from landscape.jobs import measure_gap, measure_solution
     from landscape.sharpness import MeasureConfig
-    from landscape.train import train
+    from landscape.train import same_config, train
 
     base = from_dict(cfg, TrainConfig).replace(seed=seed)
     run = Path(path)
@@ -185,8 +185,8 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
             cfg_b = base.replace(swa_epochs=round(b * base.epochs), record_every=0,
                                  record_steps=0, eval_every=0)
             key = f"measures/budgets/{_budget_name(b)}"
-            m = store.group_attrs(run, key, {"config": cfg_b.to_dict()})
-            if m is None:
+            m = store.group_attrs(run, key)
+            if m is None or not same_config(m["config"], cfg_b):
                 data = data if data is not None else load_data(base)
                 m = _solution_metrics(fit(cfg_b, data, "swa").metrics)
                 store.write_group_attrs(run, key, {**m, "config": cfg_b.to_dict()})
