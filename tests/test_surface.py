@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -310,3 +311,22 @@ def test_sigkill_mid_surface_then_resume(tiny_run, tmp_path) -> None:
     a, b = read_surface(full, "random_swa"), read_surface(part, "random_swa")
     for m in METRICS:
         np.testing.assert_array_equal(a.values[m], b.values[m])
+
+
+def test_a_finished_plane_resumes_after_its_trajectory_is_dropped(tiny_run, tmp_path) -> None:
+    """A complete surface made with every option asked is kept without resolving its
+    points again; asking for another grid needs the (dropped) trajectory and says so."""
+    path = _copy(tiny_run, tmp_path, "plane.h5")
+    cfg = SurfaceConfig(kind="plane", points=("sgd", "swa", "epoch:1"), grid="-0.5:1.5:3",
+                        grid_y="-0.5:1.5:3", test_samples=50)
+    compute_surface(path, cfg, name="plane", log=lambda _: None)
+    before = read_surface(path, "plane").values["train_loss"].copy()
+    with h5py.File(path, "a") as f:
+        del f["trajectories"]
+    logs: list[str] = []
+    assert compute_surface(path, cfg, name="plane", log=logs.append) == "plane"
+    assert logs == ["surface 'plane' is already complete for this config; nothing to do"]
+    np.testing.assert_array_equal(read_surface(path, "plane").values["train_loss"], before)
+    with pytest.raises(UserError, match="recorded no trajectory"):
+        compute_surface(path, dataclasses.replace(cfg, grid="-0.5:1.5:4"), name="plane",
+                        log=lambda _: None)

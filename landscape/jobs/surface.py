@@ -351,6 +351,9 @@ def compute_surface(
     """
     cfg = cfg or SurfaceConfig()
     path = store.check_run_file(path)
+    if name is not None and not force and _complete_as_asked(path, name, cfg):
+        log(f"surface {name!r} is already complete for this config; nothing to do")
+        return name
     model, data = load_run_model(path)
     rank, world, own_pg, device = _dist.setup(device)
     try:
@@ -389,6 +392,18 @@ def compute_surface(
         return name
     finally:
         _dist.teardown(own_pg)
+
+
+def _complete_as_asked(path: Path, name: str, cfg: SurfaceConfig) -> bool:
+    """Whether ``path`` holds every point of surface ``name``, made with each option
+    ``cfg`` sets: a finished surface resumes without resolving its points again (a
+    run file whose trajectory was since dropped keeps its plane and PCA surfaces)."""
+    with store.open_run(path) as f:
+        stored, _, arrays = store.surface_progress(f, name)
+    if stored is None or not arrays["computed"].all():
+        return False
+    asked = json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if v is not None}))
+    return all(stored.get(k) == v for k, v in asked.items())
 
 
 def _run(path: Path, name: str, grid: SurfaceGrid, ev: Evaluator, surf: Surface | None,
