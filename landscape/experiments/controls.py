@@ -106,7 +106,9 @@ class ControlsSettings(Settings):
         large_lr: Its learning rate.
         large_epochs: Its epochs.
         measure_samples: Train samples of every measure.
-        trace_samples: Hutchinson probes.
+        trace_samples: Trace HVPs.
+        trace_method: Trace estimator: ``hutchinson``, the committed report's and the
+            one its closed-form row names (the API's default is Hutch++).
         directions: Directions of the width measure.
         dinh_model: The ReLU network of the reparametrization control.
         alphas: Its rescaling factors (besides 1).
@@ -120,6 +122,7 @@ class ControlsSettings(Settings):
     large_epochs: int = 200
     measure_samples: int = measure_default("samples")
     trace_samples: int = measure_default("trace_samples")
+    trace_method: str = "hutchinson"
     directions: int = measure_default("directions")
     dinh_model: str = "mnist1d-mlp"
     alphas: tuple[float, ...] = (10.0, 0.1)
@@ -232,6 +235,7 @@ def _batch_measures(path: Path, st: Mapping[str, Any]) -> dict[str, float]:
 
     common = MeasureConfig(samples=st["measure_samples"], device="cpu")
     params = {"smallest": False, "trace_samples": st["trace_samples"],
+              "trace_method": st["trace_method"],
               "directions": st["directions"], "width_bn": "recompute"}
     res = measure_solution(path, "sgd", _measures(), common, params)
     return {h.label: float(res[m].get(h.key, math.nan)) for m, h in _headlines()}
@@ -318,6 +322,7 @@ def reparametrization(path: Path, st: Mapping[str, Any], *, log: Log = print
                            dtype="float64", device="cpu")
     names = _measures()
     params = {"smallest": False, "trace_samples": st["trace_samples"],
+              "trace_method": st["trace_method"],
               "directions": st["directions"]}
     chosen = {m: params_of(m, params) for m in names}
     asam_p, pb_p = params_of("asam", {}), params_of("pacbayes", {})
@@ -531,6 +536,7 @@ def known_geometry(path: Path, seed: int, st: Mapping[str, Any]) -> list[dict[st
     common = MeasureConfig(samples=len(y), dtype="float64", device="cpu")
     names = ["hessian", "trace", "layer_hessian", "eps", "sam", "avg", "pacbayes", "width"]
     params = {"smallest": True, "trace_samples": st["trace_samples"],
+              "trace_method": st["trace_method"],
               "directions": st["directions"], "pacbayes_metric": "loss",
               "pacbayes_target": st["pacbayes_target_loss"]}
     sol = "linear_mse"

@@ -79,7 +79,9 @@ class PaperSettings(Settings):
         measure_samples: Train samples of every measure.
         directions: Directions of the width measure.
         tau: The width's loss rise.
-        trace_samples: Hutchinson probes.
+        trace_samples: Trace HVPs.
+        trace_method: Trace estimator: ``hutchinson``, the committed reports'
+            (the API's default is Hutch++).
         slq_steps: Lanczos steps of the density.
         gap_points: Points of the SGD→SWA line of the gap.
         measure_seeds: How many seeds are measured (default all).
@@ -96,6 +98,7 @@ class PaperSettings(Settings):
     directions: int = measure_default("directions")
     tau: float = measure_default("tau")
     trace_samples: int = measure_default("trace_samples")
+    trace_method: str = "hutchinson"
     slq_steps: int = measure_default("slq_steps")
     gap_points: int = 41
     measure_seeds: int | None = None
@@ -201,6 +204,7 @@ def _seed_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
         common = MeasureConfig(samples=st["measure_samples"], device="cpu")
         params = {"directions": st["directions"], "tau": st["tau"],
                   "trace_samples": st["trace_samples"], "slq_steps": st["slq_steps"],
+                  "trace_method": st["trace_method"],
                   "width_bn": "recompute"}
         for sol in ("sgd", "swa"):
             res = measure_solution(run, sol, st["measures"], common, params,
