@@ -338,6 +338,43 @@ class _SplitStats:
         return Metrics(mean, acc, sem, n)
 
 
+# =========================================================================== cache
+class ReplayedStream(StreamBatches):
+    """A stream (e.g. a ``DataLoader``) kept in memory by its first full pass, in its own
+    batches, when they take at most ``limit`` bytes; later passes replay them.
+
+    An evaluator reads the same data at every point of a surface or profile: replaying
+    skips the loader's per-sample indexing and collation (and any decoding) after the
+    first pass, with the same batches, so the same numbers.  A larger stream, or a
+    pass stopped early, keeps streaming.
+
+    Args:
+        batches: The re-iterable of ``(inputs, targets)`` batches.
+        limit: Largest number of bytes kept (0: never keep).
+    """
+
+    def __init__(self, batches: Any, limit: int) -> None:
+        super().__init__(batches)
+        self.limit = int(limit)
+        self.kept: list[tuple[Tensor, Tensor]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield the checked batches: from memory once kept, else from the stream."""
+        if self.kept is not None:
+            yield from self.kept
+            return
+        keep: list[tuple[Tensor, Tensor]] | None = [] if self.limit > 0 else None
+        size = 0
+        for xb, yb in super().__iter__():
+            if keep is not None:
+                size += xb.nbytes + yb.nbytes
+                keep = keep if size <= self.limit else None
+                if keep is not None:
+                    keep.append((xb, yb))
+            yield xb, yb
+        self.kept = keep
+
+
 # =========================================================================== evaluator
 class Evaluator:
     """Loss (and accuracy) of ``model`` at flat weight vectors, on train and test data.
@@ -355,6 +392,10 @@ class Evaluator:
         batch_size: Samples per forward pass for in-memory tensors.
         bn_data: Data whose inputs recompute BN statistics (default: ``train``).
         bn_samples: Use only the first ``bn_samples`` samples of ``bn_data``.
+        keep_bytes: A ``DataLoader`` (any stream) is kept in memory by its first
+            full pass and replayed when its batches take at most this many bytes
+            (default 512 MiB; 0: read the loader at every pass); see
+            :class:`ReplayedStream`.
         l2: Weight decay coefficient; adds ``l2 * ||θ||² / 2`` to the train loss
             (the SWA paper plots this regularized train loss).
         compile: Run the forward pass through ``torch.compile``.
@@ -388,6 +429,7 @@ class Evaluator:
         bn_samples: int | None = None,
         l2: float = 0.0,
         compile: bool = False,
+        keep_bytes: int = 2**29,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UserTypeError(f"model must be a torch.nn.Module, got "
@@ -414,14 +456,22 @@ class Evaluator:
         self.batch_size = batch_size
         self.l2 = float(l2)
         self.data: dict[str, Batches] = {}
+        if keep_bytes < 0:
+            raise UserError(f"keep_bytes must be >= 0, got {keep_bytes}")
+
+        def batches(d: Any) -> Batches:
+            b = as_batches(d, batch_size)
+            return (ReplayedStream(b.batches, keep_bytes)
+                    if type(b) is StreamBatches and keep_bytes else b)
+
         for split, d in (("train", train), ("test", test)):
             if d is not None:
-                self.data[split] = as_batches(d, batch_size)
+                self.data[split] = batches(d)
         if not self.data:
             raise UserError("no data to evaluate on; pass train (and test) data as "
                             "(inputs, targets) tensors or a DataLoader")
-        bn_src = bn_data if bn_data is not None else train
-        self._bn = None if bn_src is None else as_batches(bn_src, batch_size)
+        self._bn = (self.data.get("train") if bn_data is None and train is not None
+                    else None if bn_data is None else batches(bn_data))
         self._bn_samples = bn_samples
         if self.bn is BNMode.RECOMPUTE and self._bn is None:
             raise UserError("bn=recompute needs train data (or bn_data) to recompute "

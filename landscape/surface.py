@@ -535,10 +535,16 @@ def as_point(layout: ParamLayout, buffers: ParamLayout, point: Any
                         f"got {type(point).__name__}")
 
 
+#: The :class:`~landscape.evaluate.Evaluator` options the surface functions pass on.
+EVALUATOR_OPTIONS = ("loss", "bn", "device", "batch_size", "l2", "keep_bytes")
+
+
 def _evaluator(model: nn.Module, train: Any, test: Any, kw: Mapping[str, Any]) -> Evaluator:
-    return Evaluator(model, train, test, loss=kw.get("loss"), bn=kw.get("bn"),
-                     device=kw.get("device"), batch_size=kw.get("batch_size", 4096),
-                     l2=kw.get("l2", 0.0))
+    bad = sorted(set(kw) - set(EVALUATOR_OPTIONS))
+    if bad:
+        raise UserTypeError(f"unknown option(s) {bad}; the evaluator takes "
+                            f"{list(EVALUATOR_OPTIONS)}")
+    return Evaluator(model, train, test, **kw)
 
 
 def _attrs(kind: str, grid: SurfaceGrid, ev: Evaluator, **extra: Any) -> dict[str, Any]:
@@ -574,8 +580,9 @@ def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int =
         grid_y: ``y`` axis (default: as ``x``).
         seed: Seed of the directions.
         progress: A tqdm bar on stderr.
-        **kw: ``loss``, ``bn``, ``device``, ``batch_size``, ``l2`` of the
-            :class:`~landscape.evaluate.Evaluator`.
+        **kw: ``loss``, ``bn``, ``device``, ``batch_size``, ``l2``, ``keep_bytes``
+            of the :class:`~landscape.evaluate.Evaluator` (a ``DataLoader`` is kept
+            in memory after its first pass up to ``keep_bytes``, 512 MiB).
 
     Returns:
         The :class:`Surface`.
