@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -53,7 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from landscape import store
 from landscape._errors import UserError
@@ -82,6 +81,8 @@ from landscape.sharpness import (
     params_of,
     run_measure,
 )
+from landscape.sharpness.dinh2017 import dinh_rescale
+from landscape.sharpness.oracles import geometry_closed_forms, linear_regression
 from landscape.stats import format_ci, geometric_ratio, log_ratios
 
 #: The arms of the batch-size control, as methods of the results file.
@@ -238,49 +239,6 @@ def _batch_measures(path: Path, st: Mapping[str, Any]) -> dict[str, float]:
 
 
 # =========================================================================== Dinh
-def dinh_rescale(model: nn.Module, theta: Tensor, alpha: float) -> Tensor:
-    r"""Dinh et al.'s layer-wise :math:`\alpha`-rescaling of a ReLU network's weights.
-
-    The first ``nn.Linear`` layer's weight and bias are multiplied by
-    :math:`\alpha` and the second linear layer's weight by :math:`1/\alpha`.
-    With a positively homogeneous activation (ReLU) between them and no
-    normalization layer, :math:`\mathrm{relu}(\alpha z) = \alpha\,\mathrm{relu}(z)`
-    for :math:`\alpha > 0`, so the network computes the same function.
-
-    Args:
-        model: The network (for its layout; not modified).
-        theta: ``(n,)`` its weights.
-        alpha: :math:`\alpha > 0`.
-
-    Returns:
-        ``(n,)`` the rescaled weights (``theta``'s dtype).
-
-    Raises:
-        UserError: If ``alpha`` is not positive or the model has fewer than two
-            linear layers.
-
-    Example:
-        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
-        >>> th = torch.ones(13, dtype=torch.float64)
-        >>> dinh_rescale(net, th, 10.0)[[0, 6, 9, 12]].tolist()  # W1, b1, W2, b2
-        [10.0, 10.0, 0.1, 1.0]
-    """
-    if not alpha > 0:
-        raise UserError(f"the rescaling factor must be > 0, got {alpha}")
-    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if len(linear) < 2:
-        raise UserError(f"the reparametrization control needs two linear layers with a "
-                        f"ReLU between them; {type(model).__name__} has {len(linear)}")
-    first, second = linear[:2]
-    s = torch.ones_like(theta)
-    for name, sl, _, _ in ParamLayout.from_module(model).slices():
-        if name in (f"{first}.weight", f"{first}.bias"):
-            s[sl] = alpha
-        elif name == f"{second}.weight":
-            s[sl] = 1.0 / alpha
-    return theta * s
-
-
 def _alpha_key(a: float) -> str:
     return f"{a:g}"
 
@@ -403,80 +361,6 @@ def _extra_measure(ctx: MeasureContext, key: str, p: Mapping[str, Any]) -> dict[
 
 
 # =========================================================================== geometry
-def linear_regression(seed: int, n: int = 200) -> tuple[Tensor, Tensor, Tensor]:
-    r"""The known-geometry problem: 4 inputs, a bias, squared loss, least squares.
-
-    :math:`x_i \sim \mathcal N(0.5, \mathrm{diag}(2, 1, 0.5, 0.25)^2)`,
-    :math:`y_i = x_i^\top (1, -2, 0.5, 3) + 0.3 + 0.1\,\varepsilon_i`, all in
-    float64; the solution is the least-squares fit of weight and bias.
-
-    Returns:
-        ``X`` ``(n, 4)``, ``y`` ``(n, 1)`` and the solution ``θ = (w, b)`` ``(5,)``.
-    """
-    g = torch.Generator().manual_seed(int(seed))
-    f64 = torch.float64
-    X = torch.randn(n, 4, generator=g, dtype=f64) * torch.tensor([2.0, 1.0, 0.5, 0.25],
-                                                                 dtype=f64) + 0.5
-    y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=f64) + 0.3
-    y = (y + 0.1 * torch.randn(n, generator=g, dtype=f64))[:, None]
-    A = torch.cat([X, torch.ones(n, 1, dtype=f64)], 1)
-    theta = torch.linalg.lstsq(A, y).solution[:, 0]
-    return X, y, theta
-
-
-def geometry_closed_forms(X: Tensor, y: Tensor, theta: Tensor, p: Mapping[str, Any],
-                          directions: Tensor) -> dict[str, float]:
-    r"""Every measure's closed form for :math:`L = \frac1N\|A\theta - y\|^2`.
-
-    The loss is exactly :math:`c + \frac12 \Delta^\top H \Delta` around the
-    least-squares :math:`\theta` (``reference/sharpness-measures.md`` §9).
-
-    Args:
-        X: ``(N, 4)`` inputs.
-        y: ``(N, 1)`` targets.
-        theta: ``(5,)`` the least-squares weights and bias.
-        p: The measures' parameters (``rho``, ``asam_rho``, ``eta``, ``eps``,
-            ``sigma``, ``pacbayes_target``, ``pacbayes_eps``, ``tau``).  ASAM's
-            closed form is given for both ``asam_normalize`` choices:
-            ``asam_all`` (T = |θ| + η on weight and bias) and ``asam_weights``
-            (T = |w| + η on the weight, 1 on the bias).
-        directions: ``(K, 5)`` the width measure's unit directions.
-
-    Returns:
-        Values by row key.
-    """
-    A = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1).numpy()
-    th = theta.numpy()
-    N = len(A)
-    H = 2 * A.T @ A / N
-    c = float(np.mean((A @ th - y.numpy()[:, 0]) ** 2))
-    ev = np.linalg.eigvalsh(H)
-    box = p["eps"] * (np.abs(th) + 1)
-    vertex = max(0.5 * v @ H @ v for v in (np.array(s) * box for s in
-                                           itertools.product((-1.0, 1.0), repeat=th.size)))
-    T = {"all": np.abs(th) + p["eta"], "weights": np.r_[np.abs(th[:-1]) + p["eta"], 1.0]}
-    D = directions.numpy()
-    widths = np.sqrt(2 * p["tau"] / np.einsum("ki,ij,kj->k", D, H, D))
-    return {
-        "lambda_max": float(ev[-1]), "lambda_min": float(ev[0]),
-        "trace": float(np.trace(H)),
-        "block_lambda_max_weight": float(np.linalg.eigvalsh(H[:-1, :-1])[-1]),
-        "block_trace_weight": float(np.trace(H[:-1, :-1])),
-        "block_bias": float(H[-1, -1]),
-        "eps": 100 * vertex / (1 + c),
-        "sam": p["rho"] ** 2 * float(ev[-1]) / 2,
-        **{f"asam_{k}": p["asam_rho"] ** 2 * float(np.linalg.eigvalsh(t[:, None] * H * t)[-1])
-           / 2 for k, t in T.items()},
-        "avg": p["sigma"] ** 2 * float(np.trace(H)) / 2,
-        "sigma": math.sqrt(2 * p["pacbayes_target"] / float(np.trace(H))),
-        "sigma_mag": math.sqrt((2 * p["pacbayes_target"]
-                                - p["pacbayes_eps"] ** 2 * float(np.trace(H)))
-                               / float(np.diag(H) @ th**2)),
-        "width": float(np.median(widths)),
-        "loss": c,
-    }
-
-
 #: Rows of the known-geometry table: key, label, measure (or a key of
 #: :data:`GEOMETRY_VARIANTS`), stored scalar or ``array[index]``, its standard
 #: error (Monte Carlo estimators), closed form text.
