@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from landscape.experiments._common import Protocol, register_protocol
 from landscape.experiments.seed000.report import (  # noqa: F401
+    FIGURES,
     SEED_REPORTED,
     _figures,
     _report,

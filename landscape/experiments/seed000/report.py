@@ -10,17 +10,23 @@ import numpy as np
 
 from landscape.experiments._common import (
     Experiment,
+    FigureSpec,
     ci_cell,
+    draw_figures,
     figure_lines,
 )
 from landscape.stats import comparison, format_pm, paired_call, verdict
 
+#: The figures of the report: ``{stem: (caption, draw(plot, results))}``; the report
+#: shows them without captions.
+FIGURES: dict[str, FigureSpec] = {
+    "swa_vs_sgd": (None, lambda plot, res: plot.plot_swa_vs_sgd(
+        res, metrics=["cv_acc", "train_acc", "test_acc"])),
+}
+
 
 def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Path]:
-    from landscape import plot
-
-    return plot.save_figure(plot.plot_swa_vs_sgd(
-        res, metrics=["cv_acc", "train_acc", "test_acc"])[0], dest / "swa_vs_sgd")
+    return draw_figures(FIGURES, dest, res)
 
 
 #: The seed's own results (IIIT Vadodara report, Kaggle Digit Recognizer): Optuna's
