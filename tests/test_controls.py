@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from landscape import experiments as ex
 from landscape import store
 from landscape._errors import UserError
 from landscape.experiments import controls
-from landscape.params import ParamLayout
 from landscape.sharpness import headlines
 
 
@@ -56,88 +52,6 @@ def test_known_geometry_matches_closed_forms(quick: Path) -> None:
         # ε-sharpness: every one of the 32 box vertices evaluated, the exact maximum
         assert (r["eps"]["exact"], r["eps"]["method"]) == (True, "L-BFGS-B + every vertex")
         assert abs(r["eps"]["rel_err"]) < 1e-9
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2, 5])
-def test_eps_measure_is_the_vertex_maximum_of_the_least_squares_problem(seed: int) -> None:
-    """The ``eps`` measure on the known-geometry problem (float64) equals its closed form
-    on every seed; with the vertex search off it is flagged as a lower bound (and on
-    seed 0 L-BFGS-B alone stops below the best vertex, as the report once showed)."""
-    from landscape.sharpness import measure
-
-    X, y, theta = controls.linear_regression(seed, 200)
-    net = nn.Linear(4, 1).double()
-    ParamLayout.from_module(net).write(net, theta)
-    p = {"rho": 0.05, "asam_rho": 0.5, "eta": 0.01, "eps": 1e-3, "sigma": 0.01,
-         "pacbayes_target": 0.01, "pacbayes_eps": 1e-3, "tau": 0.1}
-    closed = controls.geometry_closed_forms(X, y, theta, p, torch.eye(5, dtype=X.dtype))
-    args = dict(loss=nn.MSELoss(), dtype="float64", eps=p["eps"])
-    r = measure(net, (X, y), "eps", **args)
-    assert r.exact
-    assert r.value == pytest.approx(closed["eps"], rel=1e-9)
-    lower = measure(net, (X, y), "eps", eps_vertex_starts=0, **args)
-    assert (lower.exact, lower.method) == (False, "L-BFGS-B")
-    assert lower.value <= closed["eps"] * (1 + 1e-9)
-    if seed == 0:
-        assert lower.value < 0.9 * closed["eps"]
-
-
-def test_closed_forms_agree_with_the_loss() -> None:
-    """The closed forms, checked by evaluating the loss itself (no measure involved)."""
-    X, y, theta = controls.linear_regression(3, 100)
-    A = torch.cat([X, torch.ones(100, 1, dtype=X.dtype)], 1)
-
-    def rise(d: torch.Tensor) -> float:
-        return float(((A @ (theta + d) - y[:, 0]) ** 2).mean()
-                     - ((A @ theta - y[:, 0]) ** 2).mean())
-
-    p = {"rho": 0.05, "asam_rho": 0.5, "eta": 0.01, "eps": 1e-3, "sigma": 0.01,
-         "pacbayes_target": 0.01, "pacbayes_eps": 1e-3, "tau": 0.1}
-    d = torch.nn.functional.normalize(torch.randn(4, 5, dtype=X.dtype), dim=1)
-    c = controls.geometry_closed_forms(X, y, theta, p, d)
-    H = 2 * A.T @ A / 100
-    ev, V = torch.linalg.eigh(H)
-    assert c["lambda_max"] == pytest.approx(float(ev[-1]), rel=1e-12)
-    assert rise(p["rho"] * V[:, -1]) == pytest.approx(c["sam"], rel=1e-8)
-    # ASAM: the rise along T times the top eigenvector of THT, at radius ρ_asam
-    for key, t in (("asam_all", theta.abs() + p["eta"]),
-                   ("asam_weights", torch.cat([theta[:4].abs() + p["eta"],
-                                               torch.ones(1, dtype=X.dtype)]))):
-        _, Vt = torch.linalg.eigh(t[:, None] * H * t)
-        assert rise(p["asam_rho"] * t * Vt[:, -1]) == pytest.approx(c[key], rel=1e-8)
-    assert c["asam_all"] != pytest.approx(c["asam_weights"], rel=1e-4)
-    # the worst box vertex gives the ε-sharpness closed form
-    best = max(rise(torch.tensor(s, dtype=X.dtype) * p["eps"] * (theta.abs() + 1))
-               for s in itertools.product((-1.0, 1.0), repeat=5))
-    assert 100 * best / (1 + c["loss"]) == pytest.approx(c["eps"], rel=1e-8)
-    # each direction's width: the loss rises by tau there
-    widths = np.sqrt(2 * p["tau"] / np.einsum("ki,ij,kj->k", d, H, d))
-    assert rise(float(widths[0]) * d[0]) == pytest.approx(p["tau"], rel=1e-8)
-    assert c["width"] == pytest.approx(float(np.median(widths)))
-    # σ' solves ½ Σ H_ii (σ'² θ_i² + ε²) = Δ
-    s2 = c["sigma_mag"] ** 2 * theta**2 + p["pacbayes_eps"] ** 2
-    assert 0.5 * float(torch.diag(H) @ s2) == pytest.approx(p["pacbayes_target"])
-
-
-def test_dinh_rescaling_keeps_the_function() -> None:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(),
-                        nn.Linear(4, 3)).double()
-    from landscape.params import ParamLayout
-
-    layout = ParamLayout.from_module(net)
-    th = layout.read(net, dtype=torch.float64)
-    x = torch.randn(20, 6, dtype=torch.float64)
-    before = net(x)
-    w = controls.dinh_rescale(net, th, 10.0)
-    layout.write(net, w)
-    assert torch.allclose(net(x), before, rtol=0, atol=1e-12)
-    ratio = (w / th).tolist()
-    assert ratio[:35] == pytest.approx([10.0] * 35)  # first layer's weight and bias
-    assert ratio[35:55] == pytest.approx([0.1] * 20)  # second layer's weight
-    assert ratio[55:] == pytest.approx([1.0] * (len(ratio) - 55))  # the rest
-    with pytest.raises(UserError, match="two linear layers"):
-        controls.dinh_rescale(nn.Linear(2, 1), torch.zeros(3), 2.0)
 
 
 def test_reparametrization_control(quick: Path) -> None:
@@ -206,10 +120,10 @@ def test_rerun_recomputes_nothing(quick: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("landscape.train.train_run", boom)
     monkeypatch.setattr("landscape.jobs.measures.run_measure", boom)
     monkeypatch.setattr("landscape.jobs.measures.MeasureContext", boom)
-    monkeypatch.setattr(controls, "run_measure", boom)
-    monkeypatch.setattr(controls, "MeasureContext", boom)
-    monkeypatch.setattr(controls, "adaptive_sharpness", boom)
-    monkeypatch.setattr(controls, "pacbayes_sigma", boom)
+    monkeypatch.setattr(controls.run, "run_measure", boom)
+    monkeypatch.setattr(controls.run, "MeasureContext", boom)
+    monkeypatch.setattr(controls.run, "adaptive_sharpness", boom)
+    monkeypatch.setattr(controls.run, "pacbayes_sigma", boom)
     monkeypatch.setattr("landscape.evaluate.EmpiricalRisk", boom)
     ex.reproduce("controls", quick=True, out_dir=quick / "out" / "controls",
                  runs_dir=quick / "runs",

@@ -26,6 +26,7 @@ from landscape.sharpness.jiang2020pacbayes import (
     pacbayes_measures,
     pacbayes_sigma,
 )
+from landscape.sharpness.oracles import quadratic
 
 F64 = torch.float64
 H_DIAG = torch.tensor([4.0, 1.0, 0.25], dtype=F64)  # tr H = 5.25
@@ -34,10 +35,8 @@ W_STAR = torch.tensor([1.0, -2.0, 0.5], dtype=F64)  # sum H_ii w_i^2 = 8.0625
 
 def shifted_quadratic(c: float) -> Callable[[Tensor], float]:
     """L(w) = c + (w - w*)^T H (w - w*) / 2: minimum value c at w*."""
-    def f(w: Tensor) -> float:
-        d = w - W_STAR
-        return float(c + 0.5 * d @ (H_DIAG * d))
-    return f
+    f = quadratic(torch.diag(H_DIAG), W_STAR, c)
+    return lambda w: float(f(w))
 
 
 # =========================================================================== rise vs absolute

@@ -170,8 +170,8 @@ def test_rerun_keeps_finished_work(demo: Path, monkeypatch: pytest.MonkeyPatch,
         assert cfg.pop("swag_rank") == 20
         g.attrs["config"] = json.dumps(cfg)
     assert set(stages) == {"train", "budgets", "measures", "surfaces"}
-    monkeypatch.setattr(paper, "fit", boom)
-    monkeypatch.setattr(paper, "Evaluator", boom)
+    monkeypatch.setattr(paper.run, "fit", boom)
+    monkeypatch.setattr(paper.run, "Evaluator", boom)
     monkeypatch.setattr("landscape.train.train_run", boom)
     t0 = time.perf_counter()
     assert main(["demo", "--quick", "--out", str(demo / "demo.h5"), "--runs-dir",

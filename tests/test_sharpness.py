@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import allclose_report
-from scipy.optimize import brentq
 from torch import Tensor, nn
 
 from landscape.cli import main
@@ -49,6 +48,7 @@ from landscape.sharpness import (
     width_ratio,
 )
 from landscape.sharpness import measure as ls_measure
+from landscape.sharpness.oracles import ball_max_rise, quadratic
 
 F64 = torch.float64
 H_DIAG = torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=F64))
@@ -56,14 +56,6 @@ W_STAR = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
 
 
 # =========================================================================== helpers
-def quadratic(H: Tensor, w_star: Tensor) -> Callable[[Tensor], Tensor]:
-    """L(w) = (w - w*)^T H (w - w*) / 2."""
-    def f(w: Tensor) -> Tensor:
-        d = w - w_star
-        return 0.5 * d @ (H @ d)
-    return f
-
-
 def random_spd(n: int, seed: int, *, low: float = 0.1, high: float = 10.0,
                negative: int = 0) -> tuple[Tensor, np.ndarray]:
     """Q diag(eigs) Q^T with log-uniform eigenvalues (``negative`` of them < 0)."""
@@ -72,21 +64,6 @@ def random_spd(n: int, seed: int, *, low: float = 0.1, high: float = 10.0,
     eigs[:negative] *= -0.3
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     return torch.from_numpy(Q @ np.diag(eigs) @ Q.T), np.sort(eigs)
-
-
-def ball_max_quadratic(H: np.ndarray, x: np.ndarray, rho: float) -> float:
-    """max_{|d| <= rho} (x+d)^T H (x+d)/2 - x^T H x/2 for SPD H (secular equation)."""
-    lam, Q = np.linalg.eigh(H)
-    c = Q.T @ (H @ x)  # H x in the eigenbasis
-
-    def norm_minus_rho(mu: float) -> float:
-        return float(np.linalg.norm(c / (mu - lam)) - rho)
-
-    lo = lam[-1] * (1 + 1e-12) + 1e-15
-    hi = lam[-1] + np.linalg.norm(c) / rho + 1.0
-    mu = brentq(norm_minus_rho, lo, hi, xtol=1e-15, rtol=1e-15)
-    d = Q @ (c / (mu - lam))
-    return float(0.5 * (x + d) @ H @ (x + d) - 0.5 * x @ H @ x)
 
 
 def relu_net(d_in: int = 4, hidden: int = 6, classes: int = 3, n: int = 40,
@@ -474,7 +451,7 @@ def test_sam_at_minimum_is_rho2_lambda_max_over_2() -> None:
 def test_sam_one_step_and_multi_step_off_minimum() -> None:
     f = quadratic(H_DIAG, W_STAR)
     w = W_STAR + 0.05
-    exact = ball_max_quadratic(H_DIAG.numpy(), np.full(3, 0.05), 0.1)
+    exact = ball_max_rise(H_DIAG.numpy(), np.full(3, 0.05), 0.1)
     assert exact == pytest.approx(0.040264, abs=1e-6)  # the reference's oracle
     one = sam_one_step(f, w, rho=0.1)
     assert one == pytest.approx(0.039706, abs=1e-6)

@@ -300,14 +300,18 @@ LABELS = {"sgd": "SGD (no SWA)", "swa": "SGD + SWA", "last": "last checkpoint",
           "repair": "line after weight matching + REPAIR"}
 
 
-#: A protocol figure, declared once: ``FIGURES = {stem: (caption, draw)}`` with
+#: A protocol figure, declared once: ``FIGURES = {stem: (caption, draw)}`` (caption
+#: ``None``: shown without one) with
 #: ``draw(plot, *inputs) -> (fig, ax)``, ``plot`` being :mod:`landscape.plot` (imported
 #: only to draw, so that importing a protocol does not import matplotlib).
-FigureSpec = tuple[str, Callable[..., Any]]
+FigureSpec = tuple[str | None, Callable[..., Any]]
 
 
 def draw_figures(figures: Mapping[str, FigureSpec], dest: Path, *inputs: Any) -> list[Path]:
     """Draw and save every figure of ``figures`` as ``dest/<stem>.png``, in order.
+
+    A figure's ``draw(plot, *inputs)`` returns ``(fig, ax)``, or ``None`` where the
+    inputs lack what it shows (it is then left out).
 
     Returns:
         The paths written.
@@ -316,7 +320,9 @@ def draw_figures(figures: Mapping[str, FigureSpec], dest: Path, *inputs: Any) ->
 
     out: list[Path] = []
     for stem, (_, draw) in figures.items():
-        out += plot.save_figure(draw(plot, *inputs)[0], dest / stem)
+        drawn = draw(plot, *inputs)
+        if drawn is not None:  # a figure the results do not have (e.g. no history)
+            out += plot.save_figure(drawn[0], dest / stem)
     return out
 
 
@@ -326,7 +332,7 @@ def captions(figures: Mapping[str, FigureSpec]) -> dict[str, str]:
     Returns:
         The captions.
     """
-    return {stem: caption for stem, (caption, _) in figures.items()}
+    return {stem: caption for stem, (caption, _) in figures.items() if caption is not None}
 
 
 def figure_lines(figures: Sequence[Path], out: Path,

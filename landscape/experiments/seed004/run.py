@@ -1,16 +1,9 @@
-r"""Protocol ``seed004``: the SVHN blog post's checkpoint averaging.
-
-Constant lr, no SWA run, every epoch recorded, post-hoc average of the
-checkpoints of epochs ``A..B`` (``average_epochs``); each checkpoint's test
-accuracy is stored in the run file (``/measures/checkpoints``) by
-:func:`evaluate_checkpoints`, and the averaged model is compared with the mean
-and the last of its checkpoints.
-"""
+"""Protocol ``seed004``: the run over seeds and its per-seed task."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +16,8 @@ from landscape.evaluate import BNMode, Evaluator
 from landscape.experiments._common import (
     Experiment,
     Log,
-    Protocol,
-    figure_lines,
-    register_protocol,
 )
-from landscape.experiments._settings import Settings
 from landscape.jobs import load_run_model
-from landscape.stats import verdict
 from landscape.train import train
 
 
@@ -108,30 +96,3 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
             f"{ck['test_acc'].max():.4f}); averaged model {avg['test_acc']:.4f}; last "
             f"{last['test_acc']:.4f} ({time.perf_counter() - t0:.0f} s)")
     return {"metrics": metrics, "extra": {"runs": runs, "average_epochs": list(rng)}}
-
-
-def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Path]:
-    from landscape import plot
-
-    figs = plot.save_figure(plot.plot_swa_vs_sgd(res, metrics=["test_acc"])[0],
-                            dest / "averaging")
-    for run in result.get("extra", {}).get("runs", [])[:1]:
-        figs += plot.save_figure(plot.plot_checkpoints(run)[0], dest / "checkpoints")
-        if store.contents(run)["history"]:  # not with --eval-every 0
-            figs += plot.save_figure(plot.plot_history(run)[0], dest / "history")
-    return figs
-
-
-def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
-            ) -> list[str]:
-    m = result["metrics"]
-    return ["- " + verdict("the checkpoints' mean", m["checkpoints_mean"]["test_acc"],
-                           "the averaged model", m["avg"]["test_acc"], "test accuracy"),
-            "- " + verdict("the last checkpoint", m["last"]["test_acc"],
-                           "the averaged model", m["avg"]["test_acc"], "test accuracy"),
-            "", "## Figures", "", *figure_lines(figures, out)]
-
-
-register_protocol(Protocol(
-    name="seed004", title="SmallCNN, checkpoints vs their average",
-    settings=Settings, run=run_seed004, figures=_figures, report=_report))
