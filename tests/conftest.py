@@ -1,7 +1,8 @@
-"""Shared fixtures: a tiny trained run file (trained once per session)."""
+"""Shared fixtures: a tiny trained run file (trained once per session) and a copy of it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainConfig)
     out = tmp_path_factory.mktemp("run") / "tiny.h5"
     train(tiny_config, out, progress=False, log=lambda _: None)
     return out
+
+
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`tiny_run` that a test may write measures into."""
+    p = tmp_path / "run.h5"
+    shutil.copyfile(tiny_run, p)
+    return p

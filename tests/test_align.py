@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cases import MODELS as TINY_MODELS
+from cases import tiny_mlp
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from landscape._errors import UserError
-from landscape.models import MODELS, build_model
+from landscape.models import MODELS, build_model, has_batchnorm
 from landscape.paths.align import (
     align,
     merge,
@@ -46,20 +48,7 @@ class _ResBlockNet(nn.Module):
         return self.head(torch.flatten(h, 1))
 
 
-def _mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16),
-                         nn.ReLU(), nn.Linear(16, 3))
-
-
-def _bn_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(6 * 2 * 2, 3))
-
-
-NETS = {"mlp": (_mlp, (3, 2, 2)), "bn_cnn": (_bn_cnn, (1, 8, 8)),
-        "residual": (_ResBlockNet, (3, 8, 8))}
+NETS = {**TINY_MODELS, "residual": (_ResBlockNet, (3, 8, 8))}
 
 
 def _randomized(factory, seed: int) -> nn.Module:
@@ -266,7 +255,7 @@ def test_the_aligned_model_computes_the_same_function(net: str) -> None:
 
 
 def test_weight_matching_increases_the_inner_product_and_is_seeded() -> None:
-    a, b = _randomized(_mlp, 0), _randomized(_mlp, 1)
+    a, b = _randomized(tiny_mlp, 0), _randomized(tiny_mlp, 1)
     spec = permutation_spec(a)
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
 
@@ -287,7 +276,7 @@ def _interpolated(a: nn.Module, b: nn.Module, t: float, x: torch.Tensor) -> nn.M
         for (_, p), pa, pb in zip(net.named_parameters(), a.parameters(), b.parameters(),
                                   strict=True):
             p.copy_((1 - t) * pa + t * pb)
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+    if has_batchnorm(net):
         update_bn([x], net)  # RESET
     return net.eval()
 
@@ -344,11 +333,11 @@ def test_merging_permuted_copies_returns_the_network(net: str) -> None:
 
 def test_merge_needs_two_networks_of_one_architecture() -> None:
     with pytest.raises(UserError, match="at least two"):
-        merge([_mlp()])
+        merge([tiny_mlp()])
     wide = nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 16),
                          nn.ReLU(), nn.Linear(16, 3))
     with pytest.raises(UserError, match="same architecture and width") as e:
-        merge([_mlp(), wide])
+        merge([tiny_mlp(), wide])
     assert "\n" not in str(e.value)
 
 
@@ -356,11 +345,11 @@ def test_align_refuses_different_widths_and_activations_without_data() -> None:
     wide = nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 16),
                          nn.ReLU(), nn.Linear(16, 3))
     with pytest.raises(UserError, match=r"1\.weight has shape"):
-        align(_mlp(), wide)
+        align(tiny_mlp(), wide)
     with pytest.raises(UserError, match="needs train data"):
-        align(_mlp(), _mlp(), method="activations")
+        align(tiny_mlp(), tiny_mlp(), method="activations")
     with pytest.raises(UserError, match="unknown alignment method"):
-        align(_mlp(), _mlp(), method="cosine")
+        align(tiny_mlp(), tiny_mlp(), method="cosine")
 
 
 # =========================================================================== run files

@@ -8,16 +8,21 @@ import copy
 import math
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cases import COMMON, FAST, relu_net
 from helpers import randomize_bn
 from scipy.optimize import brentq
 from scipy.stats import norm
 from torch import Tensor, nn
 
+from landscape.evaluate import Evaluator
+from landscape.jobs import measure_solution
 from landscape.models import build_model, has_batchnorm
+from landscape.sharpness import measure as ls_measure
 from landscape.sharpness.bnfold import fold_batchnorm
 from landscape.sharpness.jiang2020pacbayes import (
     PacBayesBound,
@@ -320,3 +325,67 @@ def test_unfoldable_batchnorm_is_a_one_line_error(net: nn.Module, message: str) 
     assert message in str(e.value)
     assert "without BN folding" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+# ================================================= σ on quadratics and run files
+def test_pacbayes_sigma_for_a_given_loss_rise() -> None:
+    f = quadratic(torch.diag(H_DIAG), W_STAR)  # H_DIAG: the diagonal here
+    loss = lambda w: float(f(w))  # noqa: E731
+    r = pacbayes_sigma(loss, W_STAR, 0.01, samples=50, seed=0)
+    assert abs(r.sigma - 0.0617213) <= 3 * r.sigma_sem
+    assert 0 < r.sigma_sem < 0.15 * r.sigma  # about 8 % for 50 draws
+    assert r.flatness == pytest.approx(1 / r.sigma**2)
+    many = pacbayes_sigma(loss, W_STAR, 0.01, samples=3000, seed=1)
+    assert many.sigma == pytest.approx(0.0617213, rel=0.01)
+    assert abs(many.rise - 0.01) < 1e-4
+    mag = pacbayes_sigma(loss, W_STAR, 0.01, magnitude_aware=True, eps=1e-3,
+                         samples=3000, seed=2)
+    assert abs(mag.sigma - 0.0497993) <= 3 * mag.sigma_sem
+    assert mag.sigma == pytest.approx(0.0497993, rel=0.01)
+
+
+def test_pacbayes_sigma_standard_error_is_honest() -> None:
+    """Over independent seeds, σ spreads about as much as its reported SE."""
+    f = quadratic(torch.diag(H_DIAG), W_STAR)  # H_DIAG: the diagonal here
+    runs = [pacbayes_sigma(lambda w: float(f(w)), W_STAR, 0.01, samples=20, seed=s)
+            for s in range(40)]
+    sig = np.array([r.sigma for r in runs])
+    sem = np.median([r.sigma_sem for r in runs])
+    assert sig.std(ddof=1) == pytest.approx(sem, rel=0.4)
+    assert abs(sig.mean() - 0.0617213) < 3 * sem / math.sqrt(40) + 0.002
+
+
+def test_pacbayes_default_error_path_with_folded_bn(run_copy: Path) -> None:
+    """The default: 0-1 train error, BN folded into the conv/linear layers."""
+    from landscape.jobs import load_run_model
+    from landscape.store import open_run, read_solution
+
+    params = {**FAST, "pacbayes_metric": "error", "pacbayes_target": 0.1,
+              "pacbayes_samples": 3}
+    out = measure_solution(run_copy, "swa", ["pacbayes"], COMMON, params)["pacbayes"]
+    model, data = load_run_model(run_copy)
+    sub = data.subset(COMMON.samples, 1, COMMON.seed)
+    with open_run(run_copy) as f:
+        sol = read_solution(f, "swa")
+    err = Evaluator(model, *sub.splits(), bn="keep").evaluate(
+        sol.weights, sol.buffers, splits=("train",))["train"].err
+    assert out["fold_bn"]
+    assert out["bound"] == "rise"
+    assert out["metric"] == "error"
+    assert out["base"] == pytest.approx(err, abs=1e-9)  # folding keeps the function
+    assert 0 < out["sigma"] < math.inf
+    assert 0 < out["sigma_mag"] < math.inf
+    assert out["m"] == len(data.y_train)
+    for k in ("pac_bayes_orig", "pac_bayes_init", "pac_bayes_mag_orig",
+              "pac_bayes_mag_init"):  # epoch 0 is recorded: the init forms exist
+        assert math.isfinite(out[k]), k
+
+
+def test_pacbayes_on_a_model_without_initial_weights() -> None:
+    net, data = relu_net()
+    r = ls_measure(net, (data.x_train, data.y_train), "pacbayes", dtype="float64",
+                   pacbayes_metric="loss", pacbayes_target=0.05, pacbayes_eps=0.0,
+                   pacbayes_samples=3)
+    assert math.isfinite(r.pac_bayes_orig)
+    assert math.isfinite(r.pac_bayes_mag_orig)
+    assert math.isnan(r.pac_bayes_init)  # unknown without the weights at initialization

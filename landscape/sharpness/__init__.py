@@ -8,6 +8,13 @@ numbers.  Modules are discovered automatically, so a new measure is one new
 file.  :func:`measure` runs registered measures on a model and its data;
 :mod:`landscape.jobs.measures` runs them on a run file's solutions.
 
+The machinery is private and split along its seams; its public names are
+re-exported here: ``_config`` (``param`` and :class:`MeasureConfig`),
+``_context`` (:class:`MeasureContext`, what ``compute`` gets), ``_registry``
+(:class:`MeasureSpec`, ``register``, :func:`specs`, :func:`headlines`,
+parameter look-ups) and ``_runner`` (:class:`MeasureResult`, :func:`measure`,
+:func:`run_measure`).
+
 =====================  ==========================================================
 module                 measure
 =====================  ==========================================================
@@ -26,23 +33,21 @@ module                 measure
 """
 
 from landscape.sharpness._base import Objective
+from landscape.sharpness._config import MeasureConfig
+from landscape.sharpness._context import MeasureContext
 from landscape.sharpness._registry import (
     Headline,
-    MeasureConfig,
-    MeasureContext,
-    MeasureResult,
     MeasureSpec,
     _discover,
     all_params,
     headlines,
-    measure,
     params_json,
     params_of,
     parse_measures,
-    run_measure,
     spec,
     specs,
 )
+from landscape.sharpness._runner import MeasureResult, measure, run_measure
 from landscape.sharpness.average import AverageSharpness, average_sharpness
 from landscape.sharpness.foret2021sam import (
     BallSharpness,

@@ -124,28 +124,3 @@ def sem(values: np.ndarray) -> float:
     if values.size < 2:
         return float("nan")
     return float(values.std(ddof=1) / np.sqrt(values.size))
-
-
-class CountedCall:
-    """Wrap a callable, count its calls and optionally tick a progress bar.
-
-    Args:
-        fn: The callable.
-        bar: A ``tqdm`` bar to ``update(1)`` per call, or ``None``.
-    """
-
-    def __init__(self, fn: Callable, bar: object | None = None) -> None:
-        self.fn = fn
-        self.bar = bar
-        self.calls = 0
-
-    def __call__(self, *args: object, **kwargs: object) -> object:
-        """Call the wrapped function.
-
-        Returns:
-            What the wrapped function returns.
-        """
-        self.calls += 1
-        if self.bar is not None:
-            self.bar.update(1)  # type: ignore[attr-defined]
-        return self.fn(*args, **kwargs)

@@ -37,15 +37,9 @@ from landscape.sharpness._base import (
     loss_value,
     sem,
 )
-from landscape.sharpness._registry import (
-    Headline,
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
 
 
 @dataclass(frozen=True)

@@ -49,15 +49,9 @@ from landscape.sharpness._base import (
     generator,
     value_and_grad,
 )
-from landscape.sharpness._registry import (
-    Headline,
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
 
 
 @dataclass(frozen=True)

@@ -35,15 +35,9 @@ import torch
 from torch import Tensor
 
 from landscape.sharpness._base import HVP, generator, rademacher, sem
-from landscape.sharpness._registry import (
-    Headline,
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
 
 
 @dataclass(frozen=True)

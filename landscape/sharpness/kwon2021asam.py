@@ -38,15 +38,9 @@ from torch import Tensor
 
 from landscape._errors import UserError
 from landscape.sharpness._base import LossFunction, Objective, check_flat
-from landscape.sharpness._registry import (
-    Headline,
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
 from landscape.sharpness.foret2021sam import BallSharpness, ball_ascent, ball_scalars
 
 

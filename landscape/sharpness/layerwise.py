@@ -34,15 +34,9 @@ import numpy as np
 import torch
 
 from landscape.sharpness._base import HVP, generator, rademacher, sem
-from landscape.sharpness._registry import (
-    Headline,
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
 from landscape.sharpness.hessian import dense_hessian, hessian_top_eigenvalues
 
 

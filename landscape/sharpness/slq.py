@@ -34,14 +34,9 @@ import torch
 from torch import Tensor
 
 from landscape.sharpness._base import HVP, generator, rademacher
-from landscape.sharpness._registry import (
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import MeasureSpec, Result, register
 
 
 def lanczos_tridiagonal(

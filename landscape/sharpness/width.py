@@ -55,15 +55,9 @@ from torch import Tensor
 from landscape.directions import Normalization, random_direction
 from landscape.params import ParamLayout
 from landscape.sharpness._base import Metric, Objective, check_flat, loss_value
-from landscape.sharpness._registry import (
-    Headline,
-    MeasureContext,
-    MeasureSpec,
-    Result,
-    check_positive,
-    param,
-    register,
-)
+from landscape.sharpness._config import check_positive, param
+from landscape.sharpness._context import MeasureContext
+from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
 
 
 def width_along(

@@ -1,0 +1,60 @@
+"""The parameters every measure shares, and the helper that declares a parameter.
+
+A measure's parameter dataclass declares each field with :func:`param` (its default
+and the help text of its ``--flag``); :class:`MeasureConfig` holds the fields common
+to every measure (sample count, seed, dtype, batch size, device).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from landscape._errors import UserError
+
+
+def param(default: Any, help: str, **meta: Any) -> Any:
+    """A parameter field: its default and the help text of its ``--flag``.
+
+    Returns:
+        The dataclass field.
+    """
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def check_positive(params: Any, *names: str, allow_zero: bool = False) -> None:
+    """Raise a one-line error unless each named parameter is positive.
+
+    Raises:
+        UserError: Naming the flag and the value.
+    """
+    for k in names:
+        v = getattr(params, k)
+        if v is not None and not (v >= 0 if allow_zero else v > 0):
+            raise UserError(f"--{k.replace('_', '-')} must be "
+                            f"{'>= 0' if allow_zero else '> 0'}, got {v}")
+
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Parameters every measure shares (each field is a ``landscape sharpness`` flag)."""
+
+    samples: int = param(1000, "size of the fixed, seeded train subset every measure "
+                         "uses (all train samples if there are fewer)")
+    seed: int = param(0, "seed of the subset, probes, noise and directions")
+    dtype: str = param("float32", "compute dtype (float64 for tight eigenvalues)",
+                       choices=("float32", "float64"))
+    eval_batch_size: int = param(4096, "samples per forward pass of the evaluation")
+    device: str | None = param(None, "cpu or cuda (default: the model's device; cpu for "
+                               "run files)")
+
+    def validate(self) -> MeasureConfig:
+        """Check the ranges; return ``self``.
+
+        Returns:
+            ``self``.
+        """
+        check_positive(self, "samples", "eval_batch_size")
+        return self
+
