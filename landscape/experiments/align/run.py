@@ -104,6 +104,8 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     files: dict[str, str] = {}
     for which in variants:
         cfg = _variant(base, st, which)
+        if which not in (variants[0], "cnn") and "swa" not in st["solutions"]:
+            cfg = cfg.replace(swa=False)  # only the base width's SWA solution is used
         folder = runs_dir / (which if which == "cnn" else f"mlp{cfg.model_width}")
         runs = [folder / f"seed{s}.h5" for s in seeds]
         t0 = time.perf_counter()
