@@ -117,6 +117,7 @@ __all__ = [
     "plot_swa_vs_sgd",
     "plot_swag_calibration",
     "plot_swag_samples",
+    "plot_sweep",
     "plot_top_eigenvalues",
     "plot_width_distribution",
     "save_figure",
@@ -927,6 +928,52 @@ def plot_alignment(path: str | os.PathLike, name: str, metric: str = "test_err",
         ax.set_xlabel("t (A at 0, B at 1)")
         ax.set_ylabel(_label(metric) if metric != "test_err" else "test error (%)")
         ax.set_title(f"{Path(path).stem}: {name}")
+        ax.legend()
+    return fig, ax
+
+
+def plot_sweep(series: Mapping[str, Mapping[float, Sequence[float]]], *,
+               xlabel: str, ylabel: str, title: str = "", logx: bool = True,
+               colors: Mapping[str, str] | None = None, ax: Axes | None = None
+               ) -> tuple[Figure, Axes]:
+    """Mean over seeds ± the 95 % Student-t interval of quantities against a setting.
+
+    Args:
+        series: ``{label: {x: per-seed values}}`` (non-finite values left out).
+        xlabel: X label.
+        ylabel: Y label.
+        title: Axes title.
+        logx: Log-2 x axis (widths, sizes).
+        colors: Colour per label (default the cycle's).
+        ax: Axes to draw on.
+
+    Returns:
+        ``(fig, ax)``.
+
+    Raises:
+        UserError: If no series is given.
+    """
+    if not series:
+        raise UserError("no series to plot")
+    with style():
+        fig, ax = _axes(ax)
+        for i, (label, points) in enumerate(series.items()):
+            xs = sorted(points)
+            stats = []
+            for x in xs:
+                v = np.asarray(points[x], dtype=np.float64)
+                stats.append(mean_ci(v[np.isfinite(v)]) if np.isfinite(v).any()
+                             else (math.nan, math.nan))
+            m = np.array([s[0] for s in stats])
+            h = np.nan_to_num(np.array([s[1] for s in stats]))
+            c = (colors or {}).get(label, _CYCLE[i % len(_CYCLE)])
+            ax.errorbar(xs, m, yerr=h, fmt="o-", color=c, capsize=4, lw=2, label=label)
+        if logx:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
         ax.legend()
     return fig, ax
 

@@ -8,6 +8,8 @@ TOML file through its protocol:
 * ``paper`` — the SWA paper's analyses over seeds (:mod:`.paper`);
 * ``controls`` — positive and negative controls of every flatness measure
   (:mod:`.controls`);
+* ``align`` — barriers modulo permutation over MLP widths, merged solutions vs
+  SWA and SGD, over pairs of seeds (:mod:`.align`);
 * ``connect`` — curves between optima, alignment, FGE and SWAG over pairs of
   seeds (:mod:`.connect`);
 * ``regimes`` — SWA vs SGD across label noise, SWA lr, width, budget and data
@@ -17,7 +19,7 @@ Every protocol module registers itself; :func:`reproduce` writes
 ``OUT/NAME/results.h5``, the figures and ``OUT/NAME/REPORT.md``.
 """
 
-from landscape.experiments import connect, controls, paper, regimes, seed000, seed004
+from landscape.experiments import align, connect, controls, paper, regimes, seed000, seed004
 from landscape.experiments._common import (
     CONFIGS_DIR,
     PROTOCOLS,
@@ -39,7 +41,7 @@ from landscape.experiments.seed000 import tune
 from landscape.experiments.seed004 import evaluate_checkpoints
 from landscape.stats import comparison, verdict
 
-__all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "available",
+__all__ = ["CONFIGS_DIR", "PROTOCOLS", "Experiment", "Fit", "Protocol", "align", "available",
            "compare_results", "comparison", "connect", "controls", "early_stop",
            "evaluate_checkpoints",
            "fit", "fold", "load_experiment", "paper", "regimes", "register_protocol",

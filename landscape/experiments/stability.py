@@ -6,7 +6,8 @@ the report (SWA beats / does not beat SGD; SWA is flatter / sharper / no
 different) holds across machines only if both machines' seeds give the same
 call.  This module compares two results files of ``paper`` (accuracy and
 flatness calls), ``seed000`` (SWA vs SGD on test, CV and train accuracy) or
-``connect`` (curve, alignment, FGE and SWAG calls, over pairs)
+``connect`` (curve, alignment, FGE and SWAG calls, over pairs) or ``align``
+(barriers modulo permutation over widths, merged vs SWA and SGD, over pairs)
 seed count by seed count: the calls of the first N seeds of each, for N = 2 ..
 the smaller count.
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.experiments import connect, paper, seed000
+from landscape.experiments import align, connect, paper, seed000
 from landscape.stats import mean_ci
 
 
@@ -65,7 +66,7 @@ def _verdicts_of(result: Mapping[str, Any]) -> Any:
     """
     protocol = result["attrs"].get("protocol") or result.get("experiment")
     fns = {"paper": paper.verdicts, "seed000": seed000.verdicts,
-           "connect": connect.verdicts}
+           "connect": connect.verdicts, "align": align.verdicts}
     if protocol not in fns:
         raise UserError(f"results of protocol {protocol!r} have no verdicts to compare; "
                         f"give two results.h5 files of {sorted(fns)}")
@@ -159,7 +160,8 @@ def report(a_path: Path, b_path: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m landscape.experiments.stability",
-        description="Compare the verdicts of two `paper`, `seed000` or `connect` results "
+        description="Compare the verdicts of two `paper`, `seed000`, `connect` or `align` "
+                    "results "
                     "files "
                     "(one machine's "
                     "and another's, or one made with --init-jitter) for the first N "
