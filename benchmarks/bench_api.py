@@ -12,8 +12,9 @@ Set-up: 2,000 real MNIST training images (``load_dataset("mnist", root)``, the
 first seeded subset), the seed-000 BN CNN (``seed000-cnn``) trained for 3 SGD
 epochs on them, in eval mode; the data given to both sides as in-memory tensors
 and as a ``DataLoader`` (batch 500, no shuffle).  Each pair below runs in this
-one process on the same model, data and threads, alternated (A, B, B, A, ...),
-and the median wall time of each side over ``--reps`` calls is kept; the ratio
+one process on the same model, data and threads, alternated (A, B, B, A, ...)
+after one untimed warm-up call of each, and the median wall time of each side over
+``--reps`` calls is kept; the ratio
 is ours over the peer's (below 1: ours is faster).
 
 * ``hessian_top1`` / ``hessian_top5``: ``ls.measure(net, data, "hessian",
@@ -82,9 +83,18 @@ def _eig_shim(a: torch.Tensor, eigenvectors: bool = False) -> tuple:
 
 def alternate(a: Callable[[], object], b: Callable[[], object], reps: int) -> dict:
     """Median seconds of ``a`` and ``b`` called alternately (A B B A ...), the ratio, and
-    the last value each returned (for the accuracy it reached)."""
+    the last value each returned (for the accuracy it reached).
+
+    One untimed call of each comes first (its seconds are kept as ``*_first``): the
+    first call in a process pays one-off costs (lazy imports, allocator growth,
+    torch.func's first trace) that a median of two would half include."""
     times: dict[str, list[float]] = {"ours": [], "peer": []}
     last: dict[str, object] = {}
+    first = {}
+    for name, fn in (("ours", a), ("peer", b)):
+        t0 = time.perf_counter()
+        fn()
+        first[name] = time.perf_counter() - t0
     for r in range(reps):
         order = (("ours", a), ("peer", b)) if r % 2 == 0 else (("peer", b), ("ours", a))
         for name, fn in order:
@@ -94,7 +104,8 @@ def alternate(a: Callable[[], object], b: Callable[[], object], reps: int) -> di
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"ours_sec": med["ours"], "peer_sec": med["peer"],
             "ratio": med["ours"] / med["peer"], "ours_all": times["ours"],
-            "peer_all": times["peer"], "_last": last}
+            "peer_all": times["peer"], "ours_first": first["ours"],
+            "peer_first": first["peer"], "_last": last}
 
 
 def trace_accuracy(ours: object, peer: object) -> dict:
