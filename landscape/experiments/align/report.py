@@ -351,8 +351,9 @@ def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
                   "recomputed on the train data where the model has BN).  SGD and SWA: "
                   "the even seed's run.  Measures: `landscape measure` with the "
                   f"registry's defaults on {st['measure_samples']:,} train samples "
-                  f"({', '.join(st['measures'])}); flatter is lower λ_max and trace, "
-                  "higher width and σ.", ""]
+                  f"({', '.join(st['measures'])}), the trace by "
+                  f"{st.get('trace_method', 'hutchpp')}; flatter is lower λ_max and "
+                  "trace, higher width and σ.", ""]
     for sol in sols:
         lines += [f"## Barriers of the {sol.upper()} solutions over pairs", ""]
         lines += _sweep_table(m, sol, widths)

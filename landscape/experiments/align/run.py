@@ -141,7 +141,8 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
             sols = store.solution_attrs(f)
         prefix = "cnn_" if which == "cnn" else ""
         for sol in SOLUTIONS:
-            res = measure_solution(merged, sol, st["measures"], common, progress=progress)
+            res = measure_solution(merged, sol, st["measures"], common,
+                                   {"trace_method": st["trace_method"]}, progress=progress)
             metrics[prefix + sol] = {"test_acc": float(sols[sol]["test_acc"])} | {
                 k: float(res.get(m, {}).get(key, math.nan))
                 for k, (m, key, _) in keys.items()}

@@ -63,6 +63,9 @@ class AlignSettings(Settings):
             MNIST) at its own width.
         measures: Flatness measures of the merged, SGD and SWA solutions.
         measure_samples: Train samples of every measure.
+        trace_method: Trace estimator: ``hutchinson``, the one the reports' "trace
+            (Hutchinson)" label names, as in ``paper`` and ``controls`` (the API's
+            default is Hutch++).
         workers: Worker processes (default one per core, at most one per pair).
     """
 
@@ -74,6 +77,7 @@ class AlignSettings(Settings):
     cnn: bool = False
     measures: tuple[str, ...] = MEASURES
     measure_samples: int = measure_default("samples")
+    trace_method: str = "hutchinson"
     workers: int | None = None
 
     def check(self) -> AlignSettings:
