@@ -405,7 +405,8 @@ def test_cli_align_stores_permutations_profiles_and_barriers(seed_runs, tmp_path
     assert (tmp_path / "fig" / "align_alignment_weights_repair_test_err.png").exists()
 
 
-def test_cli_align_reports_a_curve_between_the_same_endpoints(seed_runs, tmp_path) -> None:
+def test_cli_align_reports_a_curve_between_the_same_endpoints(seed_runs, tmp_path,
+                                                              capsys) -> None:
     from landscape import store
     from landscape.cli import main
 
@@ -419,6 +420,13 @@ def test_cli_align_reports_a_curve_between_the_same_endpoints(seed_runs, tmp_pat
     assert attrs["curve"] == "bezier"
     assert "curve_test_err_barrier" in attrs
     assert "curve" in store.alignment_profiles(out, "activations")
+    # compare prints the four barriers of the alignment, as stored (errors in points)
+    assert main(["compare", str(out)]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines()
+               if r.startswith("| activations (activations) | test_err |"))
+    want = [100 * attrs[f"{w}_test_err_barrier"] for w in ("line", "aligned", "curve")]
+    got = [float(c) for c in row.strip("|").split("|")[2:] if c.strip() != "—"]
+    assert got == pytest.approx(want, abs=0.006)
 
 
 def test_cli_merge_writes_a_solution_compare_and_measures_accept(seed_runs, tmp_path,

@@ -19,7 +19,8 @@ intervals where a standard error is stored).  The table is stored under
 
 Where the file holds them, it also prints the barriers of the line and of the
 trained curve of each stored curve (`landscape connect`; an analysis file of
-curves alone works too), the test accuracy, NLL and expected calibration
+curves alone works too), the barriers of each alignment (`landscape align`:
+raw line, aligned, aligned + REPAIR, curve), the test accuracy, NLL and expected calibration
 error of SWAG's model average beside SWA and SGD (`landscape swag`), and of
 each FGE ensemble beside SWA of its snapshots and its start (`landscape fge`)."""
 EPILOG = """\

@@ -231,13 +231,16 @@ def fge_run(
 
 
 def format_paths(path: str | os.PathLike) -> str:
-    """Markdown tables of a file's curve barriers, SWAG evaluation and FGE ensembles.
+    """Markdown tables of a file's curve and alignment barriers, SWAG evaluation and
+    FGE ensembles.
 
     What ``landscape compare`` prints beside the measures: for each curve the
     barrier (max over t minus the endpoints' mean) of the line and of the
-    trained curve per metric; the test accuracy, NLL and ECE of SWAG's model
-    average, SWA and SGD; and of each FGE ensemble, the SWA of its snapshots
-    and its starting solution.
+    trained curve per metric; for each alignment those of the raw line, the
+    aligned line, the aligned line with REPAIR and the curve between the same
+    endpoints; the test accuracy, NLL and ECE of SWAG's model average, SWA and
+    SGD; and of each FGE ensemble, the SWA of its snapshots and its starting
+    solution.
 
     Returns:
         The tables ("" if the file holds none of them).
@@ -257,6 +260,8 @@ def format_paths(path: str | os.PathLike) -> str:
                  for n in curves}
         swag = store.read_swag_evaluation(f)
         fges = {n: store.fge_attrs(f, n) or {} for n in store.fge_names(f)}
+        aligned = store.alignment_names(f)
+    aligns = {n: store.alignment_attrs(path, n) or {} for n in aligned}
     if curves:
         out += ["barriers (max over t minus the endpoints' mean; errors in % points)",
                 "| curve | metric | line | curve |", "|---|---|---|---|"]
@@ -276,6 +281,19 @@ def format_paths(path: str | os.PathLike) -> str:
         for m in a.get("methods", ["swag", "swa", "sgd"]):
             out.append(f"| {m} | {num(a.get(f'{m}_acc'), True)} | {num(a.get(f'{m}_nll'))}"
                        f" | {num(a.get(f'{m}_ece'))} |")
+    if aligns:
+        out += ["", "barriers modulo permutation (`landscape align`; errors in % points)",
+                "| alignment | metric | raw line | aligned | aligned + REPAIR | curve |",
+                "|---|---|---|---|---|---|"]
+        for n, a in aligns.items():
+            for m in ("train_loss", "train_err", "test_loss", "test_err"):
+                vals = [a.get(f"{w}_{m}_barrier") for w in ("line", "aligned", "repair",
+                                                             "curve")]
+                if all(v is None for v in vals):
+                    continue
+                pct = m.endswith("_err")
+                out.append(f"| {n} ({a.get('method')}) | {m} | "
+                           + " | ".join(num(v, pct) for v in vals) + " |")
     for n, a in fges.items():
         start = (a.get("start") or {}).get("solution", "start")
         out += ["", f"FGE {n}: {a.get('snapshots_done')} snapshots (test)",
