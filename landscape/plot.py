@@ -23,8 +23,10 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from landscape._errors import UserError
 from landscape.stats import mean_ci
 from landscape.store import (
     KINDS,
+    RESULTS_KIND,
     alignment_profiles,
     contents,
     curve_attrs,
@@ -100,6 +103,8 @@ METRIC_LABELS = {
 __all__ = [
     "METRIC_LABELS",
     "OKABE_ITO",
+    "PLOTS",
+    "FilePlot",
     "plot_all",
     "plot_checkpoints",
     "plot_curve_profiles",
@@ -798,10 +803,134 @@ def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
     return out
 
 
+# --------------------------------------------------------------------------- plot --all
+#: What a registry entry's ``draw`` yields: ``(figure name, (fig, ax))``, saved as
+#: ``<file stem>_<figure name>.png``.
+Drawn = Iterator[tuple[str, tuple[Figure, Axes]]]
+
+
+@dataclass(frozen=True)
+class FilePlot:
+    """One entry of :data:`PLOTS`: a family of figures ``plot --all`` draws from a file.
+
+    Attributes:
+        name: What the entry draws (for reading; figure names come from ``draw``).
+        when: ``when(contents, item) -> bool``, ``contents`` the file's
+            :func:`landscape.store.contents`: whether the entry draws ``item``.
+        draw: ``draw(path, contents, item)`` yields ``(figure name, (fig, ax))``.
+        over: What the entry is drawn for: ``"results"`` once per results file (and
+            nothing else is drawn from one), ``None`` once per run or analysis file,
+            or a key of ``contents`` (``"surfaces"``, ``"measures"``,
+            ``"alignments"``, ``"curves"``, ``"fge"``) once per name it lists — or
+            per name selected, for ``"surfaces"`` and ``"measures"``; the others are
+            drawn only when nothing is selected.  Each name is drawn by the first
+            entry of its group (consecutive entries with the same ``over``) that
+            claims it.
+    """
+
+    name: str
+    when: Callable[[Mapping[str, Any], Any], bool]
+    draw: Callable[[Any, Mapping[str, Any], Any], Drawn]
+    over: str | None = None
+
+
+def _once(name: str, fn: Callable[[Any], tuple[Figure, Axes]]
+          ) -> Callable[[Any, Mapping[str, Any], Any], Drawn]:
+    """A ``draw`` of one figure ``name``: ``fn(path)``."""
+
+    def draw(path: Any, c: Mapping[str, Any], item: Any) -> Drawn:
+        yield name, fn(path)
+
+    return draw
+
+
+def _draw_regimes(path: Any, c: Mapping[str, Any], item: Any) -> Drawn:
+    for metric in ("diff_test_acc", "width_ratio"):
+        yield f"regimes_{metric}", plot_regimes(path, metric)
+
+
+def _draw_surface_2d(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    s = read_surface(path, n)  # a surface of train data only has no test error
+    draw = plot_curve_plane if s.attrs.get("curve") else plot_surface_2d
+    for metric in ("train_loss", "test_err"):
+        if _has(s, metric.replace("_err", "_acc")):
+            yield f"surface_{n}_{metric}", draw(path, n, metric)
+    yield f"surface_{n}_3d", plot_surface_3d(path, n)
+
+
+def _draw_alignment(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    for metric in ("test_err", "train_loss"):
+        try:
+            fig_ax = plot_alignment(path, n, metric)
+        except UserError:  # e.g. no test data: nothing of that metric
+            continue
+        yield f"alignment_{n}_{metric}", fig_ax
+
+
+def _draw_width(path: Any, c: Mapping[str, Any], m: str) -> Drawn:
+    yield f"measure_{m}", plot_width_distribution(
+        read_widths(path, measure=m), title=f"{Path(path).stem}: {m} along random directions",
+        unit=c["units"].get(m, "L2 distance"))
+
+
+def _draw_hessian(path: Any, c: Mapping[str, Any], m: str) -> Drawn:
+    yield f"measure_{m}", plot_top_eigenvalues(read_measure_arrays(path, m, "eigenvalues"),
+                                               title=f"{Path(path).stem}: top Hessian "
+                                                     "eigenvalues")
+
+
+def _draw_density(path: Any, c: Mapping[str, Any], m: str) -> Drawn:
+    yield f"measure_{m}", plot_eigenvalue_density(
+        read_density(path, measure=m), title=f"{Path(path).stem}: Hessian eigenvalue density")
+
+
+def _draw_curve(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    for metric in ("train_loss", "test_err"):
+        yield f"curve_{n}_{metric}", plot_curve_profiles(path, n, metric)
+
+
+def _draw_fge(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    for metric in ("acc", "nll"):
+        yield f"fge_{n}_{metric}", plot_fge(path, n, metric)
+
+
+def _always(c: Mapping[str, Any], item: Any) -> bool:
+    return True
+
+
+#: What ``plot --all`` draws, in order: adding a plot is one entry here plus its
+#: function.  Consecutive entries with the same ``over`` form a group.
+PLOTS: list[FilePlot] = [
+    FilePlot("regimes", lambda c, _: c["protocol"] == "regimes", _draw_regimes, "results"),
+    FilePlot("swa_vs_sgd", lambda c, _: c["protocol"] != "regimes",
+             _once("swa_vs_sgd", plot_swa_vs_sgd), "results"),
+    FilePlot("history", lambda c, _: c["history"], _once("history", plot_history)),
+    FilePlot("checkpoints", lambda c, _: c["checkpoints"],
+             _once("checkpoints", plot_checkpoints)),
+    FilePlot("surface_1d", lambda c, n: c["surfaces"].get(n) == 1,
+             lambda p, c, n: iter([(f"surface_{n}", plot_surface_1d(p, n))]), "surfaces"),
+    FilePlot("surface_2d", lambda c, n: (c["surfaces"].get(n) or 0) > 1, _draw_surface_2d,
+             "surfaces"),
+    FilePlot("alignment", _always, _draw_alignment, "alignments"),
+    FilePlot("checkpoints", lambda c, m: m == "checkpoints",
+             _once("checkpoints", plot_checkpoints), "measures"),
+    FilePlot("width", lambda c, m: "width" in m, _draw_width, "measures"),
+    FilePlot("rays", lambda c, m: m == "rays", _once("measure_rays", plot_rays), "measures"),
+    FilePlot("hessian", lambda c, m: m == "hessian", _draw_hessian, "measures"),
+    FilePlot("density", lambda c, m: "density" in m, _draw_density, "measures"),
+    FilePlot("curve", _always, _draw_curve, "curves"),
+    FilePlot("swag", lambda c, _: c["swag"],
+             lambda p, c, _: iter([("swag_calibration", plot_swag_calibration(p)),
+                                   ("swag_samples_nll", plot_swag_samples(p, "nll"))])),
+    FilePlot("fge", _always, _draw_fge, "fge"),
+]
+
+
 def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
              surfaces: Sequence[str] | None = None, measures: Sequence[str] | None = None,
              pdf: bool = False, log: Any = None) -> list[Path]:
-    """Every figure a file supports, saved under ``out_dir``.
+    """Every figure a file supports, saved under ``out_dir``: the entries of
+    :data:`PLOTS` that claim something in the file, in order.
 
     Args:
         path: Run file or results file.
@@ -813,80 +942,41 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     Returns:
         The paths written.
+
+    Raises:
+        UserError: If a selected surface or measure is neither in the file nor drawn.
     """
     out_dir = Path(out_dir)
     written: list[Path] = []
     c = contents(path)
-    kind, dims, have_meas, units = c["kind"], c["surfaces"], c["measures"], c["units"]
-    have_surf, has_hist, has_ck = list(dims), c["history"], c["checkpoints"]
+    chosen = {"surfaces": surfaces, "measures": measures}
+    everything = surfaces is None and measures is None
+    results = c["kind"] == RESULTS_KIND
     stem = Path(path).stem
+    def emit(e: FilePlot, item: Any) -> None:
+        for name, (fig, _) in e.draw(path, c, item):
+            ps = save_figure(fig, out_dir / f"{stem}_{name}", pdf=pdf)
+            written.extend(ps)
+            if log:
+                log(f"wrote {ps[0]}")
 
-    def emit(fig_ax: tuple[Figure, Axes], name: str) -> None:
-        ps = save_figure(fig_ax[0], out_dir / f"{stem}_{name}", pdf=pdf)
-        written.extend(ps)
-        if log:
-            log(f"wrote {ps[0]}")
-
-    if kind == "landscape-results":
-        if read_results(path)["attrs"].get("protocol") == "regimes":
-            for metric in ("diff_test_acc", "width_ratio"):
-                emit(plot_regimes(path, metric), f"regimes_{metric}")
-        else:
-            emit(plot_swa_vs_sgd(path), "swa_vs_sgd")
-        return written
-    if surfaces is None and measures is None:
-        if has_hist:
-            emit(plot_history(path), "history")
-        if has_ck:
-            emit(plot_checkpoints(path), "checkpoints")
-    for n in have_surf if surfaces is None else surfaces:
-        if n not in have_surf:
-            raise UserError(f"no surface {n!r} in {path}; choose one of {have_surf}")
-        if dims[n] == 1:
-            emit(plot_surface_1d(path, n), f"surface_{n}")
-        else:
-            s = read_surface(path, n)  # a surface of train data only has no test error
-            draw = plot_curve_plane if s.attrs.get("curve") else plot_surface_2d
-            for metric in ("train_loss", "test_err"):
-                if _has(s, metric.replace("_err", "_acc")):
-                    emit(draw(path, n, metric), f"surface_{n}_{metric}")
-            emit(plot_surface_3d(path, n), f"surface_{n}_3d")
-    if surfaces is None and measures is None:
-        for n in c.get("alignments", []):
-            for metric in ("test_err", "train_loss"):
-                try:
-                    emit(plot_alignment(path, n, metric), f"alignment_{n}_{metric}")
-                except UserError:  # e.g. no test data: nothing of that metric
-                    continue
-    for m in have_meas if measures is None else measures:
-        if m == "checkpoints":
-            emit(plot_checkpoints(path), "checkpoints")
-        elif "width" in m:
-            emit(plot_width_distribution(read_widths(path, measure=m),
-                                         title=f"{stem}: {m} along random directions",
-                                         unit=units.get(m, "L2 distance")), f"measure_{m}")
-        elif m == "rays":
-            emit(plot_rays(path), "measure_rays")
-        elif m == "hessian":
-            emit(plot_top_eigenvalues(read_measure_arrays(path, m, "eigenvalues"),
-                                      title=f"{stem}: top Hessian eigenvalues"),
-                 f"measure_{m}")
-        elif "density" in m:
-            emit(plot_eigenvalue_density(read_density(path, measure=m),
-                                         title=f"{stem}: Hessian eigenvalue density"),
-                 f"measure_{m}")
-        elif m not in have_meas:
-            raise UserError(f"no measure {m!r} in {path}; choose one of {have_meas}")
-    if surfaces is None and measures is None:
-        for n in c.get("curves", []):
-            for metric in ("train_loss", "test_err"):
-                emit(plot_curve_profiles(path, n, metric), f"curve_{n}_{metric}")
-        if c.get("swag"):
-            emit(plot_swag_calibration(path), "swag_calibration")
-            emit(plot_swag_samples(path, "nll"), "swag_samples_nll")
-        for n in c.get("fge", []):
-            for metric in ("acc", "nll"):
-                emit(plot_fge(path, n, metric), f"fge_{n}_{metric}")
+    for over, entries in groupby(PLOTS, key=lambda e: e.over):
+        group = list(entries)
+        if results != (over == "results") or (
+                over not in chosen and not everything and not results):
+            continue
+        if over is None or over == "results":
+            for e in group:
+                if e.when(c, None):
+                    emit(e, None)
+            continue
+        have = list(c.get(over, []))
+        for item in have if chosen.get(over) is None else chosen[over]:
+            e = next((e for e in group if e.when(c, item)), None)
+            if e is not None:
+                emit(e, item)
+            elif item not in have:
+                raise UserError(f"no {over[:-1]} {item!r} in {path}; choose one of {have}")
     return written
 
 
