@@ -134,7 +134,7 @@ _PLOTS = ("plot_alignment", "plot_all", "plot_checkpoints", "plot_curve_plane",
           "plot_curve_profiles",
           "plot_eigenvalue_density", "plot_fge", "plot_history",
           "plot_swag_calibration", "plot_swag_samples",
-          "plot_log_ratio_bars", "plot_paired_ratios", "plot_rays", "plot_regimes",
+          "plot_paired_ratios", "plot_rays", "plot_regimes",
           "plot_surface",
           "plot_surface_1d", "plot_surface_2d", "plot_surface_3d", "plot_swa_vs_sgd",
           "plot_top_eigenvalues", "plot_width_distribution", "save_figure")
@@ -150,6 +150,10 @@ def __getattr__(name: str) -> Any:
         from landscape import plot
 
         return getattr(plot, name)
+    if name == "plot_log_ratio_bars":  # the controls protocol's own figure
+        from landscape.experiments.controls import figures
+
+        return figures.plot_log_ratio_bars
     raise AttributeError(f"module 'landscape' has no attribute {name!r}")
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from landscape._errors import UserError
 from landscape.stats import mean_ci
 from landscape.store import (
     KINDS,
+    RESULTS_KIND,
     alignment_profiles,
     contents,
     curve_attrs,
@@ -72,10 +75,11 @@ COLORS = {
     "avg": OKABE_ITO["vermillion"], "swa_model": OKABE_ITO["vermillion"],
     "checkpoints": OKABE_ITO["blue"], "mean": OKABE_ITO["black"],
 }
-_CYCLE = [OKABE_ITO[k] for k in ("blue", "vermillion", "green", "orange", "purple", "sky",
-                                 "yellow", "black")]
+#: The colour cycle of every figure, in this order.
+CYCLE = [OKABE_ITO[k] for k in ("blue", "vermillion", "green", "orange", "purple", "sky",
+                                "yellow", "black")]
 STYLE: dict[str, Any] = {
-    "axes.prop_cycle": matplotlib.cycler(color=_CYCLE),
+    "axes.prop_cycle": matplotlib.cycler(color=CYCLE),
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -98,15 +102,18 @@ METRIC_LABELS = {
 }
 
 __all__ = [
+    "CYCLE",
     "METRIC_LABELS",
     "OKABE_ITO",
+    "PLOTS",
+    "FilePlot",
+    "fig_and_axes",
     "plot_all",
     "plot_checkpoints",
     "plot_curve_profiles",
     "plot_eigenvalue_density",
     "plot_fge",
     "plot_history",
-    "plot_log_ratio_bars",
     "plot_paired_ratios",
     "plot_rays",
     "plot_regimes",
@@ -132,7 +139,12 @@ def style(**overrides: Any) -> Iterator[None]:
 
 
 # =========================================================================== helpers
-def _axes(ax: Axes | None, projection: str | None = None) -> tuple[Figure, Axes]:
+def fig_and_axes(ax: Axes | None, projection: str | None = None) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a new figure with one axes (of ``projection``).
+
+    Returns:
+        ``(fig, ax)``.
+    """
     if ax is not None:
         return ax.figure, ax
     fig = plt.figure()
@@ -183,7 +195,7 @@ def _surface_title(s: Surface, name: str) -> str:
 
 
 def _point_color(name: str, i: int) -> str:
-    return COLORS.get(name, _CYCLE[(i + 2) % len(_CYCLE)])
+    return COLORS.get(name, CYCLE[(i + 2) % len(CYCLE)])
 
 
 # =========================================================================== surfaces
@@ -202,7 +214,7 @@ def plot_surface_1d(path: str | os.PathLike, name: str, *, ax: Axes | None = Non
     """
     s = read_surface(path, name)
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         x = s.grid.x
         loss = _grid(s, name, "train_loss")
         (l1,) = ax.plot(x, loss, color=OKABE_ITO["blue"], lw=2, label="train loss")
@@ -274,7 +286,7 @@ def plot_surface_2d(path: str | os.PathLike, name: str, metric: str = "train_los
         raise UserError(f"surface {name} is 1D; use plot_surface_1d")
     z = _grid(s, name, metric).T  # (ny, nx) for contourf
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         lv = _levels(z, levels, metric.endswith("_loss"))
         cs = ax.contourf(gx, gy, z, levels=lv, cmap="viridis", extend="max")
         ax.contour(gx, gy, z, levels=lv[::3], colors="white", linewidths=0.5, alpha=0.7)
@@ -314,7 +326,7 @@ def plot_surface_3d(path: str | os.PathLike, name: str, metric: str = "train_los
     z = _grid(s, name, metric).T
     X, Y = np.meshgrid(s.grid.x, s.grid.y)
     with style(**{"axes.grid": False}):
-        fig, ax = _axes(ax, projection="3d")
+        fig, ax = fig_and_axes(ax, projection="3d")
         ax.plot_surface(X, Y, np.ma.masked_invalid(z), cmap="viridis", linewidth=0,
                         antialiased=True, alpha=0.95)
         ax.set_xlabel(s.grid.x_label or "x", labelpad=8)
@@ -351,7 +363,7 @@ def plot_history(path: str | os.PathLike, *, ax: Axes | None = None) -> tuple[Fi
         if run == "swa" and "swa_test_acc" in g:
             series.append(("SWA model", COLORS["swa_model"], g, "swa_"))
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for label, color, g, pre in series:
             ep = g["epoch"]
             for split, ls in (("train", "--"), ("test", "-")):
@@ -377,7 +389,7 @@ def plot_checkpoints(path: str | os.PathLike, *, ax: Axes | None = None,
     c = read_checkpoints(path)
     acc = 100 * np.asarray(c["test_acc"], dtype=np.float64)
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         ax.plot(c["epoch"], acc, "o-", color=COLORS["checkpoints"], label="checkpoints")
         if np.isfinite(c["avg_acc"]):
             ax.axhline(100 * c["avg_acc"], color=COLORS["avg"], ls="--", lw=1.8,
@@ -423,11 +435,11 @@ def plot_width_distribution(widths: Mapping[str, np.ndarray], *, ax: Axes | None
     unreached = [int((~np.isfinite(d)).sum()) for d in raw]
     pos = np.arange(1, len(names) + 1)
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         vp = ax.violinplot([d if d.size else [np.nan] for d in data], positions=pos,
                            showextrema=False)
         for body, n in zip(vp["bodies"], names, strict=True):
-            body.set_facecolor(COLORS.get(n, _CYCLE[0]))
+            body.set_facecolor(COLORS.get(n, CYCLE[0]))
             body.set_alpha(0.3)
         ax.boxplot(data, positions=pos, widths=0.15, showfliers=True)
         for p, d in zip(pos, data, strict=True):
@@ -458,7 +470,7 @@ def plot_eigenvalue_density(densities: Mapping[str, tuple[np.ndarray, np.ndarray
         ``(fig, ax)``.
     """
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for i, (n, (x, d)) in enumerate(densities.items()):
             d = np.asarray(d, dtype=np.float64)
             ax.semilogy(x, np.clip(d, 1e-12, None), color=_point_color(n, i), lw=1.6,
@@ -483,7 +495,7 @@ def plot_top_eigenvalues(eigenvalues: Mapping[str, np.ndarray], *, ax: Axes | No
         ``(fig, ax)``.
     """
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         positive = True
         for i, (n, ev) in enumerate(eigenvalues.items()):
             ev = np.sort(np.asarray(ev, dtype=np.float64))[::-1]
@@ -550,9 +562,9 @@ def plot_swa_vs_sgd(path: str | os.PathLike, *, metrics: Sequence[str] | None = 
     width = 0.8 / max(len(methods), 1)
     xs = np.arange(len(metrics))
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for i, m in enumerate(methods):
-            color = COLORS[m] if m in ("sgd", "swa") else _CYCLE[i % len(_CYCLE)]
+            color = COLORS[m] if m in ("sgd", "swa") else CYCLE[i % len(CYCLE)]
             for j, k in enumerate(metrics):
                 v = r["metrics"][m].get(k)
                 if v is None or not np.isfinite(v).any():
@@ -612,7 +624,7 @@ def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train
                         "and the line yet; rerun the same `landscape connect` to finish it")
     scale = 100.0 if metric.endswith("_err") else 1.0
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for which, color, ls in (("line", COLORS["sgd"], "--"),
                                  ("curve", COLORS["swa"], "-")):
             p = profs[which]
@@ -698,7 +710,7 @@ def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
     ev = _swag_evaluation(path)
     a = ev["attrs"]
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for method, c in ev["calibration"].items():
             keep = c["count"] > 0
             ax.plot(c["confidence"][keep], (c["accuracy"] - c["confidence"])[keep],
@@ -728,7 +740,7 @@ def plot_swag_samples(path: str | os.PathLike, metric: str = "nll", *,
     a, c = ev["attrs"], ev["curves"]
     scale = 100.0 if metric == "acc" else 1.0
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         ax.plot(c["samples"], scale * c[metric], marker=".", color=COLORS["swa_last"],
                 lw=2, label="SWAG model average")
         for method in ("swa", "sgd"):
@@ -758,7 +770,7 @@ def plot_fge(path: str | os.PathLike, name: str = "fge", metric: str = "acc", *,
     scale = 100.0 if metric == "acc" else 1.0
     k = h["snapshot"]
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         ax.plot(k, scale * h[f"ensemble_{metric}"], marker="o", lw=2,
                 color=COLORS["swa_last"], label="FGE ensemble (mean softmax)")
         ax.plot(k, scale * h[f"swa_{metric}"], marker="s", lw=2, color=COLORS["swa"],
@@ -798,10 +810,134 @@ def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
     return out
 
 
+# --------------------------------------------------------------------------- plot --all
+#: What a registry entry's ``draw`` yields: ``(figure name, (fig, ax))``, saved as
+#: ``<file stem>_<figure name>.png``.
+Drawn = Iterator[tuple[str, tuple[Figure, Axes]]]
+
+
+@dataclass(frozen=True)
+class FilePlot:
+    """One entry of :data:`PLOTS`: a family of figures ``plot --all`` draws from a file.
+
+    Attributes:
+        name: What the entry draws (for reading; figure names come from ``draw``).
+        when: ``when(contents, item) -> bool``, ``contents`` the file's
+            :func:`landscape.store.contents`: whether the entry draws ``item``.
+        draw: ``draw(path, contents, item)`` yields ``(figure name, (fig, ax))``.
+        over: What the entry is drawn for: ``"results"`` once per results file (and
+            nothing else is drawn from one), ``None`` once per run or analysis file,
+            or a key of ``contents`` (``"surfaces"``, ``"measures"``,
+            ``"alignments"``, ``"curves"``, ``"fge"``) once per name it lists — or
+            per name selected, for ``"surfaces"`` and ``"measures"``; the others are
+            drawn only when nothing is selected.  Each name is drawn by the first
+            entry of its group (consecutive entries with the same ``over``) that
+            claims it.
+    """
+
+    name: str
+    when: Callable[[Mapping[str, Any], Any], bool]
+    draw: Callable[[Any, Mapping[str, Any], Any], Drawn]
+    over: str | None = None
+
+
+def _once(name: str, fn: Callable[[Any], tuple[Figure, Axes]]
+          ) -> Callable[[Any, Mapping[str, Any], Any], Drawn]:
+    """A ``draw`` of one figure ``name``: ``fn(path)``."""
+
+    def draw(path: Any, c: Mapping[str, Any], item: Any) -> Drawn:
+        yield name, fn(path)
+
+    return draw
+
+
+def _draw_regimes(path: Any, c: Mapping[str, Any], item: Any) -> Drawn:
+    for metric in ("diff_test_acc", "width_ratio"):
+        yield f"regimes_{metric}", plot_regimes(path, metric)
+
+
+def _draw_surface_2d(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    s = read_surface(path, n)  # a surface of train data only has no test error
+    draw = plot_curve_plane if s.attrs.get("curve") else plot_surface_2d
+    for metric in ("train_loss", "test_err"):
+        if _has(s, metric.replace("_err", "_acc")):
+            yield f"surface_{n}_{metric}", draw(path, n, metric)
+    yield f"surface_{n}_3d", plot_surface_3d(path, n)
+
+
+def _draw_alignment(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    for metric in ("test_err", "train_loss"):
+        try:
+            fig_ax = plot_alignment(path, n, metric)
+        except UserError:  # e.g. no test data: nothing of that metric
+            continue
+        yield f"alignment_{n}_{metric}", fig_ax
+
+
+def _draw_width(path: Any, c: Mapping[str, Any], m: str) -> Drawn:
+    yield f"measure_{m}", plot_width_distribution(
+        read_widths(path, measure=m), title=f"{Path(path).stem}: {m} along random directions",
+        unit=c["units"].get(m, "L2 distance"))
+
+
+def _draw_hessian(path: Any, c: Mapping[str, Any], m: str) -> Drawn:
+    yield f"measure_{m}", plot_top_eigenvalues(read_measure_arrays(path, m, "eigenvalues"),
+                                               title=f"{Path(path).stem}: top Hessian "
+                                                     "eigenvalues")
+
+
+def _draw_density(path: Any, c: Mapping[str, Any], m: str) -> Drawn:
+    yield f"measure_{m}", plot_eigenvalue_density(
+        read_density(path, measure=m), title=f"{Path(path).stem}: Hessian eigenvalue density")
+
+
+def _draw_curve(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    for metric in ("train_loss", "test_err"):
+        yield f"curve_{n}_{metric}", plot_curve_profiles(path, n, metric)
+
+
+def _draw_fge(path: Any, c: Mapping[str, Any], n: str) -> Drawn:
+    for metric in ("acc", "nll"):
+        yield f"fge_{n}_{metric}", plot_fge(path, n, metric)
+
+
+def _always(c: Mapping[str, Any], item: Any) -> bool:
+    return True
+
+
+#: What ``plot --all`` draws, in order: adding a plot is one entry here plus its
+#: function.  Consecutive entries with the same ``over`` form a group.
+PLOTS: list[FilePlot] = [
+    FilePlot("regimes", lambda c, _: c["protocol"] == "regimes", _draw_regimes, "results"),
+    FilePlot("swa_vs_sgd", lambda c, _: c["protocol"] != "regimes",
+             _once("swa_vs_sgd", plot_swa_vs_sgd), "results"),
+    FilePlot("history", lambda c, _: c["history"], _once("history", plot_history)),
+    FilePlot("checkpoints", lambda c, _: c["checkpoints"],
+             _once("checkpoints", plot_checkpoints)),
+    FilePlot("surface_1d", lambda c, n: c["surfaces"].get(n) == 1,
+             lambda p, c, n: iter([(f"surface_{n}", plot_surface_1d(p, n))]), "surfaces"),
+    FilePlot("surface_2d", lambda c, n: (c["surfaces"].get(n) or 0) > 1, _draw_surface_2d,
+             "surfaces"),
+    FilePlot("alignment", _always, _draw_alignment, "alignments"),
+    FilePlot("checkpoints", lambda c, m: m == "checkpoints",
+             _once("checkpoints", plot_checkpoints), "measures"),
+    FilePlot("width", lambda c, m: "width" in m, _draw_width, "measures"),
+    FilePlot("rays", lambda c, m: m == "rays", _once("measure_rays", plot_rays), "measures"),
+    FilePlot("hessian", lambda c, m: m == "hessian", _draw_hessian, "measures"),
+    FilePlot("density", lambda c, m: "density" in m, _draw_density, "measures"),
+    FilePlot("curve", _always, _draw_curve, "curves"),
+    FilePlot("swag", lambda c, _: c["swag"],
+             lambda p, c, _: iter([("swag_calibration", plot_swag_calibration(p)),
+                                   ("swag_samples_nll", plot_swag_samples(p, "nll"))])),
+    FilePlot("fge", _always, _draw_fge, "fge"),
+]
+
+
 def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
              surfaces: Sequence[str] | None = None, measures: Sequence[str] | None = None,
              pdf: bool = False, log: Any = None) -> list[Path]:
-    """Every figure a file supports, saved under ``out_dir``.
+    """Every figure a file supports, saved under ``out_dir``: the entries of
+    :data:`PLOTS` that claim something in the file, in order.
 
     Args:
         path: Run file or results file.
@@ -813,80 +949,41 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     Returns:
         The paths written.
+
+    Raises:
+        UserError: If a selected surface or measure is neither in the file nor drawn.
     """
     out_dir = Path(out_dir)
     written: list[Path] = []
     c = contents(path)
-    kind, dims, have_meas, units = c["kind"], c["surfaces"], c["measures"], c["units"]
-    have_surf, has_hist, has_ck = list(dims), c["history"], c["checkpoints"]
+    chosen = {"surfaces": surfaces, "measures": measures}
+    everything = surfaces is None and measures is None
+    results = c["kind"] == RESULTS_KIND
     stem = Path(path).stem
+    def emit(e: FilePlot, item: Any) -> None:
+        for name, (fig, _) in e.draw(path, c, item):
+            ps = save_figure(fig, out_dir / f"{stem}_{name}", pdf=pdf)
+            written.extend(ps)
+            if log:
+                log(f"wrote {ps[0]}")
 
-    def emit(fig_ax: tuple[Figure, Axes], name: str) -> None:
-        ps = save_figure(fig_ax[0], out_dir / f"{stem}_{name}", pdf=pdf)
-        written.extend(ps)
-        if log:
-            log(f"wrote {ps[0]}")
-
-    if kind == "landscape-results":
-        if read_results(path)["attrs"].get("protocol") == "regimes":
-            for metric in ("diff_test_acc", "width_ratio"):
-                emit(plot_regimes(path, metric), f"regimes_{metric}")
-        else:
-            emit(plot_swa_vs_sgd(path), "swa_vs_sgd")
-        return written
-    if surfaces is None and measures is None:
-        if has_hist:
-            emit(plot_history(path), "history")
-        if has_ck:
-            emit(plot_checkpoints(path), "checkpoints")
-    for n in have_surf if surfaces is None else surfaces:
-        if n not in have_surf:
-            raise UserError(f"no surface {n!r} in {path}; choose one of {have_surf}")
-        if dims[n] == 1:
-            emit(plot_surface_1d(path, n), f"surface_{n}")
-        else:
-            s = read_surface(path, n)  # a surface of train data only has no test error
-            draw = plot_curve_plane if s.attrs.get("curve") else plot_surface_2d
-            for metric in ("train_loss", "test_err"):
-                if _has(s, metric.replace("_err", "_acc")):
-                    emit(draw(path, n, metric), f"surface_{n}_{metric}")
-            emit(plot_surface_3d(path, n), f"surface_{n}_3d")
-    if surfaces is None and measures is None:
-        for n in c.get("alignments", []):
-            for metric in ("test_err", "train_loss"):
-                try:
-                    emit(plot_alignment(path, n, metric), f"alignment_{n}_{metric}")
-                except UserError:  # e.g. no test data: nothing of that metric
-                    continue
-    for m in have_meas if measures is None else measures:
-        if m == "checkpoints":
-            emit(plot_checkpoints(path), "checkpoints")
-        elif "width" in m:
-            emit(plot_width_distribution(read_widths(path, measure=m),
-                                         title=f"{stem}: {m} along random directions",
-                                         unit=units.get(m, "L2 distance")), f"measure_{m}")
-        elif m == "rays":
-            emit(plot_rays(path), "measure_rays")
-        elif m == "hessian":
-            emit(plot_top_eigenvalues(read_measure_arrays(path, m, "eigenvalues"),
-                                      title=f"{stem}: top Hessian eigenvalues"),
-                 f"measure_{m}")
-        elif "density" in m:
-            emit(plot_eigenvalue_density(read_density(path, measure=m),
-                                         title=f"{stem}: Hessian eigenvalue density"),
-                 f"measure_{m}")
-        elif m not in have_meas:
-            raise UserError(f"no measure {m!r} in {path}; choose one of {have_meas}")
-    if surfaces is None and measures is None:
-        for n in c.get("curves", []):
-            for metric in ("train_loss", "test_err"):
-                emit(plot_curve_profiles(path, n, metric), f"curve_{n}_{metric}")
-        if c.get("swag"):
-            emit(plot_swag_calibration(path), "swag_calibration")
-            emit(plot_swag_samples(path, "nll"), "swag_samples_nll")
-        for n in c.get("fge", []):
-            for metric in ("acc", "nll"):
-                emit(plot_fge(path, n, metric), f"fge_{n}_{metric}")
+    for over, entries in groupby(PLOTS, key=lambda e: e.over):
+        group = list(entries)
+        if results != (over == "results") or (
+                over not in chosen and not everything and not results):
+            continue
+        if over is None or over == "results":
+            for e in group:
+                if e.when(c, None):
+                    emit(e, None)
+            continue
+        have = list(c.get(over, []))
+        for item in have if chosen.get(over) is None else chosen[over]:
+            e = next((e for e in group if e.when(c, item)), None)
+            if e is not None:
+                emit(e, item)
+            elif item not in have:
+                raise UserError(f"no {over[:-1]} {item!r} in {path}; choose one of {have}")
     return written
 
 
@@ -912,7 +1009,7 @@ def plot_alignment(path: str | os.PathLike, name: str, metric: str = "test_err",
     """
     profiles = alignment_profiles(path, name)
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         drawn = 0
         for which, p in profiles.items():
             if metric not in p.metrics:
@@ -956,7 +1053,7 @@ def plot_sweep(series: Mapping[str, Mapping[float, Sequence[float]]], *,
     if not series:
         raise UserError("no series to plot")
     with style():
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for i, (label, points) in enumerate(series.items()):
             xs = sorted(points)
             stats = []
@@ -966,7 +1063,7 @@ def plot_sweep(series: Mapping[str, Mapping[float, Sequence[float]]], *,
                              else (math.nan, math.nan))
             m = np.array([s[0] for s in stats])
             h = np.nan_to_num(np.array([s[1] for s in stats]))
-            c = (colors or {}).get(label, _CYCLE[i % len(_CYCLE)])
+            c = (colors or {}).get(label, CYCLE[i % len(CYCLE)])
             ax.errorbar(xs, m, yerr=h, fmt="o-", color=c, capsize=4, lw=2, label=label)
         if logx:
             ax.set_xscale("log", base=2)
@@ -978,7 +1075,7 @@ def plot_sweep(series: Mapping[str, Mapping[float, Sequence[float]]], *,
     return fig, ax
 
 
-# =========================================================================== controls
+# =========================================================================== ratios
 def plot_paired_ratios(ratios: Mapping[str, np.ndarray], *,
                        flatter: Mapping[str, str] | None = None, ax: Axes | None = None,
                        title: str = "paired ratios over seeds",
@@ -1006,14 +1103,14 @@ def plot_paired_ratios(ratios: Mapping[str, np.ndarray], *,
         raise UserError("no ratios to plot")
     labels = list(ratios)
     with style(**{"figure.figsize": (7.0, 0.45 * len(labels) + 1.5)}):
-        fig, ax = _axes(ax)
+        fig, ax = fig_and_axes(ax)
         for i, label in enumerate(labels):
             y = len(labels) - 1 - i
             r = np.asarray(ratios[label], dtype=np.float64)
             r = r[np.isfinite(r) & (r > 0)]
             if not r.size:
                 continue
-            ax.plot(r, np.full(r.shape, y), "o", ms=4, alpha=0.5, color=_CYCLE[0])
+            ax.plot(r, np.full(r.shape, y), "o", ms=4, alpha=0.5, color=CYCLE[0])
             m, h = mean_ci(np.log(r))
             lo, hi = (m, m) if np.isnan(h) else (m - h, m + h)
             ax.errorbar(np.exp(m), y, xerr=[[np.exp(m) - np.exp(lo)],
@@ -1028,55 +1125,6 @@ def plot_paired_ratios(ratios: Mapping[str, np.ndarray], *,
         ax.set_xlabel(xlabel)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.0)
-    return fig, ax
-
-
-def plot_log_ratio_bars(changes: Mapping[str, Mapping[str, np.ndarray]], *,
-                        ax: Axes | None = None, title: str = "change of each quantity",
-                        floor: float = 1e-16) -> tuple[Figure, Axes]:
-    """Grouped bars of |log10 ratio| per quantity and condition, mean over seeds with
-    its 95 % Student-t interval, on a log axis (unchanged values sit at ``floor``).
-
-    Args:
-        changes: ``{label: {condition: (n_seeds,) ratios}}`` (e.g. value at α over
-            value at α = 1).
-        ax: Axes to draw on.
-        title: Axes title.
-        floor: Smallest |log10 ratio| drawn (float64 rounding level).
-
-    Returns:
-        ``(fig, ax)``.
-
-    Raises:
-        UserError: If no values are given.
-    """
-    if not changes:
-        raise UserError("no ratios to plot")
-    labels = list(changes)
-    conds = list(dict.fromkeys(c for v in changes.values() for c in v))
-    width = 0.8 / max(len(conds), 1)
-    with style(**{"figure.figsize": (max(7.0, 0.7 * len(labels) + 2), 4.8)}):
-        fig, ax = _axes(ax)
-        for j, c in enumerate(conds):
-            xs, ms, errs = [], [], []
-            for i, label in enumerate(labels):
-                r = np.asarray(changes[label].get(c, []), dtype=np.float64)
-                r = r[np.isfinite(r) & (r > 0)]
-                if not r.size:
-                    continue
-                v = np.maximum(np.abs(np.log10(r)), floor)
-                m, h = mean_ci(v)
-                xs.append(i - 0.4 + width * (j + 0.5))
-                ms.append(m)
-                errs.append(0.0 if np.isnan(h) else min(h, m - floor))
-            ax.bar(xs, ms, width * 0.9, yerr=errs, capsize=3, label=c,
-                   color=_CYCLE[j % len(_CYCLE)], alpha=0.85)
-        ax.set_yscale("log")
-        ax.set_ylim(floor / 2, None)
-        ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("|log10 ratio| (mean over seeds)")
-        ax.set_title(title)
-        ax.legend()
     return fig, ax
 
 

@@ -241,7 +241,8 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
     """What figures a file supports: its kind, surfaces, measures, history, checkpoints.
 
     Returns:
-        ``{"kind", "surfaces": {name: dim}, "measures": [names], "units":
+        ``{"kind", "protocol": the protocol of a results file ("" for others),
+        "surfaces": {name: dim}, "measures": [names], "units":
         {measure: units}, "history": bool (accuracy at two or more epochs),
         "checkpoints": bool, "curves": [names with both profiles], "swag": bool (an
         evaluation is stored), "fge": [names], "alignments": [names]}``.
@@ -257,7 +258,8 @@ def contents(path: str | os.PathLike) -> dict[str, Any]:
             "dim", 2 if "axes/y" in f["surfaces"][n] else 1))) for n in surface_names(f)}
         meas = sorted({m for s in measured_solutions(f) for m, o in f["measures"][s].items()
                        if isinstance(o, h5py.Group)})
-        return {"kind": str(plain(f.attrs.get("kind", ""))), "surfaces": dims,
+        return {"kind": str(plain(f.attrs.get("kind", ""))),
+                "protocol": str(plain(f.attrs.get("protocol", "")) or ""), "surfaces": dims,
                 "measures": meas, "units": measure_units(f), "history": _has_curves_per_epoch(f),
                 "checkpoints": "measures/checkpoints/test_acc" in f,
                 "curves": [n for n in curve_names(f)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from landscape.experiments._settings import Settings, measure_default
+from landscape.sharpness import specs
 
-#: The flatness measures computed for both solutions of every seed (``measures``).
-MEASURES = ("hessian", "trace", "density", "eps", "sam", "asam", "avg", "pacbayes", "width")
+#: The flatness measures computed for both solutions of every seed (``measures``), in
+#: run order: every measure with a headline that reports tabulate, and the eigenvalue
+#: density the figures draw (the registry's; today hessian, trace, density, eps, sam,
+#: asam, avg, pacbayes, width).
+MEASURES = tuple(name for name, sp in specs().items()
+                 if name == "density" or any(h.report for h in sp.headline))
 
 
 @dataclasses.dataclass(frozen=True)
