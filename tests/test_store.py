@@ -277,3 +277,35 @@ def test_contents_has_a_history_only_with_two_evaluated_epochs(
     acc = store.read_history(end_only)["runs"]["sgd"]["test_acc"]
     assert np.isfinite(acc).tolist() == [False] * (len(acc) - 1) + [True]
     assert not store.contents(end_only)["history"]  # one point draws no curve
+
+
+def test_trimmed_copy_leaves_out_nested_members_by_pattern(tmp_path) -> None:
+    """The copy keeps every other group, dataset and attribute byte for byte and is
+    smaller by the dropped datasets (not a deletion that leaves the space behind)."""
+    import h5py
+    import numpy as np
+
+    from landscape.store import trimmed_copy
+
+    src = tmp_path / "a.h5"
+    big = np.arange(200_000, dtype=np.float32)
+    with h5py.File(src, "w") as f:
+        f.attrs["kind"] = "landscape-analysis"
+        f.attrs["schema_version"] = 1
+        for n in ("one", "two"):
+            g = f.create_group(f"alignments/{n}")
+            g.attrs["method"] = n
+            g["aligned"] = big
+            g["profiles/line/t"] = np.linspace(0, 1, 5)
+        f["trajectories/sgd/weights"] = big
+    out = trimmed_copy(src, tmp_path / "b.h5",
+                       drop=("trajectories", "alignments/*/aligned"))
+    with h5py.File(out) as g:
+        assert sorted(g) == ["alignments"]
+        assert g.attrs["kind"] == "landscape-analysis"
+        for n in ("one", "two"):
+            assert "aligned" not in g[f"alignments/{n}"]
+            assert g[f"alignments/{n}"].attrs["method"] == n
+            np.testing.assert_array_equal(g[f"alignments/{n}/profiles/line/t"][()],
+                                          np.linspace(0, 1, 5))
+    assert out.stat().st_size < 100_000 < src.stat().st_size

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -114,19 +115,34 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
 
 def trimmed_copy(src: str | os.PathLike, dst: str | os.PathLike,
                  drop: Sequence[str] = ("trajectories",)) -> Path:
-    """Copy ``src`` to ``dst`` without the top-level groups in ``drop`` (atomically).
+    """Copy ``src`` to ``dst`` without the members named in ``drop`` (atomically).
+
+    Args:
+        src: The file.
+        dst: The copy.
+        drop: Paths of groups or datasets to leave out, ``fnmatch`` patterns
+            (``"trajectories"``, ``"alignments/*/aligned"``).
 
     Returns:
         ``dst``.
     """
     dst = Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
+
+    def copy(a: h5py.Group, b: h5py.Group) -> None:
+        for k, v in a.attrs.items():
+            b.attrs[k] = v
+        for name, item in a.items():
+            path = item.name.lstrip("/")
+            if any(fnmatch.fnmatchcase(path, d) for d in drop):
+                continue
+            if isinstance(item, h5py.Group):
+                copy(item, b.create_group(name))
+            else:
+                a.copy(name, b)
+
     with open_file(src, KINDS) as f, _h5(tmp, "w") as g:
-        for k, v in f.attrs.items():
-            g.attrs[k] = v
-        for name in f:
-            if name not in drop:
-                f.copy(name, g)
+        copy(f, g)
     tmp.replace(dst)
     return dst
 

@@ -208,7 +208,9 @@ def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Pa
     for label, k in (("base", ks[0]), ("widest", ks[-1])):
         if label == "widest" and k == ks[0]:
             continue
-        files[label] = store.trimmed_copy(Path(main[k]), dest / f"pair0_{k}.h5")
+        files[label] = store.trimmed_copy(  # profiles only: not the aligned weights
+            Path(main[k]), dest / f"pair0_{k}.h5",
+            drop=("trajectories", "alignments/*/aligned", "alignments/*/aligned_buffers"))
     return draw_figures(FIGURES, dest, res, files)
 
 
