@@ -59,6 +59,8 @@ def run_demo(out: str | Path = "runs/demo.h5", *, out_dir: str | Path = "figures
     print(format_comparison(compare_solutions(out, ("sgd", "swa"))))
     print(f"[demo] first seed's run file: {out}  (`landscape info {out}`)")
     print(f"[demo] report: {path}")
-    print("[demo] " + compare_results(earlier, read_results(earlier_path),
-                                      what=f"the earlier {earlier_path}"))
+    print("[demo] " + (f"first run into {earlier_path.parent}: no earlier results to "
+                       "compare with" if earlier is None else
+                       compare_results(earlier, read_results(earlier_path),
+                                       what=f"the earlier {earlier_path}")))
     return path

@@ -3,6 +3,8 @@ report logic on known numbers."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -24,10 +26,19 @@ SURFACES = {"random_swa", "random_sgd", "plane", "pca", "line"}
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``landscape demo --quick`` into a temporary folder (one seed, tiny sizes)."""
     d = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--quick", "--out", str(d / "demo.h5"), "--runs-dir", str(d / "runs"),
-                 "--out-dir", str(d / "fig" / "paper")])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["demo", "--quick", "--out", str(d / "demo.h5"), "--runs-dir",
+                     str(d / "runs"), "--out-dir", str(d / "fig" / "paper")])
     assert code == 0
+    (d / "first.log").write_text(out.getvalue())
     return d
+
+
+def test_a_first_demo_says_there_is_nothing_to_compare_with(demo: Path) -> None:
+    last = (demo / "first.log").read_text().strip().splitlines()[-1]
+    assert last == (f"[demo] first run into {demo / 'fig' / 'paper'}: no earlier results "
+                    "to compare with")
 
 
 def test_demo_run_file_holds_everything(demo: Path) -> None:
