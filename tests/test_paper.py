@@ -302,3 +302,20 @@ def test_stability_calls_measures_only_at_the_seed_counts_they_reach(tmp_path) -
     text = (tmp_path / "s.md").read_text()
     assert f"| {lam} | **sharper / no difference** | - | - |" in text
     assert "Every verdict agrees from N = 3 seeds on (up to 4)." in text
+
+
+def test_compare_results_fills_keys_added_to_the_config_since() -> None:
+    """A file written before TrainConfig gained a key (at its default) is the same
+    config; a key that really differs still stops the comparison."""
+    from landscape.config import TrainConfig
+
+    new_cfg = TrainConfig().to_dict()
+    old_cfg = {k: v for k, v in new_cfg.items() if k not in ("swag", "swag_rank")}
+    m = {"swa": {"test_acc": np.array([0.90, 0.92, 0.94])}}
+    earlier = {"metrics": m, "attrs": {"config": old_cfg}}
+    assert ex.compare_results(earlier, {"metrics": m, "attrs": {"config": new_cfg}}) == (
+        "identical to the committed results (1 per-seed series)")
+    other = {**new_cfg, "swag_rank": new_cfg["swag_rank"] + 1}
+    assert ex.compare_results(earlier, {"metrics": m, "attrs": {"config": other}}) == (
+        "not compared with the committed results: made with another config (differs in "
+        "swag_rank)")

@@ -525,6 +525,8 @@ def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *
         return f"no {what} to compare with"
     ca = (earlier.get("attrs") or {}).get("config") or {}
     cb = (new.get("attrs") or {}).get("config") or {}
+    if ca and cb:  # keys added to TrainConfig since a file was written: their defaults
+        ca, cb = ({**TrainConfig().to_dict(), **c} for c in (ca, cb))
     keys = sorted(k for k in set(ca) | set(cb)
                   if k not in _WHERE_IT_RAN and ca.get(k) != cb.get(k))
     if ca and cb and keys:
