@@ -17,6 +17,7 @@ import json
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,15 @@ class TrainConfig:
     def to_json(self) -> str:
         """JSON of :meth:`to_dict` (what the run file stores)."""
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    @staticmethod
+    def with_defaults(stored: Mapping[str, Any] | str) -> dict[str, Any]:
+        """A stored config (a mapping or its JSON) with the fields added since it was
+        written at their defaults, so a new field does not make old files another
+        config."""
+        if isinstance(stored, str):
+            stored = json.loads(stored)
+        return {**TrainConfig().to_dict(), **stored}
 
     def validate(self) -> TrainConfig:
         """Check ranges that types cannot express; return ``self``.

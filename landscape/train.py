@@ -486,9 +486,7 @@ def train(
 def same_config(stored: Mapping[str, Any] | str, cfg: TrainConfig) -> bool:
     """Whether a stored config (a mapping or its JSON) is ``cfg``, the fields added
     since it was written taking their defaults (so a new key does not orphan old runs)."""
-    if isinstance(stored, str):
-        stored = json.loads(stored)
-    return {**TrainConfig().to_dict(), **stored} == cfg.to_dict()
+    return TrainConfig.with_defaults(stored) == cfg.to_dict()
 
 
 def _write_run_file(cfg: TrainConfig, out: Path, data: TensorData,

@@ -435,7 +435,7 @@ def report_text(out: Path, exp: Experiment, seeds: Sequence[int], result: Mappin
                   f"{max(per):.0f} s per seed, summed over every invocation that worked "
                   "on it, so a resumed run counts its earlier work; the wall time above "
                   "is the last invocation's).", ""]
-    note = (result.get("extra") or {}).get("data_note")
+    note = extra.get("data_note")
     if note:
         lines += [note, ""]
     elif embedded and exp.protocol in ("seed000", "seed004"):
@@ -526,7 +526,7 @@ def compare_results(earlier: Mapping[str, Any] | None, new: Mapping[str, Any], *
     ca = (earlier.get("attrs") or {}).get("config") or {}
     cb = (new.get("attrs") or {}).get("config") or {}
     if ca and cb:  # keys added to TrainConfig since a file was written: their defaults
-        ca, cb = ({**TrainConfig().to_dict(), **c} for c in (ca, cb))
+        ca, cb = TrainConfig.with_defaults(ca), TrainConfig.with_defaults(cb)
     keys = sorted(k for k in set(ca) | set(cb)
                   if k not in _WHERE_IT_RAN and ca.get(k) != cb.get(k))
     if ca and cb and keys:
