@@ -470,8 +470,7 @@ class Evaluator:
         if not self.data:
             raise UserError("no data to evaluate on; pass train (and test) data as "
                             "(inputs, targets) tensors or a DataLoader")
-        self._bn = (self.data.get("train") if bn_data is None and train is not None
-                    else None if bn_data is None else batches(bn_data))
+        self._bn = batches(bn_data) if bn_data is not None else self.data.get("train")
         self._bn_samples = bn_samples
         if self.bn is BNMode.RECOMPUTE and self._bn is None:
             raise UserError("bn=recompute needs train data (or bn_data) to recompute "

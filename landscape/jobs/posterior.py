@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,17 +262,24 @@ def format_paths(path: str | os.PathLike) -> str:
         fges = {n: store.fge_attrs(f, n) or {} for n in store.fge_names(f)}
         aligned = store.alignment_names(f)
     aligns = {n: store.alignment_attrs(path, n) or {} for n in aligned}
+
+    def barrier_rows(label: str, a: Mapping[str, Any], paths: Sequence[str]) -> list[str]:
+        """One row per metric with a stored barrier of any of ``paths``."""
+        rows = []
+        for m in ("train_loss", "train_err", "test_loss", "test_err"):
+            vals = [a.get(f"{p}_{m}_barrier") for p in paths]
+            if any(v is not None for v in vals):
+                pct = m.endswith("_err")
+                rows.append(f"| {label} | {m} | "
+                            + " | ".join(num(v, pct) for v in vals) + " |")
+        return rows
+
     if curves:
         out += ["barriers (max over t minus the endpoints' mean; errors in % points)",
                 "| curve | metric | line | curve |", "|---|---|---|---|"]
         for n, a in attrs.items():
-            for m in ("train_loss", "train_err", "test_loss", "test_err"):
-                line, cur = a.get(f"line_{m}_barrier"), a.get(f"curve_{m}_barrier")
-                if line is None and cur is None:
-                    continue
-                pct = m.endswith("_err")
-                out.append(f"| {n} ({a.get('curve')}, {a.get('bends')} bend) | {m} | "
-                           f"{num(line, pct)} | {num(cur, pct)} |")
+            out += barrier_rows(f"{n} ({a.get('curve')}, {a.get('bends')} bend)", a,
+                                ("line", "curve"))
     if swag is not None:
         a = swag["attrs"]
         out += ["", f"SWAG model average of {a.get('samples')} samples (test, "
@@ -286,14 +293,8 @@ def format_paths(path: str | os.PathLike) -> str:
                 "| alignment | metric | raw line | aligned | aligned + REPAIR | curve |",
                 "|---|---|---|---|---|---|"]
         for n, a in aligns.items():
-            for m in ("train_loss", "train_err", "test_loss", "test_err"):
-                vals = [a.get(f"{w}_{m}_barrier") for w in ("line", "aligned", "repair",
-                                                             "curve")]
-                if all(v is None for v in vals):
-                    continue
-                pct = m.endswith("_err")
-                out.append(f"| {n} ({a.get('method')}) | {m} | "
-                           + " | ".join(num(v, pct) for v in vals) + " |")
+            out += barrier_rows(f"{n} ({a.get('method')})", a,
+                                ("line", "aligned", "repair", "curve"))
     for n, a in fges.items():
         start = (a.get("start") or {}).get("solution", "start")
         out += ["", f"FGE {n}: {a.get('snapshots_done')} snapshots (test)",

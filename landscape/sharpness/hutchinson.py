@@ -63,6 +63,14 @@ class TraceEstimate:
     method: str = "hutchinson"
 
 
+def _converged(q: np.ndarray, rtol: float, min_samples: int, offset: float = 0.0) -> bool:
+    """The early stop of both estimators: at least ``min_samples`` (and 2) probes
+    ``q`` drawn and their standard error within ``rtol`` of the estimate
+    ``offset + mean(q)`` (``offset``: Hutch++'s exact part); never with ``rtol = 0``."""
+    return bool(rtol) and q.size >= max(min_samples, 2) and (
+        sem(q) <= rtol * abs(offset + q.mean()))
+
+
 def _check(n: int, samples: int) -> None:
     if n < 1 or samples < 1:
         raise ValueError(f"need n >= 1 and samples >= 1, got n={n}, samples={samples}")
@@ -108,8 +116,7 @@ def hutchinson_trace(
         hv = hvp(v).to(dtype)
         quad[i] = float(v.double() @ hv.double())
         sq[i] = float(hv.double().pow(2).sum())
-        if rtol and i + 1 >= max(min_samples, 2) and (
-                sem(quad[:i + 1]) <= rtol * abs(quad[:i + 1].mean())):
+        if _converged(quad[:i + 1], rtol, min_samples):
             m = i + 1
             break
     quad, sq = quad[:m], sq[:m]
@@ -187,8 +194,7 @@ def hutchpp_trace(
         g = g - Q @ (Q.T @ g)
         hg = apply(g)
         quad[i], sq[i] = float(g @ hg), float(hg @ hg)
-        if rtol and i + 1 >= max(min_samples, 2) and (
-                sem(quad[:i + 1]) <= rtol * abs(exact + quad[:i + 1].mean())):
+        if _converged(quad[:i + 1], rtol, min_samples, exact):
             m = i + 1
             break
     quad, sq = quad[:m], sq[:m]
