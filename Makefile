@@ -18,9 +18,12 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/landscape demo --out runs/demo.h5
 
-## test: run the test suite
+## test: run the test suite, one worker process per core (pytest-xdist), one thread each
+## (a test file stays on one worker, so its module fixtures run once); PYTEST_WORKERS=0 runs
+## it in this process
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -142,8 +142,8 @@ def test_divergence_is_a_user_error(tmp_path: Path, tiny_config: TrainConfig) ->
 
 
 def _cmd(out: Path, root: Path) -> list[str]:
-    return [sys.executable, "-m", "landscape", "train", "--num-samples", "2000",
-            "--epochs", "14", "--swa-start", "10", "--threads", "1", "--quiet",
+    return [sys.executable, "-m", "landscape", "train", "--num-samples", "1000",
+            "--epochs", "6", "--swa-start", "4", "--threads", "1", "--quiet",
             "--data-root", str(root), "--out", str(out)]
 
 
