@@ -14,6 +14,8 @@ from cases import (
 from helpers import allclose_report
 from torch import Tensor
 
+import landscape as ls
+from landscape._errors import UserError
 from landscape.evaluate import Evaluator
 from landscape.sharpness import (
     adaptive_sharpness,
@@ -26,6 +28,7 @@ from landscape.sharpness import (
     sam_sharpness,
     slq_density,
 )
+from landscape.sharpness._registry import specs
 
 
 def _rescale(theta: Tensor, n1: int, alpha: float) -> Tensor:
@@ -75,3 +78,23 @@ def test_measures_are_deterministic_given_the_seed(measure: str) -> None:
     }
     assert calls[measure](3) == calls[measure](3)
     assert calls[measure](3) != calls[measure](4)
+
+
+@pytest.mark.parametrize("measure", sorted(specs()))
+def test_nan_in_the_data_is_a_one_line_error_for_every_measure(measure: str) -> None:
+    net, data = relu_net()
+    x = data.x_train.clone()
+    x[3, 1] = float("nan")
+    with pytest.raises(UserError, match=r"not finite|is nan.*NaN/inf"):
+        ls.measure(net, (x, data.y_train), measure)
+
+
+def test_the_hessian_measure_makes_no_forward_pass_besides_its_hvps() -> None:
+    net, data = relu_net()
+    calls = {"forward": 0}
+    net.register_forward_pre_hook(lambda *_: calls.__setitem__("forward",
+                                                               calls["forward"] + 1))
+    r = ls.measure(net, data.splits()[0], "hessian", top_k=1)
+    # one gradient graph (one batch, kept for every product); the copy the measure
+    # evaluates is hooked as the original is
+    assert calls["forward"] == 1, (calls, r.scalars["n_hvp_top"])

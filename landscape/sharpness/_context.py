@@ -76,6 +76,25 @@ class CountedObjective(Counted):
     __call__ = value  # type: ignore[assignment]
 
 
+def _not_finite(what: str) -> UserError:
+    return UserError(f"{what}; the weights or the data hold NaN/inf (a diverged "
+                     "checkpoint?): check them before measuring")
+
+
+def _finite_products(hvp: HVP) -> HVP:
+    """``hvp`` that raises a one-line error for a non-finite product (NaN/inf data or
+    weights), before it reaches an eigensolver's own message."""
+
+    def checked(v: Tensor) -> Tensor:
+        out = hvp(v)
+        if not bool(torch.isfinite(out).all()):
+            raise _not_finite("a Hessian-vector product at the measured solution is not "
+                              "finite")
+        return out
+
+    return checked
+
+
 class MeasureContext:
     """What a measure's ``compute`` gets: the solution, its loss, HVP and helpers.
 
@@ -93,8 +112,9 @@ class MeasureContext:
         init: ``(n,)`` weights at initialization (PAC-Bayes ``init`` bounds).
         n_train: Number of training samples the solution was fit on (bounds).
 
-    Raises:
-        UserError: If the loss at ``theta`` is not finite.
+    Nothing is evaluated here: a measure of HVPs makes no other pass over the data.
+    A non-finite loss (NaN/inf in the weights or the data) is a one-line
+    :class:`UserError` when the first objective or HVP is asked for.
     """
 
     def __init__(self, model: nn.Module, data: Any, *, theta: Tensor | None = None,
@@ -130,12 +150,7 @@ class MeasureContext:
         self._classifier: bool | None = None
         self._hvp: HVP | None = None
         self._recompute: Evaluator | None = None
-        base = self.risk.value(self.theta)
-        if not math.isfinite(base):
-            raise UserError(
-                f"the loss at the measured solution is {base}; the weights or the data "
-                "hold NaN/inf (a diverged checkpoint?): check them before measuring")
-        self.base_loss = base
+        self._base_loss: float | None = None
 
     @property
     def n(self) -> int:
@@ -159,20 +174,42 @@ class MeasureContext:
             self._classifier = self.risk.classifies(self.theta)
         return self._classifier
 
+    @property
+    def base_loss(self) -> float:
+        """The train loss at the solution (one pass the first time).
+
+        Raises:
+            UserError: If it is not finite.
+        """
+        if self._base_loss is None:
+            base = self.risk.value(self.theta)
+            if not math.isfinite(base):
+                raise _not_finite(f"the loss at the measured solution is {base}")
+            self._base_loss = base
+        return self._base_loss
+
     def objective(self) -> CountedObjective:
         """The train loss, counted on the current bar.
 
         Returns:
             The objective.
+
+        Raises:
+            UserError: If the loss at the solution is not finite.
         """
+        _ = self.base_loss
         return CountedObjective(self.risk, self.bar)
 
     def count(self, fn: Callable[..., Any]) -> Counted:
-        """``fn`` counted on the current bar.
+        """``fn`` (a loss or error at given weights) counted on the current bar.
 
         Returns:
             The wrapper.
+
+        Raises:
+            UserError: If the loss at the solution is not finite.
         """
+        _ = self.base_loss
         return Counted(fn, self.bar)
 
     def hvp(self) -> Counted:
@@ -182,7 +219,7 @@ class MeasureContext:
             ``v -> H v``, counted on the current bar.
         """
         if self._hvp is None:
-            self._hvp = self.risk.hvp(self.theta)
+            self._hvp = _finite_products(self.risk.hvp(self.theta))
         return Counted(self._hvp, self.bar)
 
     def error(self, theta: Tensor) -> float:
