@@ -175,6 +175,30 @@ def test_stability_compares_seed000_verdicts(tmp_path: Path) -> None:
     assert "| SGD + SWA vs SGD, CV accuracy |" in (tmp_path / "s.md").read_text()
 
 
+def test_stability_compares_seed004_verdicts(tmp_path: Path) -> None:
+    from landscape import store
+    from landscape.experiments.stability import agreement
+
+    def results(path: Path, gains: list[float]) -> Path:
+        last = [0.947, 0.949, 0.945, 0.950]
+        avg = [a + g for a, g in zip(last, gains, strict=True)]
+        store.write_results(path, {"experiment": "seed004_mnist", "protocol": "seed004",
+                                   "seeds": [0, 1, 2, 3]}, {
+            "last": {"test_acc": last}, "avg": {"test_acc": avg},
+            "checkpoints_mean": {"test_acc": [a - 0.001 for a in avg]}})
+        return path
+
+    a = results(tmp_path / "a.h5", [0.002, 0.0025, 0.0018, 0.0021])
+    b = results(tmp_path / "b.h5", [0.002, -0.004, 0.0018, 0.0021])
+    rows = agreement(store.read_results(a), store.read_results(b))
+    last = "averaged model vs the last checkpoint, test accuracy"
+    mean = "averaged model vs the checkpoints' mean, test accuracy"
+    assert [r["a"][last] for r in rows] == ["no difference", "beats", "beats"]
+    assert [r["b"][last] for r in rows] == ["no difference"] * 3
+    assert [r["differ"] for r in rows] == [[], [last], [last]]
+    assert all(r["a"][mean] == r["b"][mean] == "beats" for r in rows)  # +0.1 point each
+
+
 def test_seed000_serial_threads_use_the_cores_for_image_sized_inputs(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from landscape.experiments.seed000 import _torch_threads, serial_threads

@@ -5,7 +5,8 @@ the trajectories then diverge and every per-seed number moves.  A verdict of
 the report (SWA beats / does not beat SGD; SWA is flatter / sharper / no
 different) holds across machines only if both machines' seeds give the same
 call.  This module compares two results files of ``paper`` (accuracy and
-flatness calls), ``seed000`` (SWA vs SGD on test, CV and train accuracy) or
+flatness calls), ``seed000`` (SWA vs SGD on test, CV and train accuracy),
+``seed004`` (the averaged model vs its checkpoints on test accuracy),
 ``connect`` (curve, alignment, FGE and SWAG calls, over pairs) or ``align``
 (barriers modulo permutation over widths, merged vs SWA and SGD, over pairs)
 seed count by seed count: the calls of the first N seeds of each, for N = 2 ..
@@ -32,7 +33,7 @@ import numpy as np
 
 from landscape import store
 from landscape._errors import UserError
-from landscape.experiments import align, connect, paper, seed000
+from landscape.experiments import align, connect, paper, seed000, seed004
 from landscape.stats import mean_ci
 
 
@@ -66,7 +67,8 @@ def _verdicts_of(result: Mapping[str, Any]) -> Any:
     """
     protocol = result["attrs"].get("protocol") or result.get("experiment")
     fns = {"paper": paper.verdicts, "seed000": seed000.verdicts,
-           "connect": connect.verdicts, "align": align.verdicts}
+           "seed004": seed004.verdicts, "connect": connect.verdicts,
+           "align": align.verdicts}
     if protocol not in fns:
         raise UserError(f"results of protocol {protocol!r} have no verdicts to compare; "
                         f"give two results.h5 files of {sorted(fns)}")
@@ -160,12 +162,10 @@ def report(a_path: Path, b_path: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m landscape.experiments.stability",
-        description="Compare the verdicts of two `paper`, `seed000`, `connect` or `align` "
-                    "results "
-                    "files "
-                    "(one machine's "
-                    "and another's, or one made with --init-jitter) for the first N "
-                    "seeds, N = 2 .. all; print (or write) a Markdown table.")
+        description="Compare the verdicts of two `paper`, `seed000`, `seed004`, `connect` "
+                    "or `align` results files (one machine's and another's, or one made "
+                    "with --init-jitter) for the first N seeds, N = 2 .. all; print (or "
+                    "write) a Markdown table.")
     p.add_argument("a", type=Path, help="results.h5 of the first machine")
     p.add_argument("b", type=Path, help="results.h5 of the second machine")
     p.add_argument("--out", type=Path, help="write the Markdown here (default: stdout)")

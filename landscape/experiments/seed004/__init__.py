@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from landscape.experiments._common import Protocol, register_protocol
 from landscape.experiments._settings import Settings
-from landscape.experiments.seed004.report import FIGURES, _figures, _report  # noqa: F401
+from landscape.experiments.seed004.report import (  # noqa: F401
+    FIGURES,
+    _figures,
+    _report,
+    verdicts,
+)
 from landscape.experiments.seed004.run import evaluate_checkpoints, run_seed004  # noqa: F401
 
 register_protocol(Protocol(

@@ -13,7 +13,7 @@ from landscape.experiments._common import (
     draw_figures,
     figure_lines,
 )
-from landscape.stats import verdict
+from landscape.stats import paired_call, verdict
 
 
 def _history(plot: Any, res: Path, run: str | None) -> Any:
@@ -30,6 +30,26 @@ FIGURES: dict[str, FigureSpec] = {
 }
 
 
+#: The report's comparisons: ``(baseline key, its words)``, each against the averaged model.
+_BASELINES = (("checkpoints_mean", "the checkpoints' mean"), ("last", "the last checkpoint"))
+
+
+def verdicts(result: Mapping[str, Any]) -> dict[str, str]:
+    """The report's calls as data (for :mod:`landscape.experiments.stability`).
+
+    Args:
+        result: ``{"metrics": ...}`` of a seed004 results file.
+
+    Returns:
+        ``{claim: "beats" | "worse" | "no difference" | "one seed"}`` for the averaged
+        model against each baseline, on test accuracy paired over seeds.
+    """
+    m = result["metrics"]
+    return {f"averaged model vs {words}, test accuracy":
+            paired_call(m[key]["test_acc"], m["avg"]["test_acc"])
+            for key, words in _BASELINES}
+
+
 def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Path]:
     runs = result.get("extra", {}).get("runs", [])
     return draw_figures(FIGURES, dest, res, runs[0] if runs else None)
@@ -38,8 +58,7 @@ def _figures(exp: Experiment, res: Path, result: Mapping, dest: Path) -> list[Pa
 def _report(exp: Experiment, result: Mapping, figures: Sequence[Path], out: Path
             ) -> list[str]:
     m = result["metrics"]
-    return ["- " + verdict("the checkpoints' mean", m["checkpoints_mean"]["test_acc"],
-                           "the averaged model", m["avg"]["test_acc"], "test accuracy"),
-            "- " + verdict("the last checkpoint", m["last"]["test_acc"],
-                           "the averaged model", m["avg"]["test_acc"], "test accuracy"),
+    return [*("- " + verdict(words, m[key]["test_acc"], "the averaged model",
+                             m["avg"]["test_acc"], "test accuracy")
+              for key, words in _BASELINES),
             "", "## Figures", "", *figure_lines(figures, out)]
