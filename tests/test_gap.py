@@ -150,6 +150,36 @@ def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> N
     assert any("shift" in line for line in logs)
 
 
+def test_a_gap_stored_as_asked_is_read_back_not_recomputed(
+        run_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import landscape.jobs.gap as job
+
+    first = measure_gap(run_copy, grid="-0.5:1.5:7")
+    evaluated: list[str] = []
+    monkeypatch.setattr(job, "line_gap", lambda *a, **k: evaluated.append("line"))
+    monkeypatch.setattr(job, "trajectory_gaps", lambda *a, **k: evaluated.append("traj"))
+    logs: list[str] = []
+    again = measure_gap(run_copy, grid="-0.5:1.5:7", log=logs.append)
+    assert evaluated == []
+    assert again["line"].shift == first["line"].shift  # the same refined minima
+    assert again["line"].shift_ce == first["line"].shift_ce
+    for k, v in first["line"].metrics.items():
+        np.testing.assert_array_equal(again["line"].metrics[k], v)
+    for run, arrays in first["trajectories"].items():
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(again["trajectories"][run][k], v)
+    assert any("shift" in line for line in logs)  # the CLI still prints its summary
+    # another grid, l2, BN mode, set of trajectories or endpoint is computed anew
+    for kw in ({"grid": "-0.5:1.5:5"}, {"grid": "-0.5:1.5:7", "l2": 0.0},
+               {"grid": "-0.5:1.5:7", "bn": "keep"},
+               {"grid": "-0.5:1.5:7", "trajectories": False},
+               {"grid": "-0.5:1.5:7", "b": "swa_last"}):
+        evaluated.clear()
+        with pytest.raises(AttributeError):  # the stub returns None
+            measure_gap(run_copy, **kw)
+        assert evaluated, kw
+
+
 def test_cli_gap(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gap", str(run_copy), "--quiet", "--no-trajectories", "--grid",
                  "-0.5:1.5:11"]) == 0

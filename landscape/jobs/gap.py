@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from landscape import store
 from landscape._errors import UserError
 from landscape.data import TensorData
 from landscape.evaluate import BNMode, Evaluator
-from landscape.gap import line_gap, metric_gaps, trajectory_gaps
+from landscape.gap import LineGap, line_gap, metric_gaps, train_test_shift, trajectory_gaps
 from landscape.jobs._run import load_run_model, resolve_l2
 from landscape.surface import parse_grid
 
@@ -49,6 +50,8 @@ def measure_gap(
 
     Returns:
         ``{"solutions": ..., "line": LineGap or None, "trajectories": {run: arrays}}``.
+        A gap already stored for the same endpoints (their weights), grid, ``l2``,
+        ``bn`` and trajectories is read back, not recomputed (a resumed protocol).
 
     Raises:
         UserError: For a missing solution or a grid of fewer than 3 points.
@@ -74,11 +77,47 @@ def measure_gap(
         if trajectories:
             for run in store.trajectory_runs(f):
                 trajs[run] = store.trajectory_of(f, run)
+        key = {"endpoints": _digest(sa, sb), "bn_asked": bn or "default",
+               "trajectory_points": ",".join(f"{r}:{len(g['weights'])}"
+                                             for r, g in sorted(trajs.items()))}
+        stored = _stored_gap(f, ts, coef, key)
+    if stored is not None:
+        line, traj_out = stored["line"], stored["trajectories"]
+    else:
+        line, traj_out = _compute(path, a, b, sa, sb, ts, trajs, key, coef=coef, bn=bn,
+                                  model=model, data=data, device=device,
+                                  batch_size=batch_size, sols=sols, progress=progress)
+    if log:
+        for name, v in sols.items():
+            log(f"{name}: test-train loss {v['loss_gap']:+.4f}, error "
+                f"{100 * v['err_gap']:+.2f} points")
+        if line is None:
+            log(f"no line: {no_line}")
+        else:
+            s, sc = line.shift, line.shift_ce
+            what = f"regularized train loss (l2 {coef:g})" if coef else "train loss"
+            log(f"line {a}->{b}: {what} minimum at t={s.t_train:.3f}, test-error "
+                f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
+                f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})"
+                + (f"; with the plain CE train loss {sc.shift:+.4g}" if coef else ""))
+    return {"solutions": sols, "line": line, "trajectories": traj_out}
+
+
+def _compute(path: str | os.PathLike, a: str, b: str | None, sa: Any, sb: Any,
+             ts: np.ndarray, trajs: dict[str, Any], key: dict[str, Any], *, coef: float,
+             bn: str | None, model: nn.Module | None, data: TensorData | None, device: str,
+             batch_size: int, sols: dict[str, Any], progress: bool
+             ) -> tuple[LineGap | None, dict[str, dict[str, np.ndarray]]]:
+    """Evaluate the line and the trajectories and store them under ``/measures/gap``.
+
+    Returns:
+        The line (``None`` without a second solution) and the trajectories' gaps.
+    """
     if model is None or data is None:
         model, data = load_run_model(path)
     train, test = data.batches("train", batch_size), data.batches("test", batch_size)
     line = None
-    attrs: dict[str, Any] = {"l2": coef}
+    attrs: dict[str, Any] = {"l2": coef, **key}
     if sb is not None:
         ev_line = Evaluator(copy.deepcopy(model), train, test, bn=bn, device=device,
                             batch_size=batch_size, l2=coef)
@@ -91,7 +130,7 @@ def measure_gap(
             "train_loss": "CE + l2/2 ||theta||^2" if coef else "CE",
             "t_train_min": s.t_train, "t_test_min": s.t_test, "shift_t": s.shift_t,
             "shift": s.shift, "shift_abs": abs(s.shift), "t_train_min_ce": sc.t_train,
-            "shift_ce": sc.shift, "refine": "parabola"}
+            "shift_ce": sc.shift, "refine": "parabola", **key}
     traj_out = {}
     if trajs:
         ev_keep = Evaluator(copy.deepcopy(model), train, test, bn=BNMode.KEEP,
@@ -107,17 +146,39 @@ def measure_gap(
     with store.edit_run(path) as f:
         store.write_gap(f, attrs, {} if line is None else {"t": line.t, **line.metrics},
                         sols, traj_out)
-    if log:
-        for name, v in sols.items():
-            log(f"{name}: test-train loss {v['loss_gap']:+.4f}, error "
-                f"{100 * v['err_gap']:+.2f} points")
-        if line is None:
-            log(f"no line: {no_line}")
-        else:
-            s, sc = line.shift, line.shift_ce
-            what = f"regularized train loss (l2 {coef:g})" if coef else "train loss"
-            log(f"line {a}->{b}: {what} minimum at t={s.t_train:.3f}, test-error "
-                f"minimum at t={s.t_test:.3f}; shift {s.shift:+.4g} in L2 distance "
-                f"({s.shift_t:+.3f} of |{b}-{a}| = {s.distance:.4g})"
-                + (f"; with the plain CE train loss {sc.shift:+.4g}" if coef else ""))
-    return {"solutions": sols, "line": line, "trajectories": traj_out}
+    return line, traj_out
+
+
+def _digest(*solutions: Any) -> str:
+    """A short hash of the solutions' weights (``None`` entries skipped)."""
+    h = hashlib.sha256()
+    for sol in solutions:
+        if sol is not None:
+            h.update(sol.weights.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _stored_gap(f: Any, ts: np.ndarray, coef: float, key: dict[str, Any]
+                ) -> dict[str, Any] | None:
+    """The stored ``/measures/gap`` when it was made as asked (``key``: endpoints,
+    requested BN mode, trajectory lengths; same grid and ``l2``), else ``None``."""
+    g = f.get("measures/gap")
+    if g is None:
+        return None
+    at = store.attrs_of(g)
+    if any(at.get(k) != v for k, v in key.items()) or at.get("l2") != coef:
+        return None
+    lines = {k: np.asarray(v[()]) for k, v in g["line"].items()}
+    trajs = {r: {k: np.asarray(v[()]) for k, v in gr.items()}
+             for r, gr in g["trajectories"].items()}
+    line = None
+    if "from" in at:
+        t = lines.pop("t", None)
+        if t is None or t.shape != ts.shape or not np.array_equal(t, ts):
+            return None
+
+        def shift(train: np.ndarray) -> Any:
+            return train_test_shift(t, train, lines["test_err"], distance=at["distance"])
+
+        line = LineGap(t, lines, shift(lines["train_loss"]), shift(lines["train_ce"]), coef)
+    return {"line": line, "trajectories": trajs}
