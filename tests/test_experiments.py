@@ -226,7 +226,8 @@ def test_seed000_serial_threads_use_the_cores_for_image_sized_inputs(
     assert torch.get_num_threads() == before
 
 
-def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
     logs: list[str] = []
     report = ex.reproduce("seed004", seeds=1, out_dir=tmp_path / "seed004",
                          runs_dir=tmp_path / "runs",
@@ -249,6 +250,23 @@ def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     text = capsys.readouterr().out
     assert "(landscape-results)" in text
     assert "avg: test_acc=[" in text
+    # more seeds: seed 0's run file and checkpoint scores are kept, only seed 1 is new
+    import landscape.experiments.seed004.run as s4
+
+    seed0 = tmp_path / "runs" / "seed0.h5"
+    mtime = seed0.stat().st_mtime_ns
+    evaluated: list[str] = []
+    real = s4.load_run_model
+    monkeypatch.setattr(s4, "load_run_model",
+                        lambda p: (evaluated.append(Path(p).name), real(p))[1])
+    ex.reproduce("seed004", seeds=2, out_dir=out, runs_dir=tmp_path / "runs", quick=True,
+                 log=logs.append)
+    assert evaluated == ["seed1.h5"]
+    assert seed0.stat().st_mtime_ns == mtime
+    again = _results(out / "results.h5")
+    for m, cols in r.items():
+        for k, v in cols.items():
+            assert again[m][k][0] == v[0], (m, k)
 
 
 def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:

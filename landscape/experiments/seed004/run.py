@@ -20,6 +20,8 @@ from landscape.experiments._common import (
 from landscape.jobs import load_run_model
 from landscape.train import train
 
+_COLUMNS = ("epoch", "train_acc", "test_acc", "train_loss", "test_loss")
+
 
 def evaluate_checkpoints(path: str | Path, run: str = "sgd",
                          epochs: tuple[int, int] | None = None, *,
@@ -31,18 +33,24 @@ def evaluate_checkpoints(path: str | Path, run: str = "sgd",
     through :class:`landscape.evaluate.Evaluator`; the results go to
     ``/measures/checkpoints/{epoch,train_acc,test_acc,train_loss,test_loss}``.
 
+    Scores already stored for the same run and checkpoints are read back (a resumed
+    protocol does not evaluate them again).
+
     Returns:
         The stored arrays.
 
     Raises:
         UserError: If the run has no trajectory or no checkpoint in range.
     """
-    model, data = load_run_model(path)
     with store.open_run(path) as f:
         ep, W, B = store.checkpoints(f, run, epochs)  # (k,), (k, n_params), (k, n_buffers)
+        g = f.get("measures/checkpoints")
+        if (g is not None and store.attrs_of(g).get("run") == run and "epoch" in g
+                and np.array_equal(g["epoch"][()], ep)):
+            return {k: np.asarray(g[k][()]) for k in _COLUMNS}
+    model, data = load_run_model(path)
     ev = Evaluator(model, data.batches("train"), data.batches("test"), bn=BNMode.KEEP)
-    cols: dict[str, list[float]] = {k: [] for k in ("train_acc", "test_acc", "train_loss",
-                                                    "test_loss")}
+    cols: dict[str, list[float]] = {k: [] for k in _COLUMNS if k != "epoch"}
     from tqdm.auto import tqdm
 
     for w, b in tqdm(list(zip(W, B, strict=True)), desc="checkpoints", leave=False,
@@ -64,7 +72,9 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     """Per seed: train (no SWA run), evaluate every checkpoint, compare with their average.
 
     Run files (large: every epoch's weights) go to ``runs_dir/seedS.h5``
-    (default ``OUT/runs``).
+    (default ``OUT/runs``).  A rerun keeps every finished run file and its checkpoint
+    scores, so more ``--seeds`` train only the new ones; a run file of another config
+    is an error naming it (as for the other protocols).
 
     Returns:
         ``{"metrics": {method: {metric: list}}, "extra": {...}}``.
@@ -77,8 +87,7 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     for seed in seeds:
         t0 = time.perf_counter()
         path = (runs_dir or out / "runs") / f"seed{seed}.h5"
-        train(exp.cfg.replace(seed=seed), path, force=True, progress=progress,
-              log=lambda _m: None)
+        train(exp.cfg.replace(seed=seed), path, progress=progress, log=lambda _m: None)
         ck = evaluate_checkpoints(path, exp.cfg.average_run, rng, progress=progress)
         with store.open_run(path) as f:
             sols = store.solution_attrs(f)
