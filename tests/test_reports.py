@@ -65,7 +65,10 @@ STABILITY = [(Path("figures/seed000/STABILITY.md"), Path("figures/seed000/result
               Path("figures/connect_mnist/jitter-results.h5")),
              (Path("figures/align_mnist/STABILITY.md"),
               Path("figures/align_mnist/results.h5"),
-              Path("figures/align_mnist/jitter-results.h5"))]
+              Path("figures/align_mnist/jitter-results.h5")),
+             (Path("figures/seed004_mnist/STABILITY.md"),
+              Path("figures/seed004_mnist/results.h5"),
+              Path("figures/seed004_mnist/jitter-results.h5"))]
 
 
 @pytest.mark.parametrize(("report", "a", "b"), STABILITY,
