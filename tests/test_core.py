@@ -369,6 +369,8 @@ def _xy(n: int = 8) -> tuple[Tensor, Tensor]:
                        ).metrics(["train"]), "yielded no batch"),
     (lambda: ls.measure(_net(), iter([_xy()]), "trace"), "one-shot iterator"),
     (lambda: ls.measure(_net(), (torch.full((8, 4), math.nan), _xy()[1]), "trace"),
+     "Hessian-vector product at the measured solution is not finite"),
+    (lambda: ls.measure(_net(), (torch.full((8, 4), math.nan), _xy()[1]), "sam"),
      "loss at the measured solution is nan"),
     (lambda: Evaluator(_Stray().to("meta"), _xy()).metrics(["train"]), "different devices"),
 ])
