@@ -259,9 +259,15 @@ def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture,
     real = s4.load_run_model
     monkeypatch.setattr(s4, "load_run_model",
                         lambda p: (evaluated.append(Path(p).name), real(p))[1])
+    read: list[str] = []  # whose checkpoint weights were read (not seed 0's, scored)
+    real_read = s4.store.checkpoints
+    monkeypatch.setattr(s4.store, "checkpoints", lambda f, *a: (
+        read.append(Path(f.filename).name), real_read(f, *a))[1])
     ex.reproduce("seed004", seeds=2, out_dir=out, runs_dir=tmp_path / "runs", quick=True,
                  log=logs.append)
     assert evaluated == ["seed1.h5"]
+    assert "seed1.h5" in read
+    assert not any(n.startswith("seed0") for n in read)
     assert seed0.stat().st_mtime_ns == mtime
     again = _results(out / "results.h5")
     for m, cols in r.items():

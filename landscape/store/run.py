@@ -360,12 +360,13 @@ def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
     return {k: g[k][()] for k in ("weights", "buffers", "epoch", "step") if k in g}
 
 
-def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Recorded checkpoints of ``run`` at whole completed epochs (``A..B`` inclusive).
+def checkpoint_epochs(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Which recorded checkpoints of ``run`` lie at whole completed epochs
+    (``A..B`` inclusive), without reading their weights.
 
     Returns:
-        ``(epochs (k,), weights (k, n_params), buffers (k, n_buffers))``.
+        ``(epochs (k,), rows (k,))``: the epochs and their rows in the trajectory.
 
     Raises:
         UserError: If the run has no trajectory or none in range.
@@ -382,7 +383,22 @@ def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
     if idx.size == 0:
         raise UserError(f"no recorded checkpoint of the {run} run in epochs {epochs}; "
                         "train with --record-every 1 or pick recorded epochs")
-    return np.round(ep[idx]), g["weights"][idx], g["buffers"][idx]
+    return np.round(ep[idx]), idx
+
+
+def checkpoints(f: h5py.File, run: str, epochs: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Recorded checkpoints of ``run`` at whole completed epochs (``A..B`` inclusive).
+
+    Returns:
+        ``(epochs (k,), weights (k, n_params), buffers (k, n_buffers))``.
+
+    Raises:
+        UserError: If the run has no trajectory or none in range.
+    """
+    ep, idx = checkpoint_epochs(f, run, epochs)
+    g = f[f"trajectories/{run}"]
+    return ep, g["weights"][idx], g["buffers"][idx]
 
 
 # --------------------------------------------------------------------------- named points

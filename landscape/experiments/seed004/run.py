@@ -43,11 +43,12 @@ def evaluate_checkpoints(path: str | Path, run: str = "sgd",
         UserError: If the run has no trajectory or no checkpoint in range.
     """
     with store.open_run(path) as f:
-        ep, W, B = store.checkpoints(f, run, epochs)  # (k,), (k, n_params), (k, n_buffers)
+        ep, _ = store.checkpoint_epochs(f, run, epochs)
         g = f.get("measures/checkpoints")
         if (g is not None and store.attrs_of(g).get("run") == run and "epoch" in g
                 and np.array_equal(g["epoch"][()], ep)):
             return {k: np.asarray(g[k][()]) for k in _COLUMNS}
+        _, W, B = store.checkpoints(f, run, epochs)  # (k, n_params), (k, n_buffers)
     model, data = load_run_model(path)
     ev = Evaluator(model, data.batches("train"), data.batches("test"), bn=BNMode.KEEP)
     cols: dict[str, list[float]] = {k: [] for k in _COLUMNS if k != "epoch"}
