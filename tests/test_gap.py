@@ -158,6 +158,9 @@ def test_a_gap_stored_as_asked_is_read_back_not_recomputed(
     evaluated: list[str] = []
     monkeypatch.setattr(job, "line_gap", lambda *a, **k: evaluated.append("line"))
     monkeypatch.setattr(job, "trajectory_gaps", lambda *a, **k: evaluated.append("traj"))
+    read = job.store.trajectory_of
+    monkeypatch.setattr(job.store, "trajectory_of",
+                        lambda *a: (evaluated.append("read trajectory"), read(*a))[1])
     logs: list[str] = []
     again = measure_gap(run_copy, grid="-0.5:1.5:7", log=logs.append)
     assert evaluated == []

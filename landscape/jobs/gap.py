@@ -73,18 +73,15 @@ def measure_gap(
         a = a or store.main_solution(names)
         sa = store.read_solution(f, a)
         sb = store.read_solution(f, b) if b is not None else None
-        trajs = {}
-        if trajectories:
-            for run in store.trajectory_runs(f):
-                trajs[run] = store.trajectory_of(f, run)
+        runs = sorted(store.trajectory_runs(f)) if trajectories else []
         key = {"endpoints": _digest(sa, sb), "bn_asked": bn or "default",
-               "trajectory_points": ",".join(f"{r}:{len(g['weights'])}"
-                                             for r, g in sorted(trajs.items()))}
+               "trajectory_points": ",".join(  # counted, not read: a resume reads none
+                   f"{r}:{len(f[f'trajectories/{r}/weights'])}" for r in runs)}
         stored = _stored_gap(f, ts, coef, key)
     if stored is not None:
         line, traj_out = stored["line"], stored["trajectories"]
     else:
-        line, traj_out = _compute(path, a, b, sa, sb, ts, trajs, key, coef=coef, bn=bn,
+        line, traj_out = _compute(path, a, b, sa, sb, ts, runs, key, coef=coef, bn=bn,
                                   model=model, data=data, device=device,
                                   batch_size=batch_size, sols=sols, progress=progress)
     if log:
@@ -104,7 +101,7 @@ def measure_gap(
 
 
 def _compute(path: str | os.PathLike, a: str, b: str | None, sa: Any, sb: Any,
-             ts: np.ndarray, trajs: dict[str, Any], key: dict[str, Any], *, coef: float,
+             ts: np.ndarray, runs: list[str], key: dict[str, Any], *, coef: float,
              bn: str | None, model: nn.Module | None, data: TensorData | None, device: str,
              batch_size: int, sols: dict[str, Any], progress: bool
              ) -> tuple[LineGap | None, dict[str, dict[str, np.ndarray]]]:
@@ -132,7 +129,9 @@ def _compute(path: str | os.PathLike, a: str, b: str | None, sa: Any, sb: Any,
             "shift": s.shift, "shift_abs": abs(s.shift), "t_train_min_ce": sc.t_train,
             "shift_ce": sc.shift, "refine": "parabola", **key}
     traj_out = {}
-    if trajs:
+    if runs:
+        with store.open_run(path) as f:
+            trajs = {run: store.trajectory_of(f, run) for run in runs}
         ev_keep = Evaluator(copy.deepcopy(model), train, test, bn=BNMode.KEEP,
                             device=device, batch_size=batch_size)
         for run, g in trajs.items():
