@@ -56,7 +56,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, fx, nn
 
 from landscape._errors import UserError
@@ -133,6 +132,8 @@ def _unfold(x: Tensor, axis: int, n: int) -> Tensor:
 
 def _assign(S: Tensor) -> Tensor:
     """The permutation maximising ``sum_i S[i, perm[i]]``."""
+    from scipy.optimize import linear_sum_assignment  # 0.5 s of import: not at start-up
+
     rows, cols = linear_sum_assignment(S.cpu().numpy(), maximize=True)
     perm = np.empty(len(rows), dtype=np.int64)
     perm[rows] = cols

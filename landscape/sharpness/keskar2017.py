@@ -53,7 +53,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import Bounds, minimize
 from torch import Tensor
 
 from landscape.sharpness._base import (
@@ -164,6 +163,8 @@ def epsilon_sharpness(
     def neg_loss(y: np.ndarray) -> tuple[float, np.ndarray]:
         val, g = loss_and_grad(y)
         return -val, -g
+
+    from scipy.optimize import Bounds, minimize  # 0.5 s of import: not at start-up
 
     for _ in range(restarts):
         y0 = rng.uniform(-bound, bound)
