@@ -243,7 +243,7 @@ def test_cli_one_surface_and_bad_name(run_file: Path, tmp_path: Path,
 
 
 def test_import_landscape_does_not_import_matplotlib() -> None:
-    # nor scipy.optimize at start-up (half a second of every CLI call): the
+    # nor scipy.optimize at start-up (0.15-0.2 s of every CLI call): the
     # alignment and epsilon-sharpness import it when they run
     code = ("import sys, landscape, landscape.cli; opt = 'scipy.optimize' in sys.modules; "
             "import landscape.experiments, landscape.stats; "

@@ -132,7 +132,7 @@ def _unfold(x: Tensor, axis: int, n: int) -> Tensor:
 
 def _assign(S: Tensor) -> Tensor:
     """The permutation maximising ``sum_i S[i, perm[i]]``."""
-    from scipy.optimize import linear_sum_assignment  # 0.5 s of import: not at start-up
+    from scipy.optimize import linear_sum_assignment  # 0.15-0.2 s of import: not at start-up
 
     rows, cols = linear_sum_assignment(S.cpu().numpy(), maximize=True)
     perm = np.empty(len(rows), dtype=np.int64)
