@@ -104,6 +104,8 @@ def test_budget_runs_are_the_swa_run_of_that_length(demo: Path) -> None:
         assert r["metrics/swa_1.5x/test_acc"][0] == pytest.approx(f.metrics["test_acc"])
 
 
+@pytest.mark.slow  # 20 s: the protocol twice; the same runner's invariance is checked by
+# default on seed000's CV folds and on the regimes' cells (tests/test_regimes.py)
 def test_workers_do_not_change_results(tmp_path: Path) -> None:
     e = ex.load_experiment("paper", quick=True)
     e.settings.update(measure_seeds=0, budgets=[1.0])
