@@ -73,10 +73,10 @@ def measure_gap(
         a = a or store.main_solution(names)
         sa = store.read_solution(f, a)
         sb = store.read_solution(f, b) if b is not None else None
-        runs = sorted(store.trajectory_runs(f)) if trajectories else []
+        points = sorted(store.trajectory_lengths(f).items()) if trajectories else []
+        runs = [r for r, _ in points]
         key = {"endpoints": _digest(sa, sb), "bn_asked": bn or "default",
-               "trajectory_points": ",".join(  # counted, not read: a resume reads none
-                   f"{r}:{len(f[f'trajectories/{r}/weights'])}" for r in runs)}
+               "trajectory_points": ",".join(f"{r}:{n}" for r, n in points)}
         stored = _stored_gap(f, ts, coef, key)
     if stored is not None:
         line, traj_out = stored["line"], stored["trajectories"]

@@ -341,6 +341,15 @@ def trajectory_runs(f: h5py.File) -> list[str]:
             and len(g["epoch"])]
 
 
+def trajectory_lengths(f: h5py.File) -> dict[str, int]:
+    """Recorded points of each run's trajectory, counted without reading them.
+
+    Returns:
+        ``{run: points}`` for the runs of :func:`trajectory_runs`.
+    """
+    return {r: len(f[f"trajectories/{r}/weights"]) for r in trajectory_runs(f)}
+
+
 def trajectory_of(f: h5py.File, run: str) -> dict[str, np.ndarray]:
     """Recorded ``weights``, ``buffers``, ``epoch`` and ``step`` of a run's trajectory.
 
