@@ -42,7 +42,12 @@ class TrainConfig:
     train_samples: int | None = _f(None, "use a seeded subset of this many train samples")
     test_samples: int | None = _f(None, "use a seeded subset of this many test samples")
     label_noise: float = _f(0.0, "fraction of train labels replaced by another random "
-                            "class (seeded by --seed; test labels are never changed)")
+                            "class (seeded by --data-seed; test labels are never changed)")
+    data_seed: int | None = _f(None, "seed of the data: mnist1d's generated set, the "
+                               "--train-samples/--test-samples subsets and the "
+                               "--label-noise labels (default: --seed); give runs of "
+                               "different --seed one --data-seed to train them on the "
+                               "same data, as align, merge and connect need")
     # model
     model: str | None = _f(None, "model name (default: picked for the dataset)")
     model_width: int | None = _f(None, "model width: channels of mnist1d-cnn, hidden units "
@@ -78,7 +83,8 @@ class TrainConfig:
     record_steps: int = _f(0, "also record every N steps (0: off)")
     eval_every: int = _f(1, "evaluate train/test metrics every N epochs (0: end only)")
     # run
-    seed: int = _f(0, "seed of initialisation, shuffling and subsets")
+    seed: int = _f(0, "seed of initialisation and shuffling, and of the data unless "
+                   "--data-seed is given")
     init_jitter: float = _f(0.0, "relative Gaussian jitter of the initial weights (e.g. "
                             "1e-7, one float32 ulp: what another machine's rounding "
                             "does to a run; 0: off)")
@@ -86,6 +92,11 @@ class TrainConfig:
     threads: int | None = _f(None, "torch intra-op threads (default: torch's)")
 
     # ------------------------------------------------------------------
+    @property
+    def data_rng_seed(self) -> int:
+        """The seed of the data (``data_seed``, else ``seed``)."""
+        return self.seed if self.data_seed is None else self.data_seed
+
     @property
     def swa_budget(self) -> int:
         """Epochs of the SWA run."""
@@ -274,14 +285,14 @@ def load_data(cfg: TrainConfig) -> Any:
     if cfg.data == "mnist1d":
         opts = {"num_samples": cfg.num_samples}
     return load_dataset(cfg.data, cfg.data_root, train_samples=cfg.train_samples,
-                        test_samples=cfg.test_samples, seed=cfg.seed, **opts)
+                        test_samples=cfg.test_samples, seed=cfg.data_rng_seed, **opts)
 
 
 def training_data(cfg: TrainConfig, data: Any = None) -> tuple[Any, Any]:
     """The data a run of ``cfg`` trains on: ``data`` (or the config's), label noise applied.
 
     Only the train labels are corrupted (``cfg.label_noise``, seeded by
-    ``cfg.seed``); the test split is returned unchanged.
+    ``cfg.data_rng_seed``); the test split is returned unchanged.
 
     Every path that trains, or evaluates what a run trained on, goes through
     this: ``landscape train``, the budget and CV fits of the experiments, and
@@ -300,8 +311,10 @@ def training_data(cfg: TrainConfig, data: Any = None) -> tuple[Any, Any]:
         data = load_data(cfg)
     if not cfg.label_noise:
         return data, None
-    y, noise = corrupt_labels(data.y_train, data.n_classes, cfg.label_noise, cfg.seed)
+    y, noise = corrupt_labels(data.y_train, data.n_classes, cfg.label_noise,
+                              cfg.data_rng_seed)
     meta = {**data.meta, "label_noise": cfg.label_noise,
+            "label_noise_seed": cfg.data_rng_seed,
             "label_noise_changed": int(noise.indices.numel())}
     return dataclasses.replace(data, y_train=y, meta=meta), noise
 

@@ -26,6 +26,8 @@ missing); a curve of `landscape connect` between the same endpoints stored in
 --out is reported beside them."""
 EPILOG = """\
 examples:
+  landscape train --seed 0 --data-seed 0 --out runs/seed0.h5   # one data set, two seeds
+  landscape train --seed 1 --data-seed 0 --out runs/seed1.h5
   landscape align runs/seed0.h5 runs/seed1.h5 --out runs/align.h5
   landscape align runs/seed0.h5 runs/seed1.h5 --method activations --repair \\
       --out runs/align.h5

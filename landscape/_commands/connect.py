@@ -31,6 +31,7 @@ B, is stored as the surface NAME_plane with the curve projected onto it;
 `landscape plot --all` draws it with the curve and the line."""
 EPILOG = """\
 examples:
+  landscape train --seed 1 --data-seed 0 --out runs/seed1.h5   # seed 0's data
   landscape connect runs/seed0.h5 runs/seed1.h5 --out runs/curves.h5
   landscape connect runs/demo.h5 runs/demo.h5 --solution-a sgd --solution-b swa \\
       --curve polychain --bends 3 --epochs 40 --out runs/demo_curves.h5

@@ -7,9 +7,38 @@ import os
 from torch import nn
 
 from landscape import store
+from landscape._errors import UserError
 from landscape.config import TrainConfig, training_data
 from landscape.data import TensorData
 from landscape.models import build_model
+
+#: The ``/data`` attributes that identify a run's data set (mnist1d's generation
+#: seed, a subset's seed, the label noise and its seed among them); the files' paths
+#: are left out, so a copy of the data elsewhere is the same data.
+DATA_KEYS = ("name", "n_train", "n_test", "num_samples", "seed", "subset_seed",
+             "label_noise", "label_noise_seed")
+
+
+def check_same_data(a: str | os.PathLike, b: str | os.PathLike) -> None:
+    """One line for two run files trained on different data.
+
+    Raises:
+        UserError: Naming both files, the first attribute that differs and the fix.
+    """
+    attrs = []
+    for path in (a, b):
+        with store.open_run(path) as f:
+            d = store.data_attrs(f)
+        attrs.append({k: store.plain(d.get(k)) for k in DATA_KEYS})
+    diff = [k for k in DATA_KEYS if attrs[0][k] != attrs[1][k]]
+    if diff:
+        k = diff[0]
+        fix = ("train them with one --data-seed" if k in ("seed", "subset_seed",
+                                                           "label_noise_seed")
+               else "use runs of the same --data, --num-samples, --train-samples, "
+                    "--test-samples and --label-noise")
+        raise UserError(f"{a} and {b} were trained on different data ({k} "
+                        f"{attrs[0][k]} vs {attrs[1][k]}); {fix}")
 
 
 def resolve_l2(value: float | str | None, wd: float) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from torch import nn
 from landscape import store
 from landscape._errors import UserError
 from landscape.evaluate import Evaluator, resolve_device
-from landscape.jobs._run import load_run_model
+from landscape.jobs._run import check_same_data, load_run_model
 from landscape.jobs.connect import _check_pair, _endpoint, _sha256
 from landscape.params import ParamLayout
 from landscape.paths.align import (
@@ -48,24 +49,6 @@ def _parse_method(method: AlignMethod | str) -> AlignMethod:
     except ValueError:
         raise UserError(f"unknown alignment method {method!r}; use weights or "
                         "activations") from None
-
-
-def _check_data(a: str | os.PathLike, b: str | os.PathLike) -> None:
-    """One line for runs of different data (name or sizes).
-
-    Raises:
-        UserError: Naming both files and what differs.
-    """
-    keys = ("name", "n_train", "n_test", "num_samples")
-    with store.open_run(a) as f:
-        da = {k: store.data_attrs(f).get(k) for k in keys}
-    with store.open_run(b) as f:
-        db = {k: store.data_attrs(f).get(k) for k in keys}
-    diff = [k for k in keys if da[k] != db[k]]
-    if diff:
-        k = diff[0]
-        raise UserError(f"{a} and {b} were trained on different data ({k} {da[k]} vs "
-                        f"{db[k]}); use runs of the same --data and --num-samples")
 
 
 def _curve_between(out: Path, hashes: list[str]) -> str | None:
@@ -107,9 +90,10 @@ def align_runs(
             other settings without ``force``.
     """
     m = _parse_method(method)
+    if name is not None:
+        store.check_name(name)
     ea, eb = _endpoint(a, solution_a), _endpoint(b, solution_b)
-    _check_pair(ea, eb)
-    _check_data(a, b)
+    _check_pair(ea, eb, "align")
     name = name or f"{m.value}{'_repair' if repair else ''}"
     dev = str(resolve_device(device))
     hashes = [_sha256(ea["weights"]), _sha256(eb["weights"])]
@@ -187,26 +171,34 @@ def merge_runs(
     runs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     solution: str | Sequence[str] = "sgd",
     method: AlignMethod | str = AlignMethod.WEIGHTS, seed: int = 0,
-    samples: int = 4096, name: str = "merged", device: str = "cpu",
+    samples: int = 4096, name: str = "merged", device: str = "cpu", force: bool = False,
     progress: bool = False, log: Callable[[str], None] | None = None,
 ) -> store.Solution:
     """The aligned average of solution ``solution`` of each run (or one name per run).
 
     ``out`` is a run file: if it does not exist it is created as a copy of the
-    first run without its trajectories and analyses (its ``sgd``/``swa``
-    solutions stay, so ``compare`` can set them beside the merged one); if it
-    exists it must be a run of the same model and data, and gains or replaces
-    the solution ``name`` only.
+    first run's data, model, solutions and history, without its trajectories and
+    analyses (its ``sgd``/``swa`` solutions stay, so ``compare`` can set them
+    beside the merged one); if it exists it must be a run of the same model and
+    data, and gains the solution ``name``.  A stored ``name`` merged from the
+    same solutions with the same settings is returned as it is (a rerun costs
+    nothing); one of other runs or settings is replaced only with ``force``.
 
     Returns:
         The stored solution (BN statistics recomputed on the train data).
 
     Raises:
         UserError: For fewer than two runs, runs of different architectures or
-            data, or an ``out`` of another model.
+            data, an ``out`` of another model or data, a ``name`` that
+            ``landscape train`` writes (``sgd``, ``swa``, ...), or a stored
+            ``name`` of other runs or settings without ``force``.
     """
     from landscape.train import solution_metrics
 
+    store.check_name(name)
+    if name in store.TRAIN_SOLUTIONS:
+        raise UserError(f"--name {name} is a solution `landscape train` writes; store the "
+                        "merged one under another name (default: merged)")
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise UserError(f"merge needs at least two run files, got {len(runs)}; pass the "
@@ -219,17 +211,43 @@ def merge_runs(
     m = _parse_method(method)
     for r, e in zip(runs[1:], ends[1:], strict=True):
         if not torch.equal(ends[0]["weights"], e["weights"]):  # copies merge to themselves
-            _check_pair(ends[0], e)
-        _check_data(runs[0], r)
+            _check_pair(ends[0], e, "merge")
+        else:
+            check_same_data(runs[0], r)
+    sources = [{"file": str(r), "solution": e["solution"], "sha256": _sha256(e["weights"])}
+               for r, e in zip(runs, ends, strict=True)]
+    settings: dict[str, Any] = {"method": m.value, "seed": seed} | (
+        {"samples": samples} if m is AlignMethod.ACTIVATIONS else {})
     out = Path(out)
     if out.exists():
         _check_same_model(out, ends[0])
-        _check_data(runs[0], out)
+        check_same_data(runs[0], out)
+        with store.open_run(out) as f:
+            old = store.solution_attrs(f).get(name)
+        if old is not None:
+            stored = [(s.get("solution"), s.get("sha256"))
+                      for s in store.plain(old.get("runs")) or []]
+            same = (stored == [(s["solution"], s["sha256"]) for s in sources]
+                    and {k: store.plain(old.get(k)) for k in settings} == settings)
+            if same:
+                with store.open_run(out) as f:
+                    sol = store.read_solution(f, name)
+                if log:
+                    log(f"{out} already holds solution {name!r} merged from these "
+                        "solutions with these settings")
+                return sol
+            if not force:
+                raise UserError(f"{out} holds a solution {name!r} merged from other runs "
+                                "or settings; pass --force to replace it or --name to "
+                                "store another")
     model, data = load_run_model(runs[0])
     dev = str(resolve_device(device))
     nets = [_model_at(model, e, dev) for e in ends]
-    res = merge(nets, data.batches("train"), method=m, seed=seed, samples=samples,
-                progress=progress)
+    with warnings.catch_warnings():
+        if log:  # said in the log below instead
+            warnings.filterwarnings("ignore", message="merge: permutations")
+        res = merge(nets, data.batches("train"), method=m, seed=seed, samples=samples,
+                    progress=progress)
     layout, buf = ParamLayout.from_module(model), ParamLayout.buffers_of(model)
     w = layout.read(res.model).cpu()
     b = buf.read(res.model, buffers=True).cpu()
@@ -237,20 +255,26 @@ def merge_runs(
         "source": f"aligned average of {len(runs)} runs' {'/'.join(sorted(set(names)))} "
                   f"({m.value} "
                   "matching, BN statistics recomputed)",
-        "runs": [{"file": str(r), "solution": e["solution"], "sha256": _sha256(e["weights"])}
-                 for r, e in zip(runs, ends, strict=True)],
-        "method": m.value, "rounds": res.rounds})
+        "runs": sources, **settings, "rounds": res.rounds, "converged": res.converged})
     sol.attrs |= solution_metrics(model, data, w, b, torch.device(dev))
     with store.WriterLock(out):
         if not out.exists():
-            store.trimmed_copy(runs[0], out, drop=("trajectories", "surfaces", "measures",
-                                                   "curves", "alignments"))
+            with store.open_run(runs[0]) as f:
+                drop = [k for k in f if k not in _MERGE_KEEPS]
+            store.trimmed_copy(runs[0], out, drop=drop)
         with store.edit_run(out) as f:
             store.write_solution(f, sol)
     if log:
+        if not res.converged:
+            log(f"merge: permutations still changed in round {res.rounds}, the last "
+                "allowed; the average is not a fixed point of the rounds")
         log(f"merged {len(runs)} runs' {'/'.join(names)} into solution {name!r} of {out}: "
             f"test_acc {sol.attrs.get('test_acc', float('nan')):.4f}")
     return sol
+
+
+#: What a new merge file copies from the first run: no trajectories, no analyses.
+_MERGE_KEEPS = ("data", "model", "solutions", "history")
 
 
 def _check_same_model(out: Path, end: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from landscape import store
 from landscape._errors import UserError
 from landscape.config import ConnectConfig
 from landscape.evaluate import Evaluator, resolve_device
-from landscape.jobs._run import load_run_model
+from landscape.jobs._run import check_same_data, load_run_model
 from landscape.paths.curves import (
     Connection,
     Curve,
@@ -37,7 +37,6 @@ def _endpoint(path: str | os.PathLike, solution: str) -> dict[str, Any]:
         name, kwargs = store.model_spec(f)
         return {"file": str(path), "solution": solution, "weights": s.weights,
                 "params": params, "buffers": buffers, "model": name, "kwargs": kwargs,
-                "data": store.data_attrs(f).get("name"),
                 "wd": float(store.config_of(f).get("wd", 0.0))}
 
 
@@ -45,7 +44,7 @@ def _sha256(w: Any) -> str:
     return hashlib.sha256(w.float().contiguous().numpy().tobytes()).hexdigest()
 
 
-def _check_pair(a: dict[str, Any], b: dict[str, Any]) -> None:
+def _check_pair(a: dict[str, Any], b: dict[str, Any], verb: str = "connect") -> None:
     """One-line errors for endpoints that cannot be joined.
 
     Raises:
@@ -58,11 +57,9 @@ def _check_pair(a: dict[str, Any], b: dict[str, Any]) -> None:
             kw = "".join(f" {k}={v}" for k, v in sorted(e["kwargs"].items()))
             return f"{e['file']} ({e['model']}{kw}, {e['params'].numel} weights)"
 
-        raise UserError(f"{arch(a)} and {arch(b)} are different architectures; connect "
-                        "two runs of the same --model and --model-width")
-    if a["data"] != b["data"]:
-        raise UserError(f"{a['file']} was trained on {a['data']} and {b['file']} on "
-                        f"{b['data']}; connect two runs on the same data")
+        raise UserError(f"{arch(a)} and {arch(b)} are different architectures; {verb} "
+                        "runs of the same --model and --model-width")
+    check_same_data(a["file"], b["file"])
     check_endpoints(a["weights"], b["weights"])
 
 
@@ -108,6 +105,10 @@ def connect_runs(
             stored curve of another config without ``force``.
     """
     cfg = (config or ConnectConfig()).validate()
+    if name is not None:
+        store.check_name(name)
+    if plane is not None and plane < 1:
+        raise UserError(f"--plane-steps must be >= 1, got {plane}")
     ea, eb = _endpoint(a, solution_a), _endpoint(b, solution_b)
     _check_pair(ea, eb)
     if cfg.wd is None:

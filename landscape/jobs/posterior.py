@@ -181,6 +181,7 @@ def fge_run(
             of other settings without ``force``.
     """
     cfg = (config or FGEConfig()).validate()
+    store.check_name(name)
     path = Path(store.check_run_file(path))
     with store.open_run(path) as f:
         s = store.read_solution(f, solution)

@@ -350,6 +350,8 @@ def compute_surface(
         UserError: For bad options, unknown points, or a name clash without ``force``.
     """
     cfg = cfg or SurfaceConfig()
+    if name is not None:
+        store.check_name(name)
     path = store.check_run_file(path)
     if name is not None and not force and _complete_as_asked(path, name, cfg):
         log(f"surface {name!r} is already complete for this config; nothing to do")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -87,6 +88,11 @@ def _method(method: AlignMethod | str) -> AlignMethod:
     except ValueError:
         raise UserError(f"unknown alignment method {method!r}; use weights or "
                         "activations") from None
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
 
 
 def _progress(progress: bool, total: int | None, desc: str) -> Any:
@@ -142,7 +148,8 @@ def _assign(S: Tensor) -> Tensor:
 
 def weight_matching(
     spec: PermutationSpec, params_a: Mapping[str, Tensor], params_b: Mapping[str, Tensor],
-    *, seed: int = 0, max_sweeps: int = 100, progress: bool = False,
+    *, seed: int = 0, max_sweeps: int = 100, init: Mapping[str, Tensor] | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, Tensor], int]:
     r"""Permutations of B's units maximising :math:`\sum \langle A, P(B)\rangle` (see module doc).
 
@@ -152,6 +159,9 @@ def weight_matching(
         params_b: B's, likewise.
         seed: Seed of the random order in which groups are visited.
         max_sweeps: Stop after this many sweeps even if permutations still change.
+        init: Permutations to start from (default: identities).  A group's
+            permutation only changes to one of strictly higher objective, so the
+            result is never worse than ``init``.
         progress: A tqdm bar over sweeps.
 
     Returns:
@@ -172,7 +182,8 @@ def weight_matching(
             if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
                 S0 += (_unfold(A[k], ax, n) @ _unfold(B[k], ax, n).T).double()
         fixed[g] = S0
-    perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
+    perms = {g: torch.arange(n) if init is None else init[g].clone()
+             for g, n in spec.sizes.items()}
     rng = np.random.default_rng(seed)
     groups = list(spec.sizes)
     version = dict.fromkeys(groups, 0)  # bumped when a group's permutation changes
@@ -394,10 +405,17 @@ def align(
         The :class:`Alignment` (permutations and the aligned copy of B).
 
     Raises:
+        TypeError: If a model is not an ``nn.Module`` or ``seed`` not an int.
         UserError: For networks of different architectures or widths, an
             unsupported module, nothing to permute, or ``activations`` without data.
     """
     m = _method(method)
+    for which, net in (("model_a", model_a), ("model_b", model_b)):
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"align takes two nn.Module networks, got {which} of type "
+                            f"{type(net).__name__}; for state dicts, load each into a "
+                            "model first (model.load_state_dict(sd))")
+    _check_seed(seed)
     traced = check_same_architecture(model_a, model_b)
     spec = traced.spec
     sweeps = 0
@@ -622,11 +640,14 @@ class Merged:
         model: The average (BN statistics recomputed when it has BN).
         perms: Per input network, the permutations applied to it (identities for the first).
         rounds: Refinement rounds of weight matching against the leave-one-out average.
+        converged: Whether the last round changed no permutation (``False`` when
+            ``max_rounds`` stopped it first).
     """
 
     model: nn.Module
     perms: list[dict[str, Tensor]]
     rounds: int
+    converged: bool = True
 
 
 def merge(
@@ -638,8 +659,11 @@ def merge(
 
     Every network is first aligned to the first one; with weight matching,
     rounds follow in which each network is re-aligned to the average of the
-    others (Ainsworth et al.'s MergeMany) until no permutation changes.  The
-    average's BatchNorm statistics are recomputed on ``data``
+    others (Ainsworth et al.'s MergeMany) until no permutation changes.  Each
+    re-alignment starts from the network's current permutations and keeps a
+    change only if it raises the inner product with the others' average, so the
+    sum of the aligned networks' pairwise inner products never falls and the
+    rounds end.  The average's BatchNorm statistics are recomputed on ``data``
     (:func:`~landscape.averaging.average_checkpoints`).
 
     Args:
@@ -652,14 +676,21 @@ def merge(
         progress: tqdm bars.
 
     Returns:
-        The :class:`Merged` network.
+        The :class:`Merged` network (``converged`` is ``False``, with a warning,
+        if ``max_rounds`` ended the rounds while permutations still changed).
 
     Raises:
+        TypeError: If ``models`` is not a sequence of ``nn.Module`` or ``seed`` not an int.
         UserError: For fewer than two networks, different architectures, or a
             BN network without data.
     """
     from landscape.averaging import average_checkpoints
 
+    if isinstance(models, (str, bytes, nn.Module)) or not all(
+            isinstance(m, nn.Module) for m in models):
+        raise TypeError(f"merge takes a sequence of nn.Module networks, got {models!r:.60}; "
+                        "pass [model_a, model_b, ...]")
+    _check_seed(seed)
     models = list(models)
     if len(models) < 2:
         raise UserError(f"merge needs at least two networks, got {len(models)}; pass "
@@ -668,6 +699,10 @@ def merge(
     spec = trace_permutations(models[0]).spec
     for other in models[1:]:
         check_same_architecture(models[0], other)
+    if data is None and any(isinstance(mod, nn.modules.batchnorm._BatchNorm)
+                            for mod in models[0].modules()):
+        raise UserError("the networks have BatchNorm: pass data (train data, e.g. "
+                        "data=(x, y)) so that the average's BN statistics are recomputed")
     perms = [{g: torch.arange(n) for g, n in spec.sizes.items()}]
     perms += [align(models[0], other, data, method=m, seed=seed, samples=samples).perms
               for other in models[1:]]
@@ -677,7 +712,7 @@ def merge(
         return permute_state({k: v.detach() for k, v in states[i].items()}, spec,
                              perms[i])
 
-    rounds = 0
+    rounds, changed = 0, False
     if m is AlignMethod.WEIGHTS:
         t0 = time.perf_counter()
         while rounds < max_rounds:
@@ -686,7 +721,7 @@ def merge(
             for i in range(len(models)):
                 rest = [aligned(j) for j in range(len(models)) if j != i]
                 mean = {k: sum(r[k] for r in rest) / len(rest) for k in rest[0]}
-                p, _ = weight_matching(spec, mean, states[i], seed=seed + rounds)
+                p, _ = weight_matching(spec, mean, states[i], seed=seed, init=perms[i])
                 if any(not torch.equal(p[g], perms[i][g]) for g in p):
                     perms[i], changed = p, True
             if progress:
@@ -694,9 +729,13 @@ def merge(
                       f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
             if not changed:
                 break
+        if changed:
+            warnings.warn(f"merge: permutations still changed in round {rounds} "
+                          f"(max_rounds={max_rounds}); the average is not yet a fixed "
+                          "point of the rounds, raise max_rounds", stacklevel=2)
     nets = [permute_model(mm, spec, p) for mm, p in zip(models, perms, strict=True)]
     avg = average_checkpoints(models[0], nets, data)
-    return Merged(avg.module, perms, rounds)
+    return Merged(avg.module, perms, rounds, not changed)
 
 
 def interpolate(a: Tensor, b: Tensor, t: float) -> Tensor:

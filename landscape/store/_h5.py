@@ -304,6 +304,21 @@ def attrs_of(obj: h5py.HLObject) -> dict[str, Any]:
                 v.decode() if isinstance(v, bytes) else v) for k, v in obj.attrs.items()}
 
 
+def check_name(name: str, flag: str = "--name") -> str:
+    """Check that ``name`` can name one HDF5 group of a file (a solution, curve, ...).
+
+    Returns:
+        ``name``.
+
+    Raises:
+        UserError: For an empty name or one with ``/`` (which would nest groups).
+    """
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise UserError(f"{flag} {name!r} cannot name a group of the file: use a plain "
+                        "name without '/' (e.g. merged_3seeds)")
+    return name
+
+
 def member_names(f: h5py.File, group: str) -> list[str]:
     """Names of the members of ``/<group>`` (``[]`` without the group).
 

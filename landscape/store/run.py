@@ -199,6 +199,9 @@ def solution_names(f: h5py.File) -> list[str]:
     return list(f["solutions"].keys()) if "solutions" in f else []
 
 
+#: The solutions ``landscape train`` writes (other jobs must not replace them).
+TRAIN_SOLUTIONS = ("sgd", "swa", "swa_last", "avg")
+
 #: How the solutions that are not always there get into a run file.
 _MADE_BY = {"swa": "without --no-swa", "swa_last": "without --no-swa",
             "avg": "with --average-epochs A:B"}

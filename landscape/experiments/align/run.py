@@ -109,8 +109,9 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
         folder = runs_dir / (which if which == "cnn" else f"mlp{cfg.model_width}")
         runs = [folder / f"seed{s}.h5" for s in seeds]
         t0 = time.perf_counter()
-        for s, path in zip(seeds, runs, strict=True):
-            train(cfg.replace(seed=s), path, progress=progress, log=quiet, data=data)
+        for s, path in zip(seeds, runs, strict=True):  # the config names its data
+            train(cfg.replace(seed=s, data_seed=None if s == seeds[0] else seeds[0]),
+                  path, progress=progress, log=quiet, data=data)
         pair = folder / f"pair{i}.h5"
         for sol in st["solutions"]:
             al = align_runs(runs[0], runs[1], pair, solution_a=sol, solution_b=sol,

@@ -87,8 +87,9 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     data = load_data(base.replace(seed=seeds[0]))  # one data set for both runs of the pair
     data = dataclasses.replace(data, meta={**data.meta, "pair": i,
                                            "data_of_seed": seeds[0]})
-    for s, path in zip(seeds, runs, strict=True):
-        train(base.replace(seed=s), path, progress=progress, log=quiet, data=data)
+    for s, path in zip(seeds, runs, strict=True):  # the config names the data it trains on
+        train(base.replace(seed=s, data_seed=None if s == seeds[0] else seeds[0]), path,
+              progress=progress, log=quiet, data=data)
     log(f"[connect] pair {i}: trained seeds {seeds[0]} and {seeds[1]} (SGD, SWA with "
         f"SWAG; {base.epochs} epochs each) ({time.perf_counter() - t0:.0f} s)")
 
