@@ -64,39 +64,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                  argv: list[str] | None) -> argparse.Namespace:
-    """Re-parse with the ``[COMMAND]`` table of ``--config`` as the defaults.
+def _config_value(path: str, section: str, key: str, v: object,
+                  a: argparse.Action) -> object:
+    """A TOML value as the value flag ``a`` would parse, or a one-line error."""
+    where = f"{path}: [{section}] {key} = {v!r}"
+    if a.nargs == 0:  # --flag / --no-flag: only true or false
+        if not isinstance(v, bool):
+            raise UserError(f"{where} must be true or false (a TOML boolean, unquoted)")
+        return v  # the key is the flag's dest: its value, whatever the flag's spelling
+    if isinstance(v, list) and a.nargs is None:  # a comma-separated flag as a TOML list
+        if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool)
+                   for x in v):
+            raise UserError(f"{where}: a list must hold strings or numbers")
+        v = ",".join(str(x) for x in v)
+    kind = a.type or str
+    if isinstance(v, str):
+        if kind is not str:
+            try:
+                v = kind(v)
+            except (TypeError, ValueError):
+                raise UserError(f"{where} is not a valid {a.option_strings[-1]}") from None
+    elif isinstance(v, bool) or (kind is int and not isinstance(v, int)) or (
+            kind is float and not isinstance(v, (int, float))):
+        want = {int: "an integer", float: "a number"}.get(kind, "a string")
+        raise UserError(f"{where} must be {want}, as {a.option_strings[-1]} takes")
+    elif kind not in (int, float):
+        v = kind(str(v))
+    if a.choices is not None and v not in a.choices:
+        raise UserError(f"{where}; choose from {list(a.choices)}")
+    return v
 
-    Returns:
-        The arguments.
+
+def _subparser(parser: argparse.ArgumentParser, argv: list[str]
+               ) -> argparse.ArgumentParser | None:
+    """The parser of the subcommand ``argv`` names, if any."""
+    choices = next(a.choices for a in parser._actions
+                   if isinstance(a, argparse._SubParsersAction))
+    command = next((x for x in argv if not x.startswith("-")), None)
+    return choices.get(command) if command else None
+
+
+def _apply_config(sub: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Set the ``[COMMAND]`` table of ``--config`` as the subcommand's defaults.
+
+    Runs before argparse parses, so a key such as ``out`` also satisfies a
+    required flag; flags given on the command line still win.
 
     Raises:
         UserError: For unknown keys or values a flag does not accept.
     """
     from landscape.config import load_toml
 
-    sub: argparse.ArgumentParser = args._parser
-    values = load_toml(args.config, section=args._section)
+    section = sub.get_default("_section")
+    path = None
+    for i, x in enumerate(argv):
+        if x == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif x.startswith("--config="):
+            path = x.split("=", 1)[1]
+    if path is None or section is None:
+        return
+    values = load_toml(path, section=section)
     actions = {a.dest: a for a in sub._actions if a.option_strings}
     bad = sorted(set(values) - set(actions) - {"help"})
     if bad:
-        raise UserError(f"unknown key(s) {bad} in the [{args._section}] table of "
-                        f"{args.config}; valid: {sorted(k for k in actions if k != 'help')}")
+        raise UserError(f"unknown key(s) {bad} in the [{section}] table of {path}; "
+                        f"valid: {sorted(k for k in actions if k != 'help')}")
     for k, v in values.items():
-        a = actions[k]
-        if a.type is not None and isinstance(v, str):
-            try:
-                v = a.type(v)
-            except (TypeError, ValueError):
-                raise UserError(f"{args.config}: [{args._section}] {k} = {v!r} is not a "
-                                f"valid {a.option_strings[-1]}") from None
-        if a.choices is not None and v not in a.choices:
-            raise UserError(f"{args.config}: [{args._section}] {k} = {v!r}; choose from "
-                            f"{list(a.choices)}")
-        values[k] = v
+        values[k] = _config_value(path, section, k, v, actions[k])
+        actions[k].required = False
     sub.set_defaults(**values)
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         The exit code: 0 ok, 2 bad flags or user error, 130 interrupted.
     """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    sub = _subparser(parser, argv)
+    if sub is not None:
+        try:
+            _apply_config(sub, argv)
+        except UserError as e:
+            sub.print_usage(sys.stderr)
+            print(f"{sub.prog}: error: {e}", file=sys.stderr)
+            return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or argparse's one-line error
@@ -114,11 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if getattr(args, "config", None) and args._section is not None:
-            try:
-                args = _apply_config(parser, args, argv)
-            except SystemExit as e:
-                return int(e.code or 0)
         return int(args._run(args) or 0)
     except UserError as e:
         args._parser.print_usage(sys.stderr)

@@ -137,3 +137,47 @@ def test_train_then_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "epochs=4" in info
     assert "batch_size=64" in info
     assert main(["info", str(tmp_path / "missing.h5")]) == 2
+
+
+@pytest.fixture(scope="module")
+def seed_runs_for_cli(tmp_path_factory: pytest.TempPathFactory, tiny_run, tiny_config
+                      ) -> tuple[str, str]:
+    """The tiny run and one of seed 1 on its data."""
+    from landscape.train import train
+
+    b = tmp_path_factory.mktemp("cli_runs") / "b.h5"
+    train(tiny_config.replace(seed=1, data_seed=0), b, progress=False, log=lambda _: None)
+    return str(tiny_run), str(b)
+
+
+def test_config_tables_are_typed_like_their_flags(seed_runs_for_cli, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A TOML table gives each flag what the flag itself would take: booleans only for
+    on/off flags, integers for integer flags, a list for a comma-separated flag, and a
+    key for a required flag such as --out."""
+    a, b = seed_runs_for_cli
+
+    def err(text: str, *argv: str) -> str:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(text)
+        capsys.readouterr()
+        assert main([*argv, "--config", str(cfg)]) == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+        assert len(lines) == 1
+        return lines[0]
+
+    out = str(tmp_path / "x.h5")
+    assert "must be true or false" in err('[align]\nrepair = "false"\n', "align", a, b,
+                                          "--out", out)
+    assert "must be an integer" in err("[align]\npoints = 5.7\n", "align", a, b, "--out",
+                                       out)
+    assert not Path(out).exists()
+    # out from the table satisfies the required --out; a list feeds --solutions
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(f'[merge]\nout = "{out}"\nsolutions = ["sgd", "sgd"]\nquiet = true\n')
+    assert main(["merge", a, b, "--config", str(cfg)]) == 0
+    from landscape import store
+
+    with store.open_run(out) as f:
+        runs = store.plain(store.read_solution(f, "merged").attrs["runs"])
+    assert [r["solution"] for r in runs] == ["sgd", "sgd"]
