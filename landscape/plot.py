@@ -790,6 +790,25 @@ def plot_fge(path: str | os.PathLike, name: str = "fge", metric: str = "acc", *,
 
 
 # =========================================================================== files
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) for figures.
+
+    Returns:
+        The folder.
+
+    Raises:
+        UserError: If it is a file, lies under one, or cannot be written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = "it is a file" if folder.exists() else (e.strerror or str(e)).lower()
+        raise UserError(f"cannot write figures to {folder}: {why}; pass an --out-dir "
+                        "that is a folder you can write (it is created if missing)") from None
+    return folder
+
+
 def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
                 close: bool = True) -> list[Path]:
     """Save ``fig`` as ``STEM.png`` (and ``STEM.pdf``); close it unless told not to.
@@ -798,7 +817,7 @@ def save_figure(fig: Figure, stem: str | os.PathLike, *, pdf: bool = False,
         The paths written.
     """
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(stem.parent)
     out = []
     with style():
         for ext in ("png", "pdf") if pdf else ("png",):
@@ -951,9 +970,10 @@ def plot_all(path: str | os.PathLike, out_dir: str | os.PathLike, *,
         The paths written.
 
     Raises:
-        UserError: If a selected surface or measure is neither in the file nor drawn.
+        UserError: If a selected surface or measure is neither in the file nor drawn,
+            or ``out_dir`` cannot be a folder.
     """
-    out_dir = Path(out_dir)
+    out_dir = make_folder(out_dir)
     written: list[Path] = []
     c = contents(path)
     chosen = {"surfaces": surfaces, "measures": measures}

@@ -240,6 +240,17 @@ def test_cli_one_surface_and_bad_name(run_file: Path, tmp_path: Path,
     assert [p.name for p in tmp_path.glob("*.png")] == ["tiny_surface_line.png"]
     assert main(["plot", str(run_file), "--surface", "nope", "--out-dir", str(tmp_path)]) == 2
     assert "no surface 'nope'" in capsys.readouterr().err
+    # an --out-dir that is a file, or lies under one: one line, exit 2, the file intact
+    note = tmp_path / "notes.txt"
+    note.write_text("keep")
+    for out in (note, note / "sub"):
+        assert main(["plot", str(run_file), "--all", "--out-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines = [ln for ln in err.splitlines() if "error:" in ln]
+        assert len(lines) == 1
+        assert f"cannot write figures to {out}" in lines[0]
+    assert note.read_text() == "keep"
 
 
 def test_import_landscape_does_not_import_matplotlib() -> None:
