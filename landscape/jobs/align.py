@@ -28,7 +28,7 @@ from landscape.paths.align import (
     merge,
     repair_profile,
 )
-from landscape.paths.curves import Curve, curve_profile, profile_grid
+from landscape.paths.curves import Curve, curve_profile, format_barriers, profile_grid
 from landscape.paths.permutation import PermutationSpec, permute_model
 
 
@@ -162,7 +162,7 @@ def align_runs(
     res = AlignedPaths(al, profiles)
     if log:
         for which, bars in res.barriers.items():
-            log(f"{which} barrier: " + ", ".join(f"{k} {v:.4g}" for k, v in bars.items()))
+            log(f"{which} barrier: {format_barriers(bars)}")
         log(f"alignment {name} in {out}")
     return res
 
@@ -220,6 +220,11 @@ def merge_runs(
         {"samples": samples} if m is AlignMethod.ACTIVATIONS else {})
     out = Path(out)
     if out.exists():
+        kind = store.file_kind(out)
+        if kind != store.RUN_KIND:
+            raise UserError(f"--out {out} is a {kind.removeprefix('landscape-')} file; merge "
+                            "stores its solution in a run file: pass a new --out (it is "
+                            "created) or a run file of the merged runs")
         _check_same_model(out, ends[0])
         check_same_data(runs[0], out)
         with store.open_run(out) as f:

@@ -23,6 +23,7 @@ from landscape.paths.curves import (
     curve_plane_coords,
     curve_plane_grid,
     curve_profile,
+    format_barriers,
     profile_grid,
     train_curve,
 )
@@ -165,7 +166,7 @@ def connect_runs(
     res = Connection(curve, profiles["curve"], profiles["line"], state.history)
     if log:
         for which, bars in res.barriers.items():
-            log(f"{which} barrier: " + ", ".join(f"{k} {v:.4g}" for k, v in bars.items()))
+            log(f"{which} barrier: {format_barriers(bars)}")
         log(f"curve {name} in {out}")
     return res
 

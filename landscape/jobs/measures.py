@@ -197,8 +197,8 @@ def compare_solutions(
         ra, rb = meas[a].get(name), meas[b].get(name)
         if ra is None and rb is None:
             continue
-        same = (ra is not None and rb is not None
-                and ra.scalars.get("params") == rb.scalars.get("params"))
+        same = (ra is None or rb is None  # one side unmeasured: shown as "—"
+                or ra.scalars.get("params") == rb.scalars.get("params"))
         for h in sp.headline:
             va, vb = (_num(r.scalars.get(h.key)) if r is not None else nan
                       for r in (ra, rb))

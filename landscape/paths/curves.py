@@ -381,6 +381,21 @@ def train_curve(
 BARRIER_METRICS = ("train_loss", "train_err", "test_loss", "test_err")
 
 
+def format_barriers(bars: Mapping[str, float] | Sequence[tuple[str, float]]) -> str:
+    """Barriers as one line: errors in percentage points, losses as they are.
+
+    Example:
+        >>> format_barriers({"train_loss": 0.0312, "test_err": 0.0525})
+        'train_loss 0.0312, test_err 5.25 points'
+
+    Returns:
+        The line.
+    """
+    items = bars.items() if isinstance(bars, Mapping) else bars
+    return ", ".join(f"{k} {100 * float(v):.3g} points" if k.endswith("_err")
+                     else f"{k} {float(v):.4g}" for k, v in items)
+
+
 def barrier(values: Sequence[float] | np.ndarray) -> float:
     r""":math:`\max_t e(t) - \tfrac12(e(0) + e(1))` of values sampled from ``t = 0`` to ``1``.
 
@@ -463,7 +478,8 @@ def curve_profile(evaluator: Evaluator, curve: Curve,
                         "included); pass a number of points instead")
     evaluator.layout.check_vector(curve.start, "the curve's start")
     rows: dict[str, list[float]] = {}
-    with _progress(progress, ts.size, 0, f"profile {curve.kind.value}") as bar:
+    what = "line" if curve.bends.shape[0] == 0 else curve.kind.value
+    with _progress(progress, ts.size, 0, f"profile {what}") as bar:
         for ti in ts:
             m = evaluator.evaluate(curve.point(float(ti)), splits=tuple(evaluator.data))
             for split, v in m.items():

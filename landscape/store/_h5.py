@@ -142,7 +142,8 @@ def check_file(path: str | os.PathLike, kinds: Sequence[str] = (RUN_KIND,)) -> P
             another schema version.
     """
     p = Path(path)
-    what = " or ".join(f"a {k.removeprefix('landscape-')} file" for k in kinds)
+    names = [k.removeprefix("landscape-") for k in kinds]
+    what = " or ".join(f"{'an' if n[0] in 'aeiou' else 'a'} {n} file" for n in names)
     if not p.is_file():
         maker = _MAKERS[kinds[0]]
         raise UserError(f"{p} does not exist; pass {what} (made by {maker})")

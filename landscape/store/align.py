@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from landscape.params import ParamLayout
-from landscape.paths.curves import CurveProfile
+from landscape.paths.curves import CurveProfile, format_barriers
 from landscape.store._h5 import (
     ANALYSIS_KIND,
     attrs_of,
@@ -161,6 +161,5 @@ def describe_alignments(f: h5py.File) -> list[str]:
                     ("train_loss", "train_err", "test_loss", "test_err")]
             vals = [(m, v) for m, v in vals if v is not None and not math.isnan(float(v))]
             if vals:
-                lines.append(f"    {part} barrier: " + ", ".join(
-                    f"{m} {float(v):.4g}" for m, v in vals))
+                lines.append(f"    {part} barrier: {format_barriers(vals)}")
     return lines

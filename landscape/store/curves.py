@@ -30,7 +30,7 @@ import torch
 
 from landscape._errors import UserError
 from landscape.params import ParamLayout
-from landscape.paths.curves import Curve, CurveProfile, CurveState
+from landscape.paths.curves import Curve, CurveProfile, CurveState, format_barriers
 from landscape.store._h5 import (
     ANALYSIS_KIND,
     KINDS,
@@ -219,8 +219,7 @@ def describe_curves(f: h5py.File) -> list[str]:
                     ("train_loss", "train_err", "test_loss", "test_err")]
             vals = [(m, v) for m, v in vals if v is not None and not math.isnan(float(v))]
             if vals:
-                lines.append(f"    {part} barrier: " + ", ".join(
-                    f"{m} {float(v):.4g}" for m, v in vals))
+                lines.append(f"    {part} barrier: {format_barriers(vals)}")
     return lines
 
 

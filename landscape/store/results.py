@@ -27,6 +27,7 @@ from landscape.store._h5 import (
     ANALYSIS_KIND,
     KINDS,
     RESULTS_KIND,
+    RUN_KIND,
     _h5,
     attrs_of,
     edit_file,
@@ -352,7 +353,7 @@ def describe(path: str | os.PathLike, tree: bool = False) -> str:
             for method, g in f["metrics"].items():
                 cols = ", ".join(f"{k}={np.round(g[k][()], 4).tolist()}" for k in g)
                 lines.append(f"  {method}: {cols}")
-        if kind != RESULTS_KIND:
+        if kind == RUN_KIND or (kind != RESULTS_KIND and "solutions" in f):
             lines += ["solutions:", solutions_table(f)]
         if "surfaces" in f:
             lines.append("surfaces:")
