@@ -25,6 +25,12 @@ seeds:
   connect   over pairs of seeds: line vs trained curve barriers, lines after
             weight matching and REPAIR, FGE vs SWA vs SGD vs a two-run
             ensemble, SWAG's model average and calibration
+  align     over pairs of seeds and MLP widths: barriers of the raw line, the
+            line after weight matching and after REPAIR; the aligned average
+            of two SGD solutions vs SGD and SWA
+Real-MNIST variants (--data-root DIR with DIR/mnist/*-ubyte.gz): paper_mnist,
+seed004_mnist, connect_mnist, align_mnist; seed000_mnist1d is seed000 on
+MNIST-1D (offline) with the 1D counterpart of its CNN.
 Writes results.h5 (per-seed values, config and command as attributes),
 figures and REPORT.md with mean +- 95 % CI of every number to --out-dir
 (default figures/NAME).  Without --data the experiments run on MNIST-1D
@@ -37,7 +43,8 @@ examples:
   landscape reproduce seed000 --data kaggle-digits --data-root data/digits
   landscape reproduce seed004 --data svhn --data-root data/svhn --threads 2
   landscape reproduce seed004 --quick --seeds 1 --out-dir /tmp/smoke
-  landscape reproduce connect --data mnist --data-root ../shared/data"""
+  landscape reproduce connect --data mnist --data-root ../shared/data
+  landscape reproduce align_mnist --data-root ../shared/data"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
