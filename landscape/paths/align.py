@@ -686,12 +686,12 @@ def merge(
     """
     from landscape.averaging import average_checkpoints
 
-    if isinstance(models, (str, bytes, nn.Module)) or not all(
-            isinstance(m, nn.Module) for m in models):
+    if not isinstance(models, (str, bytes, nn.Module)):
+        models = list(models)
+    if not isinstance(models, list) or not all(isinstance(m, nn.Module) for m in models):
         raise TypeError(f"merge takes a sequence of nn.Module networks, got {models!r:.60}; "
                         "pass [model_a, model_b, ...]")
     _check_seed(seed)
-    models = list(models)
     if len(models) < 2:
         raise UserError(f"merge needs at least two networks, got {len(models)}; pass "
                         "the solutions of several runs")

@@ -134,7 +134,8 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
             continue
         t0 = time.perf_counter()
         merged = folder / f"merged{i}.h5"
-        merge_runs(runs, merged, solution="sgd", method="weights", name="merged")
+        merge_runs(runs, merged, solution="sgd", method="weights", name="merged",
+                   force=True)  # its own file: one merged from older code is remade
         files[f"{which}_merged"] = str(merged)
         common = MeasureConfig(samples=st["measure_samples"], device="cpu")
         keys = measure_keys(st["measures"])
