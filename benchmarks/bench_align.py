@@ -9,12 +9,16 @@ activation matching at most two forward passes over the inputs it uses.
   the epoch time is the second network's training epoch (the minibatch loop
   only), the matching time is :func:`landscape.align` with ``method="weights"``
   (tracing, coordinate descent to convergence, permuting the copy), median of
-  ``--repeats``;
+  ``--repeats``; ``weight_matching_assignment_s`` is the part of one matching
+  spent in ``linear_sum_assignment`` (``assignments`` calls), the floor of any
+  coordinate descent that visits the groups this often;
 * ``activation_matching``: ``align(..., method="activations")`` on ``--samples``
   train inputs against one eval-mode forward pass of one network over the same
-  inputs (the same batch size, 1024), medians; ``assignment_s`` is the part of
-  it spent in ``linear_sum_assignment`` (one per group, on the correlation
-  matrices), the rest is recording both networks and their cross-moments;
+  inputs (the same batch size, 1024), medians; ``recording_s`` is running both
+  networks' recording graphs over the inputs (the two forward passes the method
+  cannot do without), ``assignment_s`` the part spent in
+  ``linear_sum_assignment`` (one per group, on the correlation matrices); the
+  rest is the cross-moments and tracing;
 * ``width``: weight matching of two untrained 784-w-w-10 MLPs (random init,
   different seeds) for several widths w, and its number of sweeps.
 
@@ -44,6 +48,7 @@ from landscape.models import build_model
 
 # the module (``landscape.paths.align`` as an attribute is the function ``align``)
 _align_mod = importlib.import_module("landscape.paths.align")
+_perm_mod = importlib.import_module("landscape.paths.permutation")
 RESULTS = Path(__file__).parent / "results" / "align.json"
 MNIST = Path("/work/shared/data/mnist")
 
@@ -101,30 +106,51 @@ def bench_model(name: str, kwargs: dict, x: Tensor, y: Tensor, samples: int,
     a, b = nets
     res = align(a, b)
     wm = _median(lambda: align(a, b), repeats)
+    wm_lsa, calls = _assignment_seconds(lambda: align(a, b))
     moved = sum(int((p != torch.arange(len(p))).sum()) for p in res.perms.values())
     data = (x, y)
     am = _median(lambda: align(a, b, data, method="activations", samples=samples),
                  repeats)
-    lsa = _assignment_seconds(lambda: align(a, b, data, method="activations",
-                                            samples=samples))
+    lsa, _ = _assignment_seconds(lambda: align(a, b, data, method="activations",
+                                               samples=samples))
+    rec = _median(lambda: _record_both(a, b, x[:samples]), repeats)
     fwd = _median(lambda: _forward(a, x[:samples]), repeats)
     row = {"model": name, "kwargs": kwargs,
            "params": sum(p.numel() for p in a.parameters()),
            "groups": res.spec.sizes, "units_moved": moved, "sweeps": res.sweeps,
            "epoch_s": epochs[1], "weight_matching_s": wm,
            "weight_matching_per_epoch": wm / epochs[1],
+           "assignments": calls, "weight_matching_assignment_s": wm_lsa,
+           "weight_matching_assignment_per_epoch": wm_lsa / epochs[1],
            "activation_samples": samples, "forward_s": fwd, "activation_matching_s": am,
-           "activation_matching_per_forward": am / fwd, "assignment_s": lsa,
+           "activation_matching_per_forward": am / fwd, "recording_s": rec,
+           "recording_per_forward": rec / fwd, "assignment_s": lsa,
+           "assignment_per_forward": lsa / fwd,
            "activation_matching_without_assignment_per_forward": (am - lsa) / fwd}
     print(f"{name}: epoch {epochs[1]:.2f} s, weight matching {wm:.3f} s "
-          f"({wm / epochs[1]:.3f} epochs, {res.sweeps} sweeps); activation matching "
-          f"{am:.3f} s vs one forward pass {fwd:.3f} s ({am / fwd:.2f}x; assignment "
-          f"{lsa:.3f} s)", flush=True)
+          f"({wm / epochs[1]:.3f} epochs, {res.sweeps} sweeps; {calls} assignments "
+          f"{wm_lsa:.3f} s = {wm_lsa / epochs[1]:.3f} epochs); activation matching "
+          f"{am:.3f} s vs one forward pass {fwd:.3f} s ({am / fwd:.2f}x; recording both "
+          f"{rec / fwd:.2f}x, assignment {lsa / fwd:.2f}x)", flush=True)
     return row
 
 
-def _assignment_seconds(fn: Callable[[], object]) -> float:
-    """Seconds that one call of ``fn`` spends in activation matching's assignments."""
+@torch.no_grad()
+def _record_both(a: nn.Module, b: nn.Module, x: Tensor) -> None:
+    """Run both networks' recording graphs (as activation matching does) over ``x``."""
+    traced = _perm_mod.trace_permutations(a)
+    sites = [s for g in traced.spec.sizes for s in traced.observe.get(g, [])]
+    recs = [_align_mod._recording(traced.graph, sites),
+            _align_mod._recording(torch.fx.symbolic_trace(b), sites)]
+    for r in recs:
+        r.eval()
+    for xb in x.split(1024):
+        for r in recs:
+            r(xb)
+
+
+def _assignment_seconds(fn: Callable[[], object]) -> tuple[float, int]:
+    """Seconds that one call of ``fn`` spends in ``linear_sum_assignment``, and the calls."""
     real, spent = _align_mod._assign, []
 
     def timed(S: Tensor) -> Tensor:
@@ -138,7 +164,7 @@ def _assignment_seconds(fn: Callable[[], object]) -> float:
         fn()
     finally:
         _align_mod._assign = real
-    return sum(spent)
+    return sum(spent), len(spent)
 
 
 def bench_width(widths: list[int], repeats: int) -> list[dict]:
