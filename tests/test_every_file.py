@@ -85,6 +85,9 @@ FILES: dict[str, FileCase] = {
     "analysis": FileCase(None, kind="landscape-analysis"),
     "analysed": FileCase(None, measured=True, surfaces=("line_sgd_swa",)),
     "schema-0": FileCase(None, version_error=True),
+    # `landscape merge` of the default run and one of seed 1 on its data: a run file of
+    # four solutions and no trajectory
+    "merged": FileCase(None, solutions=(*RUN, "merged"), trajectories=()),
 }
 
 
@@ -121,6 +124,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ok(["sharpness", a, "--quiet", "--solutions", "sgd,swa", "--measures", "width,hessian",
         "--directions", "4", "--samples", "100", "--top-k", "2"])
     ok(["gap", a, "--quiet", "--grid", "0:1:3"])
+    seed1 = d / "seed1.h5"
+    ok([*TRAIN, *data, "--seed", "1", "--data-seed", "0", "--out", str(seed1)])
+    out["merged"] = d / "merged.h5"
+    ok(["merge", str(out["default"]), str(seed1), "--out", str(out["merged"]), "--quiet"])
     out["schema-0"] = d / "schema-0.h5"
     shutil.copyfile(out["default"], out["schema-0"])
     with h5py.File(out["schema-0"], "a") as f:
@@ -306,9 +313,13 @@ def test_errors_list_only_what_the_file_holds(files: dict[str, Path], tmp_path: 
     assert line.endswith("no recorded trajectory of the swa run in " + no_swa
                          + "; recorded: ['sgd'] (choose with --trajectory)")
     line = _error(["surface", bare, "--kind", "pca", *SURFACE], capsys)
-    assert "recorded none" in line
+    assert "this file holds none" in line
     assert "--record-every" in line
+    assert "merge" not in line
     assert "['sgd'" not in line  # names no run as recorded
+    # a merged file never holds one: the error sends to the merged runs' files
+    line = _error(["surface", str(files["merged"]), "--kind", "pca", *SURFACE], capsys)
+    assert "`landscape merge` copies no trajectory: use one of the merged runs' files" in line
     line = _error(["surface", bare, "--kind", "line", *SURFACE], capsys)
     assert "one solution ['sgd']; pass --to POINT or train with SWA (drop --no-swa)" in line
     line = _error(["surface", no_swa, "--kind", "line", *SURFACE], capsys)

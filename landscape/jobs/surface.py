@@ -169,8 +169,11 @@ class SurfaceConfig:
             raise UserError(f"a swag surface needs SWAG moments and this run holds none; "
                             f"{store.SWAG_HINT} (`landscape swag RUN.h5 --from-trajectory`)")
         if kind is SurfaceKind.PCA and not trajectories:
-            raise UserError(f"a pca surface needs a recorded trajectory and this run "
-                            f"recorded none; {store.RECORD_HINT}")
+            merged = any(n not in store.TRAIN_SOLUTIONS for n in solutions)
+            raise UserError(
+                "a pca surface needs a recorded trajectory and this file holds none; " + (
+                    "`landscape merge` copies no trajectory: use one of the merged runs' "
+                    "files, or " if merged else "") + store.RECORD_HINT)
         if kind in (SurfaceKind.PLANE, SurfaceKind.PCA):
             c = rep.get("center", "")
             default = "sgd" if c.startswith("sgd") and "sgd" in trajectories else (
