@@ -77,6 +77,11 @@ class BallSharpness:
     random_start: bool
 
 
+#: A gradient whose first-order change over the ball is below this fraction of the loss
+#: counts as none (1e4 float64 ulps: rounding noise at an exact minimum).
+_NO_GRADIENT = 1e4 * torch.finfo(torch.float64).eps
+
+
 def ball_ascent(
     f: LossFunction | Objective, theta: Tensor, rho: float, *, scale: Tensor | None = None,
     steps: int = 20, step_size: float = 1.0, seed: int = 0,
@@ -111,7 +116,13 @@ def ball_ascent(
         raise ValueError(f"scale has shape {tuple(s.shape)}, theta {tuple(w.shape)}")
     loss0, g = value_and_grad(f, w)
     gz = s * g
-    random_start = not bool(gz.norm() > 0)
+    # At an exact minimum (a least-squares fit, say) the gradient is rounding noise,
+    # 1e-15 of the loss: its direction, and with it the value after a few damped
+    # steps, would depend on the machine.  A first-order change below _NO_GRADIENT of
+    # the loss (far below any trained network's) counts as no gradient: the start is
+    # the seeded random direction, and the steps are power iterations of the local
+    # quadratic (jump to the gradient's direction) until one fails to rise.
+    random_start = not bool(rho * gz.norm() > _NO_GRADIENT * abs(float(loss0)))
     if random_start:
         gz = torch.randn(w.numel(), generator=generator(seed, w.device), dtype=w.dtype,
                          device=w.device)
@@ -121,11 +132,12 @@ def ball_ascent(
     one_step, best, n_evals = cur - loss0, max(loss0, cur), 2
     gz = s * g
     alpha = step_size * rho
+    power = random_start
     for _ in range(steps):
         nrm = gz.norm()
         if not bool(nrm > 0):
             break
-        cand = z + alpha * gz / nrm
+        cand = rho * gz / nrm if power else z + alpha * gz / nrm
         cnorm = cand.norm()
         if cnorm > rho:
             cand = cand * (rho / cnorm)
@@ -134,6 +146,8 @@ def ball_ascent(
         if val > cur:
             z, cur, gz = cand, val, s * g
             best = max(best, val)
+        elif power:
+            power = False
         else:
             alpha /= 2
     return BallSharpness(best - loss0, one_step, loss0, best, n_evals, random_start)
