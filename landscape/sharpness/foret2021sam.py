@@ -95,7 +95,8 @@ def ball_ascent(
         scale: ``s`` (``None``: all ones, the plain L2 ball).
         steps: Ascent steps after the one-step point (each one forward+backward).
         step_size: Initial step length as a fraction of ``rho``.
-        seed: Seed of the random start used when the gradient vanishes.
+        seed: Seed of the random start used when the gradient vanishes (below 1e4
+            float64 ulps of the loss: rounding noise at an exact minimum).
 
     Returns:
         The one-step and multi-step values; the multi-step value is the best
@@ -165,7 +166,8 @@ def sam_sharpness(
         rho: Ball radius (SAM's CIFAR default 0.05).
         steps: Projected ascent steps after the one-step point.
         step_size: Initial step length as a fraction of ``rho``.
-        seed: Seed of the random start used when the gradient vanishes.
+        seed: Seed of the random start used when the gradient vanishes (below 1e4
+            float64 ulps of the loss: rounding noise at an exact minimum).
 
     Returns:
         The sharpness values.

@@ -86,7 +86,8 @@ def adaptive_sharpness(
         mask: Entries scaled by :math:`|\theta| + \eta` (``None``: all).
         steps: Projected ascent steps after the one-step point.
         step_size: Initial step length as a fraction of ``rho``.
-        seed: Seed of the random start used when the gradient vanishes.
+        seed: Seed of the random start used when the gradient vanishes (below 1e4
+            float64 ulps of the loss: rounding noise at an exact minimum).
 
     Returns:
         The sharpness values.
