@@ -15,7 +15,6 @@ loses nothing finished.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from landscape.params import ParamLayout
-from landscape.paths.curves import CurveProfile, format_barriers
+from landscape.paths.curves import CurveProfile
 from landscape.store._h5 import (
     ANALYSIS_KIND,
     attrs_of,
@@ -39,7 +38,7 @@ from landscape.store._h5 import (
     stamp,
     write_array,
 )
-from landscape.store.curves import CURVE_KINDS, profile_group, profile_of
+from landscape.store.curves import CURVE_KINDS, barrier_lines, profile_group, profile_of
 
 
 def alignment_names(f: h5py.File) -> list[str]:
@@ -156,10 +155,5 @@ def describe_alignments(f: h5py.File) -> list[str]:
                                                                   dict) else {}
         lines.append(f"  {name}: {a.get('method')} matching of {len(groups)} group(s), "
                      f"{'complete' if a.get('complete') else 'incomplete'}; {which}")
-        for part in ("line", "aligned", "repair", "curve"):
-            vals = [(m, a.get(f"{part}_{m}_barrier")) for m in
-                    ("train_loss", "train_err", "test_loss", "test_err")]
-            vals = [(m, v) for m, v in vals if v is not None and not math.isnan(float(v))]
-            if vals:
-                lines.append(f"    {part} barrier: {format_barriers(vals)}")
+        lines += barrier_lines(a, ("line", "aligned", "repair", "curve"))
     return lines

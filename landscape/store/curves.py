@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -30,7 +30,13 @@ import torch
 
 from landscape._errors import UserError
 from landscape.params import ParamLayout
-from landscape.paths.curves import Curve, CurveProfile, CurveState, format_barriers
+from landscape.paths.curves import (
+    BARRIER_METRICS,
+    Curve,
+    CurveProfile,
+    CurveState,
+    format_barriers,
+)
 from landscape.store._h5 import (
     ANALYSIS_KIND,
     KINDS,
@@ -214,12 +220,22 @@ def describe_curves(f: h5py.File) -> list[str]:
         lines.append(f"  {name}: {a.get('curve')} with {a.get('bends')} bend(s), "
                      f"{a.get('epochs_done')}/{cfg.get('epochs', '?')} epochs, "
                      f"{'complete' if a.get('complete') else 'incomplete'}; {which}")
-        for part in ("curve", "line"):
-            vals = [(m, a.get(f"{part}_{m}_barrier")) for m in
-                    ("train_loss", "train_err", "test_loss", "test_err")]
-            vals = [(m, v) for m, v in vals if v is not None and not math.isnan(float(v))]
-            if vals:
-                lines.append(f"    {part} barrier: {format_barriers(vals)}")
+        lines += barrier_lines(a, ("curve", "line"))
+    return lines
+
+
+def barrier_lines(attrs: Mapping[str, Any], parts: Sequence[str]) -> list[str]:
+    """``info``'s lines of the stored ``<part>_<metric>_barrier`` attributes, per part.
+
+    Returns:
+        One indented line per part that has a finite barrier.
+    """
+    lines = []
+    for part in parts:
+        vals = [(m, attrs.get(f"{part}_{m}_barrier")) for m in BARRIER_METRICS]
+        vals = [(m, v) for m, v in vals if v is not None and not math.isnan(float(v))]
+        if vals:
+            lines.append(f"    {part} barrier: {format_barriers(vals)}")
     return lines
 
 
