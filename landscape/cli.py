@@ -116,12 +116,10 @@ def _apply_config(sub: argparse.ArgumentParser, argv: list[str]) -> None:
     from landscape.config import load_toml
 
     section = sub.get_default("_section")
-    path = None
-    for i, x in enumerate(argv):
-        if x == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-        elif x.startswith("--config="):
-            path = x.split("=", 1)[1]
+    # --config as argparse reads it (--config F, --config=F, an abbreviation)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=sub.allow_abbrev)
+    pre.add_argument("--config")
+    path = pre.parse_known_args(argv)[0].config
     if path is None or section is None:
         return
     values = load_toml(path, section=section)

@@ -83,6 +83,9 @@ def test_config_table_sets_a_commands_flags(tiny_run, tmp_path: Path,
     capsys.readouterr()
     assert main(["gap", str(run), "--config", str(bad)]) == 2
     assert "unknown key(s) ['grdi'] in the [gap] table" in capsys.readouterr().err
+    for form in ([f"--config={bad}"], ["--conf", str(bad)]):  # as argparse spells it
+        assert main(["gap", str(run), *form]) == 2
+        assert "unknown key(s) ['grdi'] in the [gap] table" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "message"), [
