@@ -229,22 +229,21 @@ def merge_runs(
         check_same_data(runs[0], out)
         with store.open_run(out) as f:
             old = store.solution_attrs(f).get(name)
-        if old is not None:
-            stored = [(s.get("solution"), s.get("sha256"))
-                      for s in store.plain(old.get("runs")) or []]
-            same = (stored == [(s["solution"], s["sha256"]) for s in sources]
-                    and {k: store.plain(old.get(k)) for k in settings} == settings)
-            if same:
-                with store.open_run(out) as f:
-                    sol = store.read_solution(f, name)
-                if log:
-                    log(f"{out} already holds solution {name!r} merged from these "
-                        "solutions with these settings")
-                return sol
-            if not force:
-                raise UserError(f"{out} holds a solution {name!r} merged from other runs "
-                                "or settings; pass --force to replace it or --name to "
-                                "store another")
+            same = old is not None and (
+                [(s.get("solution"), s.get("sha256"))
+                 for s in store.plain(old.get("runs")) or []]
+                == [(s["solution"], s["sha256"]) for s in sources]
+                and {k: store.plain(old.get(k)) for k in settings} == settings)
+            stored = store.read_solution(f, name) if same else None
+        if stored is not None:
+            if log:
+                log(f"{out} already holds solution {name!r} merged from these solutions "
+                    "with these settings")
+            return stored
+        if old is not None and not force:
+            raise UserError(f"{out} holds a solution {name!r} merged from other runs or "
+                            "settings; pass --force to replace it or --name to store "
+                            "another")
     model, data = load_run_model(runs[0])
     dev = str(resolve_device(device))
     nets = [_model_at(model, e, dev) for e in ends]
