@@ -581,8 +581,11 @@ def test_align_and_merge_name_wrong_argument_types() -> None:
     with pytest.raises(TypeError, match=r"nn\.Module") as e:
         align(a.state_dict(), a.state_dict())
     assert "\n" not in str(e.value)
-    with pytest.raises(TypeError, match=r"nn\.Module"):
-        merge("ab")
+    for bad in ("ab", 3, [a, "b"]):
+        with pytest.raises(TypeError, match=r"merge takes a sequence of nn\.Module"):
+            merge(bad)
+    res = merge(m for m in (a, tiny_mlp()))  # a generator is read once
+    assert len(res.perms) == 2
     with pytest.raises(TypeError, match="seed must be an int"):
         merge([a, tiny_mlp()], seed="x")
     bn = [nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),

@@ -50,7 +50,7 @@ import copy
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -686,11 +686,13 @@ def merge(
     """
     from landscape.averaging import average_checkpoints
 
-    if not isinstance(models, (str, bytes, nn.Module)):
-        models = list(models)
-    if not isinstance(models, list) or not all(isinstance(m, nn.Module) for m in models):
-        raise TypeError(f"merge takes a sequence of nn.Module networks, got {models!r:.60}; "
-                        "pass [model_a, model_b, ...]")
+    wrong = TypeError(f"merge takes a sequence of nn.Module networks, got {models!r:.60}; "
+                      "pass [model_a, model_b, ...]")
+    if not isinstance(models, Iterable) or isinstance(models, (str, bytes, nn.Module)):
+        raise wrong
+    models = list(models)  # once: a generator is read here
+    if not all(isinstance(m, nn.Module) for m in models):
+        raise wrong
     _check_seed(seed)
     if len(models) < 2:
         raise UserError(f"merge needs at least two networks, got {len(models)}; pass "
