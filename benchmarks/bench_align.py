@@ -45,10 +45,10 @@ from torch import Tensor, nn
 from landscape import align
 from landscape.data import load_dataset
 from landscape.models import build_model
+from landscape.paths.permutation import trace_permutations
 
 # the module (``landscape.paths.align`` as an attribute is the function ``align``)
 _align_mod = importlib.import_module("landscape.paths.align")
-_perm_mod = importlib.import_module("landscape.paths.permutation")
 RESULTS = Path(__file__).parent / "results" / "align.json"
 MNIST = Path("/work/shared/data/mnist")
 
@@ -138,7 +138,7 @@ def bench_model(name: str, kwargs: dict, x: Tensor, y: Tensor, samples: int,
 @torch.no_grad()
 def _record_both(a: nn.Module, b: nn.Module, x: Tensor) -> None:
     """Run both networks' recording graphs (as activation matching does) over ``x``."""
-    traced = _perm_mod.trace_permutations(a)
+    traced = trace_permutations(a)
     sites = [s for g in traced.spec.sizes for s in traced.observe.get(g, [])]
     recs = [_align_mod._recording(traced.graph, sites),
             _align_mod._recording(torch.fx.symbolic_trace(b), sites)]
