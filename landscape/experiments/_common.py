@@ -261,6 +261,45 @@ def early_stop(acc: Sequence[float] | np.ndarray, patience: int) -> tuple[int, f
     return best_e, best
 
 
+@dataclasses.dataclass(frozen=True)
+class SeedPair:
+    """Pair ``i`` of the pair protocols (``connect``, ``align``): training seeds
+    ``2i`` and ``2i + 1``, both on the data of seed ``2i``.
+
+    Attributes:
+        seeds: ``(2i, 2i + 1)``.
+        data: The one data set both runs train on (``pair`` and ``data_of_seed`` in
+            its meta).
+    """
+
+    seeds: tuple[int, int]
+    data: TensorData
+
+    @classmethod
+    def of(cls, base: TrainConfig, i: int) -> SeedPair:
+        """Pair ``i`` of ``base``'s data.
+
+        Returns:
+            The pair.
+        """
+        from landscape.config import load_data
+
+        seeds = (2 * i, 2 * i + 1)
+        data = load_data(base.replace(seed=seeds[0]))
+        return cls(seeds, dataclasses.replace(data, meta={**data.meta, "pair": i,
+                                                          "data_of_seed": seeds[0]}))
+
+    def config(self, cfg: TrainConfig, seed: int) -> TrainConfig:
+        """``cfg`` of the run of ``seed``; the odd seed's names the even seed's data
+        (``data_seed``), so its run file rebuilds the data it trained on.
+
+        Returns:
+            The config.
+        """
+        first = self.seeds[0]
+        return cfg.replace(seed=seed, data_seed=None if seed == first else first)
+
+
 def fold(data: TensorData, train_idx: torch.Tensor, val_idx: torch.Tensor) -> TensorData:
     """A fold of the training split: train on ``train_idx``, validate on ``val_idx``."""
     return dataclasses.replace(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -12,7 +11,7 @@ from typing import Any
 from landscape import store
 from landscape._errors import UserError
 from landscape.config import TrainConfig, from_dict
-from landscape.experiments._common import Experiment, Log
+from landscape.experiments._common import Experiment, Log, SeedPair
 from landscape.experiments._runner import map_seeds, stack, worker_count
 from landscape.experiments.align.settings import (
     BARRIERS,
@@ -84,7 +83,6 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
 
     Plain data in and out; every stage resumes from what its files hold.
     """
-    from landscape.config import load_data
     from landscape.jobs import align_runs, measure_solution, merge_runs
     from landscape.sharpness import MeasureConfig
     from landscape.train import train
@@ -92,12 +90,10 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     base = from_dict(task["cfg"], TrainConfig)
     i, st, progress = task["pair"], task["st"], task["progress"]
     runs_dir = Path(task["runs_dir"])
-    seeds = (2 * i, 2 * i + 1)
+    seed_pair = SeedPair.of(base, i)
+    seeds = seed_pair.seeds
     quiet = lambda _m: None  # noqa: E731
     t_pair = time.perf_counter()
-    data = load_data(base.replace(seed=seeds[0]))  # one data set for both runs of the pair
-    data = dataclasses.replace(data, meta={**data.meta, "pair": i,
-                                           "data_of_seed": seeds[0]})
     variants = [f"x{k}" for k in st["multiples"]] + (["cnn"] if st["cnn"] else [])
     kw = {} if st["align_samples"] is None else {"samples": st["align_samples"]}
     metrics: dict[str, dict[str, float]] = {}
@@ -109,9 +105,9 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
         folder = runs_dir / (which if which == "cnn" else f"mlp{cfg.model_width}")
         runs = [folder / f"seed{s}.h5" for s in seeds]
         t0 = time.perf_counter()
-        for s, path in zip(seeds, runs, strict=True):  # the config names its data
-            train(cfg.replace(seed=s, data_seed=None if s == seeds[0] else seeds[0]),
-                  path, progress=progress, log=quiet, data=data)
+        for s, path in zip(seeds, runs, strict=True):
+            train(seed_pair.config(cfg, s), path, progress=progress, log=quiet,
+                  data=seed_pair.data)
         pair = folder / f"pair{i}.h5"
         for sol in st["solutions"]:
             al = align_runs(runs[0], runs[1], pair, solution_a=sol, solution_b=sol,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,10 +11,7 @@ from typing import Any
 from landscape import store
 from landscape._errors import UserError
 from landscape.config import ConnectConfig, FGEConfig, TrainConfig, from_dict
-from landscape.experiments._common import (
-    Experiment,
-    Log,
-)
+from landscape.experiments._common import Experiment, Log, SeedPair
 from landscape.experiments._runner import map_seeds, stack, worker_count
 from landscape.experiments.connect.settings import (
     ALIGNMENT,
@@ -71,7 +67,6 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
 
     Plain data in and out; every stage resumes from what its files hold.
     """
-    from landscape.config import load_data
     from landscape.evaluate import Evaluator
     from landscape.jobs import align_runs, connect_runs, fge_run, load_run_model, swag_run
     from landscape.posterior import EnsembleAverage, predict_proba, predictive_metrics
@@ -80,16 +75,14 @@ def _pair_task(task: Mapping[str, Any], log: Log) -> dict[str, Any]:
     base = from_dict(task["cfg"], TrainConfig).replace(swag=True)
     i, st, progress = task["pair"], task["st"], task["progress"]
     runs_dir = Path(task["runs_dir"])
-    seeds = (2 * i, 2 * i + 1)
+    seed_pair = SeedPair.of(base, i)
+    seeds = seed_pair.seeds
     runs = [runs_dir / f"seed{s}.h5" for s in seeds]
     quiet = lambda _m: None  # noqa: E731
     t0 = time.perf_counter()
-    data = load_data(base.replace(seed=seeds[0]))  # one data set for both runs of the pair
-    data = dataclasses.replace(data, meta={**data.meta, "pair": i,
-                                           "data_of_seed": seeds[0]})
-    for s, path in zip(seeds, runs, strict=True):  # the config names the data it trains on
-        train(base.replace(seed=s, data_seed=None if s == seeds[0] else seeds[0]), path,
-              progress=progress, log=quiet, data=data)
+    for s, path in zip(seeds, runs, strict=True):
+        train(seed_pair.config(base, s), path, progress=progress, log=quiet,
+              data=seed_pair.data)
     log(f"[connect] pair {i}: trained seeds {seeds[0]} and {seeds[1]} (SGD, SWA with "
         f"SWAG; {base.epochs} epochs each) ({time.perf_counter() - t0:.0f} s)")
 
