@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
@@ -270,6 +271,36 @@ def test_weight_matching_increases_the_inner_product_and_is_seeded() -> None:
     p2, _ = weight_matching(spec, pa, pb, seed=5)
     assert all(torch.equal(p1[g], p2[g]) for g in p1)
     assert dot(permute_model(b, spec, p1)) > dot(b)
+
+
+def test_weight_matching_never_solves_the_same_assignment_twice(monkeypatch) -> None:
+    # a group whose neighbours have not moved since its last visit has the same S,
+    # hence the same answer: that visit must be skipped, also right after the group moved
+    mod = sys.modules[weight_matching.__module__]
+    real, seen = mod._assign, []
+
+    def recording(S: torch.Tensor) -> torch.Tensor:
+        seen.append(S.clone())
+        return real(S)
+
+    monkeypatch.setattr(mod, "_assign", recording)
+    torch.manual_seed(3)
+    a, b = (nn.Sequential(nn.Flatten(), nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 24),
+                          nn.ReLU(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3))
+            for _ in range(2))
+    spec = permutation_spec(a)
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    for seed in range(6):
+        seen.clear()
+        perms, sweeps = weight_matching(spec, pa, pb, seed=seed)
+        assert sweeps > 2  # enough visits for a group to come twice in a row
+        for i in range(len(seen)):
+            for j in range(i):
+                assert not torch.equal(seen[i], seen[j]), (seed, i, j)
+        # skipping changes nothing: every group is at a fixed point of its own assignment
+        again, sweeps = weight_matching(spec, pa, pb, seed=seed + 100, init=perms)
+        assert sweeps == 1
+        assert all(torch.equal(again[g], p) for g, p in perms.items())
 
 
 # =========================================================================== REPAIR

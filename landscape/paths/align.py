@@ -212,7 +212,6 @@ def weight_matching(
                         1.0 + float(S.abs().sum())):
                     perms[g] = new
                     version[g] += 1
-                    seen.pop(g, None)
                     changed = True
             bar.update(1)
             if not changed:
