@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from cases import MODELS as TINY_MODELS
@@ -27,6 +28,7 @@ from landscape.paths.permutation import (
     permutation_spec,
     permute_model,
     permute_state,
+    permute_tensor,
     random_permutations,
     trace_permutations,
 )
@@ -301,6 +303,82 @@ def test_weight_matching_never_solves_the_same_assignment_twice(monkeypatch) -> 
         again, sweeps = weight_matching(spec, pa, pb, seed=seed + 100, init=perms)
         assert sweeps == 1
         assert all(torch.equal(again[g], p) for g, p in perms.items())
+
+
+def _reference_matching(spec: PermutationSpec, pa: dict, pb: dict, seed: int
+                        ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Plain coordinate descent: every S from scratch in float64, the same visiting
+    order and acceptance rule; a visit whose S equals the group's last one is skipped
+    (its answer could not change).  Returns the permutations and the S solved."""
+    from scipy.optimize import linear_sum_assignment
+
+    perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
+    rng, groups, last, solved = np.random.default_rng(seed), list(spec.sizes), {}, []
+    while True:
+        changed = False
+        for gi in rng.permutation(len(groups)):
+            g, n = groups[gi], spec.sizes[groups[gi]]
+            S = torch.zeros(n, n, dtype=torch.float64)
+            for k, ax, _ in spec.terms(g):
+                if k not in pa:
+                    continue
+                b = permute_tensor(pb[k].double(), spec.axes[k], perms, skip=ax)
+                S += pa[k].double().movedim(ax, 0).reshape(n, -1) @ \
+                    b.movedim(ax, 0).reshape(n, -1).T
+            if g in last and torch.equal(last[g], S):
+                continue
+            last[g] = S
+            solved.append(S)
+            _, cols = linear_sum_assignment(S.numpy(), maximize=True)
+            new, idx = torch.from_numpy(cols), torch.arange(n)
+            if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-9 * (
+                    1.0 + float(S.abs().sum())):
+                perms[g], changed = new, True
+        if not changed:
+            return perms, solved
+
+
+_WIDE = {
+    "mlp": lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 48), nn.ReLU(), nn.Linear(48, 48),
+                                 nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 3)),
+    "bn_cnn": lambda: nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 2 * 2, 3)),
+    "residual": lambda: _ResBlockNet(32),
+}
+
+
+@pytest.mark.parametrize("net", list(_WIDE))
+def test_weight_matching_updates_s_exactly(net: str, monkeypatch) -> None:
+    # S is kept between visits and only the moved units' slices are multiplied again:
+    # every S solved must equal the one computed from scratch
+    mod = sys.modules[weight_matching.__module__]
+    real_assign, real_index, solved, low_rank = mod._assign, mod.entry_index, [], []
+
+    def recording(S: torch.Tensor) -> torch.Tensor:
+        solved.append(S.clone())
+        return real_assign(S)
+
+    def counting(perm: torch.Tensor, repeat: int) -> torch.Tensor:
+        low_rank.append(len(perm))
+        return real_index(perm, repeat)
+
+    monkeypatch.setattr(mod, "_assign", recording)
+    monkeypatch.setattr(mod, "entry_index", counting)
+    a, b = _randomized(_WIDE[net], 0), _randomized(_WIDE[net], 1)
+    spec = permutation_spec(a)
+    pa = {k: v.detach() for k, v in a.named_parameters()}
+    pb = {k: v.detach() for k, v in b.named_parameters()}
+    for seed in range(3):
+        solved.clear()
+        perms, _ = weight_matching(spec, pa, pb, seed=seed)
+        want, want_solved = _reference_matching(spec, pa, pb, seed)
+        assert len(solved) == len(want_solved)
+        for S, R in zip(solved, want_solved, strict=True):
+            torch.testing.assert_close(S, R, rtol=0, atol=1e-5 * float(R.abs().max()))
+        assert all(torch.equal(perms[g], want[g]) for g in want)
+    assert low_rank  # the update by slices was taken
 
 
 # =========================================================================== REPAIR

@@ -67,6 +67,7 @@ from landscape.paths.curves import Curve, CurveProfile, barrier, curve_profile, 
 from landscape.paths.permutation import (
     PermutationSpec,
     Traced,
+    entry_index,
     permutation_spec,
     permute_model,
     permute_state,
@@ -146,12 +147,23 @@ def _assign(S: Tensor) -> Tensor:
     return torch.from_numpy(perm)
 
 
+def _term(a: Tensor, b: Tensor, ax: int, n: int) -> Tensor:
+    """``S``'s term of one tensor: its unfoldings along ``ax`` multiplied, in float64."""
+    return (_unfold(a, ax, n) @ _unfold(b, ax, n).T).double()
+
+
 def weight_matching(
     spec: PermutationSpec, params_a: Mapping[str, Tensor], params_b: Mapping[str, Tensor],
     *, seed: int = 0, max_sweeps: int = 100, init: Mapping[str, Tensor] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, Tensor], int]:
     r"""Permutations of B's units maximising :math:`\sum \langle A, P(B)\rangle` (see module doc).
+
+    A group is visited only when a group its :math:`S` depends on has moved since
+    its last visit (otherwise the answer would be the same).  :math:`S` is kept
+    between visits: where the tensors of a group's terms have one other permuted
+    axis and at most half of that axis' units moved, only the moved units'
+    slices are multiplied (a low-rank update) instead of the whole product.
 
     Args:
         spec: The permutation spec of the architecture.
@@ -171,23 +183,60 @@ def weight_matching(
     names = [k for k in params_a if k in spec.axes and k in params_b]
     A = {k: params_a[k].detach().float() for k in names}
     B = {k: params_b[k].detach().float() for k in names}
-    terms = {g: [(k, ax, r) for k, ax, r in spec.terms(g) if k in A] for g in spec.sizes}
-    # the groups each group's S depends on; terms without them are computed once
-    needs = {g: {a[0] for k, ax, _ in terms[g] for i, a in enumerate(spec.axes[k])
-                 if a is not None and i != ax} for g in spec.sizes}
-    fixed: dict[str, Tensor] = {}
+
+    def others(k: str, ax: int) -> list[tuple[int, str, int]]:
+        return [(i, a[0], a[1]) for i, a in enumerate(spec.axes[k])
+                if a is not None and i != ax]
+
+    fixed: dict[str, Tensor] = {}  # the terms of tensors with no other permuted axis
+    varying: dict[str, list[tuple[str, int]]] = {}
     for g, n in spec.sizes.items():
-        S0 = torch.zeros(n, n, dtype=torch.float64)
-        for k, ax, _ in terms[g]:
-            if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
-                S0 += (_unfold(A[k], ax, n) @ _unfold(B[k], ax, n).T).double()
-        fixed[g] = S0
+        fixed[g] = torch.zeros(n, n, dtype=torch.float64)
+        varying[g] = []
+        for k, ax, _ in spec.terms(g):
+            if k not in A:
+                continue
+            if others(k, ax):
+                varying[g].append((k, ax))
+            else:
+                fixed[g] += _term(A[k], B[k], ax, n)
+    # groups each group's S depends on
+    needs = {g: sorted({h for k, ax in varying[g] for _, h, _ in others(k, ax)})
+             for g in spec.sizes}
     perms = {g: torch.arange(n) if init is None else init[g].clone()
              for g, n in spec.sizes.items()}
+    part: dict[str, Tensor] = {}  # the varying terms of S at the permutations in ``at``
+    at: dict[str, dict[str, Tensor]] = {}
+
+    def update(g: str) -> None:
+        """Bring ``part[g]`` to the current permutations."""
+        n = spec.sizes[g]
+        moved = {h: (perms[h] != at[g][h]).nonzero().flatten() for h in needs[g]} \
+            if g in at else {}
+
+        def by_slices(k: str, ax: int) -> bool:
+            o = others(k, ax)
+            return len(o) == 1 and o[0][1] in moved and o[0][1] != g and \
+                2 * len(moved[o[0][1]]) <= spec.sizes[o[0][1]]
+
+        if moved and all(by_slices(k, ax) for k, ax in varying[g]):
+            for k, ax in varying[g]:
+                ((i, h, r),) = others(k, ax)
+                pos = moved[h]
+                if len(pos):
+                    new, old = (entry_index(p[pos], r) for p in (perms[h], at[g][h]))
+                    part[g] += _term(A[k].index_select(i, entry_index(pos, r)),
+                                     B[k].index_select(i, new) - B[k].index_select(i, old),
+                                     ax, n)
+        else:
+            part[g] = torch.zeros(n, n, dtype=torch.float64)
+            for k, ax in varying[g]:
+                part[g] += _term(A[k], permute_tensor(B[k], spec.axes[k], perms, skip=ax),
+                                 ax, n)
+        at[g] = {h: perms[h].clone() for h in needs[g]}
+
     rng = np.random.default_rng(seed)
     groups = list(spec.sizes)
-    version = dict.fromkeys(groups, 0)  # bumped when a group's permutation changes
-    seen: dict[str, tuple[int, ...]] = {}  # versions of needs[g] at g's last visit
     sweeps = 0
     with _progress(progress, None, "weight matching") as bar:
         while sweeps < max_sweeps:
@@ -195,23 +244,15 @@ def weight_matching(
             changed = False
             for gi in rng.permutation(len(groups)):
                 g = groups[gi]
-                key = tuple(version[h] for h in sorted(needs[g]))
-                if seen.get(g) == key:  # same S as last time: same answer
-                    continue
-                seen[g] = key
-                n = spec.sizes[g]
-                S = fixed[g].clone()
-                for k, ax, _ in terms[g]:
-                    if all(a is None or i == ax for i, a in enumerate(spec.axes[k])):
-                        continue
-                    b = permute_tensor(B[k], spec.axes[k], perms, skip=ax)
-                    S += (_unfold(A[k], ax, n) @ _unfold(b, ax, n).T).double()
+                if g in at and all(torch.equal(perms[h], at[g][h]) for h in needs[g]):
+                    continue  # same S as at the last visit: same answer
+                update(g)
+                S = fixed[g] + part[g]
                 new = _assign(S)
-                idx = torch.arange(n)
+                idx = torch.arange(len(new))
                 if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-9 * (
                         1.0 + float(S.abs().sum())):
                     perms[g] = new
-                    version[g] += 1
                     changed = True
             bar.update(1)
             if not changed:

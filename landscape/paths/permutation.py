@@ -418,7 +418,7 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
 
 
 # =========================================================================== applying
-def _index(perm: Tensor, repeat: int) -> Tensor:
+def entry_index(perm: Tensor, repeat: int) -> Tensor:
     """The entry index of a permutation of units owning ``repeat`` entries each."""
     if repeat == 1:
         return perm
@@ -435,7 +435,7 @@ def permute_tensor(x: Tensor, axes: tuple[PermAxis | None, ...],
     for i, a in enumerate(axes):
         if a is None or i == skip or a[0] not in perms:
             continue
-        x = x.index_select(i, _index(perms[a[0]].to(x.device), a[1]))
+        x = x.index_select(i, entry_index(perms[a[0]].to(x.device), a[1]))
     return x
 
 
@@ -484,6 +484,6 @@ def random_permutations(spec: PermutationSpec, seed: int = 0) -> dict[str, Tenso
     return {g: torch.randperm(n, generator=gen) for g, n in spec.sizes.items()}
 
 
-__all__ = ["SUPPORTED", "PermAxis", "PermutationSpec", "Traced", "invert",
+__all__ = ["SUPPORTED", "PermAxis", "PermutationSpec", "Traced", "entry_index", "invert",
            "permutation_spec", "permute_model", "permute_state", "permute_tensor",
            "random_permutations", "trace_permutations"]
