@@ -319,8 +319,9 @@ def train_run(
                     row |= {f"swa_{s}_{k}": math.nan for s in ("train", "test")
                             for k in ("loss", "acc")}
             if progress:
+                # shown with the next refresh, which counts this epoch as done
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}",
-                                test_acc=f"{row['test_acc']:.3f}")
+                                test_acc=f"{row['test_acc']:.3f}", refresh=False)
         else:
             row |= {k: math.nan for k in _flat_keys(swa_model is not None)}
         st.log(st.history, **row)

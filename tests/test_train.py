@@ -191,3 +191,21 @@ def test_init_jitter_moves_the_start_by_its_relative_size(tiny_config) -> None:
     assert 0.5e-6 < float(rel.abs().mean()) < 1.5e-6  # E|z| = 0.80
     assert torch.equal(make_model(tiny_config, data).state_dict()["0.weight"],
                        m.state_dict()["0.weight"])  # off: the same start as before
+
+
+def test_progress_bar_counts_an_epoch_before_showing_its_loss(
+        tmp_path: Path, tiny_config: TrainConfig, capsys, monkeypatch) -> None:
+    import re
+
+    import tqdm.auto
+
+    # a bar that redraws on every update, as slow epochs would
+    real = tqdm.auto.tqdm
+    monkeypatch.setattr(tqdm.auto, "tqdm",
+                        lambda *a, **k: real(*a, **{**k, "mininterval": 0, "miniters": 1}))
+    train(tiny_config, tmp_path / "bar.h5", log=lambda _: None)
+    frames = [f for f in re.split(r"[\r\n]", capsys.readouterr().err) if "loss=" in f]
+    shown = [int(m.group(1)) for f in frames if (m := re.search(r"(\d+)/\d+ \[", f))]
+    assert shown
+    assert len(shown) == len(frames)
+    assert min(shown) >= 1  # a frame with a loss has finished that epoch
