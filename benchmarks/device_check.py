@@ -5,8 +5,10 @@ Two cases, each on random data written in the real file formats (no download):
 * ``svhn``: the seed-004 SmallCNN on 32x32 colour images (``train_32x32.mat``);
 * ``cifar10``: a PreResNet-20 on CIFAR-shaped tensors (the binary version's files).
 
-Each case runs the CLI (``landscape train``, ``surface``, ``sharpness``, ``gap``)
-with ``--device cuda`` and with ``--device cpu`` and records the wall time of every
+Each case runs the CLI (``landscape train``, ``surface``, ``sharpness``, ``gap``;
+for ``svhn`` on CUDA (on the CPU only with ``--cpu-only``) also a second seed on
+the same data, ``align --method activations --repair`` and ``merge``) with
+``--device cuda`` and with ``--device cpu`` and records the wall time of every
 stage, the speed-up, the peak GPU memory (``torch.cuda.max_memory_allocated`` in the
 CUDA processes) and whether the CUDA and CPU solutions reach the same accuracy.
 Writes ``benchmarks/results/device.json``.  ``benchmarks/device_check.sh`` runs it
@@ -74,14 +76,15 @@ def _cli(args: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def _case(name: str, data: str, model: str, root: Path, device: str, epochs: int,
-          grid: int, sizes: tuple[int, int], env: dict[str, str]) -> dict:
+          grid: int, sizes: tuple[int, int], env: dict[str, str], align: bool = False
+          ) -> dict:
     run = root / f"{name}-{device}.h5"
     common = ["--device", device]
+    train = ["train", "--data", data, "--data-root", str(root), "--model", model,
+             "--epochs", str(epochs), "--swa-start", str(max(1, epochs - 1)),
+             "--batch-size", "128", "--lr", "0.05", "--quiet", "--force", *common]
     stages = {
-        "train": ["train", "--data", data, "--data-root", str(root), "--model", model,
-                  "--epochs", str(epochs), "--swa-start", str(max(1, epochs - 1)),
-                  "--batch-size", "128", "--lr", "0.05", "--out", str(run), "--quiet",
-                  "--force", *common],
+        "train": [*train, "--out", str(run)],
         "surface": ["surface", str(run), "--grid", f"-1:1:{grid}", "--grid-y",
                     f"-1:1:{grid}", "--train-samples", str(min(2000, sizes[0])),
                     "--test-samples", str(min(1000, sizes[1])),
@@ -94,6 +97,16 @@ def _case(name: str, data: str, model: str, root: Path, device: str, epochs: int
         "gap": ["gap", str(run), "--grid", "-0.5:1.5:11", "--no-trajectories",
                 "--quiet", *common],
     }
+    if align:  # a second seed on the same data, aligned to the first, then merged
+        run_b = root / f"{name}-{device}-b.h5"
+        stages["train_b"] = [*train, "--out", str(run_b), "--seed", "1", "--data-seed", "0"]
+        stages["align"] = ["align", str(run), str(run_b), "--out",
+                           str(root / f"{name}-{device}-align.h5"), "--method",
+                           "activations", "--repair", "--points", "5", "--samples",
+                           str(min(2000, sizes[0])), "--quiet", "--force", *common]
+        stages["merge"] = ["merge", str(run), str(run_b), "--out",
+                           str(root / f"{name}-{device}-merged.h5"), "--quiet",
+                           "--force", *common]
     out: dict = {"seconds": {}, "peak_gpu_bytes": {}}
     for stage, args in stages.items():
         sec, peak = _cli(args, env)
@@ -106,6 +119,13 @@ def _case(name: str, data: str, model: str, root: Path, device: str, epochs: int
     with h5py.File(run) as f:
         out["swa_test_acc"] = float(f["solutions/swa"].attrs["test_acc"])
         out["lambda_max"] = float(f["measures/swa/hessian"].attrs["lambda_max"])
+    if align:
+        with h5py.File(root / f"{name}-{device}-align.h5") as f:
+            a = f["alignments"][next(iter(f["alignments"]))].attrs
+            out["aligned_test_err_barrier"] = float(a["aligned_test_err_barrier"])
+            out["repair_test_err_barrier"] = float(a["repair_test_err_barrier"])
+        with h5py.File(root / f"{name}-{device}-merged.h5") as f:
+            out["merged_test_acc"] = float(f["solutions/merged"].attrs["test_acc"])
     return out
 
 
@@ -132,7 +152,8 @@ def main() -> None:
         for name, data, model in (("svhn", "svhn", "seed004-cnn"),
                                   ("cifar10", "cifar10", "preresnet")):
             case = {dev: _case(name, data, model, root, dev, epochs, grid,
-                               (n_train, n_test), env)
+                               (n_train, n_test), env,
+                               align=name == "svhn" and (dev == "cuda" or not cuda))
                     for dev in devices}
             if cuda:
                 case["speedup"] = {s: case["cpu"]["seconds"][s] / case["cuda"]["seconds"][s]

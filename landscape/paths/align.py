@@ -182,7 +182,9 @@ def weight_matching(
     """
     names = [k for k in params_a if k in spec.axes and k in params_b]
     A = {k: params_a[k].detach().float() for k in names}
-    B = {k: params_b[k].detach().float() for k in names}
+    B = {k: params_b[k].detach().to(params_a[k].device).float() for k in names}
+    # S is built where the weights are (a GPU's products) and solved on the CPU
+    dev = next(iter(A.values())).device if A else torch.device("cpu")
 
     def others(k: str, ax: int) -> list[tuple[int, str, int]]:
         return [(i, a[0], a[1]) for i, a in enumerate(spec.axes[k])
@@ -191,7 +193,7 @@ def weight_matching(
     fixed: dict[str, Tensor] = {}  # the terms of tensors with no other permuted axis
     varying: dict[str, list[tuple[str, int]]] = {}
     for g, n in spec.sizes.items():
-        fixed[g] = torch.zeros(n, n, dtype=torch.float64)
+        fixed[g] = torch.zeros(n, n, dtype=torch.float64, device=dev)
         varying[g] = []
         for k, ax, _ in spec.terms(g):
             if k not in A:
@@ -203,7 +205,7 @@ def weight_matching(
     # groups each group's S depends on
     needs = {g: sorted({h for k, ax in varying[g] for _, h, _ in others(k, ax)})
              for g in spec.sizes}
-    perms = {g: torch.arange(n) if init is None else init[g].clone()
+    perms = {g: torch.arange(n) if init is None else init[g].cpu().clone()
              for g, n in spec.sizes.items()}
     part: dict[str, Tensor] = {}  # the varying terms of S at the permutations in ``at``
     at: dict[str, dict[str, Tensor]] = {}
@@ -224,12 +226,12 @@ def weight_matching(
                 ((i, h, r),) = others(k, ax)
                 pos = moved[h]
                 if len(pos):
-                    new, old = (entry_index(p[pos], r) for p in (perms[h], at[g][h]))
-                    part[g] += _term(A[k].index_select(i, entry_index(pos, r)),
+                    new, old = (entry_index(p[pos], r).to(dev) for p in (perms[h], at[g][h]))
+                    part[g] += _term(A[k].index_select(i, entry_index(pos, r).to(dev)),
                                      B[k].index_select(i, new) - B[k].index_select(i, old),
                                      ax, n)
         else:
-            part[g] = torch.zeros(n, n, dtype=torch.float64)
+            part[g] = torch.zeros(n, n, dtype=torch.float64, device=dev)
             for k, ax in varying[g]:
                 part[g] += _term(A[k], permute_tensor(B[k], spec.axes[k], perms, skip=ax),
                                  ax, n)
@@ -247,7 +249,7 @@ def weight_matching(
                 if g in at and all(torch.equal(perms[h], at[g][h]) for h in needs[g]):
                     continue  # same S as at the last visit: same answer
                 update(g)
-                S = fixed[g] + part[g]
+                S = (fixed[g] + part[g]).cpu()
                 new = _assign(S)
                 idx = torch.arange(len(new))
                 if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-9 * (
@@ -395,7 +397,7 @@ def activation_matching(
     for g, n in traced_a.spec.sizes.items():
         C = torch.zeros(n, n, dtype=torch.float64)
         for s in traced_a.observe.get(g, []):
-            sa, sb, saa, sbb, sab = acc[s]
+            sa, sb, saa, sbb, sab = (t.cpu() for t in acc[s])
             m = count[s]
             ma, mb = sa / m, sb / m
             va = (saa / m - ma * ma).clamp_min(0).sqrt()
