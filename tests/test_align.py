@@ -381,6 +381,65 @@ def test_weight_matching_updates_s_exactly(net: str, monkeypatch) -> None:
     assert low_rank  # the update by slices was taken
 
 
+class _Stream(nn.Module):
+    """A residual stream: ``l2`` maps the stream back into it (both axes one group)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2, self.out = nn.Linear(10, 16), nn.Linear(16, 16), nn.Linear(16, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.l1(z))
+        return self.out(h + torch.relu(self.l2(h)))
+
+
+def test_weight_matching_ends_when_a_group_permutes_both_axes_of_a_tensor() -> None:
+    torch.manual_seed(0)
+    a = _Stream()
+    torch.manual_seed(1)
+    b = _Stream()
+    spec = permutation_spec(a)
+    assert spec.axes["l2.weight"][0] == spec.axes["l2.weight"][1]
+    pa = {k: v.detach() for k, v in a.named_parameters()}
+    pb = {k: v.detach() for k, v in b.named_parameters()}
+
+    def objective(perms: dict[str, torch.Tensor]) -> float:
+        q = permute_state(pb, spec, perms)
+        return sum(float((pa[k].double() * q[k].double()).sum()) for k in pa)
+
+    ident = {g: torch.arange(n) for g, n in spec.sizes.items()}
+    for seed in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # it must end before max_sweeps
+            odd, sweeps = weight_matching(spec, pa, pb, seed=seed, max_sweeps=99)
+            even, _ = weight_matching(spec, pa, pb, seed=seed, max_sweeps=100)
+        assert sweeps < 99
+        assert all(torch.equal(odd[g], even[g]) for g in odd)
+        assert objective(odd) > objective(ident)
+    # and it still undoes a known permutation exactly
+    q = random_permutations(spec, 3)
+    shuffled = permute_state(pa, spec, q)
+    got, _ = weight_matching(spec, pa, shuffled)
+    assert all(torch.equal(got[g], invert(q)[g]) for g in q)
+
+
+def test_weight_matching_warns_at_max_sweeps_and_checks_its_input() -> None:
+    a, b = _randomized(_WIDE["mlp"], 0), _randomized(_WIDE["mlp"], 1)
+    spec = permutation_spec(a)
+    pa = {k: v.detach() for k, v in a.named_parameters()}
+    pb = {k: v.detach() for k, v in b.named_parameters()}
+    _, sweeps = weight_matching(spec, pa, pb)
+    assert sweeps > 2
+    with pytest.warns(UserWarning, match="max_sweeps=2"):
+        weight_matching(spec, pa, pb, max_sweeps=2)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(UserError, match="max_sweeps must be an int >= 1"):
+            weight_matching(spec, pa, pb, max_sweeps=bad)
+    nan = {**pb, "3.weight": pb["3.weight"].clone().fill_(float("nan"))}
+    with pytest.raises(UserError, match=r"^3.weight of network B holds NaN or inf"):
+        weight_matching(spec, pa, nan)
+
+
 # =========================================================================== REPAIR
 def _interpolated(a: nn.Module, b: nn.Module, t: float, x: torch.Tensor) -> nn.Module:
     net = permute_model(a, permutation_spec(a), {})

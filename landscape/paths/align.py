@@ -176,13 +176,26 @@ def weight_matching(
             result is never worse than ``init``.
         progress: A tqdm bar over sweeps.
 
+    A group that permutes both axes of one tensor (a layer from a residual stream
+    back into it) has an objective quadratic in its permutation; the assignment
+    on :math:`S` (linear around the current one) only proposes, and the proposal
+    is kept only if the objective itself rises, so the descent still ends.
+
     Returns:
         ``(perms, sweeps)``: ``{group: (n,) int64}`` with ``perm[i]`` the unit of
-        B put at position ``i``, and the number of sweeps done (the last changed nothing).
+        B put at position ``i``, and the number of sweeps done (the last changed
+        nothing, unless ``max_sweeps`` stopped it: then a warning says so).
     """
+    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
+        raise UserError(f"max_sweeps must be an int >= 1, got {max_sweeps!r}")
     names = [k for k in params_a if k in spec.axes and k in params_b]
     A = {k: params_a[k].detach().float() for k in names}
     B = {k: params_b[k].detach().to(params_a[k].device).float() for k in names}
+    for which, ts in (("A", A), ("B", B)):
+        bad = next((k for k, v in ts.items() if not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise UserError(f"{bad} of network {which} holds NaN or inf: align trained, "
+                            "finite weights")
     # S is built where the weights are (a GPU's products) and solved on the CPU
     dev = next(iter(A.values())).device if A else torch.device("cpu")
 
@@ -192,15 +205,17 @@ def weight_matching(
 
     fixed: dict[str, Tensor] = {}  # the terms of tensors with no other permuted axis
     varying: dict[str, list[tuple[str, int]]] = {}
+    terms_fixed: dict[str, list[tuple[str, int]]] = {}
     for g, n in spec.sizes.items():
         fixed[g] = torch.zeros(n, n, dtype=torch.float64, device=dev)
-        varying[g] = []
+        varying[g], terms_fixed[g] = [], []
         for k, ax, _ in spec.terms(g):
             if k not in A:
                 continue
             if others(k, ax):
                 varying[g].append((k, ax))
             else:
+                terms_fixed[g].append((k, ax))
                 fixed[g] += _term(A[k], B[k], ax, n)
     # groups each group's S depends on
     needs = {g: sorted({h for k, ax in varying[g] for _, h, _ in others(k, ax)})
@@ -237,6 +252,13 @@ def weight_matching(
                                  ax, n)
         at[g] = {h: perms[h].clone() for h in needs[g]}
 
+    def objective(g: str, perm: Tensor) -> float:
+        """The inner product of A and P(B) over the tensors with an axis of ``g``."""
+        trial = {**perms, g: perm}
+        return sum(float((A[k] * permute_tensor(B[k], spec.axes[k], trial)).sum(
+            dtype=torch.float64)) for k in dict.fromkeys(k for k, _ in
+                                                       [*varying[g], *terms_fixed[g]]))
+
     rng = np.random.default_rng(seed)
     groups = list(spec.sizes)
     sweeps = 0
@@ -251,14 +273,22 @@ def weight_matching(
                 update(g)
                 S = (fixed[g] + part[g]).cpu()
                 new = _assign(S)
-                idx = torch.arange(len(new))
-                if float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + 1e-9 * (
-                        1.0 + float(S.abs().sum())):
+                tol = 1e-9 * (1.0 + float(S.abs().sum()))
+                if g in needs[g]:  # S is linear in P_g only around the current P_g
+                    better = objective(g, new) > objective(g, perms[g]) + tol
+                else:
+                    idx = torch.arange(len(new))
+                    better = float(S[idx, new].sum()) > float(S[idx, perms[g]].sum()) + tol
+                if better:
                     perms[g] = new
                     changed = True
             bar.update(1)
             if not changed:
                 break
+        else:
+            warnings.warn(f"weight matching stopped after max_sweeps={max_sweeps} sweeps "
+                          "with permutations still changing; raise max_sweeps",
+                          stacklevel=2)
     return perms, sweeps
 
 
