@@ -133,6 +133,9 @@ class TrainConfig:
             if not cond:
                 raise UserError(msg)
 
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # TrainConfig(epochs="3") from Python
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
         need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")

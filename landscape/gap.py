@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
 from landscape.evaluate import Evaluator
 
 
@@ -232,6 +232,11 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
     Raises:
         UserError: If the endpoints coincide or differ in length.
     """
+    for name, v in (("a", a), ("b", b)):
+        if not isinstance(v, Tensor):
+            raise UserTypeError(f"line_gap's endpoint {name} must be a flat weight vector, "
+                                f"got {type(v).__name__}; for a model pass "
+                                "evaluator.layout.read(model)")
     if a.shape != b.shape:
         raise UserError(f"line endpoints have shapes {tuple(a.shape)} and "
                         f"{tuple(b.shape)}; they belong to different models")
@@ -240,7 +245,10 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
     if dist == 0:
         raise UserError("the two solutions are identical, so there is no line between "
                         "them; pick two different solutions with --from/--to")
-    ts = np.asarray(t, dtype=np.float64)
+    ts = np.asarray(t, dtype=np.float64).ravel()
+    if ts.size == 0 or not np.isfinite(ts).all():
+        raise UserError(f"line_gap needs finite values of t, got {ts.tolist()}; e.g. "
+                        "np.linspace(-0.5, 1.5, 21)")
     rows, ce = [], []
     with _bar(progress, ts.size, "line gap") as bar:
         for ti in ts:

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,13 @@ def build_model(
     spec = model_entry(name)
     if spec is None:
         raise UserError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    in_shape = tuple(int(s) for s in in_shape)
+    if isinstance(in_shape, int):
+        in_shape = (in_shape,)  # a flat input of that many features
+    try:
+        in_shape = tuple(int(s) for s in in_shape)
+    except (TypeError, ValueError):
+        raise UserTypeError(f"in_shape must be the shape of one input (a tuple of ints "
+                            f"such as (1, 28, 28)), got {in_shape!r}") from None
     if not _fits(spec.in_shape, in_shape):
         fits = models_for(in_shape)
         raise UserError(

@@ -245,3 +245,19 @@ def test_line_train_loss_is_l2_regularized_with_the_runs_weight_decay(run_copy: 
         assert s.values["train_loss"][i] == pytest.approx(
             _regularized_loss(model, data, theta, wd), rel=1e-6)
     assert main(["surface", str(run_copy), "--kind", "line", "--l2", "x", "--name", "z"]) == 2
+
+
+def test_line_gap_names_model_endpoints_and_an_empty_grid() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3))
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    ev = Evaluator(net, (x, y), (x, y))
+    a = ev.layout.read(net)
+    with pytest.raises(TypeError, match=r"^line_gap's endpoint a must be a flat weight "
+                                        r"vector, got Sequential; .*layout.read\(model\)"):
+        line_gap(ev, net, a, [0.0, 1.0])
+    for t in ([], [0.0, float("nan")]):
+        with pytest.raises(UserError, match=r"^line_gap needs finite values of t"):
+            line_gap(ev, a, a + 1.0, t)
+    one = line_gap(ev, a, a + 1.0, [0.0])  # one point still works
+    assert one.metrics["train_loss"].shape == (1,)

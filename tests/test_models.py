@@ -112,3 +112,10 @@ def test_mlp_on_mnist_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     printed = capsys.readouterr().out
     assert "surface line_sgd_swa" in printed
     assert "| median width" in printed
+
+
+def test_build_model_takes_a_feature_count_and_names_a_bad_shape() -> None:
+    net = build_model("mlp", 20, 3)  # an int: that many flat features
+    assert net(torch.randn(5, 20)).shape == (5, 3)
+    with pytest.raises(TypeError, match=r"^in_shape must be the shape of one input"):
+        build_model("mlp", "abc", 3)

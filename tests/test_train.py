@@ -209,3 +209,13 @@ def test_progress_bar_counts_an_epoch_before_showing_its_loss(
     assert shown
     assert len(shown) == len(frames)
     assert min(shown) >= 1  # a frame with a loss has finished that epoch
+
+
+def test_config_built_in_python_checks_its_types(tmp_path: Path) -> None:
+    for bad, match in ((dict(epochs="3"), r"'epochs' must be int, got '3' \(str\)"),
+                       (dict(lr="0.1"), r"'lr' must be float, got '0.1'"),
+                       (dict(swa=1), r"'swa' must be bool, got 1")):
+        with pytest.raises(UserError, match=match):
+            train(TrainConfig(**bad), tmp_path / "t.h5", progress=False, log=lambda _: None)
+    assert not (tmp_path / "t.h5").exists()
+    assert TrainConfig(lr=1).validate().lr == 1  # an int for a float is fine

@@ -167,3 +167,13 @@ def test_width_with_recomputed_bn_brackets_the_rise(run_copy: Path) -> None:
     for w, d in zip(widths, dirs, strict=True):
         assert loss((sol.weights.double() + w * (1 + 2e-3) * d).float()) - base >= 0.1
         assert loss((sol.weights.double() + w * (1 - 2e-3) * d).float()) - base < 0.1
+
+
+def test_width_ratio_takes_width_results_and_names_other_types() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    data = (torch.randn(64, 4), torch.randint(0, 3, (64,)))
+    r = ls_measure(net, data, "width", directions=4)
+    assert width_ratio(r, r) == width_ratio(r.arrays["widths"], r.arrays["widths"])
+    with pytest.raises(TypeError, match=r"^widths must be an array of widths or a 'width'"):
+        width_ratio(object(), r)

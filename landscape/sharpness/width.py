@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape._errors import UserTypeError
 from landscape.directions import Normalization, random_direction
 from landscape.params import ParamLayout
 from landscape.sharpness._base import Metric, Objective, check_flat, loss_value
@@ -211,7 +212,14 @@ def _widths(widths: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: If a width is negative.
     """
-    x = np.asarray(widths, dtype=np.float64).ravel()
+    arrays = getattr(widths, "arrays", None)  # a width measure's result
+    if isinstance(arrays, dict) and "widths" in arrays:
+        widths = arrays["widths"]
+    try:
+        x = np.asarray(widths, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise UserTypeError(f"widths must be an array of widths or a 'width' measure's "
+                            f"result, got {type(widths).__name__}") from None
     if (x < 0).any():
         raise ValueError("widths must be >= 0 (inf: not reached); pass the widths "
                          "random_widths returned")
