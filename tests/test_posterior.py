@@ -102,6 +102,39 @@ def test_collector_resumes_from_its_state_and_keeps_the_last_k() -> None:
     np.testing.assert_allclose(m.deviations.numpy(), dev, rtol=1e-5, atol=1e-6)
 
 
+def test_collect_checks_its_input_before_changing_the_moments() -> None:
+    W = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
+    c = SwagCollector(3, rank=2)
+    for w in W:
+        c.collect(w)
+    for bad, err, match in (
+            (torch.zeros(5), UserError, r"^SWAG iterate 3 has 5 entries but the posterior "
+             r"has 3: it was made for another model"),
+            (torch.zeros(1, 3), UserError, r"^SWAG iterate 3 has shape \(1, 3\); pass one "
+             r"flat weight vector"),
+            ([0.0, 1.0, 2.0], TypeError, r"^SWAG iterate 3 is a list; pass a flat weight "
+             r"vector"),
+            (nn.Linear(2, 2), UserError, r"^SWAG iterate 3 has 6 entries but the posterior "
+             r"has 3")):
+        with pytest.raises(err, match=match) as e:
+            c.collect(bad)
+        assert isinstance(e.value, UserError)
+        assert "\n" not in str(e.value)
+        assert c.n == 3
+        m = c.moments()
+        assert m.mean.tolist() == [2.0, 1.0, 1.0]
+        assert m.sq_mean.tolist() == pytest.approx([20 / 3, 1.0, 5 / 3], rel=1e-15)
+        assert m.deviations.tolist() == [[1.0, 0.0, -1.0], [2.0, 0.0, 0.0]]
+    # a model is read by name, as training flattens it: the same as its flat vector
+    net = nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[6.0, 1.0]]))
+        net.bias.fill_(3.0)
+    c.collect(net)
+    assert c.n == 4
+    assert c.moments().mean.tolist() == [3.0, 1.0, 1.5]
+
+
 def test_samples_have_the_stored_covariance() -> None:
     g = torch.Generator().manual_seed(0)
     W = torch.randn(6, 4, generator=g, dtype=torch.float64) * torch.tensor(

@@ -51,8 +51,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
 from landscape.evaluate import Evaluator
+from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
     ECE_BINS,
     EnsembleAverage,
@@ -139,7 +140,7 @@ class SwagCollector:
     """Accumulates SWAG moments of iterates as they come, in O(n) per iterate.
 
     Call :meth:`collect` with each iterate that SWA averages (a flat weight
-    vector).  Keeps float64 moments and a ring of the last ``rank`` float32
+    vector, or the model).  Keeps float64 moments and a ring of the last ``rank`` float32
     deviations on the iterates' device; :meth:`state_dict` /
     :meth:`from_state` make it resumable.
 
@@ -171,9 +172,19 @@ class SwagCollector:
         self.ring = torch.zeros(self.rank, numel, dtype=torch.float32, device=dev)
 
     @torch.no_grad()
-    def collect(self, weights: Tensor) -> None:
-        """Add one iterate (``(n,)``)."""
-        w = weights.detach().to(self.mean.device, torch.float64).reshape(-1)
+    def collect(self, weights: Tensor | nn.Module) -> None:
+        """Add one iterate: an ``(n,)`` flat weight vector or the model itself.
+
+        A model is read through its :class:`~landscape.params.ParamLayout` (its
+        trainable parameters by name, as ``landscape train`` flattens them).
+
+        Raises:
+            UserTypeError: For anything but a tensor or a model.
+            UserError: For a vector or model of another length; nothing is
+                collected then.
+        """
+        w = _flat_iterate(weights, self.mean.numel(), f"iterate {self.n}")
+        w = w.to(self.mean.device, torch.float64)
         k = self.n
         self.mean.mul_(k / (k + 1)).add_(w, alpha=1 / (k + 1))
         self.sq_mean.mul_(k / (k + 1)).add_(w * w, alpha=1 / (k + 1))
@@ -216,6 +227,30 @@ class SwagCollector:
         c.sq_mean.copy_(state["sq_mean"])
         c.ring.copy_(state["ring"])
         return c
+
+
+def _flat_iterate(w: Any, numel: int | None, what: str) -> Tensor:
+    """``w`` (a flat vector or a model) as an ``(n,)`` vector, checked, before any use.
+
+    Raises:
+        UserTypeError: For anything but a tensor or a model.
+        UserError: For a tensor that is not 1-D or a length other than ``numel``.
+    """
+    if isinstance(w, nn.Module):
+        w = ParamLayout.from_module(w).read(w, dtype=torch.float64)
+    elif not isinstance(w, Tensor):
+        raise UserTypeError(f"SWAG {what} is a {type(w).__name__}; pass a flat weight "
+                            "vector (n,) (e.g. ParamLayout.from_module(model).read(model)) "
+                            "or the model")
+    elif w.ndim != 1:
+        raise UserError(f"SWAG {what} has shape {tuple(w.shape)}; pass one flat weight "
+                        "vector (n,) per iterate (e.g. ParamLayout.from_module(model)"
+                        ".read(model)) or the model")
+    if numel is not None and w.numel() != numel:
+        raise UserError(f"SWAG {what} has {w.numel()} entries but the posterior has "
+                        f"{numel}: it was made for another model; collect the weights of "
+                        "one architecture")
+    return w.detach()
 
 
 def swag_moments(iterates: Tensor | Iterable[Tensor], rank: int = SWAG_RANK
