@@ -102,6 +102,22 @@ def test_collector_resumes_from_its_state_and_keeps_the_last_k() -> None:
     np.testing.assert_allclose(m.deviations.numpy(), dev, rtol=1e-5, atol=1e-6)
 
 
+def test_a_state_dict_is_a_snapshot_that_later_collects_leave_alone() -> None:
+    c = SwagCollector(2, rank=2)
+    for w in ([0.0, 1.0], [2.0, 1.0]):
+        c.collect(torch.tensor(w))
+    state = c.state_dict()
+    c.collect(torch.tensor([4.0, 1.0]))
+    assert c.moments().mean.tolist() == [2.0, 1.0]
+    assert state["n"] == 2
+    assert state["mean"].tolist() == [1.0, 1.0]
+    assert state["sq_mean"].tolist() == [2.0, 1.0]
+    assert state["ring"].tolist() == [[0.0, 0.0], [1.0, 0.0]]
+    m = SwagCollector.from_state(state).moments()
+    assert (m.n_collected, m.mean.tolist(), m.sq_mean.tolist(), m.deviations.tolist()) \
+        == (2, [1.0, 1.0], [2.0, 1.0], [[0.0, 0.0], [1.0, 0.0]])
+
+
 def test_collect_checks_its_input_before_changing_the_moments() -> None:
     W = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
     c = SwagCollector(3, rank=2)

@@ -205,13 +205,14 @@ class SwagCollector:
                            dev.cpu().clone(), self.n, self.rank)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything to continue (tensors on the CPU).
+        """Everything to continue (copies on the CPU: later collects leave them alone).
 
         Returns:
             The state.
         """
-        return {"n": self.n, "rank": self.rank, "mean": self.mean.cpu(),
-                "sq_mean": self.sq_mean.cpu(), "ring": self.ring.cpu()}
+        return {"n": self.n, "rank": self.rank,
+                **{k: getattr(self, k).to("cpu", copy=True)
+                   for k in ("mean", "sq_mean", "ring")}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any],
