@@ -151,6 +151,37 @@ def test_collect_checks_its_input_before_changing_the_moments() -> None:
     assert c.moments().mean.tolist() == [3.0, 1.0, 1.5]
 
 
+def test_swag_moments_takes_rows_or_models_and_refuses_one_flat_vector() -> None:
+    W = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
+    for bad, err, match in (
+            (W[0], UserError, r"^SWAG iterates must be rows of a \(T, n\) tensor, got "
+             r"shape \(3,\); stack the T flat weight vectors as rows"),
+            (W[None], UserError, r"got shape \(1, 3, 3\)"),
+            (nn.Sequential(nn.Linear(1, 2)), TypeError, r"^swag_moments got one "
+             r"Sequential; pass the SWA iterates as a \(T, n\) tensor"),
+            (3.0, TypeError, r"^swag_moments got one float"),
+            ([W[0], W[1, :2]], UserError, r"^SWAG iterate 1 has 2 entries but the "
+             r"posterior has 3"),
+            (["w0"], TypeError, r"^SWAG iterate 0 is a str")):
+        with pytest.raises(err, match=match) as e:
+            swag_moments(bad, rank=2)
+        assert isinstance(e.value, UserError)
+        assert "\n" not in str(e.value)
+    one = swag_moments(W[None, 0], rank=2)
+    assert (one.n_collected, one.mean.tolist()) == (1, [0.0, 1.0, 2.0])
+    nets = []
+    for w in W:
+        net = nn.Linear(2, 1)
+        with torch.no_grad():
+            net.weight.copy_(w[None, :2])
+            net.bias.copy_(w[2:])
+        nets.append(net)
+    got, want = swag_moments(nets, rank=2), swag_moments(W, rank=2)
+    assert got.mean.tolist() == want.mean.tolist() == [2.0, 1.0, 1.0]
+    assert got.deviations.tolist() == want.deviations.tolist() == [[1.0, 0.0, -1.0],
+                                                                   [2.0, 0.0, 0.0]]
+
+
 def test_samples_have_the_stored_covariance() -> None:
     g = torch.Generator().manual_seed(0)
     W = torch.randn(6, 4, generator=g, dtype=torch.float64) * torch.tensor(

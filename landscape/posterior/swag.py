@@ -256,18 +256,32 @@ def _flat_iterate(w: Any, numel: int | None, what: str) -> Tensor:
 
 def swag_moments(iterates: Tensor | Iterable[Tensor], rank: int = SWAG_RANK
                  ) -> SwagMoments:
-    """SWAG moments of stored iterates (rows of ``(T, n)``), in order.
+    """SWAG moments of stored iterates (rows of ``(T, n)``, or models), in order.
+
+    Args:
+        iterates: A ``(T, n)`` tensor, or ``T`` flat ``(n,)`` vectors or models.
+        rank: Deviations to keep.
 
     Returns:
         The :class:`SwagMoments`.
 
     Raises:
-        UserError: For no iterate.
+        UserError: For no iterate, a tensor that is not ``(T, n)`` (one flat
+            vector is one iterate, not ``n`` of them) or iterates of several lengths.
+        UserTypeError: For an iterate that is neither a tensor nor a model.
     """
+    if isinstance(iterates, Tensor) and iterates.ndim != 2:
+        raise UserError(f"SWAG iterates must be rows of a (T, n) tensor, got shape "
+                        f"{tuple(iterates.shape)}; stack the T flat weight vectors as rows "
+                        "(torch.stack(iterates)), one (n,) vector as w[None]")
+    if isinstance(iterates, nn.Module) or not isinstance(iterates, Iterable):
+        raise UserTypeError(f"swag_moments got one {type(iterates).__name__}; pass the SWA "
+                            "iterates as a (T, n) tensor or a list of flat weight vectors "
+                            "or models")
     rows = list(iterates)
     if not rows:
         raise UserError("SWAG needs at least one iterate; pass the SWA iterates (T, n)")
-    c = SwagCollector(rows[0].numel(), rank)
+    c = SwagCollector(_flat_iterate(rows[0], None, "iterate 0").numel(), rank)
     for w in rows:
         c.collect(w)
     return c.moments()
