@@ -239,6 +239,33 @@ def test_ece_nll_and_accuracy_against_hand_computed_values() -> None:
     assert expected_calibration_error(p, y, bins=5) == pytest.approx(m.ece)
 
 
+def test_metrics_refuse_logits_targets_out_of_range_and_no_sample() -> None:
+    logits = torch.randn(100, 3, generator=torch.Generator().manual_seed(0)) * 5
+    y = torch.arange(100) % 3
+    for probs, target, match in (
+            (logits, y, r"^predictive metrics need class probabilities \(non-negative, "
+             r"rows summing to 1\), got values in \[-1.*; pass probabilities, e\.g\. "
+             r"logits\.softmax\(-1\)$"),
+            (logits.exp(), y, r"need class probabilities.*row sums in"),
+            (logits.softmax(-1) * 1.01, y, r"row sums in \[1\.01, 1\.01\]"),
+            (logits.softmax(-1), torch.where(y == 2, 7, y),
+             r"^class targets must lie in 0\.\.2 for 3 class probabilities, got 0\.\.7; "
+             r"relabel the targets"),
+            (logits.softmax(-1), y - 1, r"got -1\.\.1"),
+            (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long),
+             r"^predictive metrics of 0 samples are undefined")):
+        for call in (predictive_metrics, expected_calibration_error):
+            with pytest.raises(UserError, match=match) as e:
+                call(probs, target)
+            assert "\n" not in str(e.value)
+    # probabilities in float32 and float16 pass with their own rounding
+    for dtype in (torch.float32, torch.float16):
+        m = predictive_metrics(logits.to(dtype).softmax(-1), y)
+        ref = predictive_metrics(logits.double().softmax(-1), y)
+        assert m.acc == ref.acc
+        assert m.nll == pytest.approx(ref.nll, rel=1e-2)
+
+
 def test_calibration_of_a_non_classifier_is_a_one_line_error() -> None:
     with pytest.raises(UserError, match="needs a classifier") as e:
         predictive_metrics(torch.randn(4, 1), torch.randn(4))
