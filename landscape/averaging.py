@@ -20,12 +20,12 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from landscape._errors import UserError, UserTypeError
 from landscape.data import TensorBatches, as_batches
-from landscape.evaluate import model_device
+from landscape.evaluate import _forward, model_device
 from landscape.models import has_batchnorm
 
 
@@ -43,9 +43,16 @@ def average_checkpoints(model: nn.Module, checkpoints: Iterable[nn.Module | Mapp
         The ``AveragedModel`` (its ``.module`` is the averaged network).
 
     Raises:
-        UserError: For no checkpoint, or a BN model without ``bn_data``.
-        UserTypeError: For a checkpoint that is neither a model nor a state dict.
+        UserError: For no checkpoint, a BN model without ``bn_data``, or
+            ``bn_data`` whose inputs the model cannot take.
+        UserTypeError: For a ``model`` that is not a module, or a checkpoint that
+            is neither a model nor a state dict.
     """
+    if not isinstance(model, nn.Module):
+        raise UserTypeError(f"model must be a torch.nn.Module of the checkpoints' "
+                            f"architecture, got {type(model).__name__}; pass a network "
+                            "(e.g. build_model(...)) as model and the state dicts as "
+                            "checkpoints")
     device = model_device(model)
     avg = AveragedModel(model)
     scratch = copy.deepcopy(model)
@@ -72,8 +79,24 @@ def average_checkpoints(model: nn.Module, checkpoints: Iterable[nn.Module | Mapp
         batches = as_batches(bn_data)
         if isinstance(batches, TensorBatches):
             batches = batches.to(device)
-        update_bn((x.to(device) for x, _ in batches), avg)
+        update_bn((x.to(device) for x, _ in batches), _CheckedForward(avg))
     return avg
+
+
+class _CheckedForward(nn.Module):
+    """``module`` whose forward turns a misfit input into the evaluation path's one line.
+
+    ``update_bn`` finds the BatchNorm layers through this wrapper, calls it, and
+    leaves it (and so ``module``) in the mode it found, ``module``'s.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.training = module.training
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _forward(self.module, x)
 
 
 def _check_state(model: nn.Module, state: Mapping[str, Any], index: int) -> None:

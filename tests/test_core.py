@@ -338,6 +338,29 @@ def test_average_checkpoints_is_the_mean_with_recomputed_bn() -> None:
         ls.average_checkpoints(nets[0], nets)
 
 
+def test_average_checkpoints_of_misfit_data_or_a_state_dict_model_is_one_line() -> None:
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)) for _ in range(2)]
+    y = torch.zeros(8)
+    for model, data, err, match in (
+            (nets[0], (torch.randn(8, 5), y), UserError,
+             r"^the model cannot take inputs of shape \(8, 5\) \(float32\): mat1 and mat2 "
+             r"shapes cannot be multiplied \(8x5 and 3x4\); give data whose inputs fit"),
+            (nets[0].state_dict(), (torch.randn(8, 3), y), TypeError,
+             r"^model must be a torch\.nn\.Module of the checkpoints' architecture, got "
+             r"OrderedDict; pass a network")):
+        with pytest.raises(err, match=match) as e:
+            ls.average_checkpoints(model, nets, bn_data=data)
+        assert isinstance(e.value, UserError)
+        assert "\n" not in str(e.value)
+    # with data that fits, update_bn runs through the check as before
+    x = torch.randn(16, 3)
+    avg = ls.average_checkpoints(nets[0], nets, bn_data=(x, torch.zeros(16)))
+    h = avg.module[0](x).detach()
+    torch.testing.assert_close(avg.module[1].running_mean, h.mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(avg.module[1].running_var, h.var(0), rtol=0, atol=1e-6)
+
+
 # =========================================================================== bad input
 def _net() -> nn.Module:
     return nn.Linear(4, 3)

@@ -102,6 +102,86 @@ def test_collector_resumes_from_its_state_and_keeps_the_last_k() -> None:
     np.testing.assert_allclose(m.deviations.numpy(), dev, rtol=1e-5, atol=1e-6)
 
 
+def test_a_state_dict_is_a_snapshot_that_later_collects_leave_alone() -> None:
+    c = SwagCollector(2, rank=2)
+    for w in ([0.0, 1.0], [2.0, 1.0]):
+        c.collect(torch.tensor(w))
+    state = c.state_dict()
+    c.collect(torch.tensor([4.0, 1.0]))
+    assert c.moments().mean.tolist() == [2.0, 1.0]
+    assert state["n"] == 2
+    assert state["mean"].tolist() == [1.0, 1.0]
+    assert state["sq_mean"].tolist() == [2.0, 1.0]
+    assert state["ring"].tolist() == [[0.0, 0.0], [1.0, 0.0]]
+    m = SwagCollector.from_state(state).moments()
+    assert (m.n_collected, m.mean.tolist(), m.sq_mean.tolist(), m.deviations.tolist()) \
+        == (2, [1.0, 1.0], [2.0, 1.0], [[0.0, 0.0], [1.0, 0.0]])
+
+
+def test_collect_checks_its_input_before_changing_the_moments() -> None:
+    W = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
+    c = SwagCollector(3, rank=2)
+    for w in W:
+        c.collect(w)
+    for bad, err, match in (
+            (torch.zeros(5), UserError, r"^SWAG iterate 3 has 5 entries but the posterior "
+             r"has 3: it was made for another model"),
+            (torch.zeros(1, 3), UserError, r"^SWAG iterate 3 has shape \(1, 3\); pass one "
+             r"flat weight vector"),
+            ([0.0, 1.0, 2.0], TypeError, r"^SWAG iterate 3 is a list; pass a flat weight "
+             r"vector"),
+            (nn.Linear(2, 2), UserError, r"^SWAG iterate 3 has 6 entries but the posterior "
+             r"has 3")):
+        with pytest.raises(err, match=match) as e:
+            c.collect(bad)
+        assert isinstance(e.value, UserError)
+        assert "\n" not in str(e.value)
+        assert c.n == 3
+        m = c.moments()
+        assert m.mean.tolist() == [2.0, 1.0, 1.0]
+        assert m.sq_mean.tolist() == pytest.approx([20 / 3, 1.0, 5 / 3], rel=1e-15)
+        assert m.deviations.tolist() == [[1.0, 0.0, -1.0], [2.0, 0.0, 0.0]]
+    # a model is read by name, as training flattens it: the same as its flat vector
+    net = nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[6.0, 1.0]]))
+        net.bias.fill_(3.0)
+    c.collect(net)
+    assert c.n == 4
+    assert c.moments().mean.tolist() == [3.0, 1.0, 1.5]
+
+
+def test_swag_moments_takes_rows_or_models_and_refuses_one_flat_vector() -> None:
+    W = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
+    for bad, err, match in (
+            (W[0], UserError, r"^SWAG iterates must be rows of a \(T, n\) tensor, got "
+             r"shape \(3,\); stack the T flat weight vectors as rows"),
+            (W[None], UserError, r"got shape \(1, 3, 3\)"),
+            (nn.Sequential(nn.Linear(1, 2)), TypeError, r"^swag_moments got one "
+             r"Sequential; pass the SWA iterates as a \(T, n\) tensor"),
+            (3.0, TypeError, r"^swag_moments got one float"),
+            ([W[0], W[1, :2]], UserError, r"^SWAG iterate 1 has 2 entries but the "
+             r"posterior has 3"),
+            (["w0"], TypeError, r"^SWAG iterate 0 is a str")):
+        with pytest.raises(err, match=match) as e:
+            swag_moments(bad, rank=2)
+        assert isinstance(e.value, UserError)
+        assert "\n" not in str(e.value)
+    one = swag_moments(W[None, 0], rank=2)
+    assert (one.n_collected, one.mean.tolist()) == (1, [0.0, 1.0, 2.0])
+    nets = []
+    for w in W:
+        net = nn.Linear(2, 1)
+        with torch.no_grad():
+            net.weight.copy_(w[None, :2])
+            net.bias.copy_(w[2:])
+        nets.append(net)
+    got, want = swag_moments(nets, rank=2), swag_moments(W, rank=2)
+    assert got.mean.tolist() == want.mean.tolist() == [2.0, 1.0, 1.0]
+    assert got.deviations.tolist() == want.deviations.tolist() == [[1.0, 0.0, -1.0],
+                                                                   [2.0, 0.0, 0.0]]
+
+
 def test_samples_have_the_stored_covariance() -> None:
     g = torch.Generator().manual_seed(0)
     W = torch.randn(6, 4, generator=g, dtype=torch.float64) * torch.tensor(
@@ -157,6 +237,33 @@ def test_ece_nll_and_accuracy_against_hand_computed_values() -> None:
     assert m.nll == pytest.approx(nll, rel=1e-12)
     assert m.count.tolist() == [0, 1, 2, 0, 2]
     assert expected_calibration_error(p, y, bins=5) == pytest.approx(m.ece)
+
+
+def test_metrics_refuse_logits_targets_out_of_range_and_no_sample() -> None:
+    logits = torch.randn(100, 3, generator=torch.Generator().manual_seed(0)) * 5
+    y = torch.arange(100) % 3
+    for probs, target, match in (
+            (logits, y, r"^predictive metrics need class probabilities \(non-negative, "
+             r"rows summing to 1\), got values in \[-1.*; pass probabilities, e\.g\. "
+             r"logits\.softmax\(-1\)$"),
+            (logits.exp(), y, r"need class probabilities.*row sums in"),
+            (logits.softmax(-1) * 1.01, y, r"row sums in \[1\.01, 1\.01\]"),
+            (logits.softmax(-1), torch.where(y == 2, 7, y),
+             r"^class targets must lie in 0\.\.2 for 3 class probabilities, got 0\.\.7; "
+             r"relabel the targets"),
+            (logits.softmax(-1), y - 1, r"got -1\.\.1"),
+            (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long),
+             r"^predictive metrics of 0 samples are undefined")):
+        for call in (predictive_metrics, expected_calibration_error):
+            with pytest.raises(UserError, match=match) as e:
+                call(probs, target)
+            assert "\n" not in str(e.value)
+    # probabilities in float32 and float16 pass with their own rounding
+    for dtype in (torch.float32, torch.float16):
+        m = predictive_metrics(logits.to(dtype).softmax(-1), y)
+        ref = predictive_metrics(logits.double().softmax(-1), y)
+        assert m.acc == ref.acc
+        assert m.nll == pytest.approx(ref.nll, rel=1e-2)
 
 
 def test_calibration_of_a_non_classifier_is_a_one_line_error() -> None:

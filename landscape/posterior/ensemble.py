@@ -104,14 +104,24 @@ def predictive_metrics(probs: Tensor, y: Tensor, bins: int = ECE_BINS) -> Predic
         The :class:`PredictiveMetrics` (bin tables included, for reliability diagrams).
 
     Raises:
-        UserError: For a non-classifier or ``bins < 1``.
+        UserError: For a non-classifier, no sample, targets outside ``0..C-1``,
+            ``probs`` that are not probabilities (logits) or ``bins < 1``.
     """
     check_classifier(probs, y)
     if bins < 1:
         raise UserError(f"the calibration error needs bins >= 1, got {bins}")
+    n, c = probs.shape
+    if n == 0:
+        raise UserError("predictive metrics of 0 samples are undefined; pass the "
+                        "predictions and targets of at least one sample")
     p = probs.detach().double().cpu()
     y = y.detach().cpu().long()
-    n = int(y.numel())
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= c:
+        raise UserError(f"class targets must lie in 0..{c - 1} for {c} class "
+                        f"probabilities, got {lo}..{hi}; relabel the targets or pass one "
+                        "probability per class")
+    _check_probabilities(p, probs.dtype)
     conf, pred = p.max(1)
     correct = (pred == y).double()
     nll = float(-torch.log(p.gather(1, y[:, None]).squeeze(1).clamp_min(1e-300)).mean())
@@ -126,6 +136,26 @@ def predictive_metrics(probs: Tensor, y: Tensor, bins: int = ECE_BINS) -> Predic
     ece = float((asum - csum).abs().sum() / n)
     return PredictiveMetrics(float(correct.mean()), nll, ece, n, bin_conf, bin_acc,
                              count.numpy().astype(np.int64))
+
+
+def _check_probabilities(p: Tensor, dtype: torch.dtype) -> None:
+    """Raise unless the rows of ``p`` (float64) are non-negative and sum to 1.
+
+    The tolerance is a few rounding errors of ``dtype``, the probabilities'
+    own precision.  A NaN row passes: it is a diverged model's prediction
+    (its metrics are NaN), not logits.
+
+    Raises:
+        UserError: Naming the range of the values and row sums, and the fix.
+    """
+    tol = max(1e-5, 4 * torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
+    sums = p.sum(1)
+    if bool((p < 0).any()) or bool(((sums - 1).abs() > tol).any()):
+        raise UserError(
+            f"predictive metrics need class probabilities (non-negative, rows summing to "
+            f"1), got values in [{float(p.min()):.3g}, {float(p.max()):.3g}] and row sums "
+            f"in [{float(sums.min()):.3g}, {float(sums.max()):.3g}]; pass probabilities, "
+            "e.g. logits.softmax(-1)")
 
 
 def predict_proba(evaluator: Evaluator, weights: Tensor, buffers: Tensor | None = None,

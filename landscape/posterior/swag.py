@@ -51,8 +51,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
 from landscape.evaluate import Evaluator
+from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
     ECE_BINS,
     EnsembleAverage,
@@ -139,7 +140,7 @@ class SwagCollector:
     """Accumulates SWAG moments of iterates as they come, in O(n) per iterate.
 
     Call :meth:`collect` with each iterate that SWA averages (a flat weight
-    vector).  Keeps float64 moments and a ring of the last ``rank`` float32
+    vector, or the model).  Keeps float64 moments and a ring of the last ``rank`` float32
     deviations on the iterates' device; :meth:`state_dict` /
     :meth:`from_state` make it resumable.
 
@@ -171,9 +172,19 @@ class SwagCollector:
         self.ring = torch.zeros(self.rank, numel, dtype=torch.float32, device=dev)
 
     @torch.no_grad()
-    def collect(self, weights: Tensor) -> None:
-        """Add one iterate (``(n,)``)."""
-        w = weights.detach().to(self.mean.device, torch.float64).reshape(-1)
+    def collect(self, weights: Tensor | nn.Module) -> None:
+        """Add one iterate: an ``(n,)`` flat weight vector or the model itself.
+
+        A model is read through its :class:`~landscape.params.ParamLayout` (its
+        trainable parameters by name, as ``landscape train`` flattens them).
+
+        Raises:
+            UserTypeError: For anything but a tensor or a model.
+            UserError: For a vector or model of another length; nothing is
+                collected then.
+        """
+        w = _flat_iterate(weights, self.mean.numel(), f"iterate {self.n}")
+        w = w.to(self.mean.device, torch.float64)
         k = self.n
         self.mean.mul_(k / (k + 1)).add_(w, alpha=1 / (k + 1))
         self.sq_mean.mul_(k / (k + 1)).add_(w * w, alpha=1 / (k + 1))
@@ -194,13 +205,14 @@ class SwagCollector:
                            dev.cpu().clone(), self.n, self.rank)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything to continue (tensors on the CPU).
+        """Everything to continue (copies on the CPU: later collects leave them alone).
 
         Returns:
             The state.
         """
-        return {"n": self.n, "rank": self.rank, "mean": self.mean.cpu(),
-                "sq_mean": self.sq_mean.cpu(), "ring": self.ring.cpu()}
+        return {"n": self.n, "rank": self.rank,
+                **{k: getattr(self, k).to("cpu", copy=True)
+                   for k in ("mean", "sq_mean", "ring")}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any],
@@ -218,20 +230,58 @@ class SwagCollector:
         return c
 
 
+def _flat_iterate(w: Any, numel: int | None, what: str) -> Tensor:
+    """``w`` (a flat vector or a model) as an ``(n,)`` vector, checked, before any use.
+
+    Raises:
+        UserTypeError: For anything but a tensor or a model.
+        UserError: For a tensor that is not 1-D or a length other than ``numel``.
+    """
+    if isinstance(w, nn.Module):
+        w = ParamLayout.from_module(w).read(w, dtype=torch.float64)
+    elif not isinstance(w, Tensor):
+        raise UserTypeError(f"SWAG {what} is a {type(w).__name__}; pass a flat weight "
+                            "vector (n,) (e.g. ParamLayout.from_module(model).read(model)) "
+                            "or the model")
+    elif w.ndim != 1:
+        raise UserError(f"SWAG {what} has shape {tuple(w.shape)}; pass one flat weight "
+                        "vector (n,) per iterate (e.g. ParamLayout.from_module(model)"
+                        ".read(model)) or the model")
+    if numel is not None and w.numel() != numel:
+        raise UserError(f"SWAG {what} has {w.numel()} entries but the posterior has "
+                        f"{numel}: it was made for another model; collect the weights of "
+                        "one architecture")
+    return w.detach()
+
+
 def swag_moments(iterates: Tensor | Iterable[Tensor], rank: int = SWAG_RANK
                  ) -> SwagMoments:
-    """SWAG moments of stored iterates (rows of ``(T, n)``), in order.
+    """SWAG moments of stored iterates (rows of ``(T, n)``, or models), in order.
+
+    Args:
+        iterates: A ``(T, n)`` tensor, or ``T`` flat ``(n,)`` vectors or models.
+        rank: Deviations to keep.
 
     Returns:
         The :class:`SwagMoments`.
 
     Raises:
-        UserError: For no iterate.
+        UserError: For no iterate, a tensor that is not ``(T, n)`` (one flat
+            vector is one iterate, not ``n`` of them) or iterates of several lengths.
+        UserTypeError: For an iterate that is neither a tensor nor a model.
     """
+    if isinstance(iterates, Tensor) and iterates.ndim != 2:
+        raise UserError(f"SWAG iterates must be rows of a (T, n) tensor, got shape "
+                        f"{tuple(iterates.shape)}; stack the T flat weight vectors as rows "
+                        "(torch.stack(iterates)), one (n,) vector as w[None]")
+    if isinstance(iterates, nn.Module) or not isinstance(iterates, Iterable):
+        raise UserTypeError(f"swag_moments got one {type(iterates).__name__}; pass the SWA "
+                            "iterates as a (T, n) tensor or a list of flat weight vectors "
+                            "or models")
     rows = list(iterates)
     if not rows:
         raise UserError("SWAG needs at least one iterate; pass the SWA iterates (T, n)")
-    c = SwagCollector(rows[0].numel(), rank)
+    c = SwagCollector(_flat_iterate(rows[0], None, "iterate 0").numel(), rank)
     for w in rows:
         c.collect(w)
     return c.moments()
