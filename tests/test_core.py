@@ -413,4 +413,29 @@ def test_two_ranks_give_the_eigenvalues_of_one_rank(tiny_run: Path, tmp_path: Pa
         key = "measures/swa/hessian/eigenvalues"
         np.testing.assert_allclose(b[key][()], a[key][()], rtol=1e-8)
         assert b["measures/swa/trace"].attrs["trace"] == pytest.approx(
-            a["measures/swa/trace"].attrs["trace"], rel=1e-8)
+            a["measures/swa/trace"].attrs["trace"], rel=1e-12)
+
+
+def test_measure_takes_a_torch_dtype_and_refuses_any_other_dtype() -> None:
+    """``torch.float64`` computes in float64 and stores ``"float64"`` (it crashed after
+    computing in float32); a dtype other than float32/float64 is a one-line error before
+    any pass over the data (``"float16"`` ran float32 and stored the string)."""
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    x, y = _xy(16)
+    by_torch = ls.measure(net, (x, y), "hessian", top_k=1, dtype=torch.float64,
+                          eig_tol=1e-12)
+    by_name = ls.measure(net, (x, y), "hessian", top_k=1, dtype="float64",
+                         eig_tol=1e-12)
+    assert by_torch.dtype == "float64"
+    assert '"dtype": "float64"' in by_torch.params
+    assert by_torch.lambda_max == by_name.lambda_max
+    f, theta = _reference_loss(net.double(), x.double(), y)
+    dense = torch.autograd.functional.hessian(f, theta)
+    assert by_torch.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]),
+                                                rel=1e-12)
+    for bad, shown in [("float16", "'float16'"), ("double", "'double'"),
+                       (torch.float16, "torch.float16")]:
+        with pytest.raises(UserError, match=r"^dtype must be .*float32.*float64.*, got "
+                           + re.escape(shown) + "$"):
+            ls.measure(_net(), (x, y), "hessian", top_k=1, dtype=bad)

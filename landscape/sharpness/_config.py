@@ -7,7 +7,7 @@ to every measure (sample count, seed, dtype, batch size, device).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from landscape._errors import UserError
@@ -35,6 +35,18 @@ def check_positive(params: Any, *names: str, allow_zero: bool = False) -> None:
                             f"{'>= 0' if allow_zero else '> 0'}, got {v}")
 
 
+def check_choices(params: Any) -> None:
+    """Raise a one-line error unless each field declared with ``choices`` holds one.
+
+    Raises:
+        UserError: Naming the parameter, the choices and the value.
+    """
+    for f in fields(params):
+        choices = f.metadata.get("choices")
+        v = getattr(params, f.name)
+        if choices and v not in choices:
+            raise UserError(f"{f.name} must be one of {list(choices)}, got {v!r}")
+
 
 @dataclass(frozen=True)
 class MeasureConfig:
@@ -56,5 +68,6 @@ class MeasureConfig:
             ``self``.
         """
         check_positive(self, "samples", "eval_batch_size")
+        check_choices(self)
         return self
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from landscape._errors import UserError
@@ -124,9 +125,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _dtype_name(dtype: Any) -> Any:
+    """``torch.float32``/``torch.float64`` as ``"float32"``/``"float64"``; other values
+    as they are (the config's choices check names them)."""
+    if isinstance(dtype, torch.dtype):
+        names = {torch.float32: "float32", torch.float64: "float64"}
+        if dtype not in names:
+            raise UserError(f"dtype must be 'float32' or 'float64' (or torch.float32, "
+                            f"torch.float64), got {dtype}")
+        return names[dtype]
+    return dtype
+
+
 def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", *,
             loss: Any = None, theta: Tensor | None = None, buffers: Tensor | None = None,
-            seed: int = 0, dtype: str = "float32", device: str | None = None,
+            seed: int = 0, dtype: str | torch.dtype = "float32", device: str | None = None,
             eval_batch_size: int = 4096, progress: bool = False, **params: Any,
             ) -> MeasureResult | dict[str, MeasureResult]:
     """Flatness and curvature measures of a model on its train data.
@@ -144,7 +157,8 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
         theta: Weights to measure at (default: the model's).
         buffers: BN buffers (default: the model's).
         seed: Seed of probes, noise and directions.
-        dtype: ``float32`` or ``float64``.
+        dtype: ``"float32"`` or ``"float64"`` (or ``torch.float32``, ``torch.float64``;
+            stored as the string).
         device: Where to compute (default: the model's device).
         eval_batch_size: Batch size for in-memory tensors.
         progress: tqdm bars on stderr.
@@ -154,7 +168,8 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
         The result, or results by name.
 
     Raises:
-        UserError: For unknown measures or parameters, or a non-finite loss.
+        UserError: For unknown measures or parameters, a dtype other than float32 or
+            float64, or a non-finite loss.
     """
     names = parse_measures(measures)
     known = all_params()
@@ -162,8 +177,8 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
     if bad:
         raise UserError(f"unknown measure parameter(s) {bad}; valid: {sorted(known)}")
     n = getattr(data, "num_samples", None)
-    common = MeasureConfig(samples=n or 1, seed=seed, dtype=dtype,
-                           eval_batch_size=eval_batch_size, device=device)
+    common = MeasureConfig(samples=n or 1, seed=seed, dtype=_dtype_name(dtype),
+                           eval_batch_size=eval_batch_size, device=device).validate()
     from landscape.data import as_batches
 
     ctx = MeasureContext(model, as_batches(data, eval_batch_size), theta=theta,
