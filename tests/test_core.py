@@ -225,6 +225,35 @@ def test_all_on_a_regressor_runs_what_applies_and_says_what_it_skips() -> None:
     assert r.sigma > 0
 
 
+def test_named_measures_that_do_not_apply_are_refused_before_any_is_computed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list naming PAC-Bayes (0-1 error) on a regressor raised only after computing the
+    measures before it, losing them; now no measure runs and the line names it and the
+    fix."""
+    from landscape.sharpness import _runner
+
+    ran: list[str] = []
+    real = _runner.run_measure
+
+    def spy(ctx, name, *args, **kwargs):
+        ran.append(name)
+        return real(ctx, name, *args, **kwargs)
+
+    monkeypatch.setattr(_runner, "run_measure", spy)
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 3), torch.randn(40, 2)
+    with pytest.raises(UserError, match=r"^pacbayes: the 0-1 error needs a classifier .*"
+                       r"pass pacbayes_metric='loss' \(--pacbayes-metric loss\)") as e:
+        ls.measure(_Regressor(), (x, y), ["hessian", "trace", "pacbayes"],
+                   loss=nn.MSELoss(), top_k=1, trace_samples=3)
+    assert "\n" not in str(e.value)
+    assert ran == []
+    out = ls.measure(_Regressor(), (x, y), ["hessian", "pacbayes"], loss=nn.MSELoss(),
+                     top_k=1, pacbayes_metric="loss", pacbayes_samples=2)
+    assert ran == ["hessian", "pacbayes"]
+    assert out["pacbayes"].metric == "loss"
+
+
 @pytest.mark.parametrize("case", ["targets out of range", "wrong input shape",
                                   "targets of another shape"])
 def test_a_model_and_data_that_do_not_fit_give_one_line(case: str) -> None:

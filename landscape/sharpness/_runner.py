@@ -169,7 +169,8 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
 
     Raises:
         UserError: For unknown measures or parameters, a dtype other than float32 or
-            float64, or a non-finite loss.
+            float64, named measures that do not apply to the model (all of them in
+            one line, before any is computed), or a non-finite loss.
     """
     names = parse_measures(measures)
     known = all_params()
@@ -186,13 +187,15 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
     common = dataclasses.replace(common, samples=ctx.samples)
     ctx.common = common
     chosen = {m: params_of(m, params) for m in names}
-    if measures == "all":  # every measure that applies to this model; say which do not
-        for m in list(names):
-            reason = spec(m).why_not(ctx, chosen[m])
-            if reason is not None:
-                warnings.warn(f"measure {m!r} skipped: {reason}", UserWarning,
-                              stacklevel=2)
-                names.remove(m)
+    # Which measures do not apply, before any is computed: "all" skips them (one warning
+    # each), a named list raises one error naming them all, so nothing computed is lost.
+    reasons = {m: r for m in names if (r := spec(m).why_not(ctx, chosen[m])) is not None}
+    if measures == "all":
+        for m, reason in reasons.items():
+            warnings.warn(f"measure {m!r} skipped: {reason}", UserWarning, stacklevel=2)
+            names.remove(m)
+    elif reasons:
+        raise UserError("; ".join(f"{m}: {r}" for m, r in reasons.items()))
     out = {m: run_measure(ctx, m, chosen[m], progress=progress) for m in names}
     single = isinstance(measures, str) and measures != "all" and "," not in measures
     return out[names[0]] if single else out
