@@ -136,14 +136,16 @@ class Loss:
 
     ``torch.nn`` losses and ``torch.nn.functional`` losses that take a
     ``reduction`` argument give per-sample losses (for the standard error and
-    exact sums); any other callable is used as a batch mean.
+    exact sums); any other callable is used as a batch mean.  What is measured is
+    the mean over samples, so a criterion that sums (``reduction='sum'``) is refused.
 
     Args:
         criterion: ``criterion(output, target) -> scalar`` (default
-            ``nn.CrossEntropyLoss()``).
+            ``nn.CrossEntropyLoss()``), the mean over the batch.
 
     Raises:
         UserTypeError: If ``criterion`` is not callable.
+        UserError: If it has ``reduction='sum'``.
     """
 
     def __init__(self, criterion: Criterion | None = None) -> None:
@@ -152,6 +154,12 @@ class Loss:
         if not callable(criterion):
             raise UserTypeError(f"the loss must be a callable criterion(output, target), "
                                 f"got {type(criterion).__name__}")
+        reduction = (criterion.keywords.get("reduction") if isinstance(criterion, partial)
+                     else getattr(criterion, "reduction", None))
+        if reduction == "sum":
+            raise UserError("the loss has reduction='sum', but the loss measured is the "
+                            "mean over samples; pass a criterion with reduction='mean' "
+                            "(the default, e.g. nn.CrossEntropyLoss())")
         self.criterion = criterion
         self._none: Criterion | None = None
         self._sum: Criterion | None = None  # one fused kernel, exact for per-sample losses
@@ -385,7 +393,8 @@ class Evaluator:
         train: Train data: ``(inputs, targets)`` tensors or a ``DataLoader``
             (see :func:`landscape.data.as_batches`), or ``None``.
         test: Test data, likewise.
-        loss: ``criterion(output, target)`` (default cross-entropy).
+        loss: ``criterion(output, target)`` (default cross-entropy); the loss
+            reported is its mean over samples (``reduction='sum'`` is refused).
         bn: BatchNorm mode; ``None`` picks ``recompute`` for models with BN,
             ``keep`` otherwise.
         device: Where to evaluate (default: the model's device).

@@ -582,7 +582,8 @@ def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int =
         progress: A tqdm bar on stderr.
         **kw: ``loss``, ``bn``, ``device``, ``batch_size``, ``l2``, ``keep_bytes``
             of the :class:`~landscape.evaluate.Evaluator` (a ``DataLoader`` is kept
-            in memory after its first pass up to ``keep_bytes``, 512 MiB).
+            in memory after its first pass up to ``keep_bytes``, 512 MiB); the loss
+            is the mean over samples (a ``reduction='sum'`` criterion is refused).
 
     Returns:
         The :class:`Surface`.

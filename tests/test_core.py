@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -468,3 +469,22 @@ def test_measure_takes_a_torch_dtype_and_refuses_any_other_dtype() -> None:
         with pytest.raises(UserError, match=r"^dtype must be .*float32.*float64.*, got "
                            + re.escape(shown) + "$"):
             ls.measure(_net(), (x, y), "hessian", top_k=1, dtype=bad)
+
+
+@pytest.mark.parametrize("criterion", [nn.CrossEntropyLoss(reduction="sum"),
+                                       partial(F.cross_entropy, reduction="sum")])
+def test_a_summing_loss_is_refused_in_one_line(criterion) -> None:
+    """The measures and surfaces are of the mean loss over samples; a criterion with
+    reduction='sum' was silently measured as a mean."""
+    x, y = _xy(8)
+    for call in (lambda: ls.measure(_net(), (x, y), "hessian", top_k=1, loss=criterion),
+                 lambda: ls.random_surface(_net(), (x, y), grid="-1:1:3", loss=criterion),
+                 lambda: Evaluator(_net(), (x, y), loss=criterion).metrics(["train"])):
+        with pytest.raises(UserError, match=r"^the loss has reduction='sum'.*; pass a "
+                           r"criterion with reduction='mean'") as e:
+            call()
+        assert "\n" not in str(e.value)
+    net = _net()
+    mean = Evaluator(net, (x, y), loss=nn.CrossEntropyLoss(reduction="mean"))
+    assert mean.metrics(["train"])["train"].loss == pytest.approx(
+        float(F.cross_entropy(net(x), y).detach()), rel=1e-6)

@@ -153,7 +153,9 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
             that applies to the model and skips the others with a one-line
             ``UserWarning`` (PAC-Bayes on the 0-1 error of a regression model:
             pass ``pacbayes_metric="loss"`` to run it on the loss rise).
-        loss: ``criterion(output, target)`` (default cross-entropy).
+        loss: ``criterion(output, target)`` (default cross-entropy).  Every measure is
+            of the mean loss over samples; a criterion with ``reduction='sum'`` is
+            refused (pass ``reduction='mean'``).
         theta: Weights to measure at (default: the model's).
         buffers: BN buffers (default: the model's).
         seed: Seed of probes, noise and directions.
