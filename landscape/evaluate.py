@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import update_bn
 
-from landscape._errors import UserError, UserTypeError
+from landscape._errors import UserError, UserTypeError, arg
 from landscape._hessian_mode import HessianMode
 from landscape.data import Batches, StreamBatches, TensorBatches, as_batches
 from landscape.models import has_batchnorm
@@ -106,8 +106,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was given but no CUDA GPU is available; "
-                        "use --device cpu")
+        raise UserError(f"{arg('device', 'cuda')} was given but no CUDA GPU is "
+                        f"available; use {arg('device', 'cpu')}")
     return dev
 
 
@@ -452,8 +452,8 @@ class Evaluator:
             raise UserError(f"unknown BN mode {bn!r}; use keep, recompute or batch"
                             ) from None
         if self.bn is not BNMode.KEEP and not self.has_bn:
-            raise UserError(f"--bn {self.bn.value} needs a model with BatchNorm; "
-                            "this model has none, use --bn keep")
+            raise UserError(f"{arg('bn', self.bn.value)} needs a model with BatchNorm; "
+                            f"this model has none, use {arg('bn', 'keep')}")
         if batch_size < 1:
             raise UserError(f"batch size must be positive, got {batch_size}")
         self.device = model_device(model) if device is None else resolve_device(device)

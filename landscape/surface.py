@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import _dist
-from landscape._errors import UserError, UserTypeError
+from landscape._errors import UserError, UserTypeError, arg
 from landscape.directions import (
     Normalization,
     line_direction,
@@ -229,7 +229,7 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
         UserError: For a dimension other than 1 or 2.
     """
     if dim not in (1, 2):
-        raise UserError(f"--dim must be 1 or 2, got {dim}")
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
     g = torch.Generator().manual_seed(seed)
     d0 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn, generator=g)
     d1 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn,
@@ -319,7 +319,7 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         UserError: For a dimension other than 1 or 2, or a short trajectory.
     """
     if dim not in (1, 2):
-        raise UserError(f"--dim must be 1 or 2, got {dim}")
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
     dirs, ev = pca_directions(trajectory, layout=layout,
                               keep_bias_bn=keep_bias_bn or layout is None)
     share = "centred variance" if keep_bias_bn or layout is None else \

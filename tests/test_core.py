@@ -488,3 +488,19 @@ def test_a_summing_loss_is_refused_in_one_line(criterion) -> None:
     mean = Evaluator(net, (x, y), loss=nn.CrossEntropyLoss(reduction="mean"))
     assert mean.metrics(["train"])["train"].loss == pytest.approx(
         float(F.cross_entropy(net(x), y).detach()), rel=1e-6)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: ls.measure(_net(), _xy(), "hessian", top_k=0), "top_k (--top-k) must be > 0, got 0"),
+    (lambda: ls.measure(_net(), _xy(), "trace", trace_samples=2),
+     "trace_method='hutchpp' (--trace-method hutchpp) needs trace_samples (--trace-samples) "
+     ">= 3"),
+    (lambda: ls.measure(_net(), _xy(), "hessian", eval_batch_size=0),
+     "eval_batch_size (--eval-batch-size) must be > 0, got 0"),
+    (lambda: ls.random_surface(_net(), _xy(), dim=3), "dim (--dim) must be 1 or 2, got 3"),
+])
+def test_parameter_errors_name_the_keyword_and_the_flag(make, message: str) -> None:
+    """A check that serves the Python API and the CLI names both (it named the flag only)."""
+    with pytest.raises(UserError) as e:
+        make()
+    assert str(e.value) == message

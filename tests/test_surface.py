@@ -87,7 +87,10 @@ def test_linear_model_surface_equals_direct_cross_entropy() -> None:
 
 
 def test_bn_mode_without_bn_is_an_error() -> None:
-    with pytest.raises(UserError, match="needs a model with BatchNorm"):
+    """The line names the keyword argument and the flag of the fix (it named the flag
+    only, which a Python caller does not have)."""
+    with pytest.raises(UserError, match=r"^bn='recompute' \(--bn recompute\) needs a model "
+                       r"with BatchNorm; this model has none, use bn='keep' \(--bn keep\)$"):
         Evaluator(nn.Linear(5, 3), *_data().splits(), bn="recompute")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from landscape._errors import UserError
+from landscape._errors import UserError, arg
 
 
 def param(default: Any, help: str, **meta: Any) -> Any:
@@ -26,12 +26,12 @@ def check_positive(params: Any, *names: str, allow_zero: bool = False) -> None:
     """Raise a one-line error unless each named parameter is positive.
 
     Raises:
-        UserError: Naming the flag and the value.
+        UserError: Naming the keyword argument, its flag and the value.
     """
     for k in names:
         v = getattr(params, k)
         if v is not None and not (v >= 0 if allow_zero else v > 0):
-            raise UserError(f"--{k.replace('_', '-')} must be "
+            raise UserError(f"{arg(k)} must be "
                             f"{'>= 0' if allow_zero else '> 0'}, got {v}")
 
 
