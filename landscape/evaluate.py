@@ -575,18 +575,25 @@ class Evaluator:
             start += n
         return stats
 
-    def metrics(self, splits: Sequence[str] = SPLITS) -> dict[str, Metrics]:
+    def metrics(self, splits: Sequence[str] | None = None) -> dict[str, Metrics]:
         """Metrics at the point last given to :meth:`set_point` (or the model's own).
+
+        Args:
+            splits: The splits to evaluate (default: every split this evaluator has).
+
+        Returns:
+            ``{split: Metrics}``.
 
         Raises:
             UserError: For an unknown or absent split.
         """
+        splits = tuple(self.data) if splits is None else tuple(splits)
         for s in splits:
             if s not in self.data:
                 have = ", ".join(self.data)
                 raise UserError(f"no {s!r} data in this evaluator (it has {have}); "
                                 f"pass {s}=... when building it")
-        per = self._collect(tuple(splits))
+        per = self._collect(splits)
         reg = self.penalty()
         out = {s: per[s].metrics() for s in splits}
         if "train" in out and reg:
@@ -631,9 +638,14 @@ class Evaluator:
 
     def evaluate(
         self, weights: Tensor, buffers: Tensor | None = None,
-        splits: Sequence[str] = SPLITS,
+        splits: Sequence[str] | None = None,
     ) -> dict[str, Metrics]:
         """:meth:`set_point` then :meth:`metrics`.
+
+        Args:
+            weights: The flat weight vector.
+            buffers: BN buffers (see :meth:`set_point`).
+            splits: The splits to evaluate (default: every split this evaluator has).
 
         Returns:
             ``{split: Metrics}``.

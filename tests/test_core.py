@@ -504,3 +504,23 @@ def test_parameter_errors_name_the_keyword_and_the_flag(make, message: str) -> N
     with pytest.raises(UserError) as e:
         make()
     assert str(e.value) == message
+
+
+def test_an_evaluator_evaluates_the_splits_it_has_by_default() -> None:
+    """A train-only evaluator's ``evaluate``/``metrics`` gave "no 'test' data" by default."""
+    torch.manual_seed(0)
+    net = _net()
+    x, y = _xy(16)
+    ev = ls.Evaluator(net, (x, y))
+    m = ev.evaluate(ev.layout.read(net))
+    assert list(m) == ["train"]
+    with torch.no_grad():
+        assert m["train"].loss == pytest.approx(float(F.cross_entropy(net(x), y)), rel=1e-6)
+    assert list(ev.metrics()) == ["train"]
+    both = ls.Evaluator(net, (x, y), _xy(8))
+    assert list(both.evaluate(both.layout.read(net))) == ["train", "test"]
+    with pytest.raises(UserError, match=r"^no 'test' data in this evaluator \(it has "
+                       r"train\); pass test=\.\.\. when building it$"):
+        ev.metrics(["train", "test"])
+    with pytest.raises(UserError, match=r"^no 'test' data in this evaluator"):
+        ls.trajectory_gaps(ev, ev.layout.read(net)[None])
