@@ -3,8 +3,27 @@
 The CLI turns a :class:`UserError` into one line on stderr and exit code 2; the
 Python API lets it propagate.  :class:`UserError` is a ``ValueError`` (and
 :class:`UserTypeError` also a ``TypeError``), so library users can catch the
-standard exception.  Messages name the problem and the fix.
+standard exception.  Messages name the problem and the fix; a check that serves both
+the Python API and the CLI names the keyword argument and its flag (:func:`arg`).
 """
+
+from typing import Any
+
+_NO_VALUE = object()
+
+
+def arg(name: str, value: Any = _NO_VALUE) -> str:
+    """A keyword argument and its CLI flag, as a message names them.
+
+    Example:
+        >>> arg("top_k"), arg("bn", "keep")
+        ('top_k (--top-k)', "bn='keep' (--bn keep)")
+
+    Returns:
+        ``name (--flag)``, or ``name=value (--flag value)`` given a value.
+    """
+    flag = "--" + name.replace("_", "-")
+    return f"{name} ({flag})" if value is _NO_VALUE else f"{name}={value!r} ({flag} {value})"
 
 
 class UserError(ValueError):

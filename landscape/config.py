@@ -282,11 +282,11 @@ def load_data(cfg: TrainConfig) -> Any:
     Returns:
         The :class:`landscape.data.TensorData`.
     """
-    from landscape.data import load_dataset
+    from landscape.data.registry import dataset_options, load_dataset
 
-    opts: dict[str, Any] = {"download": cfg.download}
-    if cfg.data == "mnist1d":
-        opts = {"num_samples": cfg.num_samples}
+    takes = dataset_options(cfg.data)  # download for real data, num_samples for mnist1d
+    opts = {k: v for k, v in (("download", cfg.download), ("num_samples", cfg.num_samples))
+            if k in takes}
     return load_dataset(cfg.data, cfg.data_root, train_samples=cfg.train_samples,
                         test_samples=cfg.test_samples, seed=cfg.data_rng_seed, **opts)
 

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import update_bn
 
-from landscape._errors import UserError, UserTypeError
+from landscape._errors import UserError, UserTypeError, arg
 from landscape._hessian_mode import HessianMode
 from landscape.data import Batches, StreamBatches, TensorBatches, as_batches
 from landscape.models import has_batchnorm
@@ -106,8 +106,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was given but no CUDA GPU is available; "
-                        "use --device cpu")
+        raise UserError(f"{arg('device', 'cuda')} was given but no CUDA GPU is "
+                        f"available; use {arg('device', 'cpu')}")
     return dev
 
 
@@ -136,14 +136,16 @@ class Loss:
 
     ``torch.nn`` losses and ``torch.nn.functional`` losses that take a
     ``reduction`` argument give per-sample losses (for the standard error and
-    exact sums); any other callable is used as a batch mean.
+    exact sums); any other callable is used as a batch mean.  What is measured is
+    the mean over samples, so a criterion that sums (``reduction='sum'``) is refused.
 
     Args:
         criterion: ``criterion(output, target) -> scalar`` (default
-            ``nn.CrossEntropyLoss()``).
+            ``nn.CrossEntropyLoss()``), the mean over the batch.
 
     Raises:
         UserTypeError: If ``criterion`` is not callable.
+        UserError: If it has ``reduction='sum'``.
     """
 
     def __init__(self, criterion: Criterion | None = None) -> None:
@@ -152,6 +154,12 @@ class Loss:
         if not callable(criterion):
             raise UserTypeError(f"the loss must be a callable criterion(output, target), "
                                 f"got {type(criterion).__name__}")
+        reduction = (criterion.keywords.get("reduction") if isinstance(criterion, partial)
+                     else getattr(criterion, "reduction", None))
+        if reduction == "sum":
+            raise UserError("the loss has reduction='sum', but the loss measured is the "
+                            "mean over samples; pass a criterion with reduction='mean' "
+                            "(the default, e.g. nn.CrossEntropyLoss())")
         self.criterion = criterion
         self._none: Criterion | None = None
         self._sum: Criterion | None = None  # one fused kernel, exact for per-sample losses
@@ -385,7 +393,8 @@ class Evaluator:
         train: Train data: ``(inputs, targets)`` tensors or a ``DataLoader``
             (see :func:`landscape.data.as_batches`), or ``None``.
         test: Test data, likewise.
-        loss: ``criterion(output, target)`` (default cross-entropy).
+        loss: ``criterion(output, target)`` (default cross-entropy); the loss
+            reported is its mean over samples (``reduction='sum'`` is refused).
         bn: BatchNorm mode; ``None`` picks ``recompute`` for models with BN,
             ``keep`` otherwise.
         device: Where to evaluate (default: the model's device).
@@ -443,8 +452,8 @@ class Evaluator:
             raise UserError(f"unknown BN mode {bn!r}; use keep, recompute or batch"
                             ) from None
         if self.bn is not BNMode.KEEP and not self.has_bn:
-            raise UserError(f"--bn {self.bn.value} needs a model with BatchNorm; "
-                            "this model has none, use --bn keep")
+            raise UserError(f"{arg('bn', self.bn.value)} needs a model with BatchNorm; "
+                            f"this model has none, use {arg('bn', 'keep')}")
         if batch_size < 1:
             raise UserError(f"batch size must be positive, got {batch_size}")
         self.device = model_device(model) if device is None else resolve_device(device)
@@ -566,18 +575,25 @@ class Evaluator:
             start += n
         return stats
 
-    def metrics(self, splits: Sequence[str] = SPLITS) -> dict[str, Metrics]:
+    def metrics(self, splits: Sequence[str] | None = None) -> dict[str, Metrics]:
         """Metrics at the point last given to :meth:`set_point` (or the model's own).
+
+        Args:
+            splits: The splits to evaluate (default: every split this evaluator has).
+
+        Returns:
+            ``{split: Metrics}``.
 
         Raises:
             UserError: For an unknown or absent split.
         """
+        splits = tuple(self.data) if splits is None else tuple(splits)
         for s in splits:
             if s not in self.data:
                 have = ", ".join(self.data)
                 raise UserError(f"no {s!r} data in this evaluator (it has {have}); "
                                 f"pass {s}=... when building it")
-        per = self._collect(tuple(splits))
+        per = self._collect(splits)
         reg = self.penalty()
         out = {s: per[s].metrics() for s in splits}
         if "train" in out and reg:
@@ -622,9 +638,14 @@ class Evaluator:
 
     def evaluate(
         self, weights: Tensor, buffers: Tensor | None = None,
-        splits: Sequence[str] = SPLITS,
+        splits: Sequence[str] | None = None,
     ) -> dict[str, Metrics]:
         """:meth:`set_point` then :meth:`metrics`.
+
+        Args:
+            weights: The flat weight vector.
+            buffers: BN buffers (see :meth:`set_point`).
+            splits: The splits to evaluate (default: every split this evaluator has).
 
         Returns:
             ``{split: Metrics}``.

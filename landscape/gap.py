@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from landscape._errors import UserError, UserTypeError
-from landscape.evaluate import Evaluator
+from landscape.evaluate import SPLITS, Evaluator
 
 
 # =========================================================================== pure maths
@@ -187,7 +187,7 @@ def trajectory_gaps(evaluator: Evaluator, weights: np.ndarray | Tensor,
     rows = []
     with _bar(progress, len(W), "trajectory gap") as bar:
         for i in range(len(W)):
-            rows.append(_row(evaluator.evaluate(W[i], None if B is None else B[i])))
+            rows.append(_row(evaluator.evaluate(W[i], None if B is None else B[i], splits=SPLITS)))
             bar.update(1)
     return _metrics_rows(rows)
 
@@ -253,7 +253,7 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
     with _bar(progress, ts.size, "line gap") as bar:
         for ti in ts:
             w = (a.double() + float(ti) * d).to(a.dtype)
-            m = evaluator.evaluate(w)
+            m = evaluator.evaluate(w, splits=SPLITS)
             rows.append(_row(m))
             ce.append(m["train"].loss - evaluator.penalty())
             bar.update(1)

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -43,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import _dist
-from landscape._errors import UserError, UserTypeError
+from landscape._errors import UserError, UserTypeError, arg
 from landscape.directions import (
     Normalization,
     line_direction,
@@ -229,7 +230,7 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
         UserError: For a dimension other than 1 or 2.
     """
     if dim not in (1, 2):
-        raise UserError(f"--dim must be 1 or 2, got {dim}")
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
     g = torch.Generator().manual_seed(seed)
     d0 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn, generator=g)
     d1 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn,
@@ -319,7 +320,7 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         UserError: For a dimension other than 1 or 2, or a short trajectory.
     """
     if dim not in (1, 2):
-        raise UserError(f"--dim must be 1 or 2, got {dim}")
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
     dirs, ev = pca_directions(trajectory, layout=layout,
                               keep_bias_bn=keep_bias_bn or layout is None)
     share = "centred variance" if keep_bias_bn or layout is None else \
@@ -547,6 +548,22 @@ def _evaluator(model: nn.Module, train: Any, test: Any, kw: Mapping[str, Any]) -
     return Evaluator(model, train, test, **kw)
 
 
+def _keeps_modes(surface: Callable[..., Surface]) -> Callable[..., Surface]:
+    """``surface(model, ...)`` that gives each module of ``model`` back its own training
+    flag (the evaluator puts the model in eval mode), whether it returns or raises."""
+
+    @functools.wraps(surface)
+    def kept(model: nn.Module, *args: Any, **kwargs: Any) -> Surface:
+        modes = [(m, m.training) for m in model.modules()]
+        try:
+            return surface(model, *args, **kwargs)
+        finally:
+            for m, training in modes:
+                m.train(training)
+
+    return kept
+
+
 def _attrs(kind: str, grid: SurfaceGrid, ev: Evaluator, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "dim": grid.dim, "bn": ev.bn.value, "l2": ev.l2,
             "train_samples": ev.num_samples("train") if "train" in ev.data else 0,
@@ -562,6 +579,7 @@ def _finish(s: Surface, ev: Evaluator) -> Surface:
     return s
 
 
+@_keeps_modes
 def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int = 2,
                    norm: str = "filter", keep_bias_bn: bool = False,
                    grid: Any = None, grid_y: Any = None, seed: int = 0,
@@ -570,7 +588,8 @@ def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int =
 
     Args:
         model: The network, at the centre weights (its parameters are changed
-            during the evaluation and restored afterwards).
+            during the evaluation and restored afterwards, and so is its
+            train/eval mode).
         train: Train data (tensors or a ``DataLoader``).
         test: Test data, or ``None``.
         dim: 1 or 2.
@@ -582,7 +601,8 @@ def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int =
         progress: A tqdm bar on stderr.
         **kw: ``loss``, ``bn``, ``device``, ``batch_size``, ``l2``, ``keep_bytes``
             of the :class:`~landscape.evaluate.Evaluator` (a ``DataLoader`` is kept
-            in memory after its first pass up to ``keep_bytes``, 512 MiB).
+            in memory after its first pass up to ``keep_bytes``, 512 MiB); the loss
+            is the mean over samples (a ``reduction='sum'`` criterion is refused).
 
     Returns:
         The :class:`Surface`.
@@ -597,13 +617,15 @@ def random_surface(model: nn.Module, train: Any, test: Any = None, *, dim: int =
             ev)
 
 
+@_keeps_modes
 def line_surface(model: nn.Module, start: Any, end: Any, train: Any, test: Any = None, *,
                  distance: bool = False, grid: Any = None, names: tuple[str, str] = (
                      "start", "end"), progress: bool = False, **kw: Any) -> Surface:
     """Train (and test) metrics on the line between two points.
 
     Args:
-        model: A network of the points' architecture (evaluated in place).
+        model: A network of the points' architecture (evaluated in place; its
+            weights and train/eval mode are restored afterwards).
         start: The point at 0: a model, a state dict or a flat weight vector.
         end: The point at 1 (or at its distance with ``distance``).
         train: Train data.
@@ -626,6 +648,7 @@ def line_surface(model: nn.Module, start: Any, end: Any, train: Any, test: Any =
             "line", g, ev, center=names[0])), ev)
 
 
+@_keeps_modes
 def plane_surface(model: nn.Module, p1: Any, p2: Any, p3: Any, train: Any,
                   test: Any = None, *, grid: Any = None, grid_y: Any = None,
                   names: tuple[str, str, str] = ("p1", "p2", "p3"),
@@ -645,6 +668,7 @@ def plane_surface(model: nn.Module, p1: Any, p2: Any, p3: Any, train: Any,
             "plane", g, ev, center=names[0])), ev)
 
 
+@_keeps_modes
 def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: Any = None,
                 *, dim: int = 2, keep_bias_bn: bool = False, grid: Any = None,
                 grid_y: Any = None, progress: bool = False, **kw: Any) -> Surface:

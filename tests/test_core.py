@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -225,6 +226,35 @@ def test_all_on_a_regressor_runs_what_applies_and_says_what_it_skips() -> None:
     assert r.sigma > 0
 
 
+def test_named_measures_that_do_not_apply_are_refused_before_any_is_computed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list naming PAC-Bayes (0-1 error) on a regressor raised only after computing the
+    measures before it, losing them; now no measure runs and the line names it and the
+    fix."""
+    from landscape.sharpness import _runner
+
+    ran: list[str] = []
+    real = _runner.run_measure
+
+    def spy(ctx, name, *args, **kwargs):
+        ran.append(name)
+        return real(ctx, name, *args, **kwargs)
+
+    monkeypatch.setattr(_runner, "run_measure", spy)
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 3), torch.randn(40, 2)
+    with pytest.raises(UserError, match=r"^pacbayes: the 0-1 error needs a classifier .*"
+                       r"pass pacbayes_metric='loss' \(--pacbayes-metric loss\)") as e:
+        ls.measure(_Regressor(), (x, y), ["hessian", "trace", "pacbayes"],
+                   loss=nn.MSELoss(), top_k=1, trace_samples=3)
+    assert "\n" not in str(e.value)
+    assert ran == []
+    out = ls.measure(_Regressor(), (x, y), ["hessian", "pacbayes"], loss=nn.MSELoss(),
+                     top_k=1, pacbayes_metric="loss", pacbayes_samples=2)
+    assert ran == ["hessian", "pacbayes"]
+    assert out["pacbayes"].metric == "loss"
+
+
 @pytest.mark.parametrize("case", ["targets out of range", "wrong input shape",
                                   "targets of another shape"])
 def test_a_model_and_data_that_do_not_fit_give_one_line(case: str) -> None:
@@ -436,4 +466,84 @@ def test_two_ranks_give_the_eigenvalues_of_one_rank(tiny_run: Path, tmp_path: Pa
         key = "measures/swa/hessian/eigenvalues"
         np.testing.assert_allclose(b[key][()], a[key][()], rtol=1e-8)
         assert b["measures/swa/trace"].attrs["trace"] == pytest.approx(
-            a["measures/swa/trace"].attrs["trace"], rel=1e-8)
+            a["measures/swa/trace"].attrs["trace"], rel=1e-12)
+
+
+def test_measure_takes_a_torch_dtype_and_refuses_any_other_dtype() -> None:
+    """``torch.float64`` computes in float64 and stores ``"float64"`` (it crashed after
+    computing in float32); a dtype other than float32/float64 is a one-line error before
+    any pass over the data (``"float16"`` ran float32 and stored the string)."""
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    x, y = _xy(16)
+    by_torch = ls.measure(net, (x, y), "hessian", top_k=1, dtype=torch.float64,
+                          eig_tol=1e-12)
+    by_name = ls.measure(net, (x, y), "hessian", top_k=1, dtype="float64",
+                         eig_tol=1e-12)
+    assert by_torch.dtype == "float64"
+    assert '"dtype": "float64"' in by_torch.params
+    assert by_torch.lambda_max == by_name.lambda_max
+    f, theta = _reference_loss(net.double(), x.double(), y)
+    dense = torch.autograd.functional.hessian(f, theta)
+    assert by_torch.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]),
+                                                rel=1e-12)
+    for bad, shown in [("float16", "'float16'"), ("double", "'double'"),
+                       (torch.float16, "torch.float16")]:
+        with pytest.raises(UserError, match=r"^dtype must be .*float32.*float64.*, got "
+                           + re.escape(shown) + "$"):
+            ls.measure(_net(), (x, y), "hessian", top_k=1, dtype=bad)
+
+
+@pytest.mark.parametrize("criterion", [nn.CrossEntropyLoss(reduction="sum"),
+                                       partial(F.cross_entropy, reduction="sum")])
+def test_a_summing_loss_is_refused_in_one_line(criterion) -> None:
+    """The measures and surfaces are of the mean loss over samples; a criterion with
+    reduction='sum' was silently measured as a mean."""
+    x, y = _xy(8)
+    for call in (lambda: ls.measure(_net(), (x, y), "hessian", top_k=1, loss=criterion),
+                 lambda: ls.random_surface(_net(), (x, y), grid="-1:1:3", loss=criterion),
+                 lambda: Evaluator(_net(), (x, y), loss=criterion).metrics(["train"])):
+        with pytest.raises(UserError, match=r"^the loss has reduction='sum'.*; pass a "
+                           r"criterion with reduction='mean'") as e:
+            call()
+        assert "\n" not in str(e.value)
+    net = _net()
+    mean = Evaluator(net, (x, y), loss=nn.CrossEntropyLoss(reduction="mean"))
+    assert mean.metrics(["train"])["train"].loss == pytest.approx(
+        float(F.cross_entropy(net(x), y).detach()), rel=1e-6)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: ls.measure(_net(), _xy(), "hessian", top_k=0), "top_k (--top-k) must be > 0, got 0"),
+    (lambda: ls.measure(_net(), _xy(), "trace", trace_samples=2),
+     "trace_method='hutchpp' (--trace-method hutchpp) needs trace_samples (--trace-samples) "
+     ">= 3"),
+    (lambda: ls.measure(_net(), _xy(), "hessian", eval_batch_size=0),
+     "eval_batch_size (--eval-batch-size) must be > 0, got 0"),
+    (lambda: ls.random_surface(_net(), _xy(), dim=3), "dim (--dim) must be 1 or 2, got 3"),
+])
+def test_parameter_errors_name_the_keyword_and_the_flag(make, message: str) -> None:
+    """A check that serves the Python API and the CLI names both (it named the flag only)."""
+    with pytest.raises(UserError) as e:
+        make()
+    assert str(e.value) == message
+
+
+def test_an_evaluator_evaluates_the_splits_it_has_by_default() -> None:
+    """A train-only evaluator's ``evaluate``/``metrics`` gave "no 'test' data" by default."""
+    torch.manual_seed(0)
+    net = _net()
+    x, y = _xy(16)
+    ev = ls.Evaluator(net, (x, y))
+    m = ev.evaluate(ev.layout.read(net))
+    assert list(m) == ["train"]
+    with torch.no_grad():
+        assert m["train"].loss == pytest.approx(float(F.cross_entropy(net(x), y)), rel=1e-6)
+    assert list(ev.metrics()) == ["train"]
+    both = ls.Evaluator(net, (x, y), _xy(8))
+    assert list(both.evaluate(both.layout.read(net))) == ["train", "test"]
+    with pytest.raises(UserError, match=r"^no 'test' data in this evaluator \(it has "
+                       r"train\); pass test=\.\.\. when building it$"):
+        ev.metrics(["train", "test"])
+    with pytest.raises(UserError, match=r"^no 'test' data in this evaluator"):
+        ls.trajectory_gaps(ev, ev.layout.read(net)[None])

@@ -499,3 +499,15 @@ def test_kaggle_split_pools_mnist_in_file_order() -> None:
     for bad in (0, 10, 11):
         with pytest.raises(UserError, match="kaggle_train"):
             kaggle_split(d, n_train=bad)
+
+
+def test_an_unknown_dataset_option_is_one_line_naming_the_ones_taken() -> None:
+    """``num_sample=200`` (a typo) was silently ignored: 5000 samples were generated."""
+    with pytest.raises(TypeError, match=r"^load_dataset\('mnist1d'\) got unknown option\(s\) "
+                       r"\['num_sample'\]; mnist1d takes num_samples besides root, "
+                       r"train_samples, test_samples and seed$"):
+        load_dataset("mnist1d", root=None, num_sample=200)
+    with pytest.raises(UserError, match=r"\['downlaod'\]; mnist takes download"):
+        load_dataset("mnist", root=None, downlaod=True)
+    d = load_dataset("mnist1d", root=None, num_samples=200)
+    assert (len(d.y_train), len(d.y_test)) == (160, 40)

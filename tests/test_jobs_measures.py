@@ -87,7 +87,7 @@ def test_cli_sharpness_and_compare(run_copy: Path, capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(("args", "message"), [
     (["sharpness", "{run}", "--solutions", "nope"], "no solution 'nope'"),
     (["sharpness", "{run}", "--measures", "hessian,foo"], "unknown measure(s) ['foo']"),
-    (["sharpness", "{run}", "--tau", "-1"], "--tau must be > 0"),
+    (["sharpness", "{run}", "--tau", "-1"], "tau (--tau) must be > 0"),
     (["sharpness", "{missing}"], "does not exist"),
     (["compare", "{run}", "--solutions", "sgd"], "takes two names"),
     (["compare", "{run}"], "no measures stored"),

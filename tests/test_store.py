@@ -309,3 +309,29 @@ def test_trimmed_copy_leaves_out_nested_members_by_pattern(tmp_path) -> None:
             np.testing.assert_array_equal(g[f"alignments/{n}/profiles/line/t"][()],
                                           np.linspace(0, 1, 5))
     assert out.stat().st_size < 100_000 < src.stat().st_size
+
+
+def test_save_and_load_refuse_names_that_are_not_one_group(tmp_path: Path) -> None:
+    """``save(.., "x/y")`` nested groups and ``name=""`` fell back to the default name;
+    both are one line now, before the file is created; ``load`` says which names it takes."""
+    from torch import nn
+
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    surface = ls.random_surface(net, (x, y), grid="-1:1:3")
+    path = tmp_path / "a.h5"
+    for bad in ("x/y", "", ".."):
+        with pytest.raises(UserError, match=r"^name '.*' cannot name a group of the file: "
+                           r"use a plain name without '/'"):
+            ls.save(surface, path, bad)
+        assert not path.exists()
+    ls.save(surface, path, "ok")
+    np.testing.assert_array_equal(ls.load(path, "ok").values["train_loss"],
+                                  surface.values["train_loss"])
+    for bad in ("", "ok/", "a/b/c"):
+        with pytest.raises(UserError, match=r"^name '.*' cannot name a stored result: use "
+                           r"a surface name or solution/measure"):
+            ls.load(path, bad)

@@ -87,7 +87,10 @@ def test_linear_model_surface_equals_direct_cross_entropy() -> None:
 
 
 def test_bn_mode_without_bn_is_an_error() -> None:
-    with pytest.raises(UserError, match="needs a model with BatchNorm"):
+    """The line names the keyword argument and the flag of the fix (it named the flag
+    only, which a Python caller does not have)."""
+    with pytest.raises(UserError, match=r"^bn='recompute' \(--bn recompute\) needs a model "
+                       r"with BatchNorm; this model has none, use bn='keep' \(--bn keep\)$"):
         Evaluator(nn.Linear(5, 3), *_data().splits(), bn="recompute")
 
 
@@ -330,3 +333,40 @@ def test_a_finished_plane_resumes_after_its_trajectory_is_dropped(tiny_run, tmp_
     with pytest.raises(UserError, match="recorded no trajectory"):
         compute_surface(path, dataclasses.replace(cfg, grid="-0.5:1.5:4"), name="plane",
                         log=lambda _: None)
+
+
+def test_surfaces_and_measure_give_the_model_back_in_its_own_mode() -> None:
+    """A model in train() mode (one submodule in eval()) comes back in that mode from
+    every surface kind and from measure; the surfaces left it in eval() mode."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.5), nn.ReLU(), nn.Dropout(0.5),
+                        nn.Linear(8, 3))
+    net.train()
+    net[3].eval()
+    modes = [m.training for m in net.modules()]
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    layout = ls.ParamLayout.from_module(net)
+    points = [layout.read(net) + 0.1 * torch.randn(layout.numel) for _ in range(3)]
+    with torch.no_grad():
+        base = float(F.cross_entropy(net.eval()(x), y))
+    net.train()
+    net[3].eval()
+    surfaces = {
+        "random": lambda: ls.random_surface(net, (x, y), grid="-1:1:3"),
+        "line": lambda: ls.line_surface(net, net, points[0], (x, y), grid="0:1:2"),
+        "plane": lambda: ls.plane_surface(net, net, points[0], points[1], (x, y),
+                                          grid="0:1:2"),
+        "pca": lambda: ls.pca_surface(net, points, (x, y), dim=1, grid="-1:1:3"),
+        "measure": lambda: ls.measure(net, (x, y), "hessian", top_k=1),
+        "bad grid": lambda: ls.random_surface(net, (x, y), dim=3),
+    }
+    for kind, make in surfaces.items():
+        try:
+            out = make()
+        except UserError:
+            out = None
+        assert [m.training for m in net.modules()] == modes, kind
+        if kind == "random":  # the centre is the eval-mode loss (dropout off)
+            assert out.values["train_loss"][1, 1] == pytest.approx(base, rel=1e-6)

@@ -7,6 +7,7 @@ plus metadata for the run file; a reader module declares its loader once with
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
 from landscape.data.batches import TensorBatches
 
 
@@ -139,6 +140,22 @@ def register(name: str, in_shape: tuple[int, ...], n_classes: int
     return deco
 
 
+def dataset_options(name: str) -> tuple[str, ...]:
+    """The loader-specific options of a registered dataset (``download``, ...).
+
+    Returns:
+        The keyword names its loader takes besides ``root`` and ``seed``.
+
+    Raises:
+        UserError: For an unknown name.
+    """
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    params = inspect.signature(DATASETS[name]).parameters.values()
+    return tuple(p.name for p in params if p.name not in ("root", "seed")
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
 def load_dataset(
     name: str,
     root: str | os.PathLike | None = "data",
@@ -162,10 +179,14 @@ def load_dataset(
         The dataset.
 
     Raises:
-        UserError: For an unknown name, a missing or malformed file.
+        UserError: For an unknown name or option, a missing or malformed file.
     """
-    if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    takes = dataset_options(name)
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise UserTypeError(f"load_dataset({name!r}) got unknown option(s) {unknown}; "
+                            f"{name} takes {', '.join(takes) or 'no options'} besides "
+                            "root, train_samples, test_samples and seed")
     path = None if root is None else Path(root)
     data = DATASETS[name](root=path, seed=seed, **options)
     if train_samples is not None or test_samples is not None:

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, UserTypeError
+from landscape._errors import UserError, UserTypeError, arg
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
@@ -380,7 +380,7 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     from tqdm.auto import tqdm
 
     if samples < 1:
-        raise UserError(f"--samples must be >= 1, got {samples}")
+        raise UserError(f"{arg('samples')} must be >= 1, got {samples}")
     evaluator.layout.check_vector(moments.mean, "the SWAG mean")
     gen = torch.Generator().manual_seed(seed)
     avg = EnsembleAverage()
@@ -473,7 +473,7 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
         UserError: For a dimension other than 1 or 2 or too few deviations.
     """
     if dim not in (1, 2):
-        raise UserError(f"--dim must be 1 or 2, got {dim}")
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
     dirs, std = swag_directions(moments, dim)
     c = moments.mean.double()
     used = [dirs[i] for i in range(dim)]

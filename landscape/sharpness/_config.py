@@ -7,10 +7,10 @@ to every measure (sample count, seed, dtype, batch size, device).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from landscape._errors import UserError
+from landscape._errors import UserError, arg
 
 
 def param(default: Any, help: str, **meta: Any) -> Any:
@@ -26,14 +26,26 @@ def check_positive(params: Any, *names: str, allow_zero: bool = False) -> None:
     """Raise a one-line error unless each named parameter is positive.
 
     Raises:
-        UserError: Naming the flag and the value.
+        UserError: Naming the keyword argument, its flag and the value.
     """
     for k in names:
         v = getattr(params, k)
         if v is not None and not (v >= 0 if allow_zero else v > 0):
-            raise UserError(f"--{k.replace('_', '-')} must be "
+            raise UserError(f"{arg(k)} must be "
                             f"{'>= 0' if allow_zero else '> 0'}, got {v}")
 
+
+def check_choices(params: Any) -> None:
+    """Raise a one-line error unless each field declared with ``choices`` holds one.
+
+    Raises:
+        UserError: Naming the parameter, the choices and the value.
+    """
+    for f in fields(params):
+        choices = f.metadata.get("choices")
+        v = getattr(params, f.name)
+        if choices and v not in choices:
+            raise UserError(f"{f.name} must be one of {list(choices)}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -56,5 +68,6 @@ class MeasureConfig:
             ``self``.
         """
         check_positive(self, "samples", "eval_batch_size")
+        check_choices(self)
         return self
 

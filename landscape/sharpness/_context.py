@@ -121,7 +121,7 @@ class MeasureContext:
                  buffers: Tensor | None = None, loss: Any = None,
                  common: MeasureConfig | None = None, init: Tensor | None = None,
                  n_train: int | None = None) -> None:
-        self.common = common or MeasureConfig()
+        self.common = (common or MeasureConfig()).validate()
         self.dtype = torch.float64 if self.common.dtype == "float64" else torch.float32
         device = model_device(model) if self.common.device is None else torch.device(
             self.common.device)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from landscape._errors import UserError
@@ -124,9 +125,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _dtype_name(dtype: Any) -> Any:
+    """``torch.float32``/``torch.float64`` as ``"float32"``/``"float64"``; other values
+    as they are (the config's choices check names them)."""
+    if isinstance(dtype, torch.dtype):
+        names = {torch.float32: "float32", torch.float64: "float64"}
+        if dtype not in names:
+            raise UserError(f"dtype must be 'float32' or 'float64' (or torch.float32, "
+                            f"torch.float64), got {dtype}")
+        return names[dtype]
+    return dtype
+
+
 def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", *,
             loss: Any = None, theta: Tensor | None = None, buffers: Tensor | None = None,
-            seed: int = 0, dtype: str = "float32", device: str | None = None,
+            seed: int = 0, dtype: str | torch.dtype = "float32", device: str | None = None,
             eval_batch_size: int = 4096, progress: bool = False, **params: Any,
             ) -> MeasureResult | dict[str, MeasureResult]:
     """Flatness and curvature measures of a model on its train data.
@@ -140,11 +153,14 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
             that applies to the model and skips the others with a one-line
             ``UserWarning`` (PAC-Bayes on the 0-1 error of a regression model:
             pass ``pacbayes_metric="loss"`` to run it on the loss rise).
-        loss: ``criterion(output, target)`` (default cross-entropy).
+        loss: ``criterion(output, target)`` (default cross-entropy).  Every measure is
+            of the mean loss over samples; a criterion with ``reduction='sum'`` is
+            refused (pass ``reduction='mean'``).
         theta: Weights to measure at (default: the model's).
         buffers: BN buffers (default: the model's).
         seed: Seed of probes, noise and directions.
-        dtype: ``float32`` or ``float64``.
+        dtype: ``"float32"`` or ``"float64"`` (or ``torch.float32``, ``torch.float64``;
+            stored as the string).
         device: Where to compute (default: the model's device).
         eval_batch_size: Batch size for in-memory tensors.
         progress: tqdm bars on stderr.
@@ -154,7 +170,9 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
         The result, or results by name.
 
     Raises:
-        UserError: For unknown measures or parameters, or a non-finite loss.
+        UserError: For unknown measures or parameters, a dtype other than float32 or
+            float64, named measures that do not apply to the model (all of them in
+            one line, before any is computed), or a non-finite loss.
     """
     names = parse_measures(measures)
     known = all_params()
@@ -162,8 +180,8 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
     if bad:
         raise UserError(f"unknown measure parameter(s) {bad}; valid: {sorted(known)}")
     n = getattr(data, "num_samples", None)
-    common = MeasureConfig(samples=n or 1, seed=seed, dtype=dtype,
-                           eval_batch_size=eval_batch_size, device=device)
+    common = MeasureConfig(samples=n or 1, seed=seed, dtype=_dtype_name(dtype),
+                           eval_batch_size=eval_batch_size, device=device).validate()
     from landscape.data import as_batches
 
     ctx = MeasureContext(model, as_batches(data, eval_batch_size), theta=theta,
@@ -171,13 +189,15 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
     common = dataclasses.replace(common, samples=ctx.samples)
     ctx.common = common
     chosen = {m: params_of(m, params) for m in names}
-    if measures == "all":  # every measure that applies to this model; say which do not
-        for m in list(names):
-            reason = spec(m).why_not(ctx, chosen[m])
-            if reason is not None:
-                warnings.warn(f"measure {m!r} skipped: {reason}", UserWarning,
-                              stacklevel=2)
-                names.remove(m)
+    # Which measures do not apply, before any is computed: "all" skips them (one warning
+    # each), a named list raises one error naming them all, so nothing computed is lost.
+    reasons = {m: r for m in names if (r := spec(m).why_not(ctx, chosen[m])) is not None}
+    if measures == "all":
+        for m, reason in reasons.items():
+            warnings.warn(f"measure {m!r} skipped: {reason}", UserWarning, stacklevel=2)
+            names.remove(m)
+    elif reasons:
+        raise UserError("; ".join(f"{m}: {r}" for m, r in reasons.items()))
     out = {m: run_measure(ctx, m, chosen[m], progress=progress) for m in names}
     single = isinstance(measures, str) and measures != "all" and "," not in measures
     return out[names[0]] if single else out

@@ -229,9 +229,10 @@ class TraceParams:
         check_positive(self, "trace_samples", "trace_sketch")
         check_positive(self, "trace_rtol", allow_zero=True)
         if self.trace_method == "hutchpp" and self.trace_samples < 3:
-            from landscape._errors import UserError
+            from landscape._errors import UserError, arg
 
-            raise UserError("--trace-method hutchpp needs --trace-samples >= 3")
+            raise UserError(f"{arg('trace_method', 'hutchpp')} needs "
+                            f"{arg('trace_samples')} >= 3")
 
 
 def trace_measure(ctx: MeasureContext, p: TraceParams) -> Result:

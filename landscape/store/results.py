@@ -30,6 +30,7 @@ from landscape.store._h5 import (
     RUN_KIND,
     _h5,
     attrs_of,
+    check_name,
     edit_file,
     file_kind,
     open_file,
@@ -164,6 +165,7 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
 
     Raises:
         UserTypeError: For another kind of object.
+        UserError: For a name that is empty or holds ``/`` (it would nest groups).
     """
     from landscape.sharpness import MeasureResult
     from landscape.store.measures import write_measure
@@ -175,6 +177,8 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
         if not isinstance(r, (Surface, MeasureResult)):
             raise UserTypeError(f"cannot save a {type(r).__name__}; save a Surface or a "
                                 "MeasureResult (or a dict of them)")
+    if name is not None:
+        check_name(name, "name")
     p = Path(path)
     create = not p.exists()
     with edit_file(p, create=create) as f:
@@ -199,11 +203,18 @@ def load(path: str | os.PathLike, name: str) -> Any:
         :class:`~landscape.sharpness.MeasureResult`.
 
     Raises:
-        UserError: If the file holds neither.
+        UserError: If the file holds neither, or for a name that is empty or holds
+            ``/`` other than the one between a solution and its measure.
     """
     from landscape.store.measures import read_measure
     from landscape.store.surfaces import read_surface, surface_names
 
+    try:
+        for part in name.split("/", 1):
+            check_name(part)
+    except (UserError, AttributeError):
+        raise UserError(f"name {name!r} cannot name a stored result: use a surface name "
+                        "or solution/measure (plain names without '/')") from None
     with open_file(path, KINDS) as f:
         surfaces = surface_names(f)
         if "/" in name:
