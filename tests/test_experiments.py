@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from landscape import experiments as ex
+from landscape import store
 from landscape._errors import UserError
 from landscape.cli import main
 from landscape.data import TensorData, write_submission
@@ -245,6 +246,15 @@ def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture,
         assert (out / name).stat().st_size > 1000
     assert "averaged model" in report.read_text()
     assert len(logs) == 3  # start, one seed, done
+    # each seed's work is kept in its run file and reported
+    first = store.read_results(out / "results.h5")["attrs"]["extra"]["seed_seconds"]
+    hist = store.read_history(tmp_path / "runs" / "seed0.h5")["runs"]["sgd"]["seconds"]
+    scoring = store.group_attrs(tmp_path / "runs" / "seed0.h5", "measures/checkpoints")
+    assert len(first) == 1
+    assert first[0] == pytest.approx(float(hist.sum()) + scoring["seconds"])
+    assert hist.min() > 0
+    assert scoring["seconds"] > 0
+    assert "The seeds' work took" in report.read_text()
     capsys.readouterr()
     assert main(["info", str(out / "results.h5")]) == 0  # info opens results files
     text = capsys.readouterr().out
@@ -273,6 +283,9 @@ def test_seed004_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture,
     for m, cols in r.items():
         for k, v in cols.items():
             assert again[m][k][0] == v[0], (m, k)
+    both = store.read_results(out / "results.h5")["attrs"]["extra"]["seed_seconds"]
+    assert len(both) == 2
+    assert both[0] == first[0]  # seed 0's work was done before; reading it adds nothing
 
 
 def test_fit_on_given_tensors_and_predict(tmp_path: Path) -> None:

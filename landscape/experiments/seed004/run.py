@@ -49,6 +49,7 @@ def evaluate_checkpoints(path: str | Path, run: str = "sgd",
                 and np.array_equal(g["epoch"][()], ep)):
             return {k: np.asarray(g[k][()]) for k in _COLUMNS}
         _, W, B = store.checkpoints(f, run, epochs)  # (k, n_params), (k, n_buffers)
+    t0 = time.perf_counter()
     model, data = load_run_model(path)
     ev = Evaluator(model, data.batches("train"), data.batches("test"), bn=BNMode.KEEP)
     cols: dict[str, list[float]] = {k: [] for k in _COLUMNS if k != "epoch"}
@@ -63,8 +64,18 @@ def evaluate_checkpoints(path: str | Path, run: str = "sgd",
     out = {"epoch": ep, **{k: np.asarray(v) for k, v in cols.items()}}
     with store.edit_run(path) as f:
         store.write_checkpoints(f, out, {"run": run, "bn": "keep",
-                                         "source": "recorded checkpoints"})
+                                         "source": "recorded checkpoints",
+                                         "seconds": time.perf_counter() - t0})
     return out
+
+
+def seed_seconds(path: str | Path) -> float:
+    """The work stored in a seed's run file: its training epochs (``/history``, summed
+    over every invocation that trained them) and the scoring of its checkpoints."""
+    train_s = sum(float(np.nansum(h.get("seconds", 0.0)))
+                  for h in store.read_history(path)["runs"].values())
+    scored = store.group_attrs(path, "measures/checkpoints") or {}
+    return train_s + float(scored.get("seconds", 0.0))
 
 
 def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
@@ -84,7 +95,8 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
     metrics: dict[str, dict[str, list[float]]] = {
         m: {"test_acc": [], "train_acc": []} for m in ("last", "checkpoints_mean", "avg")}
     metrics["checkpoints_best"] = {"test_acc": []}
-    runs = []
+    runs: list[str] = []
+    seconds: list[float] = []
     for seed in seeds:
         t0 = time.perf_counter()
         path = (runs_dir or out / "runs") / f"seed{seed}.h5"
@@ -101,8 +113,10 @@ def run_seed004(exp: Experiment, seeds: Sequence[int], out: Path, log: Log,
             metrics[m]["test_acc"].append(float(te))
         metrics["checkpoints_best"]["test_acc"].append(float(ck["test_acc"].max()))
         runs.append(str(path))
+        seconds.append(seed_seconds(path))
         log(f"[seed {seed}] checkpoints {rng[0]}..{rng[1]}: mean test acc "
             f"{ck['test_acc'].mean():.4f} (min {ck['test_acc'].min():.4f}, max "
             f"{ck['test_acc'].max():.4f}); averaged model {avg['test_acc']:.4f}; last "
             f"{last['test_acc']:.4f} ({time.perf_counter() - t0:.0f} s)")
-    return {"metrics": metrics, "extra": {"runs": runs, "average_epochs": list(rng)}}
+    return {"metrics": metrics, "extra": {"runs": runs, "average_epochs": list(rng),
+                                          "seed_seconds": seconds}}
