@@ -296,6 +296,22 @@ def _forward(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             "model built for this input") from e
 
 
+class _CheckedForward(nn.Module):
+    """``module`` whose forward turns a misfit input into the evaluation path's one line.
+
+    ``update_bn`` finds the BatchNorm layers through this wrapper, calls it, and
+    leaves it (and so ``module``) in the mode it found, ``module``'s.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.training = module.training
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _forward(self.module, x)
+
+
 def _lowp(out: Tensor) -> Tensor:
     return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
 
@@ -496,12 +512,13 @@ class Evaluator:
         ``buffers`` only matter for ``keep``.
 
         Raises:
-            UserError: If ``bn=keep`` on a BN model and no buffers are given.
+            UserError: If ``bn=keep`` on a BN model and no buffers are given, or
+                ``bn=recompute`` with BN data whose inputs the model cannot take.
         """
         self.layout.write(self.model, weights)
         self._weights = weights
         if self.bn is BNMode.RECOMPUTE:
-            update_bn(self._bn_inputs(), self.model)
+            update_bn(self._bn_inputs(), _CheckedForward(self.model))
         elif buffers is not None and self.buffer_layout.numel:
             self.buffer_layout.write(self.model, buffers, buffers=True)
         elif self.has_bn and self.bn is BNMode.KEEP:

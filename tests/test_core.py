@@ -547,3 +547,25 @@ def test_an_evaluator_evaluates_the_splits_it_has_by_default() -> None:
         ev.metrics(["train", "test"])
     with pytest.raises(UserError, match=r"^no 'test' data in this evaluator"):
         ls.trajectory_gaps(ev, ev.layout.read(net)[None])
+
+
+def test_recomputing_bn_on_misfit_bn_data_is_one_line() -> None:
+    """``bn=recompute`` runs ``update_bn`` through the checked forward (torch's
+    "mat1 and mat2 shapes cannot be multiplied" came out raw); numbers unchanged."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    x, y = _xy(16)
+    ev = Evaluator(net, (x, y), bn="recompute", bn_data=(torch.randn(10, 7), torch.zeros(10)))
+    with pytest.raises(UserError, match=r"^the model cannot take inputs of shape \(10, 7\) "
+                       r"\(float32\): mat1 and mat2 shapes cannot be multiplied \(10x7 and "
+                       r"4x5\); give data whose inputs fit") as e:
+        ev.set_point(ev.layout.read(net))
+    assert "\n" not in str(e.value)
+    ev = Evaluator(net, (x, y), bn="recompute")
+    m = ev.evaluate(ev.layout.read(net))["train"]
+    h = net[0](x).detach()
+    torch.testing.assert_close(net[1].running_mean, h.mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(net[1].running_var, h.var(0), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        assert m.loss == pytest.approx(float(F.cross_entropy(net(x), y)), rel=1e-6)
+    assert not net.training
