@@ -47,6 +47,7 @@ import contextlib
 import copy
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -416,7 +417,8 @@ class Evaluator:
         device: Where to evaluate (default: the model's device).
         batch_size: Samples per forward pass for in-memory tensors.
         bn_data: Data whose inputs recompute BN statistics (default: ``train``).
-        bn_samples: Use only the first ``bn_samples`` samples of ``bn_data``.
+        bn_samples: Use only the first ``bn_samples`` (>= 1) samples of ``bn_data``
+            (``None``: all).
         keep_bytes: A ``DataLoader`` (any stream) is kept in memory by its first
             full pass and replayed when its batches take at most this many bytes
             (default 512 MiB; 0: read the loader at every pass); see
@@ -427,7 +429,10 @@ class Evaluator:
 
     Raises:
         UserError: For no data, a BN mode other than ``keep`` on a model
-            without BN, or a model without trainable parameters.
+            without BN, a model without trainable parameters, a negative ``l2``
+            or ``bn_samples`` below 1.
+        UserTypeError: For a model that is not a module, or an ``l2`` or
+            ``bn_samples`` that is not a number.
 
     Example:
         >>> from landscape.data import load_dataset
@@ -472,6 +477,15 @@ class Evaluator:
                             f"this model has none, use {arg('bn', 'keep')}")
         if batch_size < 1:
             raise UserError(f"batch size must be positive, got {batch_size}")
+        l2 = _l2_coefficient(l2)
+        if bn_samples is not None:
+            if isinstance(bn_samples, bool) or not isinstance(bn_samples, numbers.Integral):
+                raise UserTypeError(f"bn_samples must be an int >= 1 or None (all of "
+                                    f"bn_data), got {bn_samples!r}")
+            if bn_samples < 1:
+                raise UserError(f"bn_samples must be >= 1 (None: all of bn_data), got "
+                                f"{bn_samples}; recomputing BN statistics needs samples")
+            bn_samples = int(bn_samples)
         self.device = model_device(model) if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = next(model.parameters()).dtype
@@ -479,7 +493,7 @@ class Evaluator:
         self.buffer_layout = ParamLayout.buffers_of(model)
         self.loss = loss if isinstance(loss, Loss) else Loss(loss)
         self.batch_size = batch_size
-        self.l2 = float(l2)
+        self.l2 = l2
         self.data: dict[str, Batches] = {}
         if keep_bytes < 0:
             raise UserError(f"keep_bytes must be >= 0, got {keep_bytes}")
@@ -697,6 +711,26 @@ class Evaluator:
                              dtype=dtype, graph_cache=graph_cache)
 
 
+def _l2_coefficient(l2: Any) -> float:
+    """``l2`` as a float, checked to be a finite number >= 0.
+
+    Raises:
+        UserTypeError: For a string, a bool or anything ``float`` does not take.
+        UserError: For a negative or non-finite number.
+    """
+    try:
+        if isinstance(l2, (str, bytes, bool)):
+            raise TypeError
+        v = float(l2)
+    except (TypeError, ValueError):
+        raise UserTypeError(f"{arg('l2')} must be a number >= 0 (the weight decay "
+                            f"coefficient), got {l2!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise UserError(f"{arg('l2')} must be a finite number >= 0 (the weight decay "
+                        f"coefficient), got {l2!r}")
+    return v
+
+
 # =========================================================================== risk
 class EmpiricalRisk:
     r"""The mean loss over fixed data as a function of a flat weight vector.
@@ -759,7 +793,7 @@ class EmpiricalRisk:
         for k, v in self.buffers.items():
             if v.is_floating_point():
                 self.buffers[k] = v.to(self.dtype)
-        self.l2 = float(l2)
+        self.l2 = _l2_coefficient(l2)
         self.graph_cache = int(graph_cache)
         self.graph_samples = int(graph_samples)
         self.rank, self.world = _dist_info(distributed)

@@ -569,3 +569,34 @@ def test_recomputing_bn_on_misfit_bn_data_is_one_line() -> None:
     with torch.no_grad():
         assert m.loss == pytest.approx(float(F.cross_entropy(net(x), y)), rel=1e-6)
     assert not net.training
+
+
+
+def test_evaluator_checks_l2_and_bn_samples_and_uses_them_in_range() -> None:
+    """``l2='a'`` raised float()'s error; ``bn_samples`` 0 or -5 were accepted silently."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 3))
+    x, y = _xy(16)
+    for kwargs, err, message in [
+            ({"l2": "a"}, TypeError,
+             "l2 (--l2) must be a number >= 0 (the weight decay coefficient), got 'a'"),
+            ({"l2": -0.1}, ValueError, "l2 (--l2) must be a finite number >= 0 (the weight "
+             "decay coefficient), got -0.1"),
+            ({"bn_samples": 0}, ValueError, "bn_samples must be >= 1 (None: all of "
+             "bn_data), got 0; recomputing BN statistics needs samples"),
+            ({"bn_samples": -5}, ValueError, "bn_samples must be >= 1 (None: all of "
+             "bn_data), got -5; recomputing BN statistics needs samples"),
+            ({"bn_samples": 2.5}, TypeError,
+             "bn_samples must be an int >= 1 or None (all of bn_data), got 2.5")]:
+        with pytest.raises(err) as e:
+            Evaluator(net, (x, y), **kwargs)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    ev = Evaluator(net, (x, y), l2=np.float32(0.5), bn_samples=np.int64(6))
+    m = ev.evaluate(ev.layout.read(net))["train"]
+    h = net[0](x[:6]).detach()
+    torch.testing.assert_close(net[1].running_mean, h.mean(0), rtol=0, atol=1e-6)
+    sq = float(ev.layout.read(net).double().pow(2).sum())
+    with torch.no_grad():
+        ce = float(F.cross_entropy(net(x), y))
+    assert m.loss == pytest.approx(ce + 0.25 * sq, rel=1e-6)
