@@ -103,9 +103,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``torch.device`` for a ``--device`` value, with a clear error if unavailable.
 
     Raises:
-        UserError: If CUDA is asked for but not available.
+        UserTypeError: For anything but a string, a ``torch.device`` or an int.
+        UserError: For a string torch does not take as a device, or CUDA asked for
+            but not available.
     """
-    dev = torch.device(device)
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise UserTypeError(f"{arg('device')} must be a device name such as 'cpu' or "
+                            f"'cuda' (or a torch.device), got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"{arg('device')} {device!r} is not a device torch knows; use "
+                        "cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"{arg('device', 'cuda')} was given but no CUDA GPU is "
                         f"available; use {arg('device', 'cpu')}")
@@ -116,9 +125,12 @@ def model_device(model: nn.Module) -> torch.device:
     """The one device the parameters of ``model`` live on.
 
     Raises:
+        UserTypeError: If ``model`` is not a ``torch.nn.Module``.
         UserError: If the model has no parameters, none trainable, or they are
             spread over several devices.
     """
+    if not isinstance(model, nn.Module):
+        raise UserTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = list(model.parameters())
     if not params or not any(p.requires_grad for p in params):
         raise UserError(

@@ -600,3 +600,42 @@ def test_evaluator_checks_l2_and_bn_samples_and_uses_them_in_range() -> None:
     with torch.no_grad():
         ce = float(F.cross_entropy(net(x), y))
     assert m.loss == pytest.approx(ce + 0.25 * sq, rel=1e-6)
+
+
+def test_measure_checks_model_device_theta_and_seed_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-module model (AttributeError from model_device), an unknown device string
+    (torch's "Invalid device string"), CUDA without a GPU ("Found no NVIDIA driver"), a
+    numpy or state-dict theta (AttributeError) and seed=None (int()'s TypeError) are
+    one-line errors naming the fix; a tensor theta measures as before."""
+    torch.manual_seed(0)
+    net = _net()
+    x, y = _xy(16)
+    theta = ls.ParamLayout.from_module(net).read(net)
+    cases = [
+        ({"model": "not a model"}, TypeError,
+         "model must be a torch.nn.Module (the trained network), got str"),
+        ({"device": "gpu0"}, ValueError,
+         "device (--device) 'gpu0' is not a device torch knows; use cpu, cuda or cuda:N"),
+        ({"theta": theta.numpy()}, TypeError,
+         "theta must be a flat torch tensor of the model's 15 entries, got ndarray; "
+         "convert it with torch.as_tensor(...)"),
+        ({"theta": net.state_dict()}, TypeError,
+         "theta must be a flat torch tensor of the model's 15 entries, got OrderedDict; "
+         "load it into the model and pass ParamLayout.from_module(model).read(model)"),
+        ({"seed": None}, TypeError, "seed (--seed) must be an int (e.g. 0), got None"),
+        ({"device": "cuda"}, ValueError, "device='cuda' (--device cuda) was given but no "
+         "CUDA GPU is available; use device='cpu' (--device cpu)"),
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for kwargs, err, message in cases:
+        model = kwargs.pop("model", net)
+        with pytest.raises(err) as e:
+            ls.measure(model, (x, y), "hessian", top_k=1, **kwargs)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    r = ls.measure(net, (x, y), "hessian", top_k=1, theta=theta.double(), dtype="float64",
+                   device=torch.device("cpu"), eig_tol=1e-12)
+    f, th = _reference_loss(net.double(), x.double(), y)
+    dense = torch.autograd.functional.hessian(f, th)
+    assert r.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]), rel=1e-10)
