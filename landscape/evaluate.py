@@ -939,7 +939,8 @@ class EmpiricalRisk:
         r"""The Hessian-vector product :math:`v \mapsto \nabla^2 L(\theta)\, v`.
 
         Returns:
-            A function of ``(n,)`` vectors returning ``(n,)`` vectors.
+            A function of ``(n,)`` vectors returning ``(n,)`` vectors; it raises a
+            one-line :class:`UserError` for a vector of another shape.
         """
         t = self._point(theta).requires_grad_(True)
         cached: list[tuple[Tensor, Tensor]] | None = None
@@ -953,6 +954,14 @@ class EmpiricalRisk:
             cached = [(self._grad_graph(t, i, xb, yb), t) for i, xb, yb in self._mine()]
 
         def hv(v: Tensor) -> Tensor:
+            if not isinstance(v, Tensor):
+                raise UserTypeError(f"the Hessian-vector product takes a torch tensor of "
+                                    f"{t.numel()} entries (theta's length), got "
+                                    f"{type(v).__name__}")
+            if v.shape != t.shape:
+                raise UserError(f"the Hessian-vector product got v of shape "
+                                f"{tuple(v.shape)} ({v.numel()} entries) but theta has "
+                                f"{t.numel()}; pass a flat vector of theta's length")
             v = v.to(self.device, self.dtype)
             out = torch.zeros_like(t)
             with torch.enable_grad():

@@ -639,3 +639,29 @@ def test_measure_checks_model_device_theta_and_seed_in_one_line(
     f, th = _reference_loss(net.double(), x.double(), y)
     dense = torch.autograd.functional.hessian(f, th)
     assert r.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]), rel=1e-10)
+
+
+def test_empirical_risk_hvp_names_both_lengths_of_a_misfit_vector() -> None:
+    """A ``v`` of another length raised autograd's "Mismatch in shape" from the double
+    backward; a ``v`` of theta's length gives the dense Hessian's product."""
+    torch.manual_seed(0)
+    net = _net().double()
+    x, y = _xy(16)
+    f, theta = _reference_loss(net, x.double(), y)
+    hv = EmpiricalRisk(net, (x.double(), y)).hvp(theta)
+    for v, err, message in [
+            (torch.ones(10, dtype=F64), ValueError, "the Hessian-vector product got v of "
+             "shape (10,) (10 entries) but theta has 15; pass a flat vector of theta's "
+             "length"),
+            (torch.ones(15, 1, dtype=F64), ValueError, "the Hessian-vector product got v "
+             "of shape (15, 1) (15 entries) but theta has 15; pass a flat vector of "
+             "theta's length"),
+            (np.ones(15), TypeError, "the Hessian-vector product takes a torch tensor of "
+             "15 entries (theta's length), got ndarray")]:
+        with pytest.raises(err) as e:
+            hv(v)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    v = torch.randn(15, dtype=F64)
+    dense = torch.autograd.functional.hessian(f, theta)
+    torch.testing.assert_close(hv(v), dense @ v, rtol=0, atol=1e-12)
