@@ -665,3 +665,28 @@ def test_empirical_risk_hvp_names_both_lengths_of_a_misfit_vector() -> None:
     v = torch.randn(15, dtype=F64)
     dense = torch.autograd.functional.hessian(f, theta)
     torch.testing.assert_close(hv(v), dense @ v, rtol=0, atol=1e-12)
+
+
+def test_numpy_data_is_told_to_become_tensors() -> None:
+    """``(x.numpy(), y.numpy())`` was read as a stream of two batches and reported as
+    "batch 0 ... is a ndarray, not an (inputs, targets) pair; make the loader yield..."."""
+    torch.manual_seed(0)
+    net = _net()
+    x, y = _xy(16)
+    for data, message in [
+            ((x.numpy(), y.numpy()), "data is a pair of (ndarray, ndarray), not tensors; "
+             "convert them: (torch.as_tensor(x), torch.as_tensor(y))"),
+            ([x.numpy(), y], "data is a pair of (ndarray, Tensor), not tensors; convert "
+             "them: (torch.as_tensor(x), torch.as_tensor(y))"),
+            ([(x.numpy(), y.numpy())], "batch 0 holds (ndarray, ndarray), not tensors; "
+             "convert them with torch.as_tensor")]:
+        for call in (lambda d: ls.measure(net, d, "hessian", top_k=1),
+                     lambda d: Evaluator(net, d).metrics()):
+            with pytest.raises(TypeError) as e:
+                call(data)
+            assert isinstance(e.value, UserError)
+            assert str(e.value) == message
+    converted = (torch.as_tensor(x.numpy()), torch.as_tensor(y.numpy()))
+    with torch.no_grad():
+        assert Evaluator(net, converted).metrics()["train"].loss == pytest.approx(
+            float(F.cross_entropy(net(x), y)), rel=1e-6)
