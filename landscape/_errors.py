@@ -32,3 +32,22 @@ class UserError(ValueError):
 
 class UserTypeError(UserError, TypeError):
     """An argument of the wrong type (a loader yielding dicts, a loss returning a vector)."""
+
+
+def check_generator(generator: Any, name: str = "generator") -> None:
+    """Raise a one-line :class:`UserTypeError` unless ``generator`` is a
+    ``torch.Generator`` or ``None``: functions that draw from a caller's generator take
+    one, those that build their own take ``seed=``.
+
+    Raises:
+        UserTypeError: Naming the type given and the generator to pass (for an int,
+            one seeded with it).
+    """
+    import torch
+
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    seed = generator if isinstance(generator, int) and not isinstance(generator, bool) else 0
+    raise UserTypeError(f"{name} must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}; pass "
+                        f"torch.Generator().manual_seed({seed})")

@@ -20,12 +20,12 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from landscape._errors import UserError, UserTypeError
 from landscape.data import TensorBatches, as_batches
-from landscape.evaluate import _forward, model_device
+from landscape.evaluate import _CheckedForward, model_device
 from landscape.models import has_batchnorm
 
 
@@ -81,22 +81,6 @@ def average_checkpoints(model: nn.Module, checkpoints: Iterable[nn.Module | Mapp
             batches = batches.to(device)
         update_bn((x.to(device) for x, _ in batches), _CheckedForward(avg))
     return avg
-
-
-class _CheckedForward(nn.Module):
-    """``module`` whose forward turns a misfit input into the evaluation path's one line.
-
-    ``update_bn`` finds the BatchNorm layers through this wrapper, calls it, and
-    leaves it (and so ``module``) in the mode it found, ``module``'s.
-    """
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self.training = module.training
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _forward(self.module, x)
 
 
 def _check_state(model: nn.Module, state: Mapping[str, Any], index: int) -> None:

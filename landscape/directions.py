@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape._errors import UserError
+from landscape._errors import UserError, check_generator
 from landscape.params import ParamKind, ParamLayout
 
 _EPS = 1e-12
@@ -112,7 +112,11 @@ def random_direction(
 
     Returns:
         ``(n_params,)`` float64 direction.
+
+    Raises:
+        UserTypeError: For a ``generator`` that is not a ``torch.Generator``.
     """
+    check_generator(generator)
     g = torch.randn(layout.numel, generator=generator, dtype=torch.float32).double()
     return normalize_direction(g, center.double(), layout, norm, keep_bias_bn=keep_bias_bn)
 

@@ -47,6 +47,7 @@ import contextlib
 import copy
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -102,9 +103,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``torch.device`` for a ``--device`` value, with a clear error if unavailable.
 
     Raises:
-        UserError: If CUDA is asked for but not available.
+        UserTypeError: For anything but a string, a ``torch.device`` or an int.
+        UserError: For a string torch does not take as a device, or CUDA asked for
+            but not available.
     """
-    dev = torch.device(device)
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise UserTypeError(f"{arg('device')} must be a device name such as 'cpu' or "
+                            f"'cuda' (or a torch.device), got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"{arg('device')} {device!r} is not a device torch knows; use "
+                        "cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"{arg('device', 'cuda')} was given but no CUDA GPU is "
                         f"available; use {arg('device', 'cpu')}")
@@ -115,9 +125,12 @@ def model_device(model: nn.Module) -> torch.device:
     """The one device the parameters of ``model`` live on.
 
     Raises:
+        UserTypeError: If ``model`` is not a ``torch.nn.Module``.
         UserError: If the model has no parameters, none trainable, or they are
             spread over several devices.
     """
+    if not isinstance(model, nn.Module):
+        raise UserTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = list(model.parameters())
     if not params or not any(p.requires_grad for p in params):
         raise UserError(
@@ -296,6 +309,22 @@ def _forward(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             "model built for this input") from e
 
 
+class _CheckedForward(nn.Module):
+    """``module`` whose forward turns a misfit input into the evaluation path's one line.
+
+    ``update_bn`` finds the BatchNorm layers through this wrapper, calls it, and
+    leaves it (and so ``module``) in the mode it found, ``module``'s.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.training = module.training
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _forward(self.module, x)
+
+
 def _lowp(out: Tensor) -> Tensor:
     return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
 
@@ -400,7 +429,8 @@ class Evaluator:
         device: Where to evaluate (default: the model's device).
         batch_size: Samples per forward pass for in-memory tensors.
         bn_data: Data whose inputs recompute BN statistics (default: ``train``).
-        bn_samples: Use only the first ``bn_samples`` samples of ``bn_data``.
+        bn_samples: Use only the first ``bn_samples`` (>= 1) samples of ``bn_data``
+            (``None``: all).
         keep_bytes: A ``DataLoader`` (any stream) is kept in memory by its first
             full pass and replayed when its batches take at most this many bytes
             (default 512 MiB; 0: read the loader at every pass); see
@@ -411,7 +441,10 @@ class Evaluator:
 
     Raises:
         UserError: For no data, a BN mode other than ``keep`` on a model
-            without BN, or a model without trainable parameters.
+            without BN, a model without trainable parameters, a negative ``l2``
+            or ``bn_samples`` below 1.
+        UserTypeError: For a model that is not a module, or an ``l2`` or
+            ``bn_samples`` that is not a number.
 
     Example:
         >>> from landscape.data import load_dataset
@@ -456,6 +489,15 @@ class Evaluator:
                             f"this model has none, use {arg('bn', 'keep')}")
         if batch_size < 1:
             raise UserError(f"batch size must be positive, got {batch_size}")
+        l2 = _l2_coefficient(l2)
+        if bn_samples is not None:
+            if isinstance(bn_samples, bool) or not isinstance(bn_samples, numbers.Integral):
+                raise UserTypeError(f"bn_samples must be an int >= 1 or None (all of "
+                                    f"bn_data), got {bn_samples!r}")
+            if bn_samples < 1:
+                raise UserError(f"bn_samples must be >= 1 (None: all of bn_data), got "
+                                f"{bn_samples}; recomputing BN statistics needs samples")
+            bn_samples = int(bn_samples)
         self.device = model_device(model) if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = next(model.parameters()).dtype
@@ -463,7 +505,7 @@ class Evaluator:
         self.buffer_layout = ParamLayout.buffers_of(model)
         self.loss = loss if isinstance(loss, Loss) else Loss(loss)
         self.batch_size = batch_size
-        self.l2 = float(l2)
+        self.l2 = l2
         self.data: dict[str, Batches] = {}
         if keep_bytes < 0:
             raise UserError(f"keep_bytes must be >= 0, got {keep_bytes}")
@@ -496,12 +538,13 @@ class Evaluator:
         ``buffers`` only matter for ``keep``.
 
         Raises:
-            UserError: If ``bn=keep`` on a BN model and no buffers are given.
+            UserError: If ``bn=keep`` on a BN model and no buffers are given, or
+                ``bn=recompute`` with BN data whose inputs the model cannot take.
         """
         self.layout.write(self.model, weights)
         self._weights = weights
         if self.bn is BNMode.RECOMPUTE:
-            update_bn(self._bn_inputs(), self.model)
+            update_bn(self._bn_inputs(), _CheckedForward(self.model))
         elif buffers is not None and self.buffer_layout.numel:
             self.buffer_layout.write(self.model, buffers, buffers=True)
         elif self.has_bn and self.bn is BNMode.KEEP:
@@ -680,6 +723,26 @@ class Evaluator:
                              dtype=dtype, graph_cache=graph_cache)
 
 
+def _l2_coefficient(l2: Any) -> float:
+    """``l2`` as a float, checked to be a finite number >= 0.
+
+    Raises:
+        UserTypeError: For a string, a bool or anything ``float`` does not take.
+        UserError: For a negative or non-finite number.
+    """
+    try:
+        if isinstance(l2, (str, bytes, bool)):
+            raise TypeError
+        v = float(l2)
+    except (TypeError, ValueError):
+        raise UserTypeError(f"{arg('l2')} must be a number >= 0 (the weight decay "
+                            f"coefficient), got {l2!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise UserError(f"{arg('l2')} must be a finite number >= 0 (the weight decay "
+                        f"coefficient), got {l2!r}")
+    return v
+
+
 # =========================================================================== risk
 class EmpiricalRisk:
     r"""The mean loss over fixed data as a function of a flat weight vector.
@@ -742,7 +805,7 @@ class EmpiricalRisk:
         for k, v in self.buffers.items():
             if v.is_floating_point():
                 self.buffers[k] = v.to(self.dtype)
-        self.l2 = float(l2)
+        self.l2 = _l2_coefficient(l2)
         self.graph_cache = int(graph_cache)
         self.graph_samples = int(graph_samples)
         self.rank, self.world = _dist_info(distributed)
@@ -876,7 +939,8 @@ class EmpiricalRisk:
         r"""The Hessian-vector product :math:`v \mapsto \nabla^2 L(\theta)\, v`.
 
         Returns:
-            A function of ``(n,)`` vectors returning ``(n,)`` vectors.
+            A function of ``(n,)`` vectors returning ``(n,)`` vectors; it raises a
+            one-line :class:`UserError` for a vector of another shape.
         """
         t = self._point(theta).requires_grad_(True)
         cached: list[tuple[Tensor, Tensor]] | None = None
@@ -890,6 +954,14 @@ class EmpiricalRisk:
             cached = [(self._grad_graph(t, i, xb, yb), t) for i, xb, yb in self._mine()]
 
         def hv(v: Tensor) -> Tensor:
+            if not isinstance(v, Tensor):
+                raise UserTypeError(f"the Hessian-vector product takes a torch tensor of "
+                                    f"{t.numel()} entries (theta's length), got "
+                                    f"{type(v).__name__}")
+            if v.shape != t.shape:
+                raise UserError(f"the Hessian-vector product got v of shape "
+                                f"{tuple(v.shape)} ({v.numel()} entries) but theta has "
+                                f"{t.numel()}; pass a flat vector of theta's length")
             v = v.to(self.device, self.dtype)
             out = torch.zeros_like(t)
             with torch.enable_grad():

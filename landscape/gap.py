@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -124,19 +123,38 @@ def metric_gaps(metrics: Mapping[str, float]) -> dict[str, float]:
     """Test − train loss and error from a solution's stored metrics.
 
     Args:
-        metrics: ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc``
-            (missing ones count as NaN).
+        metrics: ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc`` (a
+            stored solution's attributes; NaN accuracies for a regression model).
 
     Returns:
         ``{train_loss, test_loss, train_err, test_err, loss_gap, err_gap}``.
+
+    Raises:
+        UserError: If a key is missing (it gave NaN gaps without a word).
+        UserTypeError: If ``metrics`` is not a mapping or a value is not a number.
 
     Example:
         >>> metric_gaps({"train_loss": 0.1, "test_loss": 0.4, "train_acc": 1.0,
         ...              "test_acc": 0.9})["err_gap"]
         0.09999999999999998
     """
+    need = ("train_loss", "test_loss", "train_acc", "test_acc")
+    if not isinstance(metrics, Mapping):
+        raise UserTypeError(f"metric_gaps takes a mapping of {', '.join(need)}, got "
+                            f"{type(metrics).__name__}")
+    missing = [k for k in need if k not in metrics]
+    if missing:
+        raise UserError(
+            f"metric_gaps needs {', '.join(need)}; missing {', '.join(missing)}: pass a "
+            "solution's stored metrics (store.solution_attrs), NaN accuracies for a "
+            "regression model")
+
     def get(k: str) -> float:
-        return float(metrics[k]) if k in metrics else math.nan
+        try:
+            return float(metrics[k])
+        except (TypeError, ValueError):
+            raise UserTypeError(f"metric_gaps needs numbers, got {k}={metrics[k]!r}"
+                                ) from None
 
     tl, vl = get("train_loss"), get("test_loss")
     te, ve = 1 - get("train_acc"), 1 - get("test_acc")

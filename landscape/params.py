@@ -26,7 +26,7 @@ from enum import Enum
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
 
 _NORM_TYPES = (
     nn.modules.batchnorm._NormBase,
@@ -154,7 +154,21 @@ class ParamLayout:
         return {name: vec[sl].view(shape) for name, sl, shape, _ in self.slices()}
 
     def check_vector(self, vec: Tensor, what: str = "vector") -> None:
-        """Raise a :class:`UserError` unless ``vec`` is a flat vector of this layout."""
+        """Raise a :class:`UserError` unless ``vec`` is a flat vector of this layout.
+
+        Raises:
+            UserTypeError: If ``vec`` is not a tensor (a numpy array, a state dict).
+            UserError: If it is not ``(numel,)``.
+        """
+        if not isinstance(vec, Tensor):
+            hint = ("convert it with torch.as_tensor(...)" if hasattr(vec, "__array__")
+                    else "load it into the model and pass "
+                    "ParamLayout.from_module(model).read(model)"
+                    if isinstance(vec, Mapping) else
+                    "e.g. ParamLayout.from_module(model).read(model)")
+            raise UserTypeError(
+                f"{what} must be a flat torch tensor of the model's {self.numel} entries, "
+                f"got {type(vec).__name__}; {hint}")
         if vec.ndim != 1 or vec.numel() != self.numel:
             raise UserError(
                 f"{what} has shape {tuple(vec.shape)} but the model has "

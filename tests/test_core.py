@@ -547,3 +547,146 @@ def test_an_evaluator_evaluates_the_splits_it_has_by_default() -> None:
         ev.metrics(["train", "test"])
     with pytest.raises(UserError, match=r"^no 'test' data in this evaluator"):
         ls.trajectory_gaps(ev, ev.layout.read(net)[None])
+
+
+def test_recomputing_bn_on_misfit_bn_data_is_one_line() -> None:
+    """``bn=recompute`` runs ``update_bn`` through the checked forward (torch's
+    "mat1 and mat2 shapes cannot be multiplied" came out raw); numbers unchanged."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    x, y = _xy(16)
+    ev = Evaluator(net, (x, y), bn="recompute", bn_data=(torch.randn(10, 7), torch.zeros(10)))
+    with pytest.raises(UserError, match=r"^the model cannot take inputs of shape \(10, 7\) "
+                       r"\(float32\): mat1 and mat2 shapes cannot be multiplied \(10x7 and "
+                       r"4x5\); give data whose inputs fit") as e:
+        ev.set_point(ev.layout.read(net))
+    assert "\n" not in str(e.value)
+    ev = Evaluator(net, (x, y), bn="recompute")
+    m = ev.evaluate(ev.layout.read(net))["train"]
+    h = net[0](x).detach()
+    torch.testing.assert_close(net[1].running_mean, h.mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(net[1].running_var, h.var(0), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        assert m.loss == pytest.approx(float(F.cross_entropy(net(x), y)), rel=1e-6)
+    assert not net.training
+
+
+
+def test_evaluator_checks_l2_and_bn_samples_and_uses_them_in_range() -> None:
+    """``l2='a'`` raised float()'s error; ``bn_samples`` 0 or -5 were accepted silently."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 3))
+    x, y = _xy(16)
+    for kwargs, err, message in [
+            ({"l2": "a"}, TypeError,
+             "l2 (--l2) must be a number >= 0 (the weight decay coefficient), got 'a'"),
+            ({"l2": -0.1}, ValueError, "l2 (--l2) must be a finite number >= 0 (the weight "
+             "decay coefficient), got -0.1"),
+            ({"bn_samples": 0}, ValueError, "bn_samples must be >= 1 (None: all of "
+             "bn_data), got 0; recomputing BN statistics needs samples"),
+            ({"bn_samples": -5}, ValueError, "bn_samples must be >= 1 (None: all of "
+             "bn_data), got -5; recomputing BN statistics needs samples"),
+            ({"bn_samples": 2.5}, TypeError,
+             "bn_samples must be an int >= 1 or None (all of bn_data), got 2.5")]:
+        with pytest.raises(err) as e:
+            Evaluator(net, (x, y), **kwargs)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    ev = Evaluator(net, (x, y), l2=np.float32(0.5), bn_samples=np.int64(6))
+    m = ev.evaluate(ev.layout.read(net))["train"]
+    h = net[0](x[:6]).detach()
+    torch.testing.assert_close(net[1].running_mean, h.mean(0), rtol=0, atol=1e-6)
+    sq = float(ev.layout.read(net).double().pow(2).sum())
+    with torch.no_grad():
+        ce = float(F.cross_entropy(net(x), y))
+    assert m.loss == pytest.approx(ce + 0.25 * sq, rel=1e-6)
+
+
+def test_measure_checks_model_device_theta_and_seed_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-module model (AttributeError from model_device), an unknown device string
+    (torch's "Invalid device string"), CUDA without a GPU ("Found no NVIDIA driver"), a
+    numpy or state-dict theta (AttributeError) and seed=None (int()'s TypeError) are
+    one-line errors naming the fix; a tensor theta measures as before."""
+    torch.manual_seed(0)
+    net = _net()
+    x, y = _xy(16)
+    theta = ls.ParamLayout.from_module(net).read(net)
+    cases = [
+        ({"model": "not a model"}, TypeError,
+         "model must be a torch.nn.Module (the trained network), got str"),
+        ({"device": "gpu0"}, ValueError,
+         "device (--device) 'gpu0' is not a device torch knows; use cpu, cuda or cuda:N"),
+        ({"theta": theta.numpy()}, TypeError,
+         "theta must be a flat torch tensor of the model's 15 entries, got ndarray; "
+         "convert it with torch.as_tensor(...)"),
+        ({"theta": net.state_dict()}, TypeError,
+         "theta must be a flat torch tensor of the model's 15 entries, got OrderedDict; "
+         "load it into the model and pass ParamLayout.from_module(model).read(model)"),
+        ({"seed": None}, TypeError, "seed (--seed) must be an int (e.g. 0), got None"),
+        ({"device": "cuda"}, ValueError, "device='cuda' (--device cuda) was given but no "
+         "CUDA GPU is available; use device='cpu' (--device cpu)"),
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for kwargs, err, message in cases:
+        model = kwargs.pop("model", net)
+        with pytest.raises(err) as e:
+            ls.measure(model, (x, y), "hessian", top_k=1, **kwargs)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    r = ls.measure(net, (x, y), "hessian", top_k=1, theta=theta.double(), dtype="float64",
+                   device=torch.device("cpu"), eig_tol=1e-12)
+    f, th = _reference_loss(net.double(), x.double(), y)
+    dense = torch.autograd.functional.hessian(f, th)
+    assert r.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(dense)[-1]), rel=1e-10)
+
+
+def test_empirical_risk_hvp_names_both_lengths_of_a_misfit_vector() -> None:
+    """A ``v`` of another length raised autograd's "Mismatch in shape" from the double
+    backward; a ``v`` of theta's length gives the dense Hessian's product."""
+    torch.manual_seed(0)
+    net = _net().double()
+    x, y = _xy(16)
+    f, theta = _reference_loss(net, x.double(), y)
+    hv = EmpiricalRisk(net, (x.double(), y)).hvp(theta)
+    for v, err, message in [
+            (torch.ones(10, dtype=F64), ValueError, "the Hessian-vector product got v of "
+             "shape (10,) (10 entries) but theta has 15; pass a flat vector of theta's "
+             "length"),
+            (torch.ones(15, 1, dtype=F64), ValueError, "the Hessian-vector product got v "
+             "of shape (15, 1) (15 entries) but theta has 15; pass a flat vector of "
+             "theta's length"),
+            (np.ones(15), TypeError, "the Hessian-vector product takes a torch tensor of "
+             "15 entries (theta's length), got ndarray")]:
+        with pytest.raises(err) as e:
+            hv(v)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    v = torch.randn(15, dtype=F64)
+    dense = torch.autograd.functional.hessian(f, theta)
+    torch.testing.assert_close(hv(v), dense @ v, rtol=0, atol=1e-12)
+
+
+def test_numpy_data_is_told_to_become_tensors() -> None:
+    """``(x.numpy(), y.numpy())`` was read as a stream of two batches and reported as
+    "batch 0 ... is a ndarray, not an (inputs, targets) pair; make the loader yield..."."""
+    torch.manual_seed(0)
+    net = _net()
+    x, y = _xy(16)
+    for data, message in [
+            ((x.numpy(), y.numpy()), "data is a pair of (ndarray, ndarray), not tensors; "
+             "convert them: (torch.as_tensor(x), torch.as_tensor(y))"),
+            ([x.numpy(), y], "data is a pair of (ndarray, Tensor), not tensors; convert "
+             "them: (torch.as_tensor(x), torch.as_tensor(y))"),
+            ([(x.numpy(), y.numpy())], "batch 0 holds (ndarray, ndarray), not tensors; "
+             "convert them with torch.as_tensor")]:
+        for call in (lambda d: ls.measure(net, d, "hessian", top_k=1),
+                     lambda d: Evaluator(net, d).metrics()):
+            with pytest.raises(TypeError) as e:
+                call(data)
+            assert isinstance(e.value, UserError)
+            assert str(e.value) == message
+    converted = (torch.as_tensor(x.numpy()), torch.as_tensor(y.numpy()))
+    with torch.no_grad():
+        assert Evaluator(net, converted).metrics()["train"].loss == pytest.approx(
+            float(F.cross_entropy(net(x), y)), rel=1e-6)

@@ -117,6 +117,30 @@ def test_solution_gap_is_test_minus_train_of_stored_metrics(run_copy: Path) -> N
         assert g["err_gap"] == pytest.approx(a["train_acc"] - a["test_acc"], abs=1e-15)
 
 
+def test_metric_gaps_names_the_keys_it_needs() -> None:
+    """``metric_gaps({"train_loss": 0.1})`` returned NaN gaps without a word."""
+    need = "metric_gaps needs train_loss, test_loss, train_acc, test_acc; missing "
+    fix = (": pass a solution's stored metrics (store.solution_attrs), NaN accuracies "
+           "for a regression model")
+    for bad, err, message in [
+            ({"train_loss": 0.1}, ValueError, need + "test_loss, train_acc, test_acc" + fix),
+            ({"train_loss": 0.1, "test_loss": 0.4}, ValueError,
+             need + "train_acc, test_acc" + fix),
+            ([0.1, 0.4], TypeError, "metric_gaps takes a mapping of train_loss, test_loss, "
+             "train_acc, test_acc, got list"),
+            ({"train_loss": "a", "test_loss": 0.4, "train_acc": 1.0, "test_acc": 0.9},
+             TypeError, "metric_gaps needs numbers, got train_loss='a'")]:
+        with pytest.raises(err) as e:
+            metric_gaps(bad)
+        assert isinstance(e.value, UserError)
+        assert str(e.value) == message
+    g = metric_gaps({"train_loss": 0.1, "test_loss": 0.4, "train_acc": 1.0,
+                     "test_acc": math.nan})
+    assert g["loss_gap"] == pytest.approx(0.3)
+    assert g["train_err"] == 0.0
+    assert math.isnan(g["err_gap"])
+
+
 def test_measure_gap_stores_line_trajectories_and_solutions(run_copy: Path) -> None:
     logs: list[str] = []
     out = measure_gap(run_copy, log=logs.append)

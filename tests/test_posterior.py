@@ -222,6 +222,32 @@ def test_rank_zero_is_swag_diagonal() -> None:
     assert not torch.allclose(full, want)
 
 
+def test_a_seed_for_a_generator_is_one_line_naming_the_generator_to_pass() -> None:
+    """``swag_sample(moments, 0)`` (and ``random_direction(.., generator=0)``) raised
+    torch's randn overload TypeError; functions that take a generator take a
+    ``torch.Generator``, those that build one take ``seed=``."""
+    W = torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
+    m = swag_moments(W, rank=3)
+    layout = ParamLayout.from_module(nn.Linear(2, 2))
+    for call in (lambda g: swag_sample(m, g),
+                 lambda g: ls.random_direction(layout, torch.ones(6), generator=g)):
+        for bad, message in [
+                (0, "generator must be a torch.Generator or None, got int; pass "
+                 "torch.Generator().manual_seed(0)"),
+                (7, "generator must be a torch.Generator or None, got int; pass "
+                 "torch.Generator().manual_seed(7)"),
+                ("x", "generator must be a torch.Generator or None, got str; pass "
+                 "torch.Generator().manual_seed(0)")]:
+            with pytest.raises(TypeError) as e:
+                call(bad)
+            assert isinstance(e.value, UserError)
+            assert str(e.value) == message
+    z1 = torch.randn(6, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    want = (m.mean + m.variance.sqrt() * z1 / math.sqrt(2)).float()
+    torch.testing.assert_close(swag_sample(m, torch.Generator().manual_seed(7), rank=0),
+                               want)
+
+
 # =========================================================================== calibration
 def test_ece_nll_and_accuracy_against_hand_computed_values() -> None:
     p = torch.tensor([[0.95, 0.03, 0.02], [0.85, 0.10, 0.05], [0.55, 0.25, 0.20],

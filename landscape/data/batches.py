@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -148,9 +149,12 @@ def check_batch(batch: Any, index: int = 0) -> Batch:
             "or a collate_fn returning a pair")
     xb, yb = batch
     if not isinstance(xb, Tensor) or not isinstance(yb, Tensor):
+        fix = ("convert them with torch.as_tensor" if any(
+            isinstance(t, np.ndarray) for t in batch) else
+            "make the loader yield (inputs, targets) tensors")
         raise UserTypeError(
             f"batch {index} holds ({type(xb).__name__}, {type(yb).__name__}), not "
-            "tensors; make the loader yield (inputs, targets) tensors")
+            f"tensors; {fix}")
     if len(xb) != len(yb):
         raise UserError(f"batch {index} has {len(xb)} inputs but {len(yb)} targets; "
                         "make the loader yield matching inputs and targets")
@@ -173,7 +177,8 @@ def as_batches(data: Any, batch_size: int = 4096) -> Batches:
         The batches.
 
     Raises:
-        UserTypeError: For data of another form.
+        UserTypeError: For data of another form (a pair of numpy arrays: convert
+            them to tensors).
     """
     if isinstance(data, (TensorBatches, StreamBatches)):
         return data
@@ -183,4 +188,10 @@ def as_batches(data: Any, batch_size: int = 4096) -> Batches:
     if isinstance(data, Tensor):
         raise UserTypeError("data is a single tensor; pass (inputs, targets) or a "
                             "DataLoader of (inputs, targets) batches")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and any(
+            isinstance(t, np.ndarray) for t in data) and all(
+            isinstance(t, (np.ndarray, Tensor)) for t in data):
+        raise UserTypeError(
+            f"data is a pair of ({type(data[0]).__name__}, {type(data[1]).__name__}), "
+            "not tensors; convert them: (torch.as_tensor(x), torch.as_tensor(y))")
     return StreamBatches(data)

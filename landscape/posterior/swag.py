@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, UserTypeError, arg
+from landscape._errors import UserError, UserTypeError, arg, check_generator
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
@@ -307,7 +307,10 @@ def swag_sample(moments: SwagMoments, generator: torch.Generator | None = None, 
 
     Raises:
         UserError: For a negative scale or rank.
+        UserTypeError: For a ``generator`` that is not a ``torch.Generator`` (an int
+            seed: pass ``torch.Generator().manual_seed(seed)``).
     """
+    check_generator(generator)
     if scale < 0:
         raise UserError(f"the SWAG scale must be >= 0, got {scale}")
     m = moments if rank is None else moments.with_rank(rank)

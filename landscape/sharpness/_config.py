@@ -7,10 +7,11 @@ to every measure (sample count, seed, dtype, batch size, device).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from landscape._errors import UserError, arg
+from landscape._errors import UserError, UserTypeError, arg
 
 
 def param(default: Any, help: str, **meta: Any) -> Any:
@@ -69,5 +70,7 @@ class MeasureConfig:
         """
         check_positive(self, "samples", "eval_batch_size")
         check_choices(self)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise UserTypeError(f"{arg('seed')} must be an int (e.g. 0), got {self.seed!r}")
         return self
 

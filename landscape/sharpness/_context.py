@@ -17,7 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from landscape._errors import UserError
-from landscape.evaluate import BNMode, EmpiricalRisk, Evaluator, Loss, model_device
+from landscape.evaluate import (
+    BNMode,
+    EmpiricalRisk,
+    Evaluator,
+    Loss,
+    model_device,
+    resolve_device,
+)
 from landscape.params import ParamLayout
 from landscape.sharpness._base import HVP
 from landscape.sharpness._config import MeasureConfig
@@ -123,15 +130,17 @@ class MeasureContext:
                  n_train: int | None = None) -> None:
         self.common = (common or MeasureConfig()).validate()
         self.dtype = torch.float64 if self.common.dtype == "float64" else torch.float32
-        device = model_device(model) if self.common.device is None else torch.device(
+        device = model_device(model) if self.common.device is None else resolve_device(
             self.common.device)
         self.device = device
         self.layout = ParamLayout.from_module(model)
         self.buffer_layout = ParamLayout.buffers_of(model)
         th = self.layout.read(model, dtype=torch.float64) if theta is None else theta
-        self.layout.check_vector(th, "solution weights")
+        self.layout.check_vector(th, "solution weights" if theta is None else "theta")
         bf = (self.buffer_layout.read(model, buffers=True, dtype=torch.float64)
               if buffers is None else buffers)
+        if buffers is not None and (self.buffer_layout.numel or not isinstance(bf, Tensor)):
+            self.buffer_layout.check_vector(bf, "buffers")
         self.model = copy.deepcopy(model).to(device=device, dtype=self.dtype).eval()
         self.theta = th.detach().to(device, self.dtype)
         self.buffers = bf.detach().to(self.dtype)

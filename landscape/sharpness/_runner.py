@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError
+from landscape.evaluate import resolve_device
 from landscape.sharpness._config import MeasureConfig
 from landscape.sharpness._context import MeasureContext
 from landscape.sharpness._registry import (
@@ -171,9 +172,17 @@ def measure(model: nn.Module, data: Any, measures: str | Sequence[str] = "all", 
 
     Raises:
         UserError: For unknown measures or parameters, a dtype other than float32 or
-            float64, named measures that do not apply to the model (all of them in
-            one line, before any is computed), or a non-finite loss.
+            float64, a device torch does not know or has not, named measures that do
+            not apply to the model (all of them in one line, before any is computed),
+            or a non-finite loss.
+        UserTypeError: For a model that is not a module, ``theta`` or ``buffers``
+            that are not flat tensors, or a seed that is not an int.
     """
+    if not isinstance(model, nn.Module):
+        raise UserTypeError(f"model must be a torch.nn.Module (the trained network), got "
+                            f"{type(model).__name__}")
+    if device is not None:
+        device = str(resolve_device(device))
     names = parse_measures(measures)
     known = all_params()
     bad = sorted(set(params) - set(known))
