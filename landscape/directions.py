@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape._errors import UserError
+from landscape._errors import UserError, arg
 from landscape.params import ParamKind, ParamLayout
 
 _EPS = 1e-12
@@ -46,6 +46,22 @@ class Normalization(str, Enum):
     FILTER = "filter"  # per filter / output unit (Li et al. 2018)
     LAYER = "layer"  # per parameter tensor
     NONE = "none"  # raw Gaussian
+
+
+def as_normalization(norm: Normalization | str, name: str = "norm") -> Normalization:
+    """``norm`` as a :class:`Normalization`.
+
+    Returns:
+        The member.
+
+    Raises:
+        UserError: For another value, naming the keyword ``name`` and the choices.
+    """
+    try:
+        return Normalization(norm)
+    except ValueError:
+        raise UserError(f"{arg(name)} must be one of {[n.value for n in Normalization]}, "
+                        f"got {norm!r}") from None
 
 
 # --------------------------------------------------------------------------- random
@@ -70,7 +86,7 @@ def normalize_direction(
         The normalized ``(n_params,)`` direction (dtype of ``d``).
 
     Raises:
-        UserError: If a vector has the wrong length.
+        UserError: If a vector has the wrong length or ``norm`` is not a normalization.
 
     Example:
         >>> lay = ParamLayout(("w",), ((2, 2),), (ParamKind.WEIGHT,))
@@ -78,7 +94,7 @@ def normalize_direction(
         ...                     torch.tensor([3.0, 4, 0, 1]), lay, "filter").tolist()
         [5.0, 0.0, 0.0, 1.0]
     """
-    norm = Normalization(norm)
+    norm = as_normalization(norm)
     layout.check_vector(d, "direction")
     layout.check_vector(center, "centre weights")
     out = d.clone()

@@ -47,6 +47,7 @@ from landscape import _dist
 from landscape._errors import UserError, UserTypeError, arg
 from landscape.directions import (
     Normalization,
+    as_normalization,
     line_direction,
     pca_directions,
     plane_basis,
@@ -227,22 +228,22 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
         The grid (default axes ``-1:1:21``; ``y`` defaults to ``x``).
 
     Raises:
-        UserError: For a dimension other than 1 or 2.
+        UserError: For a dimension other than 1 or 2 or an unknown normalization.
     """
     if dim not in (1, 2):
         raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    norm = as_normalization(norm)
     g = torch.Generator().manual_seed(seed)
     d0 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn, generator=g)
     d1 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn,
                           generator=g) if dim == 2 else None
     xs = _axis(x, np.linspace(-1, 1, 21))
     ys = _axis(y, xs) if dim == 2 else None
-    norm = Normalization(norm).value
     return SurfaceGrid(
         x=xs, y=ys, center=center.double(), center_buffers=_buf(center_buffers),
         d0=d0, d1=d1, points={center_name: np.zeros(dim)},
-        x_label=f"{norm}-normalized direction 1",
-        y_label=f"{norm}-normalized direction 2" if dim == 2 else "")
+        x_label=f"{norm.value}-normalized direction 1",
+        y_label=f"{norm.value}-normalized direction 2" if dim == 2 else "")
 
 
 def line_grid(a: Tensor, b: Tensor, a_buffers: Tensor | None = None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+import landscape as ls
 from landscape._errors import UserError
 from landscape.directions import (
     Normalization,
@@ -172,3 +174,14 @@ def test_pca_zeroes_bias_bn_before_the_fit() -> None:
         pca_directions(w[:, :-1], layout=LAYOUT)
     with pytest.raises(UserError, match="coincide in their weight entries"):
         pca_directions(_center() + _H8[0, :, None] * f, layout=LAYOUT, keep_bias_bn=False)
+
+
+def test_unknown_normalization_names_the_choices() -> None:
+    """norm='bogus' is one line naming the keyword and the valid choices (it was the
+    Enum's "'bogus' is not a valid Normalization"), from the direction and the surface."""
+    msg = r"^norm \(--norm\) must be one of \['filter', 'layer', 'none'\], got 'bogus'$"
+    with pytest.raises(UserError, match=msg):
+        random_direction(LAYOUT, _center(), norm="bogus")
+    net = nn.Linear(3, 2)
+    with pytest.raises(UserError, match=msg):
+        ls.random_surface(net, (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])), norm="bogus")
