@@ -105,13 +105,29 @@ def auto_grid(values: np.ndarray, num: int = 21) -> np.ndarray:
     return np.linspace(lo - margin, hi + margin, num)
 
 
-def _axis(values: np.ndarray | Sequence[float] | str | None, default: np.ndarray
-          ) -> np.ndarray:
+def _axis(values: np.ndarray | Sequence[float] | str | None, default: np.ndarray,
+          name: str = "grid") -> np.ndarray:
+    """One axis of a grid: ``default``, a ``start:stop:num`` string or values.
+
+    Raises:
+        UserError: Naming ``name`` (``grid`` or ``grid_y``) unless the values are a
+            1-D sequence of finite numbers.
+    """
     if values is None:
         return np.asarray(default, dtype=np.float64)
     if isinstance(values, str):
         return parse_grid(values)
-    return np.asarray(values, dtype=np.float64)
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.ndim != 1 or not np.isfinite(a).all():
+        text = repr(values) if len(repr(values)) <= 60 else repr(values)[:57] + "..."
+        got = (f"an array of shape {a.shape}" if a is not None and a.ndim > 1
+               else f"{text} (not finite)" if a is not None and a.ndim == 1 else text)
+        raise UserError(f"{arg(name)} must be a 'start:stop:num' string or a 1-D sequence "
+                        f"of finite values, got {got}")
+    return a
 
 
 # --------------------------------------------------------------------------- grid
@@ -238,7 +254,7 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
     d1 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn,
                           generator=g) if dim == 2 else None
     xs = _axis(x, np.linspace(-1, 1, 21))
-    ys = _axis(y, xs) if dim == 2 else None
+    ys = _axis(y, xs, "grid_y") if dim == 2 else None
     return SurfaceGrid(
         x=xs, y=ys, center=center.double(), center_buffers=_buf(center_buffers),
         d0=d0, d1=d1, points={center_name: np.zeros(dim)},
@@ -296,7 +312,7 @@ def plane_grid(p1: Tensor, p2: Tensor, p3: Tensor, p1_buffers: Tensor | None = N
               "trajectory_epoch": trajectory_epoch}
     allxy = xy.numpy()
     return SurfaceGrid(
-        x=_axis(x, auto_grid(allxy[:, 0])), y=_axis(y, auto_grid(allxy[:, 1])),
+        x=_axis(x, auto_grid(allxy[:, 0])), y=_axis(y, auto_grid(allxy[:, 1]), "grid_y"),
         center=p1.double(), center_buffers=_buf(p1_buffers), d0=d0, d1=d1,
         points={nm: allxy[i] for i, nm in enumerate(names)},
         x_label=f"u: L2 distance along {names[1]} − {names[0]}",
@@ -335,7 +351,7 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         pts[name] = project(w[None], c64, *used)[0].numpy()
     return SurfaceGrid(
         x=_axis(x, auto_grid(txy[:, 0])),
-        y=_axis(y, auto_grid(txy[:, 1])) if dim == 2 else None,
+        y=_axis(y, auto_grid(txy[:, 1]), "grid_y") if dim == 2 else None,
         center=c64, center_buffers=_buf(center_buffers), d0=d0, d1=d1, points=pts,
         x_label=f"PC1 ({100 * float(ev[0]):.1f}% of {share})",
         y_label=f"PC2 ({100 * float(ev[1]):.1f}% of {share})" if dim == 2 else "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import subprocess
@@ -128,6 +129,34 @@ def test_grid_validation() -> None:
     with pytest.raises(UserError, match="another model"):
         SurfaceGrid(x=parse_grid("0:1:2"), y=None, center=torch.zeros(4),
                     center_buffers=torch.zeros(0), d0=torch.zeros(3))
+
+
+def test_grid_values_must_be_a_finite_1d_sequence() -> None:
+    """A number, a 2-D array or a NaN as grid values is one line naming the keyword and
+    the accepted forms (they were "len() of unsized object", numpy's "only 0-dimensional
+    arrays..." and a silent all-NaN surface); a list or 1-D array gives the same
+    surface as the string."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    forms = r"must be a 'start:stop:num' string or a 1-D sequence of finite values, got "
+    for grid, got in ((5, "5"), (np.zeros((2, 2)), r"an array of shape \(2, 2\)"),
+                      ([float("nan")], r"\[nan\] \(not finite\)"),
+                      (["a", "b"], r"\['a', 'b'\]")):
+        with pytest.raises(UserError, match=r"^grid \(--grid\) " + forms + got + "$"):
+            ls.random_surface(net, data, dim=1, grid=grid)
+    inf = r"\[0.0, inf\] \(not finite\)$"
+    with pytest.raises(UserError, match=r"^grid_y \(--grid-y\) " + forms + inf):
+        ls.random_surface(net, data, grid="-1:1:3", grid_y=[0.0, math.inf])
+    s = ls.random_surface(net, data, grid="-1:1:3", grid_y="0:1:2")
+    for grid, grid_y in (([-1.0, 0.0, 1.0], np.array([0.0, 1.0])),
+                         (torch.tensor([-1.0, 0.0, 1.0]), (0, 1))):
+        v = ls.random_surface(net, data, grid=grid, grid_y=grid_y)
+        assert np.array_equal(v.values["train_loss"], s.values["train_loss"])
+    assert s.values["train_loss"].shape == (3, 2)
+    assert np.isfinite(s.values["train_loss"]).all()
 
 
 # --------------------------------------------------------------------------- run files

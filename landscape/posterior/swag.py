@@ -496,8 +496,8 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
     b = torch.zeros(0, dtype=torch.float64) if center_buffers is None else \
         center_buffers.double()
     return SurfaceGrid(
-        x=_axis(x, default(0)), y=_axis(y, default(1)) if dim == 2 else None, center=c,
-        center_buffers=b, d0=used[0], d1=used[1] if dim == 2 else None, points=pts,
+        x=_axis(x, default(0)), y=_axis(y, default(1), "grid_y") if dim == 2 else None,
+        center=c, center_buffers=b, d0=used[0], d1=used[1] if dim == 2 else None, points=pts,
         x_label=f"SWAG direction 1 (L2 distance; deviations' std {float(std[0]):.3g})",
         y_label=(f"SWAG direction 2 (L2 distance; deviations' std {float(std[1]):.3g})"
                  if dim == 2 else ""), **kw)
