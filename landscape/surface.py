@@ -130,6 +130,14 @@ def _axis(values: np.ndarray | Sequence[float] | str | None, default: np.ndarray
     return a
 
 
+def _check_dim(dim: int, y: Any) -> None:
+    """Raise a one-line error unless ``dim`` is 1 or 2, with a ``y`` axis only for 2."""
+    if dim not in (1, 2):
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    if dim == 1 and y is not None:
+        raise UserError(f"{arg('grid_y')} is for 2D surfaces; drop it or use {arg('dim', 2)}")
+
+
 # --------------------------------------------------------------------------- grid
 @dataclass
 class SurfaceGrid:
@@ -244,10 +252,10 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
         The grid (default axes ``-1:1:21``; ``y`` defaults to ``x``).
 
     Raises:
-        UserError: For a dimension other than 1 or 2 or an unknown normalization.
+        UserError: For a dimension other than 1 or 2, a ``y`` axis with ``dim=1`` or an
+            unknown normalization.
     """
-    if dim not in (1, 2):
-        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    _check_dim(dim, y)
     norm = as_normalization(norm)
     g = torch.Generator().manual_seed(seed)
     d0 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn, generator=g)
@@ -334,10 +342,10 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         The grid, with the projected trajectory and the named ``points``.
 
     Raises:
-        UserError: For a dimension other than 1 or 2, or a short trajectory.
+        UserError: For a dimension other than 1 or 2, a ``y`` axis with ``dim=1``, or a
+            short trajectory.
     """
-    if dim not in (1, 2):
-        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    _check_dim(dim, y)
     dirs, ev = pca_directions(trajectory, layout=layout,
                               keep_bias_bn=keep_bias_bn or layout is None)
     share = "centred variance" if keep_bias_bn or layout is None else \

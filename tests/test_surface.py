@@ -159,6 +159,27 @@ def test_grid_values_must_be_a_finite_1d_sequence() -> None:
     assert np.isfinite(s.values["train_loss"]).all()
 
 
+def test_grid_y_with_dim_1_is_an_error() -> None:
+    """grid_y with dim=1 is one line naming dim=2 (random, PCA and SWAG grids ignored it;
+    the run-file config already refused --grid-y with --dim 1); dim=2 uses it."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    layout = ls.ParamLayout.from_module(net)
+    points = [layout.read(net) + 0.1 * torch.randn(layout.numel) for _ in range(3)]
+    moments = ls.swag_moments(torch.stack([*points, layout.read(net)]), rank=3)
+    msg = r"^grid_y \(--grid-y\) is for 2D surfaces; drop it or use dim=2 \(--dim 2\)$"
+    for make in (lambda **k: ls.random_surface(net, data, **k),
+                 lambda **k: ls.pca_surface(net, points, data, **k),
+                 lambda **k: ls.swag_surface(net, moments, data, **k)):
+        with pytest.raises(UserError, match=msg):
+            make(dim=1, grid="-1:1:3", grid_y="0:1:2")
+        assert make(dim=2, grid="-1:1:3", grid_y="0:1:2").values["train_loss"].shape == (3, 2)
+        assert make(dim=1, grid="-1:1:3").values["train_loss"].shape == (3,)
+
+
 # --------------------------------------------------------------------------- run files
 def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
     run = _copy(tiny_run, tmp_path)

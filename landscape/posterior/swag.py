@@ -61,7 +61,7 @@ from landscape.posterior.ensemble import (
     predict_proba,
     predictive_metrics,
 )
-from landscape.surface import SurfaceGrid, _axis
+from landscape.surface import SurfaceGrid, _axis, _check_dim
 
 #: SWAG's default rank (Maddox et al. use K = 20).
 SWAG_RANK = 20
@@ -470,10 +470,10 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
         The :class:`~landscape.surface.SurfaceGrid`.
 
     Raises:
-        UserError: For a dimension other than 1 or 2 or too few deviations.
+        UserError: For a dimension other than 1 or 2, a ``y`` axis with ``dim=1`` or
+            too few deviations.
     """
-    if dim not in (1, 2):
-        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    _check_dim(dim, y)
     dirs, std = swag_directions(moments, dim)
     c = moments.mean.double()
     used = [dirs[i] for i in range(dim)]
