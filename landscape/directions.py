@@ -38,6 +38,8 @@ from landscape._errors import UserError, arg
 from landscape.params import ParamKind, ParamLayout
 
 _EPS = 1e-12
+#: The fewest recorded points a PCA of a trajectory takes.
+PCA_MIN_POINTS = 3
 
 
 class Normalization(str, Enum):
@@ -237,9 +239,9 @@ def pca_directions(
         >>> dirs.abs().tolist(), ev.tolist()
         ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [0.8, 0.2])
     """
-    if weights.ndim != 2 or len(weights) < 3:
-        raise UserError("PCA needs a trajectory of at least 3 recorded points; train "
-                        "with --record-every 1 (or --record-steps)")
+    if weights.ndim != 2 or len(weights) < PCA_MIN_POINTS:
+        raise UserError(f"PCA needs a trajectory of at least {PCA_MIN_POINTS} recorded "
+                        "points; train with --record-every 1 (or --record-steps)")
     if not keep_bias_bn and layout is None:
         raise ValueError("keep_bias_bn=False needs the layout that marks bias/BN entries; "
                          "pass layout=ParamLayout.from_module(model)")

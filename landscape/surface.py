@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from landscape import _dist
 from landscape._errors import UserError, UserTypeError, arg
 from landscape.directions import (
+    PCA_MIN_POINTS,
     Normalization,
     as_normalization,
     line_direction,
@@ -713,7 +714,18 @@ def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: A
 
     Returns:
         The :class:`Surface` with the projected trajectory.
+
+    Raises:
+        UserError: For fewer than 3 points (or one that is not a point of the model).
     """
+    try:
+        trajectory = list(trajectory)
+    except TypeError:
+        raise UserTypeError(f"trajectory must be a sequence of points (models, state dicts "
+                            f"or flat weight vectors), got {type(trajectory).__name__}") from None
+    if len(trajectory) < PCA_MIN_POINTS:
+        raise UserError(f"PCA needs a trajectory of at least {PCA_MIN_POINTS} points (models, "
+                        f"state dicts or flat weight vectors), got {len(trajectory)}")
     ev = _evaluator(model, train, test, kw)
     W = torch.stack([as_point(ev.layout, ev.buffer_layout, p)[0] for p in trajectory])
     c, cb = ev.layout.read(model), ev.read_buffers()

@@ -180,6 +180,28 @@ def test_grid_y_with_dim_1_is_an_error() -> None:
         assert make(dim=1, grid="-1:1:3").values["train_loss"].shape == (3,)
 
 
+def test_pca_surface_of_a_short_trajectory_names_the_points_it_needs() -> None:
+    """An empty or two-point trajectory is one line naming the 3 points PCA needs (an
+    empty one was torch's "stack expects a non-empty TensorList"), a number a TypeError;
+    three points give a surface."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    layout = ls.ParamLayout.from_module(net)
+    points = [layout.read(net) + 0.1 * torch.randn(layout.numel) for _ in range(3)]
+    for traj in ([], points[:2], torch.stack(points[:1])):
+        with pytest.raises(UserError, match=r"^PCA needs a trajectory of at least 3 points "
+                           rf"\(models, state dicts or flat weight vectors\), got {len(traj)}$"):
+            ls.pca_surface(net, traj, data)
+    with pytest.raises(TypeError, match=r"^trajectory must be a sequence of points .*got int$"):
+        ls.pca_surface(net, 5, data)
+    s = ls.pca_surface(net, points, data, grid="-1:1:3", grid_y="0:1:2")
+    assert s.values["train_loss"].shape == (3, 2)
+    assert np.isfinite(s.values["train_loss"]).all()
+
+
 # --------------------------------------------------------------------------- run files
 def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
     run = _copy(tiny_run, tmp_path)
