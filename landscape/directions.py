@@ -197,7 +197,20 @@ def project(points: Tensor, origin: Tensor, *dirs: Tensor) -> Tensor:
 
     Returns:
         ``(n, len(dirs))`` float64 coordinates.
+
+    Raises:
+        UserError: If ``points`` is not ``(n, n_params)`` or the origin or a
+            direction has another length than the points.
     """
+    if points.ndim != 2:
+        raise UserError(f"points must be (n, n_params) rows, got shape {tuple(points.shape)}; "
+                        "stack the points (one point: points[None])")
+    n = points.shape[1]
+    for what, v in (("origin", origin), *((f"direction {i}", d) for i, d in enumerate(dirs))):
+        if v.ndim != 1 or v.numel() != n:
+            has = f"{v.numel()} entries" if v.ndim == 1 else f"shape {tuple(v.shape)}"
+            raise UserError(f"{what} has {has} but the points have {n}: project onto "
+                            "vectors of the points' model")
     p = points.double() - origin.double()
     return torch.stack([p @ d.double() for d in dirs], dim=1)
 
