@@ -32,3 +32,17 @@ class UserError(ValueError):
 
 class UserTypeError(UserError, TypeError):
     """An argument of the wrong type (a loader yielding dicts, a loss returning a vector)."""
+
+
+def not_finite(what: str, before: str = "measuring") -> UserError:
+    """The one-line error for NaN/inf weights or data (a diverged checkpoint).
+
+    Example:
+        >>> str(not_finite("the loss at the measured solution is nan"))[:60]
+        'the loss at the measured solution is nan; the weights or the'
+
+    Returns:
+        ``what``, the likely cause and the fix (check them before ``before``).
+    """
+    return UserError(f"{what}; the weights or the data hold NaN/inf (a diverged "
+                     f"checkpoint?): check them before {before}")

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import _dist
-from landscape._errors import UserError, UserTypeError, arg
+from landscape._errors import UserError, UserTypeError, arg, not_finite
 from landscape.directions import (
     PCA_MIN_POINTS,
     Normalization,
@@ -271,6 +271,15 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
         y_label=f"{norm.value}-normalized direction 2" if dim == 2 else "")
 
 
+def _check_finite(what: str, names: Sequence[str], points: Sequence[Tensor]) -> None:
+    """Raise :func:`~landscape._errors.not_finite` (as a measure does) for a point
+    holding NaN/inf, which would make every point of the grid NaN."""
+    for name, w in zip(names, points, strict=False):
+        if not bool(torch.isfinite(w).all()):
+            raise not_finite(f"the {what} {name!r} is not finite",
+                             before="evaluating a surface")
+
+
 def line_grid(a: Tensor, b: Tensor, a_buffers: Tensor | None = None,
               b_buffers: Tensor | None = None, *, distance: bool = False,
               x: np.ndarray | Sequence[float] | str | None = None,
@@ -281,7 +290,11 @@ def line_grid(a: Tensor, b: Tensor, a_buffers: Tensor | None = None,
 
     Returns:
         The 1D grid (default axis: 21 values from -0.5 to 1.5 of the segment).
+
+    Raises:
+        UserError: If an endpoint holds NaN/inf (every point of the line would be NaN).
     """
+    _check_finite("line's endpoint", names, (a, b))
     d0, xb = line_direction(a, b, distance=distance)
     ab, bb = _buf(a_buffers), _buf(b_buffers)
     b0 = (bb - ab) / xb if ab.numel() and bb.numel() == ab.numel() else None
@@ -313,7 +326,11 @@ def plane_grid(p1: Tensor, p2: Tensor, p3: Tensor, p1_buffers: Tensor | None = N
 
     Returns:
         The 2D grid.
+
+    Raises:
+        UserError: If a point holds NaN/inf (every point of the plane would be NaN).
     """
+    _check_finite("plane's point", names, (p1, p2, p3))
     d0, d1, xy = plane_basis(p1, p2, p3)
     kw: dict[str, Any] = {}
     if trajectory is not None:

@@ -202,6 +202,35 @@ def test_pca_surface_of_a_short_trajectory_names_the_points_it_needs() -> None:
     assert np.isfinite(s.values["train_loss"]).all()
 
 
+def test_a_non_finite_line_or_plane_point_is_the_measures_error() -> None:
+    """A NaN or inf in a line endpoint (or a plane point) is measure's one-line non-finite
+    error naming the point; the line was all NaN, even at the finite endpoint
+    (a + 0 * NaN).  Finite endpoints give finite values, the start's loss at t = 0."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    layout = ls.ParamLayout.from_module(net)
+    a = layout.read(net)
+    b = a + 0.1 * torch.randn(layout.numel)
+    bad = b.clone()
+    bad[2] = math.nan
+    tail = (r" is not finite; the weights or the data hold NaN/inf \(a diverged "
+            r"checkpoint\?\): check them before evaluating a surface$")
+    with pytest.raises(UserError, match=r"^the line's endpoint 'end'" + tail):
+        ls.line_surface(net, a, bad, data, grid=[0.0, 1.0])
+    with pytest.raises(UserError, match=r"^the line's endpoint 'a'" + tail):
+        ls.line_surface(net, -math.inf * a, b, data, grid=[0.0, 1.0], names=("a", "b"))
+    with pytest.raises(UserError, match=r"^the plane's point 'p3'" + tail):
+        ls.plane_surface(net, a, b, bad, data)
+    s = ls.line_surface(net, a, b, data, grid=[0.0, 1.0])
+    with torch.no_grad():
+        assert s.values["train_loss"][0] == pytest.approx(float(F.cross_entropy(
+            net(data[0]), data[1])), rel=1e-6)
+    assert np.isfinite(s.values["train_loss"]).all()
+
+
 # --------------------------------------------------------------------------- run files
 def test_line_endpoints_equal_stored_metrics(tiny_run, tmp_path) -> None:
     run = _copy(tiny_run, tmp_path)
