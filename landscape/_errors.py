@@ -51,3 +51,17 @@ def check_generator(generator: Any, name: str = "generator") -> None:
     raise UserTypeError(f"{name} must be a torch.Generator or None, got "
                         f"{type(generator).__name__}; pass "
                         f"torch.Generator().manual_seed({seed})")
+
+
+def not_finite(what: str, before: str = "measuring") -> UserError:
+    """The one-line error for NaN/inf weights or data (a diverged checkpoint).
+
+    Example:
+        >>> str(not_finite("the loss at the measured solution is nan"))[:60]
+        'the loss at the measured solution is nan; the weights or the'
+
+    Returns:
+        ``what``, the likely cause and the fix (check them before ``before``).
+    """
+    return UserError(f"{what}; the weights or the data hold NaN/inf (a diverged "
+                     f"checkpoint?): check them before {before}")

@@ -34,10 +34,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape._errors import UserError, check_generator
+from landscape._errors import UserError, arg, check_generator
 from landscape.params import ParamKind, ParamLayout
 
 _EPS = 1e-12
+#: The fewest recorded points a PCA of a trajectory takes.
+PCA_MIN_POINTS = 3
 
 
 class Normalization(str, Enum):
@@ -46,6 +48,22 @@ class Normalization(str, Enum):
     FILTER = "filter"  # per filter / output unit (Li et al. 2018)
     LAYER = "layer"  # per parameter tensor
     NONE = "none"  # raw Gaussian
+
+
+def as_normalization(norm: Normalization | str, name: str = "norm") -> Normalization:
+    """``norm`` as a :class:`Normalization`.
+
+    Returns:
+        The member.
+
+    Raises:
+        UserError: For another value, naming the keyword ``name`` and the choices.
+    """
+    try:
+        return Normalization(norm)
+    except ValueError:
+        raise UserError(f"{arg(name)} must be one of {[n.value for n in Normalization]}, "
+                        f"got {norm!r}") from None
 
 
 # --------------------------------------------------------------------------- random
@@ -70,7 +88,7 @@ def normalize_direction(
         The normalized ``(n_params,)`` direction (dtype of ``d``).
 
     Raises:
-        UserError: If a vector has the wrong length.
+        UserError: If a vector has the wrong length or ``norm`` is not a normalization.
 
     Example:
         >>> lay = ParamLayout(("w",), ((2, 2),), (ParamKind.WEIGHT,))
@@ -78,7 +96,7 @@ def normalize_direction(
         ...                     torch.tensor([3.0, 4, 0, 1]), lay, "filter").tolist()
         [5.0, 0.0, 0.0, 1.0]
     """
-    norm = Normalization(norm)
+    norm = as_normalization(norm)
     layout.check_vector(d, "direction")
     layout.check_vector(center, "centre weights")
     out = d.clone()
@@ -183,7 +201,20 @@ def project(points: Tensor, origin: Tensor, *dirs: Tensor) -> Tensor:
 
     Returns:
         ``(n, len(dirs))`` float64 coordinates.
+
+    Raises:
+        UserError: If ``points`` is not ``(n, n_params)`` or the origin or a
+            direction has another length than the points.
     """
+    if points.ndim != 2:
+        raise UserError(f"points must be (n, n_params) rows, got shape {tuple(points.shape)}; "
+                        "stack the points (one point: points[None])")
+    n = points.shape[1]
+    for what, v in (("origin", origin), *((f"direction {i}", d) for i, d in enumerate(dirs))):
+        if v.ndim != 1 or v.numel() != n:
+            has = f"{v.numel()} entries" if v.ndim == 1 else f"shape {tuple(v.shape)}"
+            raise UserError(f"{what} has {has} but the points have {n}: project onto "
+                            "vectors of the points' model")
     p = points.double() - origin.double()
     return torch.stack([p @ d.double() for d in dirs], dim=1)
 
@@ -225,9 +256,9 @@ def pca_directions(
         >>> dirs.abs().tolist(), ev.tolist()
         ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [0.8, 0.2])
     """
-    if weights.ndim != 2 or len(weights) < 3:
-        raise UserError("PCA needs a trajectory of at least 3 recorded points; train "
-                        "with --record-every 1 (or --record-steps)")
+    if weights.ndim != 2 or len(weights) < PCA_MIN_POINTS:
+        raise UserError(f"PCA needs a trajectory of at least {PCA_MIN_POINTS} recorded "
+                        "points; train with --record-every 1 (or --record-steps)")
     if not keep_bias_bn and layout is None:
         raise ValueError("keep_bias_bn=False needs the layout that marks bias/BN entries; "
                          "pass layout=ParamLayout.from_module(model)")

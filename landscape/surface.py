@@ -44,9 +44,11 @@ import torch
 from torch import Tensor, nn
 
 from landscape import _dist
-from landscape._errors import UserError, UserTypeError, arg
+from landscape._errors import UserError, UserTypeError, arg, not_finite
 from landscape.directions import (
+    PCA_MIN_POINTS,
     Normalization,
+    as_normalization,
     line_direction,
     pca_directions,
     plane_basis,
@@ -104,13 +106,37 @@ def auto_grid(values: np.ndarray, num: int = 21) -> np.ndarray:
     return np.linspace(lo - margin, hi + margin, num)
 
 
-def _axis(values: np.ndarray | Sequence[float] | str | None, default: np.ndarray
-          ) -> np.ndarray:
+def _axis(values: np.ndarray | Sequence[float] | str | None, default: np.ndarray,
+          name: str = "grid") -> np.ndarray:
+    """One axis of a grid: ``default``, a ``start:stop:num`` string or values.
+
+    Raises:
+        UserError: Naming ``name`` (``grid`` or ``grid_y``) unless the values are a
+            1-D sequence of finite numbers.
+    """
     if values is None:
         return np.asarray(default, dtype=np.float64)
     if isinstance(values, str):
         return parse_grid(values)
-    return np.asarray(values, dtype=np.float64)
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.ndim != 1 or not np.isfinite(a).all():
+        text = repr(values) if len(repr(values)) <= 60 else repr(values)[:57] + "..."
+        got = (f"an array of shape {a.shape}" if a is not None and a.ndim > 1
+               else f"{text} (not finite)" if a is not None and a.ndim == 1 else text)
+        raise UserError(f"{arg(name)} must be a 'start:stop:num' string or a 1-D sequence "
+                        f"of finite values, got {got}")
+    return a
+
+
+def _check_dim(dim: int, y: Any) -> None:
+    """Raise a one-line error unless ``dim`` is 1 or 2, with a ``y`` axis only for 2."""
+    if dim not in (1, 2):
+        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    if dim == 1 and y is not None:
+        raise UserError(f"{arg('grid_y')} is for 2D surfaces; drop it or use {arg('dim', 2)}")
 
 
 # --------------------------------------------------------------------------- grid
@@ -227,22 +253,31 @@ def random_grid(layout: ParamLayout, center: Tensor, center_buffers: Tensor | No
         The grid (default axes ``-1:1:21``; ``y`` defaults to ``x``).
 
     Raises:
-        UserError: For a dimension other than 1 or 2.
+        UserError: For a dimension other than 1 or 2, a ``y`` axis with ``dim=1`` or an
+            unknown normalization.
     """
-    if dim not in (1, 2):
-        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    _check_dim(dim, y)
+    norm = as_normalization(norm)
     g = torch.Generator().manual_seed(seed)
     d0 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn, generator=g)
     d1 = random_direction(layout, center, norm=norm, keep_bias_bn=keep_bias_bn,
                           generator=g) if dim == 2 else None
     xs = _axis(x, np.linspace(-1, 1, 21))
-    ys = _axis(y, xs) if dim == 2 else None
-    norm = Normalization(norm).value
+    ys = _axis(y, xs, "grid_y") if dim == 2 else None
     return SurfaceGrid(
         x=xs, y=ys, center=center.double(), center_buffers=_buf(center_buffers),
         d0=d0, d1=d1, points={center_name: np.zeros(dim)},
-        x_label=f"{norm}-normalized direction 1",
-        y_label=f"{norm}-normalized direction 2" if dim == 2 else "")
+        x_label=f"{norm.value}-normalized direction 1",
+        y_label=f"{norm.value}-normalized direction 2" if dim == 2 else "")
+
+
+def _check_finite(what: str, names: Sequence[str], points: Sequence[Tensor]) -> None:
+    """Raise :func:`~landscape._errors.not_finite` (as a measure does) for a point
+    holding NaN/inf, which would make every point of the grid NaN."""
+    for name, w in zip(names, points, strict=False):
+        if not bool(torch.isfinite(w).all()):
+            raise not_finite(f"the {what} {name!r} is not finite",
+                             before="evaluating a surface")
 
 
 def line_grid(a: Tensor, b: Tensor, a_buffers: Tensor | None = None,
@@ -255,7 +290,11 @@ def line_grid(a: Tensor, b: Tensor, a_buffers: Tensor | None = None,
 
     Returns:
         The 1D grid (default axis: 21 values from -0.5 to 1.5 of the segment).
+
+    Raises:
+        UserError: If an endpoint holds NaN/inf (every point of the line would be NaN).
     """
+    _check_finite("line's endpoint", names, (a, b))
     d0, xb = line_direction(a, b, distance=distance)
     ab, bb = _buf(a_buffers), _buf(b_buffers)
     b0 = (bb - ab) / xb if ab.numel() and bb.numel() == ab.numel() else None
@@ -287,7 +326,11 @@ def plane_grid(p1: Tensor, p2: Tensor, p3: Tensor, p1_buffers: Tensor | None = N
 
     Returns:
         The 2D grid.
+
+    Raises:
+        UserError: If a point holds NaN/inf (every point of the plane would be NaN).
     """
+    _check_finite("plane's point", names, (p1, p2, p3))
     d0, d1, xy = plane_basis(p1, p2, p3)
     kw: dict[str, Any] = {}
     if trajectory is not None:
@@ -295,7 +338,7 @@ def plane_grid(p1: Tensor, p2: Tensor, p3: Tensor, p1_buffers: Tensor | None = N
               "trajectory_epoch": trajectory_epoch}
     allxy = xy.numpy()
     return SurfaceGrid(
-        x=_axis(x, auto_grid(allxy[:, 0])), y=_axis(y, auto_grid(allxy[:, 1])),
+        x=_axis(x, auto_grid(allxy[:, 0])), y=_axis(y, auto_grid(allxy[:, 1]), "grid_y"),
         center=p1.double(), center_buffers=_buf(p1_buffers), d0=d0, d1=d1,
         points={nm: allxy[i] for i, nm in enumerate(names)},
         x_label=f"u: L2 distance along {names[1]} − {names[0]}",
@@ -317,10 +360,10 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         The grid, with the projected trajectory and the named ``points``.
 
     Raises:
-        UserError: For a dimension other than 1 or 2, or a short trajectory.
+        UserError: For a dimension other than 1 or 2, a ``y`` axis with ``dim=1``, or a
+            short trajectory.
     """
-    if dim not in (1, 2):
-        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    _check_dim(dim, y)
     dirs, ev = pca_directions(trajectory, layout=layout,
                               keep_bias_bn=keep_bias_bn or layout is None)
     share = "centred variance" if keep_bias_bn or layout is None else \
@@ -334,7 +377,7 @@ def pca_grid(trajectory: Tensor, center: Tensor, center_buffers: Tensor | None =
         pts[name] = project(w[None], c64, *used)[0].numpy()
     return SurfaceGrid(
         x=_axis(x, auto_grid(txy[:, 0])),
-        y=_axis(y, auto_grid(txy[:, 1])) if dim == 2 else None,
+        y=_axis(y, auto_grid(txy[:, 1]), "grid_y") if dim == 2 else None,
         center=c64, center_buffers=_buf(center_buffers), d0=d0, d1=d1, points=pts,
         x_label=f"PC1 ({100 * float(ev[0]):.1f}% of {share})",
         y_label=f"PC2 ({100 * float(ev[1]):.1f}% of {share})" if dim == 2 else "",
@@ -688,7 +731,18 @@ def pca_surface(model: nn.Module, trajectory: Sequence[Any], train: Any, test: A
 
     Returns:
         The :class:`Surface` with the projected trajectory.
+
+    Raises:
+        UserError: For fewer than 3 points (or one that is not a point of the model).
     """
+    try:
+        trajectory = list(trajectory)
+    except TypeError:
+        raise UserTypeError(f"trajectory must be a sequence of points (models, state dicts "
+                            f"or flat weight vectors), got {type(trajectory).__name__}") from None
+    if len(trajectory) < PCA_MIN_POINTS:
+        raise UserError(f"PCA needs a trajectory of at least {PCA_MIN_POINTS} points (models, "
+                        f"state dicts or flat weight vectors), got {len(trajectory)}")
     ev = _evaluator(model, train, test, kw)
     W = torch.stack([as_point(ev.layout, ev.buffer_layout, p)[0] for p in trajectory])
     c, cb = ev.layout.read(model), ev.read_buffers()

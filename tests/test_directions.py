@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+import landscape as ls
 from landscape._errors import UserError
 from landscape.directions import (
     Normalization,
@@ -12,6 +14,7 @@ from landscape.directions import (
     normalize_direction,
     pca_directions,
     plane_basis,
+    project,
     random_direction,
 )
 from landscape.params import ParamKind, ParamLayout
@@ -172,3 +175,34 @@ def test_pca_zeroes_bias_bn_before_the_fit() -> None:
         pca_directions(w[:, :-1], layout=LAYOUT)
     with pytest.raises(UserError, match="coincide in their weight entries"):
         pca_directions(_center() + _H8[0, :, None] * f, layout=LAYOUT, keep_bias_bn=False)
+
+
+def test_unknown_normalization_names_the_choices() -> None:
+    """norm='bogus' is one line naming the keyword and the valid choices (it was the
+    Enum's "'bogus' is not a valid Normalization"), from the direction and the surface."""
+    msg = r"^norm \(--norm\) must be one of \['filter', 'layer', 'none'\], got 'bogus'$"
+    with pytest.raises(UserError, match=msg):
+        random_direction(LAYOUT, _center(), norm="bogus")
+    net = nn.Linear(3, 2)
+    with pytest.raises(UserError, match=msg):
+        ls.random_surface(net, (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])), norm="bogus")
+
+
+def test_project_checks_the_lengths() -> None:
+    """A direction, origin or point set of another length is one line naming both
+    lengths (it was torch's "size mismatch, got input (4), mat (4x10), vec (7)")."""
+    g = torch.Generator().manual_seed(0)
+    pts, o = torch.randn(4, 10, generator=g), torch.randn(10, generator=g)
+    u = torch.zeros(10)
+    u[3] = 1.0
+    with pytest.raises(UserError, match=r"^direction 1 has 7 entries but the points have 10: "
+                       r"project onto vectors of the points' model$"):
+        project(pts, o, u, torch.randn(7))
+    with pytest.raises(UserError, match=r"^origin has 9 entries but the points have 10"):
+        project(pts, torch.zeros(9), u)
+    with pytest.raises(UserError, match=r"^direction 0 has shape \(1, 10\) but the points"):
+        project(pts, o, u[None])
+    with pytest.raises(UserError, match=r"^points must be \(n, n_params\) rows, got shape "
+                       r"\(10,\); stack the points \(one point: points\[None\]\)$"):
+        project(pts[0], o, u)
+    assert project(pts, o, u).tolist() == [[float(p[3] - o[3])] for p in pts.double()]

@@ -14,8 +14,11 @@ from cases import (
     random_spd,
 )
 
+from landscape._errors import UserTypeError
 from landscape.sharpness import (
     adaptive_sharpness,
+    epsilon_sharpness,
+    make_hvp,
     sam_one_step,
     sam_sharpness,
 )
@@ -106,3 +109,25 @@ def test_asam_at_a_least_squares_fit_does_not_depend_on_gradient_rounding(seed: 
     assert b.random_start
     assert a.value == pytest.approx(closed, rel=1e-3)
     assert b.value == pytest.approx(a.value, rel=1e-9)
+
+
+def test_a_loss_that_is_not_a_scalar_tensor_of_theta_is_a_type_error() -> None:
+    """f returning a Python float (.item()), a vector or a detached tensor is one line
+    saying f must return a scalar tensor of theta; a float was autograd's "'float' object
+    is not iterable" from deep inside.  The same f as a tensor gives the closed form."""
+    f = quadratic(H_DIAG, W_STAR)
+    w = W_STAR + 0.1
+    for bad, got in ((lambda t: f(t).item(), " tensor of theta, got float; compute it with "
+                      "torch operations on theta"),
+                     (lambda t: (t - W_STAR) ** 2, r"( tensor of theta)?, got a tensor of "
+                      r"shape \(3,\)"),
+                     (lambda t: f(t).detach(), r" tensor of theta, got a tensor without a "
+                      r"graph \(detached")):
+        for measure in (lambda g: sam_sharpness(g, w, rho=0.1),
+                        lambda g: epsilon_sharpness(g, w),
+                        lambda g: make_hvp(g, w)):
+            with pytest.raises(UserTypeError, match=r"^f must return a scalar" + got):
+                measure(bad)
+    assert isinstance(UserTypeError("x"), TypeError)
+    r = sam_sharpness(f, W_STAR, rho=0.1)
+    assert r.value == pytest.approx(0.02, rel=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import subprocess
@@ -128,6 +129,106 @@ def test_grid_validation() -> None:
     with pytest.raises(UserError, match="another model"):
         SurfaceGrid(x=parse_grid("0:1:2"), y=None, center=torch.zeros(4),
                     center_buffers=torch.zeros(0), d0=torch.zeros(3))
+
+
+def test_grid_values_must_be_a_finite_1d_sequence() -> None:
+    """A number, a 2-D array or a NaN as grid values is one line naming the keyword and
+    the accepted forms (they were "len() of unsized object", numpy's "only 0-dimensional
+    arrays..." and a silent all-NaN surface); a list or 1-D array gives the same
+    surface as the string."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    forms = r"must be a 'start:stop:num' string or a 1-D sequence of finite values, got "
+    for grid, got in ((5, "5"), (np.zeros((2, 2)), r"an array of shape \(2, 2\)"),
+                      ([float("nan")], r"\[nan\] \(not finite\)"),
+                      (["a", "b"], r"\['a', 'b'\]")):
+        with pytest.raises(UserError, match=r"^grid \(--grid\) " + forms + got + "$"):
+            ls.random_surface(net, data, dim=1, grid=grid)
+    inf = r"\[0.0, inf\] \(not finite\)$"
+    with pytest.raises(UserError, match=r"^grid_y \(--grid-y\) " + forms + inf):
+        ls.random_surface(net, data, grid="-1:1:3", grid_y=[0.0, math.inf])
+    s = ls.random_surface(net, data, grid="-1:1:3", grid_y="0:1:2")
+    for grid, grid_y in (([-1.0, 0.0, 1.0], np.array([0.0, 1.0])),
+                         (torch.tensor([-1.0, 0.0, 1.0]), (0, 1))):
+        v = ls.random_surface(net, data, grid=grid, grid_y=grid_y)
+        assert np.array_equal(v.values["train_loss"], s.values["train_loss"])
+    assert s.values["train_loss"].shape == (3, 2)
+    assert np.isfinite(s.values["train_loss"]).all()
+
+
+def test_grid_y_with_dim_1_is_an_error() -> None:
+    """grid_y with dim=1 is one line naming dim=2 (random, PCA and SWAG grids ignored it;
+    the run-file config already refused --grid-y with --dim 1); dim=2 uses it."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    layout = ls.ParamLayout.from_module(net)
+    points = [layout.read(net) + 0.1 * torch.randn(layout.numel) for _ in range(3)]
+    moments = ls.swag_moments(torch.stack([*points, layout.read(net)]), rank=3)
+    msg = r"^grid_y \(--grid-y\) is for 2D surfaces; drop it or use dim=2 \(--dim 2\)$"
+    for make in (lambda **k: ls.random_surface(net, data, **k),
+                 lambda **k: ls.pca_surface(net, points, data, **k),
+                 lambda **k: ls.swag_surface(net, moments, data, **k)):
+        with pytest.raises(UserError, match=msg):
+            make(dim=1, grid="-1:1:3", grid_y="0:1:2")
+        assert make(dim=2, grid="-1:1:3", grid_y="0:1:2").values["train_loss"].shape == (3, 2)
+        assert make(dim=1, grid="-1:1:3").values["train_loss"].shape == (3,)
+
+
+def test_pca_surface_of_a_short_trajectory_names_the_points_it_needs() -> None:
+    """An empty or two-point trajectory is one line naming the 3 points PCA needs (an
+    empty one was torch's "stack expects a non-empty TensorList"), a number a TypeError;
+    three points give a surface."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    layout = ls.ParamLayout.from_module(net)
+    points = [layout.read(net) + 0.1 * torch.randn(layout.numel) for _ in range(3)]
+    for traj in ([], points[:2], torch.stack(points[:1])):
+        with pytest.raises(UserError, match=r"^PCA needs a trajectory of at least 3 points "
+                           rf"\(models, state dicts or flat weight vectors\), got {len(traj)}$"):
+            ls.pca_surface(net, traj, data)
+    with pytest.raises(TypeError, match=r"^trajectory must be a sequence of points .*got int$"):
+        ls.pca_surface(net, 5, data)
+    s = ls.pca_surface(net, points, data, grid="-1:1:3", grid_y="0:1:2")
+    assert s.values["train_loss"].shape == (3, 2)
+    assert np.isfinite(s.values["train_loss"]).all()
+
+
+def test_a_non_finite_line_or_plane_point_is_the_measures_error() -> None:
+    """A NaN or inf in a line endpoint (or a plane point) is measure's one-line non-finite
+    error naming the point; the line was all NaN, even at the finite endpoint
+    (a + 0 * NaN).  Finite endpoints give finite values, the start's loss at t = 0."""
+    import landscape as ls
+
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    layout = ls.ParamLayout.from_module(net)
+    a = layout.read(net)
+    b = a + 0.1 * torch.randn(layout.numel)
+    bad = b.clone()
+    bad[2] = math.nan
+    tail = (r" is not finite; the weights or the data hold NaN/inf \(a diverged "
+            r"checkpoint\?\): check them before evaluating a surface$")
+    with pytest.raises(UserError, match=r"^the line's endpoint 'end'" + tail):
+        ls.line_surface(net, a, bad, data, grid=[0.0, 1.0])
+    with pytest.raises(UserError, match=r"^the line's endpoint 'a'" + tail):
+        ls.line_surface(net, -math.inf * a, b, data, grid=[0.0, 1.0], names=("a", "b"))
+    with pytest.raises(UserError, match=r"^the plane's point 'p3'" + tail):
+        ls.plane_surface(net, a, b, bad, data)
+    s = ls.line_surface(net, a, b, data, grid=[0.0, 1.0])
+    with torch.no_grad():
+        assert s.values["train_loss"][0] == pytest.approx(float(F.cross_entropy(
+            net(data[0]), data[1])), rel=1e-6)
+    assert np.isfinite(s.values["train_loss"]).all()
 
 
 # --------------------------------------------------------------------------- run files

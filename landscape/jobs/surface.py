@@ -30,7 +30,7 @@ import torch
 
 from landscape import _dist, store
 from landscape._errors import UserError
-from landscape.directions import Normalization
+from landscape.directions import as_normalization
 from landscape.evaluate import BNMode, Evaluator, resolve_device
 from landscape.jobs._run import load_run_model, resolve_l2
 from landscape.models import has_batchnorm
@@ -118,7 +118,7 @@ class SurfaceConfig:
         """
         try:
             kind = SurfaceKind(self.kind)
-            Normalization(self.norm)
+            as_normalization(self.norm)
             bn = BNMode(self.bn) if self.bn is not None else None
         except ValueError as e:
             raise UserError(f"{e}; check --kind, --norm and --bn") from None

@@ -61,7 +61,7 @@ from landscape.posterior.ensemble import (
     predict_proba,
     predictive_metrics,
 )
-from landscape.surface import SurfaceGrid, _axis
+from landscape.surface import SurfaceGrid, _axis, _check_dim
 
 #: SWAG's default rank (Maddox et al. use K = 20).
 SWAG_RANK = 20
@@ -473,10 +473,10 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
         The :class:`~landscape.surface.SurfaceGrid`.
 
     Raises:
-        UserError: For a dimension other than 1 or 2 or too few deviations.
+        UserError: For a dimension other than 1 or 2, a ``y`` axis with ``dim=1`` or
+            too few deviations.
     """
-    if dim not in (1, 2):
-        raise UserError(f"{arg('dim')} must be 1 or 2, got {dim}")
+    _check_dim(dim, y)
     dirs, std = swag_directions(moments, dim)
     c = moments.mean.double()
     used = [dirs[i] for i in range(dim)]
@@ -499,8 +499,8 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
     b = torch.zeros(0, dtype=torch.float64) if center_buffers is None else \
         center_buffers.double()
     return SurfaceGrid(
-        x=_axis(x, default(0)), y=_axis(y, default(1)) if dim == 2 else None, center=c,
-        center_buffers=b, d0=used[0], d1=used[1] if dim == 2 else None, points=pts,
+        x=_axis(x, default(0)), y=_axis(y, default(1), "grid_y") if dim == 2 else None,
+        center=c, center_buffers=b, d0=used[0], d1=used[1] if dim == 2 else None, points=pts,
         x_label=f"SWAG direction 1 (L2 distance; deviations' std {float(std[0]):.3g})",
         y_label=(f"SWAG direction 2 (L2 distance; deviations' std {float(std[1]):.3g})"
                  if dim == 2 else ""), **kw)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape._errors import UserTypeError
+
 #: A differentiable loss of a flat ``(n_params,)`` vector, returning a scalar tensor.
 LossFunction = Callable[[Tensor], Tensor]
 #: A (possibly non-differentiable) metric of a flat vector, returning a float.
@@ -55,18 +57,40 @@ def check_flat(theta: Tensor, name: str = "theta") -> None:
         )
 
 
+def scalar_loss(loss: object, name: str = "f") -> Tensor:
+    """``loss`` if it is a one-element tensor that autograd can differentiate.
+
+    Returns:
+        ``loss``.
+
+    Raises:
+        UserTypeError: For a Python number, a tensor of several entries or one
+            built without a graph, before autograd's own error.
+    """
+    if isinstance(loss, Tensor) and loss.numel() == 1 and loss.requires_grad:
+        return loss
+    got = (type(loss).__name__ if not isinstance(loss, Tensor)
+           else f"a tensor of shape {tuple(loss.shape)}" if loss.numel() != 1
+           else "a tensor without a graph (detached or under no_grad)")
+    raise UserTypeError(f"{name} must return a scalar tensor of theta, got {got}; compute "
+                        "it with torch operations on theta (no float(), .item() or numpy)")
+
+
 def value_and_grad(f: LossFunction | Objective, theta: Tensor) -> tuple[float, Tensor]:
     """``f(theta)`` and its gradient (one forward and one backward pass).
 
     Returns:
         The loss as a float and the gradient, detached, with ``theta``'s dtype.
+
+    Raises:
+        UserTypeError: If ``f`` does not return a scalar tensor of ``theta``.
     """
     if isinstance(f, Objective):
         val, g = f.value_and_grad(theta)
         return val, g.detach().to(theta)
     t = theta.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        loss = f(t)
+        loss = scalar_loss(f(t))
         (g,) = torch.autograd.grad(loss, t)
     return float(loss.detach()), g.detach()
 
@@ -76,11 +100,17 @@ def loss_value(f: LossFunction | Metric | Objective, theta: Tensor) -> float:
 
     Returns:
         The value.
+
+    Raises:
+        UserTypeError: If ``f`` returns a tensor of several entries.
     """
     if isinstance(f, Objective):
         return float(f.value(theta))
     with torch.no_grad():
         out = f(theta.detach())
+    if isinstance(out, Tensor) and out.numel() != 1:
+        raise UserTypeError(f"f must return a scalar, got a tensor of shape "
+                            f"{tuple(out.shape)}; reduce it (e.g. .mean())")
     return float(out)
 
 

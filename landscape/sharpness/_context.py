@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import not_finite
 from landscape.evaluate import (
     BNMode,
     EmpiricalRisk,
@@ -83,11 +83,6 @@ class CountedObjective(Counted):
     __call__ = value  # type: ignore[assignment]
 
 
-def _not_finite(what: str) -> UserError:
-    return UserError(f"{what}; the weights or the data hold NaN/inf (a diverged "
-                     "checkpoint?): check them before measuring")
-
-
 def _finite_products(hvp: HVP) -> HVP:
     """``hvp`` that raises a one-line error for a non-finite product (NaN/inf data or
     weights), before it reaches an eigensolver's own message."""
@@ -95,7 +90,7 @@ def _finite_products(hvp: HVP) -> HVP:
     def checked(v: Tensor) -> Tensor:
         out = hvp(v)
         if not bool(torch.isfinite(out).all()):
-            raise _not_finite("a Hessian-vector product at the measured solution is not "
+            raise not_finite("a Hessian-vector product at the measured solution is not "
                               "finite")
         return out
 
@@ -193,7 +188,7 @@ class MeasureContext:
         if self._base_loss is None:
             base = self.risk.value(self.theta)
             if not math.isfinite(base):
-                raise _not_finite(f"the loss at the measured solution is {base}")
+                raise not_finite(f"the loss at the measured solution is {base}")
             self._base_loss = base
         return self._base_loss
 

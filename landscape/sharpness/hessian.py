@@ -46,7 +46,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 
 from landscape._errors import UserError
-from landscape.sharpness._base import HVP, LossFunction, Objective, check_flat
+from landscape.sharpness._base import HVP, LossFunction, Objective, check_flat, scalar_loss
 from landscape.sharpness._config import check_positive, param
 from landscape.sharpness._context import MeasureContext
 from landscape.sharpness._registry import Headline, MeasureSpec, Result, register
@@ -78,7 +78,7 @@ def hvp_double_backward(f: LossFunction, theta: Tensor, *,
 
     def grad_graph() -> Tensor:
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(f(t), t, create_graph=True)
+            (g,) = torch.autograd.grad(scalar_loss(f(t)), t, create_graph=True)
         return g
 
     saved = grad_graph() if reuse_graph else None
