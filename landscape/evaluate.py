@@ -258,6 +258,9 @@ def _checked(criterion: Criterion, out: Tensor, y: Tensor) -> Tensor:
         UserError: Naming the output and target shapes (and, for class indices, the
             range of the targets against the number of outputs) and the fix.
     """
+    if y.is_floating_point() and y.shape == out.shape and out.ndim >= 2 \
+            and _is_cross_entropy(criterion):
+        _check_soft_labels(out, y)
     try:
         return criterion(out, y)
     except UserError:
@@ -279,6 +282,28 @@ def _checked(criterion: Criterion, out: Tensor, y: Tensor) -> Tensor:
             f"the loss cannot take {what}: {_first_line(e)}; give targets the loss "
             "expects (class indices (N,) for cross-entropy, floats shaped like the "
             "output for MSE) or pass loss=... that fits them") from e
+
+
+def _is_cross_entropy(criterion: Criterion) -> bool:
+    f = criterion.func if isinstance(criterion, partial) else criterion
+    return isinstance(f, nn.CrossEntropyLoss) or f is F.cross_entropy
+
+
+def _check_soft_labels(out: Tensor, y: Tensor) -> None:
+    """Cross-entropy reads float targets shaped like the output as class probabilities;
+    raise one line unless they are (regression targets would give a meaningless loss).
+
+    Raises:
+        UserError: Naming the targets' range and row sums, and the fix.
+    """
+    lo, sums = float(y.min()), y.sum(1)
+    tol = max(1e-4, 16 * torch.finfo(y.dtype).eps)
+    if lo < 0 or float((sums - 1).abs().max()) > tol:
+        raise UserError(
+            f"cross-entropy got float targets shaped like the output {tuple(out.shape)} "
+            f"that are not class probabilities (values from {lo:.3g}, row sums "
+            f"{float(sums.min()):.3g}..{float(sums.max()):.3g}); for regression pass "
+            "loss=nn.MSELoss(), for classes integer class indices (N,)")
 
 
 def is_classification(out: Tensor, y: Tensor) -> bool:

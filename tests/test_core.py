@@ -494,6 +494,30 @@ def test_measure_takes_a_torch_dtype_and_refuses_any_other_dtype() -> None:
             ls.measure(_net(), (x, y), "hessian", top_k=1, dtype=bad)
 
 
+@pytest.mark.parametrize("criterion", [None, F.cross_entropy,
+                                       partial(F.cross_entropy, label_smoothing=0.1)])
+def test_cross_entropy_takes_soft_labels_but_not_regression_targets(criterion) -> None:
+    """Float targets shaped like the output are class probabilities to cross-entropy;
+    anything else (regression targets) gave a meaningless loss without a word."""
+    x, _ = _xy(8)
+    net = _net()
+    out = net(x).detach()
+    torch.manual_seed(0)
+    soft = torch.softmax(torch.randn_like(out), 1)
+    ce = criterion or F.cross_entropy
+    ev = Evaluator(net, (x, soft), loss=criterion)
+    assert ev.metrics(["train"])["train"].loss == pytest.approx(float(ce(out, soft)),
+                                                                rel=1e-6)
+    for bad in (torch.randn_like(out), 2 * soft, soft - 0.01):
+        with pytest.raises(UserError, match=r"^cross-entropy got float targets shaped like "
+                           r"the output \(8, 3\) that are not class probabilities.*"
+                           r"loss=nn.MSELoss\(\)"):
+            Evaluator(net, (x, bad), loss=criterion).metrics(["train"])
+    mse = Evaluator(net, (x, 2 * soft), loss=nn.MSELoss())  # regression: fine
+    assert mse.metrics(["train"])["train"].loss == pytest.approx(
+        float(F.mse_loss(out, 2 * soft)), rel=1e-6)
+
+
 @pytest.mark.parametrize("criterion", [nn.CrossEntropyLoss(reduction="sum"),
                                        partial(F.cross_entropy, reduction="sum")])
 def test_a_summing_loss_is_refused_in_one_line(criterion) -> None:
