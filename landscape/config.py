@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landscape._errors import UserError
+from landscape._errors import UserError, arg
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -127,7 +127,7 @@ class TrainConfig:
         """Check ranges that types cannot express; return ``self``.
 
         Raises:
-            UserError: Naming the flag and the valid range.
+            UserError: Naming the field, its flag and the valid range.
         """
         def need(cond: bool, msg: str) -> None:
             if not cond:
@@ -136,28 +136,28 @@ class TrainConfig:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):  # TrainConfig(epochs="3") from Python
             _check_type(f.name, getattr(self, f.name), hints[f.name])
-        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        need(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
-        need(self.wd >= 0, f"--wd must be >= 0, got {self.wd}")
-        need(self.init_jitter >= 0, f"--init-jitter must be >= 0, got {self.init_jitter}")
+        def at_least(name: str, low: float, strict: bool = False) -> None:
+            v = getattr(self, name)
+            need(v is None or (v > low if strict else v >= low),
+                 f"{arg(name)} must be {'>' if strict else '>='} {low:g}, got {v}")
+
+        for name in ("epochs", "batch_size", "model_width", "cycle"):
+            at_least(name, 1)
+        for name in ("wd", "init_jitter", "record_every", "record_steps", "swag_rank"):
+            at_least(name, 0)
+        at_least("lr", 0, strict=True)
+        need(0 <= self.momentum < 1,
+             f"{arg('momentum')} must be in [0, 1), got {self.momentum}")
         need(0 <= self.label_noise < 1,
-             f"--label-noise must lie in [0, 1), got {self.label_noise}")
-        need(self.model_width is None or self.model_width >= 1,
-             f"--model-width must be >= 1, got {self.model_width}")
-        need(self.cycle >= 1, f"--cycle must be >= 1, got {self.cycle}")
-        need(self.record_every >= 0 and self.record_steps >= 0,
-             "--record-every and --record-steps must be >= 0")
+             f"{arg('label_noise')} must lie in [0, 1), got {self.label_noise}")
         if self.swa:
-            need(self.swa_lr > 0, f"--swa-lr must be > 0, got {self.swa_lr}")
+            at_least("swa_lr", 0, strict=True)
             need(0 < self.swa_start < self.swa_budget,
-                 f"--swa-start {self.swa_start} must lie in 1..{self.swa_budget - 1} "
-                 "(before the SWA run ends); lower it or raise --swa-epochs")
-        need(self.swag_rank >= 0, f"--swag-rank must be >= 0, got {self.swag_rank}")
+                 f"{arg('swa_start', self.swa_start)} must lie in 1..{self.swa_budget - 1} "
+                 f"(before the SWA run ends); lower it or raise {arg('swa_epochs')}")
         need(not self.swag or self.swa,
-             "--swag collects its moments during the SWA run, and --no-swa turns that "
-             "run off; drop --no-swa (or --swag)")
+             "swag=True (--swag) collects its moments during the SWA run, and swa=False "
+             "(--no-swa) turns that run off; drop one of them")
         if self.average_epochs is not None:
             parse_range(self.average_epochs)
         return self

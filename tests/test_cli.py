@@ -94,8 +94,8 @@ def test_config_table_sets_a_commands_flags(tiny_run, tmp_path: Path,
     (["--model", "resnet9000"], "unknown model"),
     (["--data", "svhn"], "train_32x32.mat"),
     (["--data", "kaggle-digits"], "train.csv"),
-    (["--swa-start", "50"], "--swa-start 50 must lie in"),
-    (["--lr", "-1"], "--lr must be > 0"),
+    (["--swa-start", "50"], "swa_start=50 (--swa-start 50) must lie in"),
+    (["--lr", "-1"], "lr (--lr) must be > 0"),
     (["--device", "cuda"] , "cuda"),
 ])
 def test_bad_train_input_is_one_line_exit_2(

@@ -46,7 +46,7 @@ def test_corrupt_labels_is_seeded_and_spreads_over_classes() -> None:
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
 def test_label_noise_outside_unit_interval_is_refused(p: float) -> None:
-    with pytest.raises(UserError, match=r"--label-noise must lie in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"label_noise \(--label-noise\) must lie in \[0, 1\)"):
         TrainConfig(label_noise=p).validate()
     with pytest.raises(UserError, match="label-noise"):
         corrupt_labels(torch.zeros(4, dtype=torch.int64), 10, p, 0)
@@ -112,7 +112,7 @@ def test_cli_train_with_label_noise(tmp_path: Path, tiny_config: TrainConfig) ->
 
 def test_cli_refuses_bad_label_noise(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--label-noise", "1.0", "--out", str(tmp_path / "x.h5")]) == 2
-    assert "--label-noise must lie in [0, 1)" in capsys.readouterr().err
+    assert "label_noise (--label-noise) must lie in [0, 1)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("model", "kwarg"), [("mnist1d-cnn", "width"),
@@ -130,7 +130,7 @@ def test_model_width_is_stored_and_rebuilt(tmp_path: Path, tiny_config: TrainCon
 
 
 def test_model_width_validation(tmp_path: Path, tiny_config: TrainConfig) -> None:
-    with pytest.raises(UserError, match="--model-width must be >= 1"):
+    with pytest.raises(UserError, match=r"model_width \(--model-width\) must be >= 1"):
         TrainConfig(model_width=0).validate()
     cfg = tiny_config.replace(model="mnist1d-smallcnn", model_width=8)
     with pytest.raises(UserError, match="--model-width applies to mlp, mnist1d-cnn"):
