@@ -157,7 +157,8 @@ class TrainConfig:
                  f"(before the SWA run ends); lower it or raise {arg('swa_epochs')}")
         need(not self.swag or self.swa,
              "swag=True (--swag) collects its moments during the SWA run, and swa=False "
-             "(--no-swa) turns that run off; drop one of them")
+             "(--no-swa) turns that run off; drop swa=False (--no-swa) or swag=True "
+             "(--swag)")
         if self.average_epochs is not None:
             parse_range(self.average_epochs)
         return self

@@ -175,7 +175,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_a_config_without_swa_is_refused_before_training(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="drop --no-swa"):  # the config collects SWAG
+    with pytest.raises(UserError, match=r"drop swa=False \(--no-swa\)"):  # it collects SWAG
         ex.load_experiment("connect", quick=True, overrides={"swa": False})
     exp = ex.load_experiment("connect", quick=True, overrides={"swa": False, "swag": False})
     with pytest.raises(UserError, match="drop swa = false") as e:

@@ -425,8 +425,8 @@ def test_bad_input_is_one_line_exit_2_and_keeps_the_file(
         assert len(lines) == 1
         return lines[0]
 
-    assert "drop --no-swa" in error("train", "--swag", "--no-swa", "--out",
-                                    str(tmp_path / "x.h5"), "--quiet")
+    assert "drop swa=False (--no-swa) or swag=True (--swag)" in error(
+        "train", "--swag", "--no-swa", "--out", str(tmp_path / "x.h5"), "--quiet")
     assert not (tmp_path / "x.h5").exists()
     run = tmp_path / "run.h5"
     shutil.copy(tiny_run, run)
