@@ -114,6 +114,7 @@ from landscape.store import load, save
 from landscape.surface import (
     Surface,
     SurfaceGrid,
+    SurfaceInterrupted,
     evaluate_grid,
     line_grid,
     line_surface,
@@ -168,7 +169,7 @@ __all__ = [  # noqa: RUF022 (grouped by stage, not sorted)
     # surfaces
     "Surface", "SurfaceGrid", "random_surface", "line_surface", "plane_surface",
     "pca_surface", "random_grid", "line_grid", "plane_grid", "pca_grid", "evaluate_grid",
-    "parse_grid",
+    "parse_grid", "SurfaceInterrupted",
     # measures
     "measure", "measures", "MeasureResult", "MeasureConfig", "hessian_top_eigenvalues",
     "hessian_smallest_eigenvalue", "hutchinson_trace", "hutchpp_trace", "slq_density",

@@ -509,10 +509,12 @@ def evaluate_points(
                     done += 1
                     if callback is not None:
                         callback(done)
-            except Exception as e:
+            except BaseException as e:  # Ctrl-C too: this round's points are not lost
                 if world == 1:
                     if on_round is not None and results:
                         on_round(results)
+                    raise
+                if not isinstance(e, Exception):
                     raise
                 failure = e  # tell the other ranks first, so that no rank waits forever
             elapsed = time.perf_counter() - t0
@@ -539,17 +541,46 @@ def evaluate_points(
     return out
 
 
+class SurfaceInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a surface in Python: ``surface`` keeps the points computed so far.
+
+    Its ``computed`` mask marks them (the others are NaN), so a long 2D surface
+    stopped from a notebook can still be plotted or saved; the command line's
+    ``landscape surface`` resumes instead.
+
+    Attributes:
+        surface: The partial :class:`Surface`.
+    """
+
+    def __init__(self, surface: Surface) -> None:
+        done = int(surface.computed.sum())
+        super().__init__(f"surface interrupted after {done} of {surface.computed.size} "
+                         "points; the exception's .surface holds them")
+        self.surface = surface
+
+
 def evaluate_grid(grid: SurfaceGrid, evaluator: Evaluator, *, progress: bool = False,
                   attrs: Mapping[str, Any] | None = None) -> Surface:
     """Evaluate every point of a grid in memory (one point's weights at a time).
 
     Returns:
         The complete :class:`Surface`.
+
+    Raises:
+        SurfaceInterrupted: On Ctrl-C (a ``KeyboardInterrupt``), with the points
+            computed so far.
     """
     s = Surface.empty(grid, attrs)
-    for k, vals in evaluate_points(evaluator, grid, np.arange(grid.n_points),
-                                   progress=progress):
-        s.set(k, vals)
+
+    def keep(done: Round) -> None:
+        for k, vals in done:
+            s.set(k, vals)
+
+    try:
+        evaluate_points(evaluator, grid, np.arange(grid.n_points), on_round=keep,
+                        progress=progress)
+    except KeyboardInterrupt:
+        raise SurfaceInterrupted(s) from None
     return s
 
 

@@ -471,3 +471,35 @@ def test_surfaces_and_measure_give_the_model_back_in_its_own_mode() -> None:
         assert [m.training for m in net.modules()] == modes, kind
         if kind == "random":  # the centre is the eval-mode loss (dropout off)
             assert out.values["train_loss"][1, 1] == pytest.approx(base, rel=1e-6)
+
+
+def test_an_interrupted_surface_keeps_its_computed_points(monkeypatch) -> None:
+    import landscape as ls
+    import landscape.surface as surf
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).train()
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    before = [p.detach().clone() for p in net.parameters()]
+    full = ls.random_surface(net, (x, y), grid="-1:1:3", seed=2)
+    real, calls = surf.point_values, []
+
+    def stops_at_the_fifth(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(surf, "point_values", stops_at_the_fifth)
+    with pytest.raises(KeyboardInterrupt) as e:  # Ctrl-C still stops the caller
+        ls.random_surface(net, (x, y), grid="-1:1:3", seed=2)
+    assert isinstance(e.value, ls.SurfaceInterrupted)
+    part = e.value.surface
+    assert int(part.computed.sum()) == 4
+    assert str(e.value).startswith("surface interrupted after 4 of 9 points")
+    done = part.computed
+    for m in ("train_loss", "train_acc"):
+        np.testing.assert_array_equal(part.values[m][done], full.values[m][done])
+        assert np.isnan(part.values[m][~done]).all()
+    assert all(torch.equal(p, b) for p, b in zip(net.parameters(), before, strict=True))
+    assert net.training
