@@ -605,6 +605,27 @@ class Evaluator:
         """Samples of ``split`` (``None`` for a stream not yet read once)."""
         return self.data[split].num_samples
 
+    @torch.inference_mode()
+    def check_data(self) -> None:
+        """Run the first batch of every split through the model and the loss, so data
+        that do not fit raise the evaluation path's one line before any long work
+        (training a curve, aligning networks) whose result would be lost.
+
+        The model stays in eval mode, so no BatchNorm statistics change.
+
+        Raises:
+            UserError: Naming the split, for inputs the model cannot take or targets
+                the loss cannot take.
+        """
+        for split in self.data:
+            for xb, yb in self._source(split):
+                try:
+                    out = _lowp(_forward(self.model, self._input(xb)))
+                    self.loss.mean(out, yb.to(self.device))
+                except UserError as e:
+                    raise UserError(f"{split} data: {e}") from e
+                break
+
     # ------------------------------------------------------------------ metrics
     def _source(self, split: str) -> Batches:
         d = self.data[split]
@@ -624,7 +645,8 @@ class Evaluator:
     def _collect(self, splits: tuple[str, ...]) -> dict[str, _SplitStats]:
         """Per-sample losses (or batch sums) and correctness of each split."""
         fused = (len(splits) > 1 and self.loss.per_sample and self.bn is not BNMode.BATCH
-                 and all(isinstance(self.data[s], TensorBatches) for s in splits))
+                 and all(isinstance(self.data[s], TensorBatches) for s in splits)
+                 and len({self.data[s].x.shape[1:] for s in splits}) == 1)
         sources = [("+", self._fused_source(splits))] if fused else [
             (s, self._source(s)) for s in splits]
         stats: dict[str, _SplitStats] = {}

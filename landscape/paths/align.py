@@ -687,13 +687,14 @@ def align_paths(
     Returns:
         The :class:`AlignedPaths` (``.barriers`` for each profile).
     """
+    ev = Evaluator(copy.deepcopy(model_a), train, test, loss=loss, device=device,
+                   batch_size=batch_size, l2=l2)
+    ev.check_data()  # data that do not fit fail here, not after the alignment
     al = align(model_a, model_b, train, method=method, seed=seed, samples=samples,
                progress=progress)
     layout = ParamLayout.from_module(model_a)
     wa = layout.read(model_a)
     wb, wp = layout.read(model_b), layout.read(al.model)
-    ev = Evaluator(copy.deepcopy(model_a), train, test, loss=loss, device=device,
-                   batch_size=batch_size, l2=l2)
     grid = profile_grid(points)
     profiles = {"line": curve_profile(ev, Curve.line(wa, wb), grid, progress=progress),
                 "aligned": curve_profile(ev, Curve.line(wa, wp), grid, progress=progress)}

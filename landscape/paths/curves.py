@@ -49,17 +49,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, not_finite
 from landscape.config import ConnectConfig
 from landscape.data import TensorBatches, as_batches
 from landscape.directions import plane_basis, project
-from landscape.evaluate import Evaluator, Loss, model_device, resolve_device
+from landscape.evaluate import Evaluator, Loss, _forward, model_device, resolve_device
 from landscape.params import ParamLayout
 from landscape.schedules import swa_paper_factor
 from landscape.surface import SurfaceGrid, plane_grid
@@ -293,12 +294,17 @@ def train_curve(
             diverging objective.
     """
     cfg = (config or ConnectConfig()).validate()
-    coef_wd = float(wd if wd is not None else (cfg.wd or 0.0))
+    if wd is not None:  # checked as the config checks its own wd
+        cfg = cfg.replace(wd=wd)
+    coef_wd = float(cfg.wd or 0.0)
     state = curve if isinstance(curve, CurveState) else CurveState(curve)
     c = state.curve
     if c.num_bends < 1:
         raise UserError("the curve has no bends to train; build it with "
                         "Curve.on_segment(kind, a, b, bends=K) and K >= 1")
+    for what, w in (("start (endpoint a)", c.start), ("end (endpoint b)", c.end),
+                    ("bends", c.bends)):
+        check_finite(w, f"the curve's {what}")
     dev = model_device(model) if device is None else resolve_device(device)
     net = copy.deepcopy(model).to(dev).train()
     layout = ParamLayout.from_module(net)
@@ -346,7 +352,8 @@ def train_curve(
                     xb = xb.to(dtype)
                 t = float(torch.rand((), generator=gen, dtype=torch.float64))
                 w = _combine(c.coefficients(t), start, bends, end)
-                out = torch.func.functional_call(net, layout.unflatten(w), (xb,))
+                out = _forward(partial(torch.func.functional_call, net,
+                                       layout.unflatten(w)), xb)
                 obj = crit.mean(out, yb)
                 if coef_wd:
                     obj = obj + 0.5 * coef_wd * w.pow(2).sum()
@@ -633,8 +640,21 @@ def as_vector(layout: ParamLayout, w: nn.Module | Mapping[str, Tensor] | Tensor,
                     f"{type(w).__name__}")
 
 
+def check_finite(w: Tensor, what: str) -> None:
+    """Raise one line if the weights ``w`` hold NaN/inf (a diverged solution).
+
+    Raises:
+        UserError: Naming ``what`` and how many entries are not finite.
+    """
+    bad = int((~torch.isfinite(w.detach())).sum())
+    if bad:
+        raise not_finite(f"{what} has {bad} NaN/inf weight(s) of {w.numel()}",
+                         "connecting")
+
+
 def check_endpoints(a: Tensor, b: Tensor) -> None:
-    """Raise unless ``a`` and ``b`` are two different weight vectors of one length.
+    """Raise unless ``a`` and ``b`` are two different finite weight vectors of one
+    length.
 
     Raises:
         UserError: Naming the problem and the fix.
@@ -643,6 +663,8 @@ def check_endpoints(a: Tensor, b: Tensor) -> None:
         raise UserError(f"the endpoints have {a.numel()} and {b.numel()} weights: they "
                         "are of different architectures; connect two solutions of the "
                         "same model")
+    check_finite(a, "endpoint a")
+    check_finite(b, "endpoint b")
     if torch.equal(a, b):
         raise UserError("both endpoints are the same weights, so there is nothing to "
                         "connect; pass two different solutions (e.g. --solution-a sgd "
@@ -693,11 +715,12 @@ def connect(
     wa, wb = as_vector(layout, a, "endpoint a"), as_vector(layout, b, "endpoint b")
     check_endpoints(wa, wb)
     wd = float(cfg.wd or 0.0)
-    state = train_curve(model, Curve.on_segment(cfg.curve, wa, wb, cfg.bends), train, cfg,
-                        wd=wd, loss=loss, device=device, progress=progress)
     ev = Evaluator(copy.deepcopy(model), train, test, loss=loss, device=device,
                    batch_size=cfg.eval_batch_size, l2=wd)
+    ev.check_data()  # data that do not fit fail here, not after training the curve
     grid = profile_grid(cfg.points)
+    state = train_curve(model, Curve.on_segment(cfg.curve, wa, wb, cfg.bends), train, cfg,
+                        wd=wd, loss=loss, device=device, progress=progress)
     return Connection(state.curve, curve_profile(ev, state.curve, grid, progress=progress),
                       curve_profile(ev, Curve.line(wa, wb), grid, progress=progress),
                       state.history)

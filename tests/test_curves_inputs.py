@@ -1,0 +1,118 @@
+"""Bad input to curves, alignment paths and the gap: one-line errors before any long work."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import landscape as ls
+from landscape._errors import UserError
+from landscape.evaluate import Evaluator
+from landscape.params import ParamLayout
+from landscape.paths import Curve, curve_profile, train_curve
+from landscape.paths import curves as curves_mod
+
+
+def _mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+@pytest.fixture(scope="module")
+def case() -> dict:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 10, generator=g), torch.randint(0, 3, (120,), generator=g)
+    xt, yt = torch.randn(40, 10, generator=g), torch.randint(0, 3, (40,), generator=g)
+    a, b = _mlp(1), _mlp(2)
+    layout = ParamLayout.from_module(a)
+    return dict(x=x, y=y, xt=xt, yt=yt, a=a, b=b, m=_mlp(3), layout=layout,
+                wa=layout.read(a), wb=layout.read(b))
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> list:
+    calls: list = []
+
+    def spy(*args: object, **kw: object) -> None:
+        calls.append(args)
+        raise AssertionError("trained before checking the data")
+
+    monkeypatch.setattr(curves_mod, "train_curve", spy)
+    return calls
+
+
+# =========================================================================== item 1
+def test_connect_checks_the_test_data_before_training(case: dict, monkeypatch) -> None:
+    _no_training(monkeypatch)
+    bad = (torch.randn(20, 7), case["y"][:20])
+    with pytest.raises(UserError, match=r"^test data: the model cannot take inputs of "
+                                        r"shape \(20, 7\)") as e:
+        ls.connect(case["m"], case["a"], case["b"], (case["x"], case["y"]), bad, epochs=3)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"^test data: the loss .*class targets must lie "
+                                        r"in 0..2"):
+        ls.connect(case["m"], case["a"], case["b"], (case["x"], case["y"]),
+                   (case["xt"], case["yt"] + 5), epochs=3)
+
+
+def test_connect_still_gives_the_numbers_of_training_then_profiling(case: dict) -> None:
+    res = ls.connect(case["m"], case["wa"], case["wb"], (case["x"], case["y"]),
+                     (case["xt"], case["yt"]), epochs=2, points=5)
+    cfg = ls.ConnectConfig().replace(epochs=2, points=5)
+    st = train_curve(case["m"], Curve.on_segment("bezier", case["wa"], case["wb"], 1),
+                     (case["x"], case["y"]), cfg, wd=0.0)
+    assert torch.equal(res.curve.bends, st.curve.bends)
+    ev = Evaluator(case["m"], (case["x"], case["y"]), (case["xt"], case["yt"]))
+    prof = curve_profile(ev, st.curve, 5)
+    for k, v in prof.metrics.items():
+        np.testing.assert_array_equal(res.profile.metrics[k], v)
+    assert res.profile.metrics["test_err"].shape == (5,)
+
+
+def test_align_paths_checks_the_test_data_before_aligning(case: dict,
+                                                         monkeypatch) -> None:
+    align_mod = importlib.import_module("landscape.paths.align")
+
+    def spy(*a: object, **k: object) -> None:
+        raise AssertionError("aligned before checking the data")
+
+    monkeypatch.setattr(align_mod, "align", spy)
+    with pytest.raises(UserError, match=r"^test data: the model cannot take inputs of "
+                                        r"shape \(20, 7\)"):
+        ls.align_paths(case["a"], case["b"], (case["x"], case["y"]),
+                       (torch.randn(20, 7), case["y"][:20]))
+
+
+# =========================================================================== item 2
+def test_training_with_misfit_inputs_is_the_evaluation_paths_line(case: dict) -> None:
+    bad = (torch.randn(120, 7), case["y"])
+    c = Curve.on_segment("bezier", case["wa"], case["wb"])
+    with pytest.raises(UserError, match=r"^the model cannot take inputs of shape "
+                                        r"\(120, 7\) \(float32\): mat1"):
+        train_curve(case["m"], c, bad, ls.ConnectConfig(batch_size=200))
+    with pytest.raises(UserError, match=r"^train data: the model cannot take inputs"):
+        ls.connect(case["m"], case["a"], case["b"], bad, epochs=1)
+
+
+# =========================================================================== item 3
+def test_non_finite_endpoints_and_bad_wd_are_refused_before_training(case: dict) -> None:
+    wn = case["wa"].clone()
+    wn[3] = math.nan
+    with pytest.raises(UserError, match=r"^endpoint a has 1 NaN/inf weight\(s\) of 227;"):
+        ls.connect(case["m"], wn, case["b"], (case["x"], case["y"]), epochs=1)
+    c = Curve.on_segment("bezier", case["wa"], wn)
+    with pytest.raises(UserError, match=r"^the curve's end \(endpoint b\) has 1 NaN"):
+        train_curve(case["m"], c, (case["x"], case["y"]))
+    good = Curve.on_segment("bezier", case["wa"], case["wb"])
+    for wd in (-1.0, math.nan):
+        with pytest.raises(UserError, match=r"--wd must be >= 0"):
+            train_curve(case["m"], good, (case["x"], case["y"]), wd=wd)
+    cfg = ls.ConnectConfig(epochs=1)
+    s1 = train_curve(case["m"], good, (case["x"], case["y"]), cfg, wd=1e-2)
+    s2 = train_curve(case["m"], good, (case["x"], case["y"]), cfg.replace(wd=1e-2))
+    assert torch.equal(s1.curve.bends, s2.curve.bends)
+    assert s1.history["loss"] == s2.history["loss"]
