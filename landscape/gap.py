@@ -81,6 +81,35 @@ def minimum_location(t: np.ndarray, values: np.ndarray, *, refine: bool = True) 
     return float(np.clip(t0 - 0.5 * num / denom, t0, t2))
 
 
+def _line_coordinates(t: Any, what: str = "line_gap") -> np.ndarray:
+    """``t`` as a float64 array, checked to be 1-D, finite and strictly increasing.
+
+    Raises:
+        UserTypeError: For a single number (not a grid of coordinates).
+        UserError: For anything but at least two finite increasing values.
+    """
+    eg = "e.g. np.linspace(-0.5, 1.5, 21)"
+    if np.ndim(t) == 0:
+        raise UserTypeError(f"{what} takes the line coordinates t as a sequence, got "
+                            f"the single value {t!r}; pass the values, {eg}")
+    try:
+        ts = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserTypeError(f"{what} needs numbers for t, got {t!r}; pass the values, "
+                            f"{eg}") from None
+    if ts.ndim != 1 or ts.size < 2 or not np.isfinite(ts).all() or np.any(
+            np.diff(ts) <= 0):
+        shown = np.array2string(ts.ravel(), threshold=8, separator=", ")
+        raise UserError(f"{what} needs t as a 1-D increasing sequence of at least 2 "
+                        f"distinct finite values, got {shown} (shape {ts.shape}); {eg}")
+    return ts
+
+
+def _minimum_or_nan(t: np.ndarray, values: np.ndarray, refine: bool) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    return minimum_location(t, v, refine=refine) if np.isfinite(v).any() else np.nan
+
+
 @dataclass(frozen=True)
 class Shift:
     """Locations of the train-loss and test-error minima along a line.
@@ -112,10 +141,27 @@ def train_test_shift(t: np.ndarray, train_loss: np.ndarray, test_err: np.ndarray
         refine: See :func:`minimum_location`.
 
     Returns:
-        The two minima and the shift.
+        The two minima and the shift; a minimum of values with none finite (the
+        test error of a regression model) is NaN, and so is the shift.
+
+    Raises:
+        UserError: For ``t`` not a 1-D increasing sequence of at least 2 finite
+            values, values of another length, or a distance not finite and > 0.
     """
-    a = minimum_location(t, train_loss, refine=refine)
-    b = minimum_location(t, test_err, refine=refine)
+    t = _line_coordinates(t, "train_test_shift")
+    for name, v in (("train_loss", train_loss), ("test_err", test_err)):
+        if np.shape(v) != t.shape:
+            raise UserError(f"train_test_shift needs {name} with one value per t "
+                            f"{t.shape}, got shape {np.shape(v)}")
+    try:
+        distance = float(distance)
+    except (TypeError, ValueError):
+        raise UserTypeError(f"distance must be a number, got {distance!r}") from None
+    if not (np.isfinite(distance) and distance > 0):
+        raise UserError(f"distance is the L2 length ||b - a|| of one unit of t and must "
+                        f"be finite and > 0, got {distance}")
+    a = _minimum_or_nan(t, train_loss, refine)
+    b = _minimum_or_nan(t, test_err, refine)
     return Shift(a, b, b - a, float(distance), (b - a) * float(distance))
 
 
@@ -202,6 +248,15 @@ def trajectory_gaps(evaluator: Evaluator, weights: np.ndarray | Tensor,
     W = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
     B = None if buffers is None else torch.as_tensor(np.asarray(buffers),
                                                      dtype=torch.float32)
+    if W.ndim != 2 or len(W) == 0:
+        raise UserError(f"trajectory_gaps needs weights of shape (points, parameters) "
+                        f"with at least one point, got {tuple(W.shape)}; pass the "
+                        "recorded trajectory (one flat weight vector per row)")
+    evaluator.layout.check_vector(W[0], "each row of the trajectory's weights")
+    if B is not None and (B.ndim != 2 or len(B) != len(W)):
+        raise UserError(f"trajectory_gaps needs one row of buffers per row of weights "
+                        f"({len(W)}), got buffers of shape {tuple(B.shape)}; pass the "
+                        "buffers recorded with these weights, or None")
     rows = []
     with _bar(progress, len(W), "trajectory gap") as bar:
         for i in range(len(W)):
@@ -240,15 +295,18 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
         evaluator: The evaluation path (``bn=recompute`` for BN models).
         a: ``(n,)`` weights at ``t = 0``.
         b: ``(n,)`` weights at ``t = 1``.
-        t: Line coordinates.
+        t: Line coordinates, increasing (e.g. ``np.linspace(-0.5, 1.5, 21)``; a
+            number of points is refused: the range is not implied).
         refine: See :func:`minimum_location`.
         progress: A tqdm bar on stderr.
 
     Returns:
-        The metrics and the train–test shift.
+        The metrics and the train–test shift (NaN minimum and shift for the test
+        error of a regression model).
 
     Raises:
-        UserError: If the endpoints coincide or differ in length.
+        UserError: If the endpoints coincide or differ in length, or ``t`` is not a
+            1-D increasing sequence of at least 2 finite values.
     """
     for name, v in (("a", a), ("b", b)):
         if not isinstance(v, Tensor):
@@ -263,10 +321,7 @@ def line_gap(evaluator: Evaluator, a: Tensor, b: Tensor, t: Sequence[float] | np
     if dist == 0:
         raise UserError("the two solutions are identical, so there is no line between "
                         "them; pick two different solutions with --from/--to")
-    ts = np.asarray(t, dtype=np.float64).ravel()
-    if ts.size == 0 or not np.isfinite(ts).all():
-        raise UserError(f"line_gap needs finite values of t, got {ts.tolist()}; e.g. "
-                        "np.linspace(-0.5, 1.5, 21)")
+    ts = _line_coordinates(t)
     rows, ce = [], []
     with _bar(progress, ts.size, "line gap") as bar:
         for ti in ts:

@@ -116,3 +116,63 @@ def test_non_finite_endpoints_and_bad_wd_are_refused_before_training(case: dict)
     s2 = train_curve(case["m"], good, (case["x"], case["y"]), cfg.replace(wd=1e-2))
     assert torch.equal(s1.curve.bends, s2.curve.bends)
     assert s1.history["loss"] == s2.history["loss"]
+
+
+# =========================================================================== item 4
+def test_line_gap_refuses_a_grid_that_is_not_increasing(case: dict) -> None:
+    ev = Evaluator(case["m"], (case["x"], case["y"]), (case["xt"], case["yt"]))
+    with pytest.raises(TypeError, match=r"^line_gap takes the line coordinates t as a "
+                                        r"sequence, got the single value 21;"):
+        ls.line_gap(ev, case["wa"], case["wb"], 21)
+    for bad in ([0.0, 1.0, 0.5], [0.0, 0.0, 1.0], [0.5], [[0.0, 1.0]], [0.0, math.inf]):
+        with pytest.raises(UserError, match=r"^line_gap needs t as a 1-D increasing "
+                                            r"sequence of at least 2 distinct finite"):
+            ls.line_gap(ev, case["wa"], case["wb"], bad)
+    t = np.linspace(-0.5, 1.5, 5)
+    g = ls.line_gap(ev, case["wa"], case["wb"], t)
+    for i, ti in enumerate(t):
+        w = (case["wa"].double() + ti * (case["wb"].double() - case["wa"].double()))
+        m = ev.evaluate(w.float())
+        assert g.metrics["test_err"][i] == m["test"].err
+    assert g.shift.t_test in t or t[0] < g.shift.t_test < t[-1]
+
+
+def test_line_gap_of_a_regressor_keeps_its_metrics_with_a_nan_shift(case: dict) -> None:
+    g = torch.Generator().manual_seed(1)
+    yr, ytr = torch.randn(120, 3, generator=g), torch.randn(40, 3, generator=g)
+    ev = Evaluator(case["m"], (case["x"], yr), (case["xt"], ytr), loss=nn.MSELoss())
+    t = np.linspace(0.0, 1.0, 3)
+    res = ls.line_gap(ev, case["wa"], case["wb"], t)
+    assert math.isnan(res.shift.t_test)
+    assert math.isnan(res.shift.shift)
+    assert res.shift.t_train == ls.gap.minimum_location(t, res.metrics["train_loss"])
+    mid = ev.evaluate(((case["wa"].double() + case["wb"].double()) / 2).float())
+    assert res.metrics["test_loss"][1] == mid["test"].loss
+    assert np.isnan(res.metrics["test_err"]).all()
+
+
+def test_train_test_shift_refuses_a_bad_distance() -> None:
+    t = np.linspace(-0.5, 1.5, 21)
+    s = ls.train_test_shift(t, (t - 0.8) ** 2, (t - 1.1) ** 2, distance=2.0)
+    assert s.shift == pytest.approx(0.6)
+    for d in (-2.0, math.nan, 0.0):
+        with pytest.raises(UserError, match=r"^distance is the L2 length .* must be "
+                                            r"finite and > 0"):
+            ls.train_test_shift(t, (t - 0.8) ** 2, (t - 1.1) ** 2, distance=d)
+    with pytest.raises(UserError, match=r"^train_test_shift needs t as a 1-D increasing"):
+        ls.train_test_shift(t[::-1], t, t, distance=1.0)
+
+
+def test_trajectory_gaps_checks_shapes_before_evaluating(case: dict) -> None:
+    ev = Evaluator(case["m"], (case["x"], case["y"]), (case["xt"], case["yt"]))
+    W = torch.stack([case["wa"], case["wb"]]).numpy()
+    with pytest.raises(UserError, match=r"^trajectory_gaps needs one row of buffers per "
+                                        r"row of weights \(2\), got buffers of shape "
+                                        r"\(1, 0\)"):
+        ls.trajectory_gaps(ev, W, np.zeros((1, 0), dtype=np.float32))
+    with pytest.raises(UserError, match=r"^trajectory_gaps needs weights of shape "
+                                        r"\(points, parameters\) with at least one point, "
+                                        r"got \(0, 227\)"):
+        ls.trajectory_gaps(ev, W[:0])
+    out = ls.trajectory_gaps(ev, W)
+    assert out["test_err"][1] == ev.evaluate(case["wb"])["test"].err

@@ -280,8 +280,9 @@ def test_line_gap_names_model_endpoints_and_an_empty_grid() -> None:
     with pytest.raises(TypeError, match=r"^line_gap's endpoint a must be a flat weight "
                                         r"vector, got Sequential; .*layout.read\(model\)"):
         line_gap(ev, net, a, [0.0, 1.0])
-    for t in ([], [0.0, float("nan")]):
-        with pytest.raises(UserError, match=r"^line_gap needs finite values of t"):
+    for t in ([], [0.0, float("nan")], [0.0]):  # one point has no minimum to locate
+        with pytest.raises(UserError, match=r"^line_gap needs t as a 1-D increasing "
+                                            r"sequence of at least 2 distinct finite"):
             line_gap(ev, a, a + 1.0, t)
-    one = line_gap(ev, a, a + 1.0, [0.0])  # one point still works
-    assert one.metrics["train_loss"].shape == (1,)
+    two = line_gap(ev, a, a + 1.0, [0.0, 1.0])
+    assert two.metrics["train_loss"].shape == (2,)
