@@ -16,6 +16,7 @@ from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.paths import Curve, curve_profile, train_curve
 from landscape.paths import curves as curves_mod
+from landscape.paths.curves import curve_coefficients
 
 
 def _mlp(seed: int) -> nn.Module:
@@ -176,3 +177,28 @@ def test_trajectory_gaps_checks_shapes_before_evaluating(case: dict) -> None:
         ls.trajectory_gaps(ev, W[:0])
     out = ls.trajectory_gaps(ev, W)
     assert out["test_err"][1] == ev.evaluate(case["wb"])["test"].err
+
+
+# =========================================================================== item 5
+def test_curve_construction_errors_are_one_line(case: dict) -> None:
+    wa, wb = case["wa"], case["wb"]
+    with pytest.raises(UserError, match=r"^curve endpoints have shapes \(227,\) and "
+                                        r"\(226,\); pass two flat weight vectors"):
+        Curve.on_segment("bezier", wa, wb[:-1])
+    for a, b, got in ((case["a"], case["b"], "Sequential"),
+                      (wa.tolist(), wb.tolist(), "list")):
+        with pytest.raises(TypeError, match=rf"^the curve's start must be a flat weight "
+                                            rf"vector \(a 1-D tensor\), got {got}; for a "
+                                            r"model pass ParamLayout.from_module"):
+            Curve.on_segment("bezier", a, b)
+    with pytest.raises(TypeError, match=r"^the curve's bends must be a \(K, n\) tensor"):
+        Curve("bezier", wa, wb, [[0.0]])
+    for bends in (2.5, True):
+        with pytest.raises(TypeError, match=r"^the number of bends must be an int K >= 0"):
+            Curve.on_segment("bezier", wa, wb, bends)
+    c = Curve.on_segment("polychain", wa, wb, np.int64(2))
+    torch.testing.assert_close(c.bends[1], wa + (2 / 3) * (wb - wa), rtol=0, atol=1e-6)
+    for kind, bends in (("polychain", -1), ("bezier", -2)):
+        with pytest.raises(UserError, match=rf"^a curve has K >= 0 bends, got {bends}$"):
+            curve_coefficients(kind, bends, 0.3)
+    assert curve_coefficients("polychain", 0, 0.3) == pytest.approx([0.7, 0.3])

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, not_finite
+from landscape._errors import UserError, UserTypeError, not_finite
 from landscape.config import ConnectConfig
 from landscape.data import TensorBatches, as_batches
 from landscape.directions import plane_basis, project
@@ -81,6 +82,26 @@ def _kind(kind: CurveKind | str) -> CurveKind:
 
 
 # =========================================================================== the curve
+def _num_bends(bends: Any) -> int:
+    """``bends`` as an int ``K >= 0``, else one line."""
+    if isinstance(bends, bool) or not isinstance(bends, numbers.Integral):
+        raise UserTypeError(f"the number of bends must be an int K >= 0, got {bends!r}")
+    if bends < 0:
+        raise UserError(f"a curve has K >= 0 bends, got {bends}")
+    return int(bends)
+
+
+def _weights(w: Any, what: str) -> Tensor:
+    """``w`` checked to be a flat weight tensor, else one line naming the fix."""
+    if not isinstance(w, Tensor):
+        kind = ("a (K, n) tensor of flat weight vectors" if what == "bends"
+                else "a flat weight vector (a 1-D tensor)")
+        raise UserTypeError(f"the curve's {what} must be {kind}, got "
+                            f"{type(w).__name__}; for a model pass "
+                            "ParamLayout.from_module(model).read(model)")
+    return w
+
+
 def curve_coefficients(kind: CurveKind | str, bends: int, t: float) -> list[float]:
     r"""Weights of :math:`(\hat w_1, \theta_1, \dots, \theta_K, \hat w_2)` in :math:`\phi(t)`.
 
@@ -104,6 +125,7 @@ def curve_coefficients(kind: CurveKind | str, bends: int, t: float) -> list[floa
         >>> curve_coefficients("polychain", 3, 0.375)
         [0.0, 0.5, 0.5, 0.0, 0.0]
     """
+    bends = _num_bends(bends)
     t = float(t)
     if not 0.0 <= t <= 1.0:
         raise UserError(f"a curve is defined for t in [0, 1], got t={t}")
@@ -144,6 +166,8 @@ class Curve:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _kind(self.kind))
+        for what in ("start", "end", "bends"):
+            _weights(getattr(self, what), what)
         if self.start.ndim != 1 or self.start.shape != self.end.shape:
             raise UserError(
                 f"curve endpoints have shapes {tuple(self.start.shape)} and "
@@ -164,10 +188,16 @@ class Curve:
             The initial curve.
 
         Raises:
-            UserError: For ``bends < 0``.
+            UserError: For ``bends < 0`` or endpoints of different shapes.
+            UserTypeError: For endpoints that are not tensors (e.g. models) or a
+                number of bends that is not an int.
         """
-        if bends < 0:
-            raise UserError(f"a curve has K >= 0 bends, got {bends}")
+        bends = _num_bends(bends)
+        start, end = _weights(start, "start"), _weights(end, "end")
+        if start.ndim != 1 or start.shape != end.shape:
+            raise UserError(
+                f"curve endpoints have shapes {tuple(start.shape)} and "
+                f"{tuple(end.shape)}; pass two flat weight vectors of one model")
         d = end.double() - start.double()
         rows = [(start.double() + (i / (bends + 1)) * d).to(start.dtype)
                 for i in range(1, bends + 1)]
