@@ -202,3 +202,32 @@ def test_curve_construction_errors_are_one_line(case: dict) -> None:
         with pytest.raises(UserError, match=rf"^a curve has K >= 0 bends, got {bends}$"):
             curve_coefficients(kind, bends, 0.3)
     assert curve_coefficients("polychain", 0, 0.3) == pytest.approx([0.7, 0.3])
+
+
+# =========================================================================== item 6
+def test_profile_points_and_plane_steps_are_ints_and_arguments_in_order(case: dict) -> None:
+    ev = Evaluator(case["m"], (case["x"], case["y"]), (case["xt"], case["yt"]))
+    c = Curve.on_segment("bezier", case["wa"], case["wb"])
+    ref = curve_profile(ev, c, 5)
+    got = curve_profile(ev, c, np.int64(5))
+    np.testing.assert_array_equal(got.t, [0.0, 0.25, 0.5, 0.75, 1.0])
+    for k, v in ref.metrics.items():
+        np.testing.assert_array_equal(got.metrics[k], v)
+    for t in (5.0, True):
+        with pytest.raises(TypeError, match=rf"^t must be a number of points \(an int\) "
+                                            rf"or the values of t, got {t!r}"):
+            curve_profile(ev, c, t)
+    bent = c.with_bends(c.bends + 0.5)
+    with pytest.raises(TypeError, match=r"^steps must be an int >= 1 .*got 2.5$"):
+        ls.curve_plane_grid(bent, steps=2.5)
+    np.testing.assert_array_equal(ls.curve_plane_grid(bent, steps=np.int64(2)).x,
+                                  ls.curve_plane_grid(bent, steps=2).x)
+    with pytest.raises(TypeError, match=r"^curve_profile's first argument must be an "
+                                        r"Evaluator, got Sequential"):
+        curve_profile(case["m"], c)
+    with pytest.raises(TypeError, match=r"^train_curve's first argument must be the "
+                                        r"model \(a torch.nn.Module\), got Curve"):
+        train_curve(c, case["m"], (case["x"], case["y"]))
+    with pytest.raises(TypeError, match=r"^connect's model must be the network .* got "
+                                        r"str$"):
+        ls.connect("net", case["a"], case["b"], (case["x"], case["y"]))

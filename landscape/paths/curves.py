@@ -323,6 +323,14 @@ def train_curve(
         UserError: For a curve without bends, a curve of another model, or a
             diverging objective.
     """
+    if not isinstance(model, nn.Module):
+        raise UserTypeError(f"train_curve's first argument must be the model (a torch.nn."
+                            f"Module), got {type(model).__name__}; call train_curve(model, "
+                            "curve, train)")
+    if not isinstance(curve, (Curve, CurveState)):
+        raise UserTypeError(f"train_curve's curve must be a Curve or a CurveState, got "
+                            f"{type(curve).__name__}; call train_curve(model, curve, "
+                            "train)")
     cfg = (config or ConnectConfig()).validate()
     if wd is not None:  # checked as the config checks its own wd
         cfg = cfg.replace(wd=wd)
@@ -508,7 +516,19 @@ def curve_profile(evaluator: Evaluator, curve: Curve,
     Raises:
         UserError: For a grid that does not run from 0 to 1.
     """
-    ts = profile_grid(t) if isinstance(t, int) else np.asarray(t, dtype=np.float64)
+    if not isinstance(evaluator, Evaluator):
+        raise UserTypeError(f"curve_profile's first argument must be an Evaluator, got "
+                            f"{type(evaluator).__name__}; call curve_profile(Evaluator("
+                            "model, train, test), curve, t)")
+    if not isinstance(curve, Curve):
+        raise UserTypeError(f"curve_profile's curve must be a Curve, got "
+                            f"{type(curve).__name__}; e.g. Curve.line(a, b) or a "
+                            "connection's .curve")
+    if isinstance(t, bool) or (np.ndim(t) == 0 and not isinstance(t, numbers.Integral)):
+        raise UserTypeError(f"t must be a number of points (an int) or the values of t, "
+                            f"got {t!r}; e.g. t=31")
+    ts = (profile_grid(int(t)) if isinstance(t, numbers.Integral)
+          else np.asarray(t, dtype=np.float64))
     if ts.ndim != 1 or ts.size < 2 or ts[0] != 0.0 or ts[-1] != 1.0 or np.any(
             np.diff(ts) <= 0):
         raise UserError("the t values of a profile must increase from 0 to 1 (both "
@@ -598,6 +618,13 @@ def curve_plane_grid(curve: Curve, *, bend: int = 0, steps: int = 10,
         >>> curve_plane_coords(c, g, [0.5]).tolist()
         [[1.0, 0.5]]
     """
+    if not isinstance(curve, Curve):
+        raise UserTypeError(f"curve_plane_grid takes a Curve, got {type(curve).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise UserTypeError(f"steps must be an int >= 1 (grid steps from a to b), got "
+                            f"{steps!r}")
+    if isinstance(bend, bool) or not isinstance(bend, numbers.Integral):
+        raise UserTypeError(f"bend must be an int (the bend's index), got {bend!r}")
     if not 0 <= bend < curve.num_bends:
         raise UserError(f"bend {bend} does not exist: the curve has {curve.num_bends} "
                         f"bend(s), numbered from 0")
@@ -739,6 +766,9 @@ def connect(
         >>> res.profile.t.tolist(), sorted(res.barriers)
         ([0.0, 0.25, 0.5, 0.75, 1.0], ['curve', 'line'])
     """
+    if not isinstance(model, nn.Module):
+        raise UserTypeError(f"connect's model must be the network both solutions belong "
+                            f"to (a torch.nn.Module), got {type(model).__name__}")
     cfg = config or ConnectConfig()
     cfg = cfg.replace(**overrides) if overrides else cfg.validate()
     layout = ParamLayout.from_module(model)
