@@ -280,14 +280,15 @@ def plot_surface_2d(path: str | os.PathLike, name: str, metric: str = "train_los
     Raises:
         UserError: If the surface is not 2D.
     """
+    levels = _check_levels(levels)
     s = read_surface(path, name)
     gx, gy = s.grid.x, s.grid.y
     if gy is None:
         raise UserError(f"surface {name} is 1D; use plot_surface_1d")
     z = _grid(s, name, metric).T  # (ny, nx) for contourf
+    lv = _levels(z, levels, metric.endswith("_loss"))  # before a figure is opened
     with style():
         fig, ax = fig_and_axes(ax)
-        lv = _levels(z, levels, metric.endswith("_loss"))
         cs = ax.contourf(gx, gy, z, levels=lv, cmap="viridis", extend="max")
         ax.contour(gx, gy, z, levels=lv[::3], colors="white", linewidths=0.5, alpha=0.7)
         fig.colorbar(cs, ax=ax, label=_label(metric, _l2(s)), format="%.3g")
@@ -592,6 +593,21 @@ def plot_swa_vs_sgd(path: str | os.PathLike, *, metrics: Sequence[str] | None = 
 
 
 # =========================================================================== paths, posteriors
+#: Metrics stored along a curve or a line (``train_ce``: the train loss without L2).
+PROFILE_METRICS = ("train_loss", "train_ce", "train_err", "test_loss", "test_err")
+
+
+def _check_levels(levels: Any) -> int:
+    """``levels`` as an int >= 2, else one line (before any figure is opened)."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
+        raise UserError(f"levels must be an int >= 2 (the number of contour levels), "
+                        f"got {levels!r}")
+    if levels < 2:
+        raise UserError(f"levels must be >= 2 (filled contours need two levels), got "
+                        f"{levels}; e.g. levels=25")
+    return int(levels)
+
+
 def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train_loss", *,
                         ax: Axes | None = None) -> tuple[Figure, Axes]:
     """A metric along the trained curve and along the line between the same endpoints.
@@ -614,7 +630,13 @@ def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train
         UserError: If the curve or its profiles are missing.
     """
     from landscape.paths.curves import barrier
+    from landscape.store._h5 import check_file
+    from landscape.store.curves import CURVE_KINDS
 
+    if metric not in PROFILE_METRICS:
+        raise UserError(f"unknown profile metric {metric!r}; use one of "
+                        f"{', '.join(PROFILE_METRICS)}")
+    check_file(path, CURVE_KINDS)  # a missing file says so, not "no curve"
     attrs = curve_attrs(path, name)
     if attrs is None:
         raise UserError(f"no curve {name!r} in {path}; run `landscape connect` first")
@@ -664,6 +686,7 @@ def plot_curve_plane(path: str | os.PathLike, name: str, metric: str = "train_lo
     """
     from landscape.store import read_curve_plane
 
+    levels = _check_levels(levels)
     drawn = read_curve_plane(path, name)
     if drawn is None:
         raise UserError(f"surface {name!r} of {path} is not a curve's plane; make one "
@@ -1027,21 +1050,20 @@ def plot_alignment(path: str | os.PathLike, name: str, metric: str = "test_err",
     Raises:
         UserError: If no stored profile has ``metric``.
     """
-    profiles = alignment_profiles(path, name)
+    profiles = {w: p for w, p in alignment_profiles(path, name).items()
+                if metric in p.metrics}
+    if not profiles:  # before a figure is opened
+        raise UserError(f"alignment {name!r} of {path} has no {metric} profile; use "
+                        f"one of {', '.join(PROFILE_METRICS)} once `landscape align` "
+                        "has finished")
     with style():
         fig, ax = fig_and_axes(ax)
-        drawn = 0
         for which, p in profiles.items():
-            if metric not in p.metrics:
-                continue
             color, label = _PROFILE_STYLE.get(which, (OKABE_ITO["purple"], which))
             scale = 100.0 if metric.endswith("_err") else 1.0
             bar = p.barriers.get(metric, float("nan")) * scale
             ax.plot(p.t, p.metrics[metric] * scale, color=color, lw=2,
                     label=f"{label} (barrier {bar:.3g})")
-            drawn += 1
-        if not drawn:
-            raise UserError(f"alignment {name!r} of {path} has no {metric} profile")
         ax.set_xlabel("t (A at 0, B at 1)")
         ax.set_ylabel(_label(metric) if metric != "test_err" else "test error (%)")
         ax.set_title(f"{Path(path).stem}: {name}")

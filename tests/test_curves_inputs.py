@@ -231,3 +231,39 @@ def test_profile_points_and_plane_steps_are_ints_and_arguments_in_order(case: di
     with pytest.raises(TypeError, match=r"^connect's model must be the network .* got "
                                         r"str$"):
         ls.connect("net", case["a"], case["b"], (case["x"], case["y"]))
+
+
+# =========================================================================== item 7
+def test_curve_and_alignment_plots_name_the_problem_and_open_no_figure(
+        tiny_run, tmp_path) -> None:
+    import matplotlib.pyplot as plt
+
+    from landscape import store
+    from landscape.cli import main
+
+    missing = tmp_path / "missing.h5"
+    with pytest.raises(UserError, match=r"missing.h5 does not exist; pass"):
+        ls.plot_curve_profiles(missing, "bezier")
+    out = tmp_path / "curves.h5"
+    assert main(["connect", str(tiny_run), str(tiny_run), "--solution-b", "swa",
+                 "--epochs", "1", "--points", "3", "--batch-size", "50", "--quiet",
+                 "--out", str(out)]) == 0
+    before = plt.get_fignums()
+    with pytest.raises(UserError, match=r"^unknown profile metric 'acc'; use one of "
+                                        r"train_loss, train_ce, train_err, test_loss"):
+        ls.plot_curve_profiles(out, "bezier", "acc")
+    for levels in (0, -3, 2.5):
+        with pytest.raises(UserError, match=r"^levels must be (an int )?>= 2"):
+            ls.plot_curve_plane(out, "bezier_plane", levels=levels)
+    with pytest.raises(UserError, match=r"^no alignment 'nope' in .*curves.h5; it holds "
+                                        r"no alignments: pass one of them, or make one "
+                                        r"with `landscape align`$"):
+        ls.plot_alignment(out, "nope")
+    with pytest.raises(UserError, match=r"^no alignment 'nope'"):
+        store.alignment_profiles(out, "nope")
+    assert plt.get_fignums() == before
+    fig, ax = ls.plot_curve_profiles(out, "bezier", "test_err")
+    prof = store.read_profile(out, "bezier", "curve")
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(),
+                                  100 * prof.metrics["test_err"])
+    plt.close(fig)

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import torch
 
+from landscape._errors import UserError
 from landscape.params import ParamLayout
 from landscape.paths.curves import CurveProfile
 from landscape.store._h5 import (
@@ -127,9 +128,18 @@ def alignment_profiles(path: str | os.PathLike, name: str) -> dict[str, CurvePro
 
     Returns:
         ``{which: profile}`` (``curve`` last).
+
+    Raises:
+        UserError: If the file holds no alignment ``name`` (naming those it holds).
     """
     with open_file(path, CURVE_KINDS) as f:
-        g = f["alignments"][name]
+        g = f.get(f"alignments/{name}") if isinstance(name, str) else None
+        if not isinstance(g, h5py.Group):
+            have = alignment_names(f)
+            raise UserError(
+                f"no alignment {name!r} in {path}; it holds "
+                f"{', '.join(map(repr, have)) if have else 'no alignments'}: pass one of "
+                "them, or make one with `landscape align`")
         out = {w: p for w in ("line", "aligned", "repair") if (p := profile_of(g, w))}
         curve = plain(g.attrs.get("curve", ""))
         if curve and f"curves/{curve}" in f:
