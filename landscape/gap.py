@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -176,7 +177,8 @@ def metric_gaps(metrics: Mapping[str, float]) -> dict[str, float]:
         ``{train_loss, test_loss, train_err, test_err, loss_gap, err_gap}``.
 
     Raises:
-        UserError: If a key is missing (it gave NaN gaps without a word).
+        UserError: If a key is missing (it gave NaN gaps without a word), or an
+            accuracy lies outside [0, 1] (given in percent).
         UserTypeError: If ``metrics`` is not a mapping or a value is not a number.
 
     Example:
@@ -202,6 +204,10 @@ def metric_gaps(metrics: Mapping[str, float]) -> dict[str, float]:
             raise UserTypeError(f"metric_gaps needs numbers, got {k}={metrics[k]!r}"
                                 ) from None
 
+    for k in ("train_acc", "test_acc"):  # NaN: a regression model
+        if not (math.isnan(get(k)) or 0.0 <= get(k) <= 1.0):
+            raise UserError(f"metric_gaps needs accuracies as fractions in [0, 1], got "
+                            f"{k}={get(k)!r}; divide percentages by 100")
     tl, vl = get("train_loss"), get("test_loss")
     te, ve = 1 - get("train_acc"), 1 - get("test_acc")
     return {"train_loss": tl, "test_loss": vl, "train_err": te, "test_err": ve,

@@ -267,3 +267,18 @@ def test_curve_and_alignment_plots_name_the_problem_and_open_no_figure(
     np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(),
                                   100 * prof.metrics["test_err"])
     plt.close(fig)
+
+
+# =========================================================================== item 8
+def test_metric_gaps_refuses_accuracies_in_percent() -> None:
+    good = {"train_loss": 0.1, "test_loss": 0.4, "train_acc": 0.95, "test_acc": 0.9}
+    g = ls.metric_gaps(good)
+    assert g["train_err"] == pytest.approx(0.05)
+    assert g["err_gap"] == pytest.approx(0.05)
+    nan = ls.metric_gaps({**good, "train_acc": math.nan, "test_acc": math.nan})
+    assert math.isnan(nan["err_gap"])
+    assert nan["loss_gap"] == pytest.approx(0.3)
+    for k, v in (("train_acc", 95.0), ("test_acc", -0.1)):
+        with pytest.raises(UserError, match=rf"^metric_gaps needs accuracies as fractions "
+                                            rf"in \[0, 1\], got {k}={v!r}; divide"):
+            ls.metric_gaps({**good, k: v})
