@@ -266,10 +266,11 @@ def fge(
                 snap_bufs.append(bw)
                 p, yt = predict_proba(ev, w, bw)
                 one = predictive_metrics(p, yt, cfg.bins)
-                ensemble.add(p)
+                ensemble.add(p, yt)
                 ens = predictive_metrics(ensemble.probs, yt, cfg.bins)
                 avg = torch.stack(snaps).double().mean(0).float()
-                ps, _ = predict_proba(ev, avg, bw)
+                ps, ys = predict_proba(ev, avg, bw)
+                ensemble.check_targets(ys)
                 swa = predictive_metrics(ps, yt, cfg.bins)
                 row = {"snapshot": len(snaps), "epoch": step / steps, "lr": lr,
                        "snapshot_acc": one.acc, "snapshot_nll": one.nll,

@@ -396,7 +396,7 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
             w = swag_sample(moments, gen, scale=scale, rank=rank)
             p, y = predict_proba(evaluator, w, split=split)
             one = predictive_metrics(p, y, bins)
-            avg.add(p)
+            avg.add(p, y)
             m = predictive_metrics(avg.probs, y, bins)
             for k, v in (("acc", m.acc), ("nll", m.nll), ("ece", m.ece),
                          ("sample_acc", one.acc), ("sample_nll", one.nll)):

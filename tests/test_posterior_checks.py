@@ -1,0 +1,76 @@
+"""One-line errors of SWAG, FGE and the ensemble average (and the numbers they keep)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import landscape as ls
+from landscape._errors import UserError
+from landscape.params import ParamLayout
+from landscape.posterior import fge, swag_moments
+from landscape.posterior.ensemble import EnsembleAverage
+
+
+def _setup(seed: int = 0) -> tuple[nn.Module, tuple, tuple, torch.Tensor]:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    X, Y = torch.randn(200, 10), torch.randint(0, 3, (200,))
+    Xt, Yt = torch.randn(120, 10), torch.randint(0, 3, (120,))
+    w0 = ParamLayout.from_module(net).read(net)
+    iterates = w0 + 0.05 * torch.randn(6, w0.numel())
+    return net, (X, Y), (Xt, Yt), iterates
+
+
+def _one_line(e: pytest.ExceptionInfo) -> str:
+    text = str(e.value)
+    assert "\n" not in text
+    return text
+
+
+# =========================================================================== item 1
+def test_ensemble_average_refuses_members_whose_targets_differ() -> None:
+    e = EnsembleAverage()
+    p = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    e.add(p, torch.tensor([0, 1]))
+    e.add(p, torch.tensor([0, 1]))
+    with pytest.raises(UserError) as err:
+        e.add(p.flip(0), torch.tensor([1, 0]))
+    assert "shuffle=False" in _one_line(err)
+    assert "keep_bytes" in str(err.value)
+    assert e.members == 2  # the refused member is not averaged in
+    torch.testing.assert_close(e.probs, p.double())
+
+
+def test_swag_bma_of_a_shuffled_streamed_loader_is_refused() -> None:
+    net, train, (Xt, Yt), it = _setup()
+    mom = swag_moments(it)
+    loader = DataLoader(TensorDataset(Xt, Yt), batch_size=32, shuffle=True,
+                        generator=torch.Generator().manual_seed(1))
+    ev = ls.Evaluator(net, train, loader, keep_bytes=0)
+    with pytest.raises(UserError) as err:
+        ls.swag_bma(ev, mom, 3)
+    assert "shuffle=False" in _one_line(err)
+    # kept in memory (the default), the shuffled loader gives the tensors' numbers
+    ref = ls.swag_bma(ls.Evaluator(net, train, (Xt, Yt)), mom, 3)
+    got = ls.swag_bma(ls.Evaluator(net, train, loader), mom, 3)
+    assert got.acc.tolist() == pytest.approx(ref.acc.tolist())
+    assert got.nll.tolist() == pytest.approx(ref.nll.tolist(), rel=1e-9)
+
+
+def test_fge_keeps_a_shuffled_test_loader_in_memory_so_its_members_agree() -> None:
+    net, train, (Xt, Yt), _ = _setup()
+    w0 = ParamLayout.from_module(net).read(net)
+    kw = {"snapshots": 3, "cycle": 2, "batch_size": 50, "alpha1": 0.1, "alpha2": 0.01}
+    ref = fge(net, w0, train, (Xt, Yt), **kw)
+    loader = DataLoader(TensorDataset(Xt, Yt), batch_size=32, shuffle=True,
+                        generator=torch.Generator().manual_seed(1))
+    got = fge(net, w0, train, loader, **kw)
+    for k in ("ensemble_acc", "ensemble_nll", "swa_acc"):
+        assert got.history[k].tolist() == pytest.approx(ref.history[k].tolist(),
+                                                         rel=1e-9), k
+    assert math.isfinite(got.history["ensemble_nll"][-1])
