@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -74,3 +75,62 @@ def test_fge_keeps_a_shuffled_test_loader_in_memory_so_its_members_agree() -> No
         assert got.history[k].tolist() == pytest.approx(ref.history[k].tolist(),
                                                          rel=1e-9), k
     assert math.isfinite(got.history["ensemble_nll"][-1])
+
+
+# =========================================================================== item 2
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -0.5])
+def test_swag_bma_refuses_a_non_finite_or_negative_scale_before_sampling(
+        scale: float) -> None:
+    net, train, test, it = _setup()
+    ev = ls.Evaluator(net, train, test)
+    done: list[int] = []
+    with pytest.raises(UserError, match="scale must be finite and >= 0") as err:
+        ls.swag_bma(ev, swag_moments(it), 3, scale=scale, on_sample=done.append)
+    _one_line(err)
+    assert done == []
+
+
+@pytest.mark.parametrize("part", ["mean", "sq_mean", "deviations"])
+def test_swag_bma_refuses_moments_holding_nan(part: str) -> None:
+    net, train, test, it = _setup()
+    mom = swag_moments(it)
+    bad = dict(mean=mom.mean.clone(), sq_mean=mom.sq_mean.clone(),
+               deviations=mom.deviations.clone())
+    bad[part].view(-1)[3] = float("nan")
+    nan_mom = ls.SwagMoments(bad["mean"], bad["sq_mean"], bad["deviations"],
+                             mom.n_collected, mom.rank)
+    done: list[int] = []
+    with pytest.raises(UserError, match="NaN/inf") as err:
+        ls.swag_bma(ls.Evaluator(net, train, test), nan_mom, 3, on_sample=done.append)
+    _one_line(err)
+    assert done == []
+    with pytest.raises(UserError, match="NaN/inf"):
+        ls.swag_sample(nan_mom, torch.Generator().manual_seed(0))
+
+
+def test_valid_scales_give_the_same_draws_as_before() -> None:
+    _, _, _, it = _setup()
+    mom = swag_moments(it)
+    a = ls.swag_sample(mom, torch.Generator().manual_seed(3), scale=0.25)
+    b = ls.swag_sample(mom, torch.Generator().manual_seed(3), scale=np.float32(0.25))
+    g = torch.Generator().manual_seed(3)
+    z1 = torch.randn(mom.mean.numel(), generator=g, dtype=torch.float64)
+    z2 = torch.randn(mom.num_deviations, generator=g, dtype=torch.float64)
+    ref = mom.mean + 0.5 * (mom.variance.sqrt() * z1 + mom.deviations.double().T @ z2
+                            / math.sqrt(mom.num_deviations - 1))
+    torch.testing.assert_close(a, ref.float())
+    torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_fge_refuses_non_finite_start_weights_before_training() -> None:
+    net, train, test, _ = _setup()
+    w = ParamLayout.from_module(net).read(net)
+    w[5] = float("nan")
+    seen: list[object] = []
+    with pytest.raises(UserError) as err:
+        fge(net, w, train, test, snapshots=2, cycle=1, batch_size=50,
+            on_snapshot=seen.append)
+    msg = _one_line(err)
+    assert "starting weights hold 1 NaN/inf" in msg
+    assert "alpha1" not in msg
+    assert seen == []

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, not_finite
 from landscape.config import FGEConfig
 from landscape.data import TensorBatches, as_batches
 from landscape.evaluate import Evaluator, Loss, model_device, resolve_device
@@ -136,6 +136,18 @@ class FGEResult:
     probs: Tensor
 
 
+def _check_finite_start(weights: Tensor, buffers: Tensor) -> None:
+    """Raise before training unless the starting weights and BN buffers are finite.
+
+    Raises:
+        UserError: Naming how many entries are NaN/inf.
+    """
+    for what, t in (("starting weights", weights), ("starting BN buffers", buffers)):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise not_finite(f"FGE's {what} hold {bad} NaN/inf entries", "running FGE")
+
+
 def _row(m: PredictiveMetrics) -> dict[str, float]:
     return {"acc": m.acc, "nll": m.nll, "ece": m.ece}
 
@@ -209,6 +221,7 @@ def fge(
         layout.check_vector(start, "the starting weights")
         b0 = start_buffers if start_buffers is not None else buf_layout.read(net,
                                                                               buffers=True)
+        _check_finite_start(start, b0)
         p, yt = predict_proba(ev, start.float(), b0)
         state = FGEState(0, start.detach().float().cpu(), b0.float().cpu(),
                          start=_row(predictive_metrics(p, yt, cfg.bins)))

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, UserTypeError, arg, check_generator
+from landscape._errors import UserError, UserTypeError, arg, check_generator, not_finite
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
@@ -108,6 +108,18 @@ class SwagMoments:
     def num_deviations(self) -> int:
         """``k``, the deviations kept."""
         return int(self.deviations.shape[0])
+
+    def check_finite(self, before: str = "sampling SWAG") -> None:
+        """Raise unless the mean, second moment and deviations are all finite.
+
+        Raises:
+            UserError: Naming the part that holds NaN/inf (a diverged SWA run).
+        """
+        for what, t in (("mean", self.mean), ("second moment", self.sq_mean),
+                        ("deviations", self.deviations)):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise not_finite(f"the SWAG {what} holds {bad} NaN/inf entries", before)
 
     def with_rank(self, rank: int) -> SwagMoments:
         """The same posterior keeping only the last ``rank`` deviations (0: diagonal).
@@ -311,8 +323,8 @@ def swag_sample(moments: SwagMoments, generator: torch.Generator | None = None, 
             seed: pass ``torch.Generator().manual_seed(seed)``).
     """
     check_generator(generator)
-    if scale < 0:
-        raise UserError(f"the SWAG scale must be >= 0, got {scale}")
+    _check_scale(scale)
+    moments.check_finite()
     m = moments if rank is None else moments.with_rank(rank)
     z1 = torch.randn(m.mean.numel(), generator=generator, dtype=torch.float64)
     out = m.variance.sqrt() * z1
@@ -321,6 +333,25 @@ def swag_sample(moments: SwagMoments, generator: torch.Generator | None = None, 
         z2 = torch.randn(k, generator=generator, dtype=torch.float64)
         out = out + (m.deviations.double().T @ z2) / math.sqrt(max(k - 1, 1))
     return (m.mean.double() + math.sqrt(scale) * out).float()
+
+
+def _check_scale(scale: Any) -> None:
+    """Raise unless ``scale`` is a finite real number >= 0.
+
+    Raises:
+        UserTypeError: For a non-number.
+        UserError: For a negative or non-finite scale.
+    """
+    try:
+        value = float(scale) if not isinstance(scale, (bool, str, bytes)) else None
+    except (TypeError, ValueError, RuntimeError):
+        value = None
+    if value is None:
+        raise UserTypeError(f"{arg('scale')} must be a number >= 0, got "
+                            f"{type(scale).__name__} {scale!r}; pass e.g. scale=0.5")
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"the SWAG scale must be finite and >= 0, got {scale}; pass e.g. "
+                        f"{arg('scale')}=0.5 (0: the SWA solution)")
 
 
 # =========================================================================== BMA
@@ -385,6 +416,8 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     if samples < 1:
         raise UserError(f"{arg('samples')} must be >= 1, got {samples}")
     evaluator.layout.check_vector(moments.mean, "the SWAG mean")
+    _check_scale(scale)
+    moments.check_finite("the Bayesian model average")
     gen = torch.Generator().manual_seed(seed)
     avg = EnsembleAverage()
     rows: dict[str, list[float]] = {k: [] for k in ("acc", "nll", "ece", "sample_acc",
