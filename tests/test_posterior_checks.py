@@ -134,3 +134,22 @@ def test_fge_refuses_non_finite_start_weights_before_training() -> None:
     assert "starting weights hold 1 NaN/inf" in msg
     assert "alpha1" not in msg
     assert seen == []
+
+
+# =========================================================================== item 3
+def test_swag_bma_records_the_rank_it_used_not_the_one_asked() -> None:
+    net, train, test, it = _setup()
+    mom = swag_moments(it[:5], rank=20)  # 5 deviations kept
+    ev = ls.Evaluator(net, train, test)
+    big = ls.swag_bma(ev, mom, 3, rank=100)
+    assert big.attrs["rank"] == 5
+    assert ls.swag_bma(ev, mom, 3, rank=2).attrs["rank"] == 2
+    ref = ls.swag_bma(ev, mom, 3)  # all kept: the same numbers as a rank above them
+    assert ref.attrs["rank"] == 5
+    assert big.nll.tolist() == ref.nll.tolist()
+    assert mom.with_rank(100).rank == 20
+    assert mom.with_rank(3).rank == 3
+    assert mom.with_rank(3).num_deviations == 3
+    with pytest.raises(UserError, match=r"rank \(--rank\) must be an integer") as err:
+        ls.swag_bma(ev, mom, 3, rank=2.5)
+    _one_line(err)

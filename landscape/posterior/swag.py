@@ -124,16 +124,20 @@ class SwagMoments:
     def with_rank(self, rank: int) -> SwagMoments:
         """The same posterior keeping only the last ``rank`` deviations (0: diagonal).
 
+        A rank above the deviations kept keeps them all; the result records the
+        rank it can hold (at most this posterior's), not the one asked for.
+
         Returns:
             The moments.
 
         Raises:
+            UserTypeError: For a rank that is not an integer.
             UserError: For a negative rank.
         """
-        if rank < 0:
-            raise UserError(f"SWAG rank must be >= 0, got {rank}")
+        _check_rank(rank)
         keep = self.deviations[self.num_deviations - min(rank, self.num_deviations):]
-        return SwagMoments(self.mean, self.sq_mean, keep, self.n_collected, rank)
+        return SwagMoments(self.mean, self.sq_mean, keep, self.n_collected,
+                           min(int(rank), self.rank))
 
     def covariance(self, scale: float = 0.5) -> Tensor:
         """The dense ``(n, n)`` covariance of :func:`swag_sample` (small models, tests).
@@ -146,6 +150,20 @@ class SwagMoments:
         D = self.deviations.double()
         low = D.T @ D / max(self.num_deviations - 1, 1)
         return scale * (torch.diag(self.variance) + low)
+
+
+def _check_rank(rank: Any) -> None:
+    """Raise unless ``rank`` is an integer >= 0.
+
+    Raises:
+        UserTypeError: For a non-integer.
+        UserError: For a negative rank.
+    """
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+        raise UserTypeError(f"{arg('rank')} must be an integer >= 0 (or None: all the "
+                            f"deviations kept), got {type(rank).__name__} {rank!r}")
+    if rank < 0:
+        raise UserError(f"SWAG rank must be >= 0, got {rank}")
 
 
 class SwagCollector:
@@ -368,7 +386,8 @@ class SwagBMA:
         sample_acc: ``(S,)`` accuracy of each sample alone.
         sample_nll: ``(S,)`` NLL of each sample alone.
         probs: ``(N, C)`` the averaged class probabilities.
-        attrs: ``samples``, ``seed``, ``scale``, ``rank``, ``bins``, ``bn``, ``split``.
+        attrs: ``samples``, ``seed``, ``scale``, ``rank`` (the deviations used: at
+            most those kept), ``bins``, ``bn``, ``split``.
     """
 
     metrics: PredictiveMetrics
@@ -418,6 +437,7 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     evaluator.layout.check_vector(moments.mean, "the SWAG mean")
     _check_scale(scale)
     moments.check_finite("the Bayesian model average")
+    used = (moments if rank is None else moments.with_rank(rank)).num_deviations
     gen = torch.Generator().manual_seed(seed)
     avg = EnsembleAverage()
     rows: dict[str, list[float]] = {k: [] for k in ("acc", "nll", "ece", "sample_acc",
@@ -443,7 +463,7 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     return SwagBMA(final, np.arange(1, samples + 1), arr["acc"], arr["nll"], arr["ece"],
                    arr["sample_acc"], arr["sample_nll"], avg.probs, {
                        "samples": samples, "seed": seed, "scale": scale,
-                       "rank": moments.num_deviations if rank is None else rank,
+                       "rank": used,
                        "bins": bins, "bn": evaluator.bn.value, "split": split})
 
 
