@@ -153,3 +153,55 @@ def test_swag_bma_records_the_rank_it_used_not_the_one_asked() -> None:
     with pytest.raises(UserError, match=r"rank \(--rank\) must be an integer") as err:
         ls.swag_bma(ev, mom, 3, rank=2.5)
     _one_line(err)
+
+
+# =========================================================================== item 4
+def test_swag_bma_argument_types_are_one_line_errors_before_sampling() -> None:
+    net, train, test, it = _setup()
+    mom = swag_moments(it)
+    ev = ls.Evaluator(net, train, test)
+    done: list[int] = []
+    cases = [((ev, it, 3), {}, r"ls\.swag_moments"),
+             ((net, mom, 3), {}, r"takes an Evaluator.*ls\.Evaluator\(model"),
+             ((ev, mom, 3), {"seed": None}, r"seed \(--seed\) must be an integer"),
+             ((ev, mom, 2.5), {}, r"samples \(--samples\) must be an integer"),
+             ((ev, mom, "3"), {}, r"samples \(--samples\) must be an integer"),
+             ((ev, mom, 0), {}, r"samples \(--samples\) must be >= 1")]
+    for args, kw, match in cases:
+        with pytest.raises(UserError, match=match) as err:
+            ls.swag_bma(*args, on_sample=done.append, **kw)
+        _one_line(err)
+    assert done == []
+    with pytest.raises(TypeError, match=r"ls\.swag_moments"):
+        ls.swag_sample(it)
+    # a valid numpy integer seed and sample count give the int's numbers
+    a = ls.swag_bma(ev, mom, np.int64(2), seed=np.int64(4))
+    b = ls.swag_bma(ev, mom, 2, seed=4)
+    assert a.nll.tolist() == b.nll.tolist()
+    assert a.acc.tolist() == b.acc.tolist()
+
+
+def test_swag_grid_and_directions_refuse_bad_span_points_and_dim() -> None:
+    _, _, _, it = _setup()
+    mom = swag_moments(it)
+    n = mom.mean.numel()
+    for span in (0, -1, float("nan")):
+        with pytest.raises(UserError, match="span") as err:
+            ls.swag_grid(mom, span=span)
+        _one_line(err)
+    with pytest.raises(UserError, match=rf"point 'sgd' must be a flat \({n},\)") as err:
+        ls.swag_grid(mom, points={"sgd": torch.zeros(n - 1)})
+    _one_line(err)
+    with pytest.raises(UserError, match="trajectory") as err:
+        ls.swag_grid(mom, trajectory=torch.zeros(3, n + 2))
+    _one_line(err)
+    for dim in (0, -1):
+        with pytest.raises(UserError, match=r"dim \(--dim\) must be >= 1") as err:
+            ls.swag_directions(mom, dim)
+        _one_line(err)
+    # valid input: the same grid and the point's coordinates along the directions
+    g = ls.swag_grid(mom, span=2.0, points={"sgd": it[0]})
+    d, std = ls.swag_directions(mom, 2)
+    assert g.x[-1] == pytest.approx(2.0 * float(std[0]))
+    np.testing.assert_allclose(g.points["sgd"],
+                               [float((it[0].double() - mom.mean) @ d[i]) for i in (0, 1)])

@@ -152,6 +152,33 @@ class SwagMoments:
         return scale * (torch.diag(self.variance) + low)
 
 
+def _check_moments(moments: Any) -> None:
+    """Raise unless ``moments`` is a :class:`SwagMoments`.
+
+    Raises:
+        UserTypeError: Naming what was given and where moments come from.
+    """
+    if not isinstance(moments, SwagMoments):
+        raise UserTypeError(f"SWAG moments must be a SwagMoments, got "
+                            f"{type(moments).__name__}; build them with "
+                            "ls.swag_moments(iterates) from the SWA iterates (T, n) (or "
+                            "SwagCollector.moments(), store.read_swag)")
+
+
+def _check_int(value: Any, name: str, low: int) -> None:
+    """Raise unless ``value`` is an integer >= ``low``.
+
+    Raises:
+        UserTypeError: For a non-integer.
+        UserError: For one below ``low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UserTypeError(f"{arg(name)} must be an integer >= {low}, got "
+                            f"{type(value).__name__} {value!r}")
+    if value < low:
+        raise UserError(f"{arg(name)} must be >= {low}, got {value}")
+
+
 def _check_rank(rank: Any) -> None:
     """Raise unless ``rank`` is an integer >= 0.
 
@@ -341,6 +368,7 @@ def swag_sample(moments: SwagMoments, generator: torch.Generator | None = None, 
             seed: pass ``torch.Generator().manual_seed(seed)``).
     """
     check_generator(generator)
+    _check_moments(moments)
     _check_scale(scale)
     moments.check_finite()
     m = moments if rank is None else moments.with_rank(rank)
@@ -432,13 +460,18 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     """
     from tqdm.auto import tqdm
 
-    if samples < 1:
-        raise UserError(f"{arg('samples')} must be >= 1, got {samples}")
+    if not isinstance(evaluator, Evaluator):
+        raise UserTypeError(f"swag_bma takes an Evaluator, got {type(evaluator).__name__}; "
+                            "pass ls.Evaluator(model, train, test) (it recomputes BatchNorm "
+                            "per sample)")
+    _check_moments(moments)
+    _check_int(samples, "samples", 1)
+    _check_int(seed, "seed", -(2**63))
     evaluator.layout.check_vector(moments.mean, "the SWAG mean")
     _check_scale(scale)
     moments.check_finite("the Bayesian model average")
     used = (moments if rank is None else moments.with_rank(rank)).num_deviations
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(int(seed))
     avg = EnsembleAverage()
     rows: dict[str, list[float]] = {k: [] for k in ("acc", "nll", "ece", "sample_acc",
                                                     "sample_nll")}
@@ -490,6 +523,8 @@ def swag_directions(moments: SwagMoments, dim: int = 2) -> tuple[Tensor, Tensor]
     Raises:
         UserError: With fewer than ``dim + 1`` deviations.
     """
+    _check_moments(moments)
+    _check_int(dim, "dim", 1)
     k = moments.num_deviations
     if k < dim + 1:
         raise UserError(f"the SWAG subspace of {dim} direction(s) needs at least {dim + 1} "
@@ -530,8 +565,21 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
             too few deviations.
     """
     _check_dim(dim, y)
-    dirs, std = swag_directions(moments, dim)
+    _check_moments(moments)
+    if (isinstance(span, bool) or not isinstance(span, (int, float, np.number))
+            or not math.isfinite(span) or span <= 0):
+        raise UserError(f"the SWAG grid's span (standard deviations either side) must be "
+                        f"a finite number > 0, got {span!r}; pass e.g. span=3")
     c = moments.mean.double()
+    for name, w in (points or {}).items():
+        _check_point(w, c.numel(), f"point {name!r}")
+    if trajectory is not None:
+        if not isinstance(trajectory, Tensor) or trajectory.ndim != 2:
+            raise UserError(f"the SWAG grid's trajectory must be a (T, {c.numel()}) tensor "
+                            f"of weights, got {_shape(trajectory)}; stack the iterates as "
+                            "rows")
+        _check_point(trajectory[0] if len(trajectory) else c, c.numel(), "trajectory")
+    dirs, std = swag_directions(moments, dim)
     used = [dirs[i] for i in range(dim)]
 
     def proj(w: Tensor) -> np.ndarray:
@@ -557,6 +605,23 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
         x_label=f"SWAG direction 1 (L2 distance; deviations' std {float(std[0]):.3g})",
         y_label=(f"SWAG direction 2 (L2 distance; deviations' std {float(std[1]):.3g})"
                  if dim == 2 else ""), **kw)
+
+
+def _shape(t: Any) -> str:
+    return (f"shape {tuple(t.shape)}" if isinstance(t, Tensor)
+            else f"a {type(t).__name__}")
+
+
+def _check_point(w: Any, numel: int, what: str) -> None:
+    """Raise unless ``w`` is one flat weight vector of the posterior's length.
+
+    Raises:
+        UserError: Naming the shape given and the one expected.
+    """
+    if not isinstance(w, Tensor) or w.ndim != 1 or w.numel() != numel:
+        raise UserError(f"the SWAG grid's {what} must be a flat ({numel},) weight vector "
+                        f"of the posterior's model, got {_shape(w)}; pass the weights of "
+                        "the same architecture (ParamLayout.from_module(model).read(model))")
 
 
 def swag_surface(model: nn.Module, moments: SwagMoments, train: Any, test: Any = None, *,
