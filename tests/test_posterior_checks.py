@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import landscape as ls
 from landscape._errors import UserError
 from landscape.params import ParamLayout
-from landscape.posterior import fge, swag_moments
+from landscape.posterior import fge, fge_learning_rate, swag_moments
 from landscape.posterior.ensemble import EnsembleAverage
 
 
@@ -205,3 +205,47 @@ def test_swag_grid_and_directions_refuse_bad_span_points_and_dim() -> None:
     assert g.x[-1] == pytest.approx(2.0 * float(std[0]))
     np.testing.assert_allclose(g.points["sgd"],
                                [float((it[0].double() - mom.mean) @ d[i]) for i in (0, 1)])
+
+
+# =========================================================================== item 5
+def test_fge_train_inputs_the_model_cannot_take_are_one_line() -> None:
+    net, (X, Y), test, _ = _setup()
+    w = ParamLayout.from_module(net).read(net)
+    with pytest.raises(UserError, match=r"cannot take inputs of shape \(50, 7\)") as err:
+        fge(net, w, (X[:, :7], Y), test, snapshots=2, cycle=1, batch_size=50)
+    _one_line(err)
+
+
+def test_fge_refuses_start_buffers_of_a_model_without_batchnorm() -> None:
+    net, train, test, _ = _setup()
+    w = ParamLayout.from_module(net).read(net)
+    with pytest.raises(UserError, match="no BatchNorm buffers") as err:
+        fge(net, w, train, test, snapshots=2, cycle=1, batch_size=50,
+            start_buffers=torch.zeros(5))
+    _one_line(err)
+    # an empty buffer vector (what a run file stores for such a model) is accepted
+    a = fge(net, w, train, test, snapshots=2, cycle=1, batch_size=50,
+            start_buffers=torch.zeros(0))
+    b = fge(net, w, train, test, snapshots=2, cycle=1, batch_size=50)
+    assert a.history["ensemble_nll"].tolist() == b.history["ensemble_nll"].tolist()
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    wb = ParamLayout.from_module(bn).read(bn)
+    with pytest.raises(UserError, match="start_buffers has shape") as err:
+        fge(bn, wb, train, test, snapshots=2, cycle=1, batch_size=50,
+            start_buffers=torch.zeros(5))
+    _one_line(err)
+
+
+def test_fge_refuses_a_cycle_of_one_step() -> None:
+    net, train, test, _ = _setup()
+    w = ParamLayout.from_module(net).read(net)
+    with pytest.raises(UserError, match="needs at least 2 steps") as err:
+        fge(net, w, train, test, snapshots=3, cycle=1, batch_size=200)
+    _one_line(err)
+    # two steps per cycle: alpha2 at each snapshot, alpha1 in between
+    assert [fge_learning_rate(i, 2, 0.1, 0.01) for i in range(4)] == [0.01, 0.1, 0.01, 0.1]
+    res = fge(net, w, train, test, snapshots=3, cycle=2, batch_size=200, alpha1=0.1,
+              alpha2=0.01)
+    assert res.history["lr"].tolist() == [0.01, 0.01, 0.01]
+    assert res.history["epoch"].tolist() == [1.0, 3.0, 5.0]

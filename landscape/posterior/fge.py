@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, not_finite
+from landscape._errors import UserError, UserTypeError, arg, not_finite
 from landscape.config import FGEConfig
 from landscape.data import TensorBatches, as_batches
-from landscape.evaluate import Evaluator, Loss, model_device, resolve_device
+from landscape.evaluate import Evaluator, Loss, _forward, model_device, resolve_device
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
     EnsembleAverage,
@@ -212,6 +212,23 @@ def fge(
     period = cfg.cycle * steps
     total = cfg.snapshots * period  # the last snapshot ends the run (half a cycle early)
     total -= period - math.ceil(period / 2)
+    if period < 2:
+        raise UserError(
+            f"FGE's cycle of {arg('cycle')}={cfg.cycle} epoch(s) is {period} minibatch step "
+            f"({src.num_samples} train samples, {arg('batch_size')}={cfg.batch_size}): it "
+            "needs at least 2 steps to fall from alpha1 to alpha2 and climb back; raise "
+            "--cycle or lower --batch-size")
+    if start_buffers is not None:
+        if not isinstance(start_buffers, Tensor):
+            raise UserTypeError(f"start_buffers must be a flat torch tensor of BN buffers, "
+                                f"got {type(start_buffers).__name__}; pass "
+                                "ParamLayout.buffers_of(model).read(model, buffers=True)")
+        if not buf_layout.numel and start_buffers.numel():
+            raise UserError(f"start_buffers has {start_buffers.numel()} entries but the "
+                            "model has no BatchNorm buffers to start from; drop "
+                            "start_buffers (or pass the model they belong to)")
+        if buf_layout.numel and not isinstance(start, FGEState):
+            buf_layout.check_vector(start_buffers, "start_buffers")
     ev = Evaluator(copy.deepcopy(model), train, test, device=dev,
                    batch_size=cfg.eval_batch_size)
 
@@ -262,7 +279,7 @@ def fge(
                 for g in opt.param_groups:
                     g["lr"] = lr
                 idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                obj = crit.mean(net(src.x[idx]), src.y[idx])
+                obj = crit.mean(_forward(net, src.x[idx]), src.y[idx])
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
                 opt.step()
