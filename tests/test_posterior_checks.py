@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,85 @@ def test_fge_refuses_a_cycle_of_one_step() -> None:
               alpha2=0.01)
     assert res.history["lr"].tolist() == [0.01, 0.01, 0.01]
     assert res.history["epoch"].tolist() == [1.0, 3.0, 5.0]
+
+
+# =========================================================================== item 6
+@pytest.fixture
+def plotted_run(run_copy: Path) -> Path:
+    """A run file holding a SWAG evaluation and an FGE ensemble of a small MLP."""
+    from landscape import store
+    from landscape.posterior import solution_metrics
+
+    net, train, test, it = _setup()
+    ev = ls.Evaluator(net, train, test)
+    mom = swag_moments(it)
+    bma = ls.swag_bma(ev, mom, 2)
+    states: list[object] = []
+    fge(net, it[0], train, test, snapshots=2, cycle=1, batch_size=50,
+        on_snapshot=states.append)
+    with store.edit_run(run_copy) as f:
+        store.write_swag_evaluation(f, bma, {"swa": solution_metrics(ev, mom.mean.float())},
+                                    {})
+        store.init_fge(f, "fge", {})
+        store.write_fge_state(f, "fge", states[-1], complete=True)
+    return run_copy
+
+
+def test_plot_swag_samples_and_fge_validate_the_metric_and_label_it(
+        plotted_run: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from landscape import store
+
+    with store.open_run(plotted_run) as f:
+        curves = store.read_swag_evaluation(f)["curves"]
+    before = plt.get_fignums()
+    fig, ax = ls.plot_swag_samples(plotted_run, "ece")
+    assert ax.get_ylabel() == "test expected calibration error"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), curves["ece"])
+    plt.close(fig)
+    fig, ax = ls.plot_swag_samples(plotted_run, "acc")
+    assert ax.get_ylabel() == "test accuracy (%)"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), 100 * curves["acc"])
+    plt.close(fig)
+    with pytest.raises(UserError, match=r"no metric 'loss'.*'acc', 'nll', 'ece'") as err:
+        ls.plot_swag_samples(plotted_run, "loss")
+    _one_line(err)
+    h = store.read_fge(plotted_run)["history"]
+    fig, ax = ls.plot_fge(plotted_run, metric="ece")
+    assert ax.get_ylabel() == "test expected calibration error"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), h["ensemble_ece"])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), h["swa_ece"])
+    assert "snapshot alone" not in [ln.get_label() for ln in ax.lines]
+    plt.close(fig)
+    fig, ax = ls.plot_fge(plotted_run, metric="nll")
+    np.testing.assert_allclose(ax.lines[2].get_ydata(), h["snapshot_nll"])
+    assert ax.get_ylabel() == "test NLL (nats)"
+    plt.close(fig)
+    for metric in ("loss", None):
+        with pytest.raises(UserError, match="stores no metric") as err:
+            ls.plot_fge(plotted_run, metric=metric)
+        _one_line(err)
+    assert plt.get_fignums() == before
+
+
+def test_plot_fge_and_swag_samples_close_their_figure_when_drawing_fails(
+        plotted_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from landscape import plot
+
+    def boom(path: object) -> str:
+        raise UserError("unreadable title")
+
+    monkeypatch.setattr(plot, "file_title", boom)
+    before = plt.get_fignums()
+    for call in (lambda: ls.plot_fge(plotted_run), lambda: ls.plot_swag_samples(plotted_run)):
+        with pytest.raises(UserError, match="unreadable title"):
+            call()
+    assert plt.get_fignums() == before
+    fig, ax = plt.subplots()  # a caller's axes are left to the caller
+    with pytest.raises(UserError, match="unreadable title"):
+        ls.plot_fge(plotted_run, ax=ax)
+    assert plt.fignum_exists(fig.number)
+    plt.close(fig)
