@@ -748,67 +748,107 @@ def plot_swag_calibration(path: str | os.PathLike, *, ax: Axes | None = None,
     return fig, ax
 
 
+#: y-labels of the metrics of SWAG's and FGE's ensembles (accuracy drawn in %).
+_ENSEMBLE_LABELS = {"acc": "test accuracy (%)", "nll": "test NLL (nats)",
+                    "ece": "test expected calibration error"}
+
+
+def _ensemble_metric(metric: Any, stored: Sequence[str], what: str) -> None:
+    """Raise unless ``metric`` is one of the ``stored`` metrics of ``what``.
+
+    Raises:
+        UserError: Naming the metric and the valid ones.
+    """
+    if not isinstance(metric, str) or metric not in stored:
+        raise UserError(f"{what} stores no metric {metric!r}; pass metric= one of "
+                        f"{', '.join(map(repr, stored))}")
+
+
+@contextmanager
+def _close_on_error(fig: Figure, owned: bool) -> Iterator[None]:
+    """Close ``fig`` (if this call made it) when drawing on it raises."""
+    try:
+        yield
+    except BaseException:
+        if owned:
+            plt.close(fig)
+        raise
+
+
 def plot_swag_samples(path: str | os.PathLike, metric: str = "nll", *,
                       ax: Axes | None = None) -> tuple[Figure, Axes]:
-    """Test NLL (or accuracy) of SWAG's model average as samples accumulate, beside
+    """Test NLL (accuracy or ECE) of SWAG's model average as samples accumulate, beside
     SWA and SGD.
 
     Returns:
         ``(fig, ax)``.
 
     Raises:
-        UserError: If the file holds no SWAG evaluation.
+        UserError: If the file holds no SWAG evaluation, or no curve of ``metric``.
     """
     ev = _swag_evaluation(path)
     a, c = ev["attrs"], ev["curves"]
+    _ensemble_metric(metric, [m for m in _ENSEMBLE_LABELS if m in c],
+                     f"the SWAG evaluation in {path}")
     scale = 100.0 if metric == "acc" else 1.0
     with style():
-        fig, ax = fig_and_axes(ax)
-        ax.plot(c["samples"], scale * c[metric], marker=".", color=COLORS["swa_last"],
-                lw=2, label="SWAG model average")
-        for method in ("swa", "sgd"):
-            v = a.get(f"{method}_{metric}")
-            if v is not None and np.isfinite(float(v)):
-                ax.axhline(scale * float(v), color=COLORS[method], ls="--", label=method)
-        ax.set_xlabel("SWAG samples averaged")
-        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test NLL (nats)")
-        ax.legend()
-        ax.set_title(f"{file_title(path)} — SWAG Bayesian model average")
+        fig, ax = fig_and_axes(owned := ax)
+        with _close_on_error(fig, owned is None):
+            ax.plot(c["samples"], scale * c[metric], marker=".", color=COLORS["swa_last"],
+                    lw=2, label="SWAG model average")
+            for method in ("swa", "sgd"):
+                v = a.get(f"{method}_{metric}")
+                if v is not None and np.isfinite(float(v)):
+                    ax.axhline(scale * float(v), color=COLORS[method], ls="--",
+                               label=method)
+            ax.set_xlabel("SWAG samples averaged")
+            ax.set_ylabel(_ENSEMBLE_LABELS[metric])
+            ax.legend()
+            ax.set_title(f"{file_title(path)} — SWAG Bayesian model average")
     return fig, ax
 
 
 def plot_fge(path: str | os.PathLike, name: str = "fge", metric: str = "acc", *,
              ax: Axes | None = None) -> tuple[Figure, Axes]:
-    """Test accuracy (or NLL) of the FGE ensemble as snapshots accumulate, against SWA
-    of the same snapshots, each snapshot alone and the starting solution.
+    """Test accuracy (NLL or ECE) of the FGE ensemble as snapshots accumulate, against
+    SWA of the same snapshots, each snapshot alone (accuracy and NLL: the ECE of a
+    snapshot is not stored) and the starting solution.
 
     Returns:
         ``(fig, ax)``.
+
+    Raises:
+        UserError: If the ensemble has no snapshot, or no history of ``metric``.
     """
     r = read_fge(path, name)
     h, a = r["history"], r["attrs"]
     if not h:
         raise UserError(f"FGE ensemble {name!r} in {path} has no snapshot yet; rerun "
                         "`landscape fge` to continue it")
+    _ensemble_metric(metric, [m for m in _ENSEMBLE_LABELS
+                              if f"ensemble_{m}" in h and f"swa_{m}" in h],
+                     f"FGE ensemble {name!r} in {path}")
     scale = 100.0 if metric == "acc" else 1.0
     k = h["snapshot"]
     with style():
-        fig, ax = fig_and_axes(ax)
-        ax.plot(k, scale * h[f"ensemble_{metric}"], marker="o", lw=2,
-                color=COLORS["swa_last"], label="FGE ensemble (mean softmax)")
-        ax.plot(k, scale * h[f"swa_{metric}"], marker="s", lw=2, color=COLORS["swa"],
-                label="SWA of the snapshots")
-        ax.plot(k, scale * h[f"snapshot_{metric}"], ls=":", marker=".",
-                color=OKABE_ITO["orange"], label="snapshot alone")
-        start = a.get(f"start_{metric}")
-        if start is not None:
-            sol = (a.get("start") or {}).get("solution", "start")
-            ax.axhline(scale * float(start), ls="--", color=COLORS["sgd"],
-                       label=f"start ({sol})")
-        ax.set_xlabel("snapshots in the ensemble")
-        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test NLL (nats)")
-        ax.legend()
-        ax.set_title(f"{file_title(path)} — fast geometric ensembling ({name})")
+        fig, ax = fig_and_axes(owned := ax)
+        with _close_on_error(fig, owned is None):
+            ax.plot(k, scale * h[f"ensemble_{metric}"], marker="o", lw=2,
+                    color=COLORS["swa_last"], label="FGE ensemble (mean softmax)")
+            ax.plot(k, scale * h[f"swa_{metric}"], marker="s", lw=2, color=COLORS["swa"],
+                    label="SWA of the snapshots")
+            if f"snapshot_{metric}" in h:
+                ax.plot(k, scale * h[f"snapshot_{metric}"], ls=":", marker=".",
+                        color=OKABE_ITO["orange"], label="snapshot alone")
+            start = a.get(f"start_{metric}")
+            if start is not None:
+                sol = (a.get("start") or {}).get("solution", "start")
+                ax.axhline(scale * float(start), ls="--", color=COLORS["sgd"],
+                           label=f"start ({sol})")
+            ax.set_xlabel("snapshots in the ensemble")
+            ax.set_ylabel(_ENSEMBLE_LABELS[metric])
+            ax.legend()
+            ax.set_title(f"{file_title(path)} — fast geometric ensembling ({name})")
     return fig, ax
 
 

@@ -59,9 +59,9 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError, arg, not_finite
 from landscape.data import as_batches
-from landscape.evaluate import Evaluator, model_device
+from landscape.evaluate import Evaluator, _forward, model_device
 from landscape.params import ParamLayout
 from landscape.paths.curves import Curve, CurveProfile, barrier, curve_profile, profile_grid
 from landscape.paths.permutation import (
@@ -94,6 +94,36 @@ def _method(method: AlignMethod | str) -> AlignMethod:
 def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
+
+
+def _check_finite(networks: Mapping[str, Mapping[str, Tensor]]) -> None:
+    """Raise unless every tensor of every network (``{"A": {name: tensor}}``) is finite.
+
+    Raises:
+        UserError: Naming the first tensor that holds NaN or inf and its network.
+    """
+    for which, ts in networks.items():
+        bad = next((k for k, v in ts.items() if not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise UserError(f"{bad} of network {which} holds NaN or inf: align trained, "
+                            "finite weights")
+
+
+def _check_samples(samples: Any) -> None:
+    """Raise unless ``samples`` is ``None`` (all inputs) or an integer >= 1.
+
+    Raises:
+        UserTypeError: For a non-integer.
+        UserError: For fewer than one sample.
+    """
+    if samples is None:
+        return
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)):
+        raise UserTypeError(f"{arg('samples')} must be an integer >= 1 or None (all the "
+                            f"inputs), got {type(samples).__name__} {samples!r}")
+    if samples < 1:
+        raise UserError(f"{arg('samples')} must be >= 1 (or None: all the inputs), got "
+                        f"{samples}; activation matching needs inputs to correlate")
 
 
 def _progress(progress: bool, total: int | None, desc: str) -> Any:
@@ -191,11 +221,7 @@ def weight_matching(
     names = [k for k in params_a if k in spec.axes and k in params_b]
     A = {k: params_a[k].detach().float() for k in names}
     B = {k: params_b[k].detach().to(params_a[k].device).float() for k in names}
-    for which, ts in (("A", A), ("B", B)):
-        bad = next((k for k, v in ts.items() if not bool(torch.isfinite(v).all())), None)
-        if bad is not None:
-            raise UserError(f"{bad} of network {which} holds NaN or inf: align trained, "
-                            "finite weights")
+    _check_finite({"A": A, "B": B})
     # S is built where the weights are (a GPU's products) and solved on the CPU
     dev = next(iter(A.values())).device if A else torch.device("cpu")
 
@@ -396,7 +422,11 @@ def activation_matching(
     Returns:
         ``{group: perm}`` as for :func:`weight_matching`.
     """
+    _check_samples(samples)
     gm_a = traced_a.graph
+    _check_finite({"A": {**dict(gm_a.named_parameters()), **dict(gm_a.named_buffers())},
+                   "B": {**dict(model_b.named_parameters()),
+                         **dict(model_b.named_buffers())}})
     gm_b = fx.symbolic_trace(model_b)
     was = gm_a.training, gm_b.training
     gm_a.eval()
@@ -411,7 +441,9 @@ def activation_matching(
         rec_a, rec_b = _recording(gm_a, sites), _recording(gm_b, sites)
         with _progress(progress, len(batches), "activation matching") as bar:
             for xb in batches:
-                for s, va, vb in zip(sites, rec_a(xb), rec_b(xb), strict=True):
+                # through the evaluation path's check: a misfit input is one line
+                outs_a, outs_b = _forward(rec_a, xb), _forward(rec_b, xb)
+                for s, va, vb in zip(sites, outs_a, outs_b, strict=True):
                     st = _cross_moments(va, vb)
                     if s in acc:
                         for u, v in zip(acc[s], st, strict=True):
@@ -433,6 +465,9 @@ def activation_matching(
             va = (saa / m - ma * ma).clamp_min(0).sqrt()
             vb = (sbb / m - mb * mb).clamp_min(0).sqrt()
             C += (sab / m - ma[:, None] * mb[None, :]) / (va[:, None] * vb[None, :] + 1e-8)
+        if not bool(torch.isfinite(C).all()):
+            raise not_finite(f"the activations' correlations of group {g!r} are not finite",
+                             "activation matching")
         perms[g] = _assign(C)
     return perms
 
@@ -488,6 +523,7 @@ def align(
                             f"{type(net).__name__}; for state dicts, load each into a "
                             "model first (model.load_state_dict(sd))")
     _check_seed(seed)
+    _check_samples(samples)
     traced = check_same_architecture(model_a, model_b)
     spec = traced.spec
     sweeps = 0
@@ -767,6 +803,13 @@ def merge(
     if not all(isinstance(m, nn.Module) for m in models):
         raise wrong
     _check_seed(seed)
+    _check_samples(samples)
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, (int, np.integer)):
+        raise UserTypeError(f"max_rounds must be an integer >= 1, got "
+                            f"{type(max_rounds).__name__} {max_rounds!r}")
+    if max_rounds < 1:
+        raise UserError(f"max_rounds must be >= 1 (the refinement rounds of weight "
+                        f"matching), got {max_rounds}; pass e.g. max_rounds=10")
     if len(models) < 2:
         raise UserError(f"merge needs at least two networks, got {len(models)}; pass "
                         "the solutions of several runs")

@@ -191,20 +191,45 @@ class EnsembleAverage:
     def __init__(self, probs: Tensor | None = None, members: int = 0) -> None:
         self._sum = None if probs is None else probs.double() * members
         self.members = members
+        self._targets: Tensor | None = None
 
-    def add(self, probs: Tensor) -> None:
-        """Add one member's ``(N, C)`` probabilities.
+    def check_targets(self, targets: Tensor) -> None:
+        """Raise unless ``targets`` are the first member's (the same samples, in order).
+
+        The first targets seen are kept; a later member whose targets differ was
+        evaluated on the samples in another order (a shuffled, streamed loader),
+        and averaging its rows with the others' would mix predictions of
+        different samples.
 
         Raises:
-            UserError: If the member predicts on other samples or classes.
+            UserError: Saying to pass the data in a fixed order or kept in memory.
+        """
+        y = targets.detach().cpu()
+        if self._targets is None:
+            self._targets = y.clone()
+        elif self._targets.shape != y.shape or not torch.equal(self._targets, y):
+            raise UserError(
+                f"ensemble member {self.members + 1} saw the test samples in another "
+                "order than the first (its targets differ), so their predictions cannot "
+                "be averaged; pass the test data in a fixed order (a DataLoader with "
+                "shuffle=False) or keep it in memory (the Evaluator's default keep_bytes)")
+
+    def add(self, probs: Tensor, targets: Tensor | None = None) -> None:
+        """Add one member's ``(N, C)`` probabilities (of samples with ``targets``).
+
+        Raises:
+            UserError: If the member predicts on other samples or classes, or
+                (``targets`` given) on the samples in another order than the first.
         """
         p = probs.detach().double().cpu()
-        if self._sum is None:
-            self._sum = p.clone()
-        elif self._sum.shape != p.shape:
+        if self._sum is not None and self._sum.shape != p.shape:
             raise UserError(f"an ensemble member predicted {tuple(p.shape)} probabilities, "
                             f"the others {tuple(self._sum.shape)}; evaluate every member "
                             "on the same data")
+        if targets is not None:
+            self.check_targets(targets)
+        if self._sum is None:
+            self._sum = p.clone()
         else:
             self._sum += p
         self.members += 1

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError
+from landscape._errors import UserError, UserTypeError, arg, not_finite
 from landscape.config import FGEConfig
 from landscape.data import TensorBatches, as_batches
-from landscape.evaluate import Evaluator, Loss, model_device, resolve_device
+from landscape.evaluate import Evaluator, Loss, _forward, model_device, resolve_device
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
     EnsembleAverage,
@@ -136,6 +136,18 @@ class FGEResult:
     probs: Tensor
 
 
+def _check_finite_start(weights: Tensor, buffers: Tensor) -> None:
+    """Raise before training unless the starting weights and BN buffers are finite.
+
+    Raises:
+        UserError: Naming how many entries are NaN/inf.
+    """
+    for what, t in (("starting weights", weights), ("starting BN buffers", buffers)):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise not_finite(f"FGE's {what} hold {bad} NaN/inf entries", "running FGE")
+
+
 def _row(m: PredictiveMetrics) -> dict[str, float]:
     return {"acc": m.acc, "nll": m.nll, "ece": m.ece}
 
@@ -200,6 +212,23 @@ def fge(
     period = cfg.cycle * steps
     total = cfg.snapshots * period  # the last snapshot ends the run (half a cycle early)
     total -= period - math.ceil(period / 2)
+    if period < 2:
+        raise UserError(
+            f"FGE's cycle of {arg('cycle')}={cfg.cycle} epoch(s) is {period} minibatch step "
+            f"({src.num_samples} train samples, {arg('batch_size')}={cfg.batch_size}): it "
+            "needs at least 2 steps to fall from alpha1 to alpha2 and climb back; raise "
+            "--cycle or lower --batch-size")
+    if start_buffers is not None:
+        if not isinstance(start_buffers, Tensor):
+            raise UserTypeError(f"start_buffers must be a flat torch tensor of BN buffers, "
+                                f"got {type(start_buffers).__name__}; pass "
+                                "ParamLayout.buffers_of(model).read(model, buffers=True)")
+        if not buf_layout.numel and start_buffers.numel():
+            raise UserError(f"start_buffers has {start_buffers.numel()} entries but the "
+                            "model has no BatchNorm buffers to start from; drop "
+                            "start_buffers (or pass the model they belong to)")
+        if buf_layout.numel and not isinstance(start, FGEState):
+            buf_layout.check_vector(start_buffers, "start_buffers")
     ev = Evaluator(copy.deepcopy(model), train, test, device=dev,
                    batch_size=cfg.eval_batch_size)
 
@@ -209,6 +238,7 @@ def fge(
         layout.check_vector(start, "the starting weights")
         b0 = start_buffers if start_buffers is not None else buf_layout.read(net,
                                                                               buffers=True)
+        _check_finite_start(start, b0)
         p, yt = predict_proba(ev, start.float(), b0)
         state = FGEState(0, start.detach().float().cpu(), b0.float().cpu(),
                          start=_row(predictive_metrics(p, yt, cfg.bins)))
@@ -249,7 +279,7 @@ def fge(
                 for g in opt.param_groups:
                     g["lr"] = lr
                 idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                obj = crit.mean(net(src.x[idx]), src.y[idx])
+                obj = crit.mean(_forward(net, src.x[idx]), src.y[idx])
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
                 opt.step()
@@ -266,10 +296,11 @@ def fge(
                 snap_bufs.append(bw)
                 p, yt = predict_proba(ev, w, bw)
                 one = predictive_metrics(p, yt, cfg.bins)
-                ensemble.add(p)
+                ensemble.add(p, yt)
                 ens = predictive_metrics(ensemble.probs, yt, cfg.bins)
                 avg = torch.stack(snaps).double().mean(0).float()
-                ps, _ = predict_proba(ev, avg, bw)
+                ps, ys = predict_proba(ev, avg, bw)
+                ensemble.check_targets(ys)
                 swa = predictive_metrics(ps, yt, cfg.bins)
                 row = {"snapshot": len(snaps), "epoch": step / steps, "lr": lr,
                        "snapshot_acc": one.acc, "snapshot_nll": one.nll,

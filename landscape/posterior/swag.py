@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, UserTypeError, arg, check_generator
+from landscape._errors import UserError, UserTypeError, arg, check_generator, not_finite
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
@@ -109,19 +109,35 @@ class SwagMoments:
         """``k``, the deviations kept."""
         return int(self.deviations.shape[0])
 
+    def check_finite(self, before: str = "sampling SWAG") -> None:
+        """Raise unless the mean, second moment and deviations are all finite.
+
+        Raises:
+            UserError: Naming the part that holds NaN/inf (a diverged SWA run).
+        """
+        for what, t in (("mean", self.mean), ("second moment", self.sq_mean),
+                        ("deviations", self.deviations)):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise not_finite(f"the SWAG {what} holds {bad} NaN/inf entries", before)
+
     def with_rank(self, rank: int) -> SwagMoments:
         """The same posterior keeping only the last ``rank`` deviations (0: diagonal).
+
+        A rank above the deviations kept keeps them all; the result records the
+        rank it can hold (at most this posterior's), not the one asked for.
 
         Returns:
             The moments.
 
         Raises:
+            UserTypeError: For a rank that is not an integer.
             UserError: For a negative rank.
         """
-        if rank < 0:
-            raise UserError(f"SWAG rank must be >= 0, got {rank}")
+        _check_rank(rank)
         keep = self.deviations[self.num_deviations - min(rank, self.num_deviations):]
-        return SwagMoments(self.mean, self.sq_mean, keep, self.n_collected, rank)
+        return SwagMoments(self.mean, self.sq_mean, keep, self.n_collected,
+                           min(int(rank), self.rank))
 
     def covariance(self, scale: float = 0.5) -> Tensor:
         """The dense ``(n, n)`` covariance of :func:`swag_sample` (small models, tests).
@@ -134,6 +150,47 @@ class SwagMoments:
         D = self.deviations.double()
         low = D.T @ D / max(self.num_deviations - 1, 1)
         return scale * (torch.diag(self.variance) + low)
+
+
+def _check_moments(moments: Any) -> None:
+    """Raise unless ``moments`` is a :class:`SwagMoments`.
+
+    Raises:
+        UserTypeError: Naming what was given and where moments come from.
+    """
+    if not isinstance(moments, SwagMoments):
+        raise UserTypeError(f"SWAG moments must be a SwagMoments, got "
+                            f"{type(moments).__name__}; build them with "
+                            "ls.swag_moments(iterates) from the SWA iterates (T, n) (or "
+                            "SwagCollector.moments(), store.read_swag)")
+
+
+def _check_int(value: Any, name: str, low: int) -> None:
+    """Raise unless ``value`` is an integer >= ``low``.
+
+    Raises:
+        UserTypeError: For a non-integer.
+        UserError: For one below ``low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UserTypeError(f"{arg(name)} must be an integer >= {low}, got "
+                            f"{type(value).__name__} {value!r}")
+    if value < low:
+        raise UserError(f"{arg(name)} must be >= {low}, got {value}")
+
+
+def _check_rank(rank: Any) -> None:
+    """Raise unless ``rank`` is an integer >= 0.
+
+    Raises:
+        UserTypeError: For a non-integer.
+        UserError: For a negative rank.
+    """
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+        raise UserTypeError(f"{arg('rank')} must be an integer >= 0 (or None: all the "
+                            f"deviations kept), got {type(rank).__name__} {rank!r}")
+    if rank < 0:
+        raise UserError(f"SWAG rank must be >= 0, got {rank}")
 
 
 class SwagCollector:
@@ -311,8 +368,9 @@ def swag_sample(moments: SwagMoments, generator: torch.Generator | None = None, 
             seed: pass ``torch.Generator().manual_seed(seed)``).
     """
     check_generator(generator)
-    if scale < 0:
-        raise UserError(f"the SWAG scale must be >= 0, got {scale}")
+    _check_moments(moments)
+    _check_scale(scale)
+    moments.check_finite()
     m = moments if rank is None else moments.with_rank(rank)
     z1 = torch.randn(m.mean.numel(), generator=generator, dtype=torch.float64)
     out = m.variance.sqrt() * z1
@@ -321,6 +379,25 @@ def swag_sample(moments: SwagMoments, generator: torch.Generator | None = None, 
         z2 = torch.randn(k, generator=generator, dtype=torch.float64)
         out = out + (m.deviations.double().T @ z2) / math.sqrt(max(k - 1, 1))
     return (m.mean.double() + math.sqrt(scale) * out).float()
+
+
+def _check_scale(scale: Any) -> None:
+    """Raise unless ``scale`` is a finite real number >= 0.
+
+    Raises:
+        UserTypeError: For a non-number.
+        UserError: For a negative or non-finite scale.
+    """
+    try:
+        value = float(scale) if not isinstance(scale, (bool, str, bytes)) else None
+    except (TypeError, ValueError, RuntimeError):
+        value = None
+    if value is None:
+        raise UserTypeError(f"{arg('scale')} must be a number >= 0, got "
+                            f"{type(scale).__name__} {scale!r}; pass e.g. scale=0.5")
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"the SWAG scale must be finite and >= 0, got {scale}; pass e.g. "
+                        f"{arg('scale')}=0.5 (0: the SWA solution)")
 
 
 # =========================================================================== BMA
@@ -337,7 +414,8 @@ class SwagBMA:
         sample_acc: ``(S,)`` accuracy of each sample alone.
         sample_nll: ``(S,)`` NLL of each sample alone.
         probs: ``(N, C)`` the averaged class probabilities.
-        attrs: ``samples``, ``seed``, ``scale``, ``rank``, ``bins``, ``bn``, ``split``.
+        attrs: ``samples``, ``seed``, ``scale``, ``rank`` (the deviations used: at
+            most those kept), ``bins``, ``bn``, ``split``.
     """
 
     metrics: PredictiveMetrics
@@ -382,10 +460,18 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     """
     from tqdm.auto import tqdm
 
-    if samples < 1:
-        raise UserError(f"{arg('samples')} must be >= 1, got {samples}")
+    if not isinstance(evaluator, Evaluator):
+        raise UserTypeError(f"swag_bma takes an Evaluator, got {type(evaluator).__name__}; "
+                            "pass ls.Evaluator(model, train, test) (it recomputes BatchNorm "
+                            "per sample)")
+    _check_moments(moments)
+    _check_int(samples, "samples", 1)
+    _check_int(seed, "seed", -(2**63))
     evaluator.layout.check_vector(moments.mean, "the SWAG mean")
-    gen = torch.Generator().manual_seed(seed)
+    _check_scale(scale)
+    moments.check_finite("the Bayesian model average")
+    used = (moments if rank is None else moments.with_rank(rank)).num_deviations
+    gen = torch.Generator().manual_seed(int(seed))
     avg = EnsembleAverage()
     rows: dict[str, list[float]] = {k: [] for k in ("acc", "nll", "ece", "sample_acc",
                                                     "sample_nll")}
@@ -396,7 +482,7 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
             w = swag_sample(moments, gen, scale=scale, rank=rank)
             p, y = predict_proba(evaluator, w, split=split)
             one = predictive_metrics(p, y, bins)
-            avg.add(p)
+            avg.add(p, y)
             m = predictive_metrics(avg.probs, y, bins)
             for k, v in (("acc", m.acc), ("nll", m.nll), ("ece", m.ece),
                          ("sample_acc", one.acc), ("sample_nll", one.nll)):
@@ -410,7 +496,7 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
     return SwagBMA(final, np.arange(1, samples + 1), arr["acc"], arr["nll"], arr["ece"],
                    arr["sample_acc"], arr["sample_nll"], avg.probs, {
                        "samples": samples, "seed": seed, "scale": scale,
-                       "rank": moments.num_deviations if rank is None else rank,
+                       "rank": used,
                        "bins": bins, "bn": evaluator.bn.value, "split": split})
 
 
@@ -437,6 +523,8 @@ def swag_directions(moments: SwagMoments, dim: int = 2) -> tuple[Tensor, Tensor]
     Raises:
         UserError: With fewer than ``dim + 1`` deviations.
     """
+    _check_moments(moments)
+    _check_int(dim, "dim", 1)
     k = moments.num_deviations
     if k < dim + 1:
         raise UserError(f"the SWAG subspace of {dim} direction(s) needs at least {dim + 1} "
@@ -477,8 +565,21 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
             too few deviations.
     """
     _check_dim(dim, y)
-    dirs, std = swag_directions(moments, dim)
+    _check_moments(moments)
+    if (isinstance(span, bool) or not isinstance(span, (int, float, np.number))
+            or not math.isfinite(span) or span <= 0):
+        raise UserError(f"the SWAG grid's span (standard deviations either side) must be "
+                        f"a finite number > 0, got {span!r}; pass e.g. span=3")
     c = moments.mean.double()
+    for name, w in (points or {}).items():
+        _check_point(w, c.numel(), f"point {name!r}")
+    if trajectory is not None:
+        if not isinstance(trajectory, Tensor) or trajectory.ndim != 2:
+            raise UserError(f"the SWAG grid's trajectory must be a (T, {c.numel()}) tensor "
+                            f"of weights, got {_shape(trajectory)}; stack the iterates as "
+                            "rows")
+        _check_point(trajectory[0] if len(trajectory) else c, c.numel(), "trajectory")
+    dirs, std = swag_directions(moments, dim)
     used = [dirs[i] for i in range(dim)]
 
     def proj(w: Tensor) -> np.ndarray:
@@ -504,6 +605,23 @@ def swag_grid(moments: SwagMoments, center_buffers: Tensor | None = None, *,
         x_label=f"SWAG direction 1 (L2 distance; deviations' std {float(std[0]):.3g})",
         y_label=(f"SWAG direction 2 (L2 distance; deviations' std {float(std[1]):.3g})"
                  if dim == 2 else ""), **kw)
+
+
+def _shape(t: Any) -> str:
+    return (f"shape {tuple(t.shape)}" if isinstance(t, Tensor)
+            else f"a {type(t).__name__}")
+
+
+def _check_point(w: Any, numel: int, what: str) -> None:
+    """Raise unless ``w`` is one flat weight vector of the posterior's length.
+
+    Raises:
+        UserError: Naming the shape given and the one expected.
+    """
+    if not isinstance(w, Tensor) or w.ndim != 1 or w.numel() != numel:
+        raise UserError(f"the SWAG grid's {what} must be a flat ({numel},) weight vector "
+                        f"of the posterior's model, got {_shape(w)}; pass the weights of "
+                        "the same architecture (ParamLayout.from_module(model).read(model))")
 
 
 def swag_surface(model: nn.Module, moments: SwagMoments, train: Any, test: Any = None, *,
