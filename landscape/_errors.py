@@ -65,3 +65,34 @@ def not_finite(what: str, before: str = "measuring") -> UserError:
     """
     return UserError(f"{what}; the weights or the data hold NaN/inf (a diverged "
                      f"checkpoint?): check them before {before}")
+
+
+def check_int(value: Any, name: str, low: int, why: str = "") -> int:
+    """``value`` as an int ``>= low`` (numpy integers too, not bools), else one line.
+
+    Args:
+        value: The argument.
+        name: How the message names it (e.g. ``arg("samples")``).
+        low: The least value allowed.
+        why: What the number counts, or the fix, added in parentheses.
+
+    Example:
+        >>> check_int(3, "steps", 1)
+        3
+
+    Returns:
+        ``int(value)``.
+
+    Raises:
+        UserTypeError: For a bool or a non-integer.
+        UserError: Below ``low``.
+    """
+    import numbers
+
+    tail = f" ({why})" if why else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserTypeError(f"{name} must be an integer >= {low}{tail}, got "
+                            f"{type(value).__name__} {value!r}")
+    if value < low:
+        raise UserError(f"{name} must be >= {low}{tail}, got {value}")
+    return int(value)

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from landscape._errors import UserError
+from landscape._errors import UserError, check_int
 from landscape.stats import mean_ci
 from landscape.store import (
     KINDS,
@@ -599,13 +599,7 @@ PROFILE_METRICS = ("train_loss", "train_ce", "train_err", "test_loss", "test_err
 
 def _check_levels(levels: Any) -> int:
     """``levels`` as an int >= 2, else one line (before any figure is opened)."""
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise UserError(f"levels must be an int >= 2 (the number of contour levels), "
-                        f"got {levels!r}")
-    if levels < 2:
-        raise UserError(f"levels must be >= 2 (filled contours need two levels), got "
-                        f"{levels}; e.g. levels=25")
-    return int(levels)
+    return check_int(levels, "levels", 2, "filled contours; e.g. levels=25")
 
 
 def plot_curve_profiles(path: str | os.PathLike, name: str, metric: str = "train_loss", *,

@@ -194,12 +194,12 @@ def test_curve_construction_errors_are_one_line(case: dict) -> None:
     with pytest.raises(TypeError, match=r"^the curve's bends must be a \(K, n\) tensor"):
         Curve("bezier", wa, wb, [[0.0]])
     for bends in (2.5, True):
-        with pytest.raises(TypeError, match=r"^the number of bends must be an int K >= 0"):
+        with pytest.raises(TypeError, match=r"^the number of bends must be an integer >= 0"):
             Curve.on_segment("bezier", wa, wb, bends)
     c = Curve.on_segment("polychain", wa, wb, np.int64(2))
     torch.testing.assert_close(c.bends[1], wa + (2 / 3) * (wb - wa), rtol=0, atol=1e-6)
     for kind, bends in (("polychain", -1), ("bezier", -2)):
-        with pytest.raises(UserError, match=rf"^a curve has K >= 0 bends, got {bends}$"):
+        with pytest.raises(UserError, match=rf"^the number of bends must be >= 0, got {bends}$"):
             curve_coefficients(kind, bends, 0.3)
     assert curve_coefficients("polychain", 0, 0.3) == pytest.approx([0.7, 0.3])
 
@@ -253,7 +253,7 @@ def test_curve_and_alignment_plots_name_the_problem_and_open_no_figure(
                                         r"train_loss, train_ce, train_err, test_loss"):
         ls.plot_curve_profiles(out, "bezier", "acc")
     for levels in (0, -3, 2.5):
-        with pytest.raises(UserError, match=r"^levels must be (an int )?>= 2"):
+        with pytest.raises(UserError, match=r"^levels must be (an integer )?>= 2"):
             ls.plot_curve_plane(out, "bezier_plane", levels=levels)
     with pytest.raises(UserError, match=r"^no alignment 'nope' in .*curves.h5; it holds "
                                         r"no alignments: pass one of them, or make one "

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
-from landscape._errors import UserError, UserTypeError, arg, not_finite
+from landscape._errors import UserError, arg, check_int, not_finite
 from landscape.data import as_batches
 from landscape.evaluate import Evaluator, _forward, model_device
 from landscape.params import ParamLayout
@@ -110,20 +110,9 @@ def _check_finite(networks: Mapping[str, Mapping[str, Tensor]]) -> None:
 
 
 def _check_samples(samples: Any) -> None:
-    """Raise unless ``samples`` is ``None`` (all inputs) or an integer >= 1.
-
-    Raises:
-        UserTypeError: For a non-integer.
-        UserError: For fewer than one sample.
-    """
-    if samples is None:
-        return
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)):
-        raise UserTypeError(f"{arg('samples')} must be an integer >= 1 or None (all the "
-                            f"inputs), got {type(samples).__name__} {samples!r}")
-    if samples < 1:
-        raise UserError(f"{arg('samples')} must be >= 1 (or None: all the inputs), got "
-                        f"{samples}; activation matching needs inputs to correlate")
+    """Raise unless ``samples`` is ``None`` (all inputs) or an integer >= 1."""
+    if samples is not None:
+        check_int(samples, arg("samples"), 1, "None: all the inputs")
 
 
 def _progress(progress: bool, total: int | None, desc: str) -> Any:
@@ -216,8 +205,7 @@ def weight_matching(
         B put at position ``i``, and the number of sweeps done (the last changed
         nothing, unless ``max_sweeps`` stopped it: then a warning says so).
     """
-    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
-        raise UserError(f"max_sweeps must be an int >= 1, got {max_sweeps!r}")
+    check_int(max_sweeps, "max_sweeps", 1, "coordinate-descent sweeps")
     names = [k for k in params_a if k in spec.axes and k in params_b]
     A = {k: params_a[k].detach().float() for k in names}
     B = {k: params_b[k].detach().to(params_a[k].device).float() for k in names}
@@ -804,12 +792,7 @@ def merge(
         raise wrong
     _check_seed(seed)
     _check_samples(samples)
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, (int, np.integer)):
-        raise UserTypeError(f"max_rounds must be an integer >= 1, got "
-                            f"{type(max_rounds).__name__} {max_rounds!r}")
-    if max_rounds < 1:
-        raise UserError(f"max_rounds must be >= 1 (the refinement rounds of weight "
-                        f"matching), got {max_rounds}; pass e.g. max_rounds=10")
+    check_int(max_rounds, "max_rounds", 1, "the rounds of re-aligning to the average")
     if len(models) < 2:
         raise UserError(f"merge needs at least two networks, got {len(models)}; pass "
                         "the solutions of several runs")

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, UserTypeError, not_finite
+from landscape._errors import UserError, UserTypeError, check_int, not_finite
 from landscape.config import ConnectConfig
 from landscape.data import TensorBatches, as_batches
 from landscape.directions import plane_basis, project
@@ -84,11 +84,7 @@ def _kind(kind: CurveKind | str) -> CurveKind:
 # =========================================================================== the curve
 def _num_bends(bends: Any) -> int:
     """``bends`` as an int ``K >= 0``, else one line."""
-    if isinstance(bends, bool) or not isinstance(bends, numbers.Integral):
-        raise UserTypeError(f"the number of bends must be an int K >= 0, got {bends!r}")
-    if bends < 0:
-        raise UserError(f"a curve has K >= 0 bends, got {bends}")
-    return int(bends)
+    return check_int(bends, "the number of bends", 0)
 
 
 def _weights(w: Any, what: str) -> Tensor:

@@ -51,7 +51,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._errors import UserError, UserTypeError, arg, check_generator, not_finite
+from landscape._errors import (
+    UserError,
+    UserTypeError,
+    arg,
+    check_generator,
+    check_int,
+    not_finite,
+)
 from landscape.evaluate import Evaluator
 from landscape.params import ParamLayout
 from landscape.posterior.ensemble import (
@@ -165,32 +172,14 @@ def _check_moments(moments: Any) -> None:
                             "SwagCollector.moments(), store.read_swag)")
 
 
-def _check_int(value: Any, name: str, low: int) -> None:
-    """Raise unless ``value`` is an integer >= ``low``.
-
-    Raises:
-        UserTypeError: For a non-integer.
-        UserError: For one below ``low``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise UserTypeError(f"{arg(name)} must be an integer >= {low}, got "
-                            f"{type(value).__name__} {value!r}")
-    if value < low:
-        raise UserError(f"{arg(name)} must be >= {low}, got {value}")
-
-
 def _check_rank(rank: Any) -> None:
-    """Raise unless ``rank`` is an integer >= 0.
+    """Raise unless ``rank`` is an integer >= 0 (or ``None``: all deviations kept).
 
     Raises:
         UserTypeError: For a non-integer.
         UserError: For a negative rank.
     """
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
-        raise UserTypeError(f"{arg('rank')} must be an integer >= 0 (or None: all the "
-                            f"deviations kept), got {type(rank).__name__} {rank!r}")
-    if rank < 0:
-        raise UserError(f"SWAG rank must be >= 0, got {rank}")
+    check_int(rank, arg("rank"), 0, "None: all the deviations kept")
 
 
 class SwagCollector:
@@ -465,8 +454,8 @@ def swag_bma(evaluator: Evaluator, moments: SwagMoments, samples: int = 30, *,
                             "pass ls.Evaluator(model, train, test) (it recomputes BatchNorm "
                             "per sample)")
     _check_moments(moments)
-    _check_int(samples, "samples", 1)
-    _check_int(seed, "seed", -(2**63))
+    check_int(samples, arg("samples"), 1)
+    check_int(seed, arg("seed"), -(2**63))
     evaluator.layout.check_vector(moments.mean, "the SWAG mean")
     _check_scale(scale)
     moments.check_finite("the Bayesian model average")
@@ -524,7 +513,7 @@ def swag_directions(moments: SwagMoments, dim: int = 2) -> tuple[Tensor, Tensor]
         UserError: With fewer than ``dim + 1`` deviations.
     """
     _check_moments(moments)
-    _check_int(dim, "dim", 1)
+    check_int(dim, arg("dim"), 1)
     k = moments.num_deviations
     if k < dim + 1:
         raise UserError(f"the SWAG subspace of {dim} direction(s) needs at least {dim + 1} "
