@@ -281,7 +281,7 @@ def test_bad_designs_are_one_line_errors() -> None:
     with pytest.raises(UserError, match=r"noise\[0\]: unknown config key"):
         regimes.design(e)
     e.settings["factors"] = {"noise": [{"label_noise": 1.2}]}
-    with pytest.raises(UserError, match=r"label-noise must lie in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"label_noise \(--label-noise\) must lie in \[0, 1\)"):
         regimes.design(e)
     e.settings["factors"] = {"noise": [{}]}
     e.settings["map"] = ["noise", "width"]
