@@ -203,21 +203,21 @@ class ConnectConfig:
         """Check ranges that types cannot express; return ``self``.
 
         Raises:
-            UserError: Naming the flag and the valid range.
+            UserError: Naming the field, its flag and the valid range.
         """
         if self.bends < 1:
-            raise UserError(f"--bends must be >= 1, got {self.bends}: a curve needs at "
+            raise UserError(f"{arg('bends')} must be >= 1, got {self.bends}: a curve needs at "
                             "least one trainable bend (the straight line is evaluated "
                             "beside it anyway)")
         for ok, msg in (
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.wd is None or self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
-            (self.points >= 3, f"--points must be >= 3, got {self.points}"),
+            (self.epochs >= 1, f"{arg('epochs')} must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"{arg('batch_size')} must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"{arg('lr')} must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"{arg('momentum')} must be in [0, 1), got {self.momentum}"),
+            (self.wd is None or self.wd >= 0, f"{arg('wd')} must be >= 0, got {self.wd}"),
+            (self.points >= 3, f"{arg('points')} must be >= 3, got {self.points}"),
             (self.eval_batch_size >= 1,
-             f"--eval-batch-size must be >= 1, got {self.eval_batch_size}"),
+             f"{arg('eval_batch_size')} must be >= 1, got {self.eval_batch_size}"),
         ):
             if not ok:
                 raise UserError(msg)
@@ -257,20 +257,20 @@ class FGEConfig:
         """Check ranges that types cannot express; return ``self``.
 
         Raises:
-            UserError: Naming the flag and the valid range.
+            UserError: Naming the field, its flag and the valid range.
         """
         for ok, msg in (
-            (self.snapshots >= 1, f"--snapshots must be >= 1, got {self.snapshots}"),
-            (self.cycle >= 1, f"--cycle must be >= 1 epoch, got {self.cycle}"),
-            (self.alpha2 > 0, f"--alpha2 must be > 0, got {self.alpha2}"),
-            (self.alpha1 >= self.alpha2, f"--alpha1 ({self.alpha1}) must be >= --alpha2 "
-             f"({self.alpha2}): the cycle runs from alpha1 down to alpha2 and back"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.wd is None or self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.bins >= 1, f"--bins must be >= 1, got {self.bins}"),
+            (self.snapshots >= 1, f"{arg('snapshots')} must be >= 1, got {self.snapshots}"),
+            (self.cycle >= 1, f"{arg('cycle')} must be >= 1 epoch, got {self.cycle}"),
+            (self.alpha2 > 0, f"{arg('alpha2')} must be > 0, got {self.alpha2}"),
+            (self.alpha1 >= self.alpha2, f"{arg('alpha1', self.alpha1)} must be >= "
+             f"{arg('alpha2', self.alpha2)}: the cycle runs from alpha1 down to alpha2 and back"),
+            (0 <= self.momentum < 1, f"{arg('momentum')} must be in [0, 1), got {self.momentum}"),
+            (self.wd is None or self.wd >= 0, f"{arg('wd')} must be >= 0, got {self.wd}"),
+            (self.batch_size >= 1, f"{arg('batch_size')} must be >= 1, got {self.batch_size}"),
+            (self.bins >= 1, f"{arg('bins')} must be >= 1, got {self.bins}"),
             (self.eval_batch_size >= 1,
-             f"--eval-batch-size must be >= 1, got {self.eval_batch_size}"),
+             f"{arg('eval_batch_size')} must be >= 1, got {self.eval_batch_size}"),
         ):
             if not ok:
                 raise UserError(msg)

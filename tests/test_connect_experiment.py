@@ -168,7 +168,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"\[experiment.curve\] has unknown key") as e:
         ConnectSettings.parse({"curve": {"bend": 2}}).configs()
     assert "\n" not in str(e.value)
-    with pytest.raises(UserError, match="--bends must be >= 1"):
+    with pytest.raises(UserError, match=r"bends \(--bends\) must be >= 1"):
         ConnectSettings.parse({"curve": {"bends": 0}}).configs()
     with pytest.raises(UserError, match="plane must be >= 0"):
         ConnectSettings.parse({"plane": -1}).configs()

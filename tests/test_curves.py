@@ -257,7 +257,7 @@ def test_bad_endpoints_and_bends_are_one_line_errors(
 
     t = str(tiny_run)
     assert "same weights" in error(t, t, "--solution-a", "swa", "--solution-b", "swa")
-    assert "--bends must be >= 1" in error(t, t, "--solution-b", "swa", "--bends", "0")
+    assert "bends (--bends) must be >= 1" in error(t, t, "--solution-b", "swa", "--bends", "0")
     other = tmp_path / "other.h5"
     other.write_bytes(tiny_run.read_bytes())
     with h5py.File(other, "r+") as f:

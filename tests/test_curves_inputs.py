@@ -110,7 +110,7 @@ def test_non_finite_endpoints_and_bad_wd_are_refused_before_training(case: dict)
         train_curve(case["m"], c, (case["x"], case["y"]))
     good = Curve.on_segment("bezier", case["wa"], case["wb"])
     for wd in (-1.0, math.nan):
-        with pytest.raises(UserError, match=r"--wd must be >= 0"):
+        with pytest.raises(UserError, match=r"wd \(--wd\) must be >= 0"):
             train_curve(case["m"], good, (case["x"], case["y"]), wd=wd)
     cfg = ls.ConnectConfig(epochs=1)
     s1 = train_curve(case["m"], good, (case["x"], case["y"]), cfg, wd=1e-2)
