@@ -253,20 +253,22 @@ def describe_posterior(f: h5py.File) -> list[str]:
         The lines (none if the file holds neither).
     """
     lines = []
+    ev = read_swag_evaluation(f)
     if has_swag(f):
         a = swag_attrs(f)
         k = f["swag/deviations"].shape[0]
         lines.append(f"swag: {a.get('n_collected')} iterates, {k} deviation(s) kept "
                      f"(rank {a.get('rank')}); {a.get('source', '')}")
-        ev = read_swag_evaluation(f)
-        if ev is not None:
-            e = ev["attrs"]
-            lines.append(f"  evaluation ({e.get('split')}, {e.get('samples')} samples, "
-                         f"scale {e.get('scale')}, {e.get('bins')} bins):")
-            for m in e.get("methods", ["swag", "swa", "sgd"]):
-                text = _fmt(e, m)
-                if text:
-                    lines.append(f"    {m}: {text}")
+    elif ev is not None:  # a SwagBMA saved from Python, without its moments
+        lines.append("swag: an evaluation without the moments (saved from Python)")
+    if ev is not None:
+        e = ev["attrs"]
+        lines.append(f"  evaluation ({e.get('split')}, {e.get('samples')} samples, "
+                     f"scale {e.get('scale')}, {e.get('bins')} bins):")
+        for m in e.get("methods", ["swag", "swa", "sgd"]):
+            text = _fmt(e, m)
+            if text:
+                lines.append(f"    {m}: {text}")
     for name in fge_names(f):
         a = fge_attrs(f, name) or {}
         cfg = a.get("config") or {}

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from landscape.store._h5 import (
     RUN_KIND,
     _h5,
     attrs_of,
+    check_file,
     check_name,
     edit_file,
     file_kind,
@@ -153,46 +155,155 @@ def trimmed_copy(src: str | os.PathLike, dst: str | os.PathLike,
 def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
     """Store a result of the Python API in an analysis file (or an existing run file).
 
+    Each result goes where and as the matching job of the CLI writes it, through
+    the same writers, so the same plots and ``landscape info`` read it: a
+    :class:`~landscape.surface.Surface` to ``/surfaces/<name>``, a
+    :class:`~landscape.sharpness.MeasureResult` to ``/measures/<solution>/<measure>``,
+    a :class:`~landscape.paths.Connection` (:func:`~landscape.connect`) to
+    ``/curves/<name>`` (as ``landscape connect``), an
+    :class:`~landscape.paths.align.AlignedPaths` (:func:`~landscape.align_paths`)
+    to ``/alignments/<name>`` (as ``landscape align``), an
+    :class:`~landscape.posterior.FGEResult` (:func:`~landscape.fge`) to
+    ``/fge/<name>`` and a :class:`~landscape.posterior.SwagBMA`
+    (:func:`~landscape.swag_bma`) to ``/swag/evaluation`` (as ``landscape fge``
+    and ``landscape swag``).  What only the CLI knows (endpoint files, their
+    SHA-256 where the result does not hold the weights) is recorded as
+    ``docs/schema.md`` says.
+
     Args:
-        result: A :class:`~landscape.surface.Surface`, a
-            :class:`~landscape.sharpness.MeasureResult` or a dict of them.
+        result: One of the results above, or a dict of them.
         path: The file; created as an analysis file if it does not exist.
-        name: Surface name (default: its kind), or the solution name a measure is
-            stored under (default: the result's ``solution``).
+        name: Surface, curve, alignment or FGE name (default: the surface's kind,
+            the curve's kind, ``<method>[_repair]``, ``fge``), or the solution
+            name a measure is stored under (default: the result's ``solution``).
+            A :class:`~landscape.posterior.SwagBMA` takes none (a file holds one
+            SWAG evaluation).
 
     Returns:
         ``path``.
 
     Raises:
-        UserTypeError: For another kind of object.
-        UserError: For a name that is empty or holds ``/`` (it would nest groups).
+        UserTypeError: For another kind of object (naming those that save).
+        UserError: For a name that is empty or holds ``/`` (it would nest groups),
+            a name for a ``SwagBMA``, or a curve or alignment into a results file.
     """
+    from landscape.paths.align import AlignedPaths
+    from landscape.paths.curves import Connection
+    from landscape.posterior.fge import FGEResult
+    from landscape.posterior.swag import SwagBMA
     from landscape.sharpness import MeasureResult
+    from landscape.store.curves import CURVE_KINDS
     from landscape.store.measures import write_measure
+    from landscape.store.posterior import write_swag_evaluation
     from landscape.store.surfaces import write_surface
     from landscape.surface import Surface
 
     items = list(result.values()) if isinstance(result, Mapping) else [result]
     for r in items:
-        if not isinstance(r, (Surface, MeasureResult)):
-            raise UserTypeError(f"cannot save a {type(r).__name__}; save a Surface or a "
-                                "MeasureResult (or a dict of them)")
+        if not isinstance(r, (Surface, MeasureResult, Connection, AlignedPaths, FGEResult,
+                              SwagBMA)):
+            raise UserTypeError(
+                f"cannot save a {type(r).__name__}; save a Surface, a MeasureResult, a "
+                "Connection (ls.connect), an AlignedPaths (ls.align_paths), an FGEResult "
+                "(ls.fge) or a SwagBMA (ls.swag_bma), or a dict of them")
     if name is not None:
         check_name(name, "name")
+        if any(isinstance(r, SwagBMA) for r in items):
+            raise UserError(f"name {name!r} cannot name a SwagBMA: a file holds one SWAG "
+                            "evaluation, at /swag/evaluation; save it without a name")
     p = Path(path)
     create = not p.exists()
+    paths = [r for r in items if isinstance(r, (Connection, AlignedPaths))]
+    if paths and not create:
+        check_file(p, CURVE_KINDS)  # a results file holds no curves: say so first
     with edit_file(p, create=create) as f:
         if create:
             stamp(f, ANALYSIS_KIND)
         for r in items:
             if isinstance(r, Surface):
                 write_surface(f, name or str(r.attrs.get("kind", "surface")), r)
-            else:
+            elif isinstance(r, MeasureResult):
                 if name is not None:
                     r = MeasureResult(r.measure, {**r.scalars, "solution": name},
                                       r.arrays, name)
                 write_measure(f, r)
+            elif isinstance(r, FGEResult):
+                _save_fge(f, name or "fge", r)
+            elif isinstance(r, SwagBMA):
+                write_swag_evaluation(f, r, {}, {})
+    for r in paths:  # the CLI's path writers: one atomic edit per finished unit
+        if isinstance(r, Connection):
+            _save_connection(p, name or r.curve.kind.value, r)
+        else:
+            _save_alignment(p, name, r)
     return p
+
+
+def _sha256(w: Any) -> str:
+    """SHA-256 of float32 weights, as the CLI records endpoints."""
+    return hashlib.sha256(w.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _save_connection(path: Path, name: str, c: Any) -> None:
+    """:func:`save` of a Connection, through ``landscape connect``'s writers."""
+    from landscape.params import ParamKind, ParamLayout
+    from landscape.paths.curves import CurveState
+    from landscape.store.curves import init_curve, write_curve_state, write_profile
+
+    curve = c.curve
+    # the curve holds flat vectors only: its layout is one vector of n weights
+    layout = ParamLayout(("weights",), ((int(curve.start.numel()),),), (ParamKind.WEIGHT,))
+    epochs = len(next(iter(c.history.values()), []))
+    ends = {k: {"file": "python", "solution": k, "sha256": _sha256(w)}
+            for k, w in (("a", curve.start), ("b", curve.end))}
+    config = {"curve": curve.kind.value, "bends": curve.num_bends, "epochs": epochs,
+              "points": len(c.profile.t), "wd": float(c.profile.l2)}
+    init_curve(path, name, curve, layout, {"config": config, "endpoints": ends})
+    write_curve_state(path, name, CurveState(curve, epochs, history=dict(c.history)))
+    write_profile(path, name, "curve", c.profile)
+    write_profile(path, name, "line", c.line, complete=True)
+
+
+def _save_alignment(path: Path, name: str | None, res: Any) -> None:
+    """:func:`save` of an AlignedPaths, through ``landscape align``'s writers."""
+    from landscape.params import ParamLayout
+    from landscape.paths.align import PROFILES
+    from landscape.store.align import write_alignment, write_alignment_profile
+
+    al = res.alignment
+    repair = "repair" in res.profiles
+    name = name or f"{al.method.value}{'_repair' if repair else ''}"
+    layout = ParamLayout.from_module(al.model)
+    aligned = layout.read(al.model).cpu()
+    buffers = ParamLayout.buffers_of(al.model).read(al.model, buffers=True).cpu()
+    which = [w for w in PROFILES if w in res.profiles]
+    t = res.profiles[which[0]].t if which else []
+    ends = {k: {"file": "python", "solution": k} for k in ("a", "b")}
+    write_alignment(path, name, {k: v.cpu() for k, v in al.perms.items()}, aligned, buffers,
+                    layout, {"method": al.method.value,
+                             "config": {"points": len(t), "repair": repair},
+                             "endpoints": ends, "spec": al.spec.to_json(),
+                             "sweeps": al.sweeps})
+    for w in which:
+        write_alignment_profile(path, name, w, res.profiles[w], complete=w == which[-1])
+
+
+def _save_fge(f: h5py.File, name: str, r: Any) -> None:
+    """:func:`save` of an FGEResult, through ``landscape fge``'s writers."""
+    import torch
+
+    from landscape.posterior.fge import FGEState
+    from landscape.store.posterior import init_fge, write_fge_state
+
+    snaps = r.snapshots.detach().cpu()
+    k = int(snaps.shape[0])
+    # the result holds no BN buffers, momentum or step: its state is the last snapshot
+    state = FGEState(0, snaps[-1], torch.zeros(0), snapshots=snaps,
+                     snapshot_buffers=torch.zeros(k, 0), history=dict(r.history),
+                     start=dict(r.start))
+    init_fge(f, name, {"config": {"snapshots": k},
+                       "start": {"file": "python", "solution": "start"}})
+    write_fge_state(f, name, state, complete=True, final=r.ensemble)
 
 
 def load(path: str | os.PathLike, name: str) -> Any:
