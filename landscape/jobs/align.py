@@ -17,7 +17,7 @@ from landscape import store
 from landscape._errors import UserError
 from landscape.evaluate import Evaluator, resolve_device
 from landscape.jobs._run import check_same_data, load_run_model
-from landscape.jobs.connect import _check_pair, _endpoint, _sha256
+from landscape.jobs.connect import _check_pair, _endpoint
 from landscape.params import ParamLayout
 from landscape.paths.align import (
     PROFILES,
@@ -96,7 +96,7 @@ def align_runs(
     _check_pair(ea, eb, "align")
     name = name or f"{m.value}{'_repair' if repair else ''}"
     dev = str(resolve_device(device))
-    hashes = [_sha256(ea["weights"]), _sha256(eb["weights"])]
+    hashes = [store.weights_sha256(ea["weights"]), store.weights_sha256(eb["weights"])]
     ends = {k: {"file": str(e["file"]), "solution": e["solution"], "sha256": h}
             for k, e, h in (("a", ea, hashes[0]), ("b", eb, hashes[1]))}
     config = {"seed": seed, "points": points, "samples": samples, "repair": repair}
@@ -214,7 +214,8 @@ def merge_runs(
             _check_pair(ends[0], e, "merge")
         else:
             check_same_data(runs[0], r)
-    sources = [{"file": str(r), "solution": e["solution"], "sha256": _sha256(e["weights"])}
+    sources = [{"file": str(r), "solution": e["solution"],
+                "sha256": store.weights_sha256(e["weights"])}
                for r, e in zip(runs, ends, strict=True)]
     settings: dict[str, Any] = {"method": m.value, "seed": seed} | (
         {"samples": samples} if m is AlignMethod.ACTIVATIONS else {})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -39,10 +38,6 @@ def _endpoint(path: str | os.PathLike, solution: str) -> dict[str, Any]:
         return {"file": str(path), "solution": solution, "weights": s.weights,
                 "params": params, "buffers": buffers, "model": name, "kwargs": kwargs,
                 "wd": float(store.config_of(f).get("wd", 0.0))}
-
-
-def _sha256(w: Any) -> str:
-    return hashlib.sha256(w.float().contiguous().numpy().tobytes()).hexdigest()
 
 
 def _check_pair(a: dict[str, Any], b: dict[str, Any], verb: str = "connect") -> None:
@@ -117,7 +112,7 @@ def connect_runs(
     name = name or cfg.curve
     dev = str(resolve_device(device))
     ends = {k: {"file": str(e["file"]), "solution": e["solution"],
-                "sha256": _sha256(e["weights"])} for k, e in (("a", ea), ("b", eb))}
+                "sha256": store.weights_sha256(e["weights"])} for k, e in (("a", ea), ("b", eb))}
     same = {"config": cfg.to_dict(), "hashes": [ends["a"]["sha256"], ends["b"]["sha256"]]}
     out = Path(out)
     with store.WriterLock(out):
@@ -183,7 +178,7 @@ def _curve_plane(out: Path, name: str, curve: Curve, ev: Evaluator, t: Any, step
     """
     grid = curve_plane_grid(curve, steps=steps)
     want = {"curve": name, "bend": 0, "steps": int(steps), "margin": 0.3,
-            "bends_sha256": _sha256(curve.bends)}
+            "bends_sha256": store.weights_sha256(curve.bends)}
     stored, shape, arrays = store.curve_plane_progress(out, name)
     if stored == want and shape == grid.shape:
         surf = Surface(grid, {m: arrays[m] for m in METRICS}, arrays["computed"])

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -148,10 +147,6 @@ def swag_run(
     return {"bma": bma, **rows}
 
 
-def _sha256(w: torch.Tensor) -> str:
-    return hashlib.sha256(w.float().contiguous().numpy().tobytes()).hexdigest()
-
-
 def fge_run(
     path: str | os.PathLike, *, solution: str = "sgd", config: FGEConfig | None = None,
     name: str = "fge", device: str = "cpu", force: bool = False, progress: bool = False,
@@ -187,7 +182,7 @@ def fge_run(
         s = store.read_solution(f, solution)
         if cfg.wd is None:
             cfg = cfg.replace(wd=float(store.config_of(f).get("wd", 0.0)))
-    start = {"file": str(path), "solution": solution, "sha256": _sha256(s.weights)}
+    start = {"file": str(path), "solution": solution, "sha256": store.weights_sha256(s.weights)}
     model, data = load_run_model(path)
     dev = resolve_device(device)
     with store.WriterLock(path):

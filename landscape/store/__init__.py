@@ -23,6 +23,7 @@ from landscape.store._h5 import (
     open_file,
     plain,
     to_attr,
+    weights_sha256,
 )
 from landscape.store.align import (
     alignment_attrs,
@@ -237,6 +238,7 @@ __all__ = [
     "trimmed_copy",
     "update_curve_plane",
     "update_values",
+    "weights_sha256",
     "write_alignment",
     "write_alignment_attrs",
     "write_alignment_profile",

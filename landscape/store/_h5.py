@@ -14,6 +14,7 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -388,3 +389,13 @@ def new_group(parent: h5py.Group, path: str) -> h5py.Group:
     if path in parent:
         del parent[path]
     return parent.require_group(path)
+
+
+def weights_sha256(w: Any) -> str:
+    """The SHA-256 of a weight tensor's float32 bytes: how files name the solutions
+    they were computed from (a rerun with other weights is told apart).
+
+    Returns:
+        The hex digest.
+    """
+    return hashlib.sha256(w.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()

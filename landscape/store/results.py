@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -40,6 +39,7 @@ from landscape.store._h5 import (
     set_attrs,
     stamp,
     to_attr,
+    weights_sha256,
     write_array,
 )
 
@@ -239,11 +239,6 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
     return p
 
 
-def _sha256(w: Any) -> str:
-    """SHA-256 of float32 weights, as the CLI records endpoints."""
-    return hashlib.sha256(w.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
-
-
 def _save_connection(path: Path, name: str, c: Any) -> None:
     """:func:`save` of a Connection, through ``landscape connect``'s writers."""
     from landscape.params import ParamKind, ParamLayout
@@ -254,7 +249,7 @@ def _save_connection(path: Path, name: str, c: Any) -> None:
     # the curve holds flat vectors only: its layout is one vector of n weights
     layout = ParamLayout(("weights",), ((int(curve.start.numel()),),), (ParamKind.WEIGHT,))
     epochs = len(next(iter(c.history.values()), []))
-    ends = {k: {"file": "python", "solution": k, "sha256": _sha256(w)}
+    ends = {k: {"file": "python", "solution": k, "sha256": weights_sha256(w)}
             for k, w in (("a", curve.start), ("b", curve.end))}
     config = {"curve": curve.kind.value, "bends": curve.num_bends, "epochs": epochs,
               "points": len(c.profile.t), "wd": float(c.profile.l2)}
