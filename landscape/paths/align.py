@@ -219,17 +219,15 @@ def weight_matching(
 
     fixed: dict[str, Tensor] = {}  # the terms of tensors with no other permuted axis
     varying: dict[str, list[tuple[str, int]]] = {}
-    terms_fixed: dict[str, list[tuple[str, int]]] = {}
     for g, n in spec.sizes.items():
         fixed[g] = torch.zeros(n, n, dtype=torch.float64, device=dev)
-        varying[g], terms_fixed[g] = [], []
+        varying[g] = []
         for k, ax, _ in spec.terms(g):
             if k not in A:
                 continue
             if others(k, ax):
                 varying[g].append((k, ax))
             else:
-                terms_fixed[g].append((k, ax))
                 fixed[g] += _term(A[k], B[k], ax, n)
     # groups each group's S depends on
     needs = {g: sorted({h for k, ax in varying[g] for _, h, _ in others(k, ax)})
@@ -270,8 +268,8 @@ def weight_matching(
         """The inner product of A and P(B) over the tensors with an axis of ``g``."""
         trial = {**perms, g: perm}
         return sum(float((A[k] * permute_tensor(B[k], spec.axes[k], trial)).sum(
-            dtype=torch.float64)) for k in dict.fromkeys(k for k, _ in
-                                                       [*varying[g], *terms_fixed[g]]))
+            dtype=torch.float64)) for k in dict.fromkeys(k for k, _, _ in spec.terms(g)
+                                                       if k in A))
 
     rng = np.random.default_rng(seed)
     groups = list(spec.sizes)
