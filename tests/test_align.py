@@ -482,6 +482,24 @@ def test_repair_matches_the_interpolated_statistics_at_one_half(net: str) -> Non
         assert bool(((fresh[s].std / sd - 1).abs() < 0.1).all()), s
 
 
+def test_site_statistics_are_taken_before_in_place_activations() -> None:
+    # the REPAIR site of a conv without BN is its output, which ReLU(inplace=True)
+    # overwrites: the statistics must be the preactivation's, as without inplace
+    def net(inplace: bool) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(inplace), nn.Conv2d(6, 6, 3),
+                             nn.ReLU(inplace), nn.Flatten(), nn.Linear(6 * 4 * 4, 2)).eval()
+
+    x = torch.randn(64, 3, 8, 8)
+    got = site_statistics(trace_permutations(net(True)), [x])
+    want = site_statistics(trace_permutations(net(False)), [x])
+    assert set(got) == set(want) == {"_0", "_2"}  # the fx nodes of layers 0 and 2
+    for s in want:
+        assert float(want[s].mean.min()) < 0  # a preactivation, not a ReLU's output
+        torch.testing.assert_close(got[s].mean, want[s].mean)
+        torch.testing.assert_close(got[s].std, want[s].std)
+
+
 # =========================================================================== merge
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_merging_permuted_copies_returns_the_network(net: str) -> None:

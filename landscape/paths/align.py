@@ -47,6 +47,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import inspect
+import operator
 import sys
 import time
 import warnings
@@ -304,25 +306,56 @@ def weight_matching(
     return perms, sweeps
 
 
-class _Recorder(fx.Interpreter):
-    """Runs a traced graph and keeps the outputs of the named nodes."""
+def _in_place(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether ``node`` writes into its first argument (``ReLU(inplace=True)``,
+    ``out += identity``, ``x.relu_()``, ``F.relu(x, inplace=True)``)."""
+    if node.op == "call_module":
+        return getattr(modules.get(str(node.target)), "inplace", False) is True
+    if node.op == "call_method":
+        return str(node.target).endswith("_") and not str(node.target).startswith("_")
+    if node.op != "call_function":
+        return False
+    fn = node.target
+    if fn in _IN_PLACE_OPERATORS or getattr(fn, "__name__", "").endswith("_"):
+        return True
+    try:
+        bound = inspect.signature(fn).bind(*node.args, **node.kwargs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # builtins without a signature take no inplace flag
+        return node.kwargs.get("inplace") is True
+    return bound.arguments.get("inplace") is True
 
-    def __init__(self, gm: fx.GraphModule, names: Sequence[str]) -> None:
-        super().__init__(gm)
-        self.names = set(names)
-        self.values: dict[str, Tensor] = {}
 
-    def run_node(self, n: fx.Node) -> Any:
-        out = super().run_node(n)
-        if n.name in self.names:
-            self.values[n.name] = out
-        return out
+_IN_PLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+#: Operations whose output may share the memory of their first argument.
+_VIEWS = {torch.flatten, torch.reshape, "view", "reshape", "flatten", "contiguous",
+          "view_as", "squeeze", "unsqueeze"}
 
 
-def _record(gm: fx.GraphModule, names: Sequence[str], x: Tensor) -> dict[str, Tensor]:
-    rec = _Recorder(gm, names)
-    rec.run(x)
-    return rec.values
+def _overwritten(gm: fx.GraphModule) -> set[str]:
+    """Nodes whose output a later in-place operation changes (its memory or a view's).
+
+    torchvision's ResNet applies ``ReLU(inplace=True)`` to its BN outputs, and the
+    registered VGG16 to its conv outputs: a recording of such an output (REPAIR's
+    site, activation matching's preactivation) would hold the ReLU's output.
+
+    Returns:
+        Their names.
+    """
+    modules = dict(gm.named_modules())
+    root: dict[fx.Node, fx.Node] = {}
+    seen: dict[fx.Node, list[fx.Node]] = {}  # memory -> the nodes holding it so far
+    out: set[str] = set()
+    for node in gm.graph.nodes:
+        first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        writes = first is not None and _in_place(node, modules)
+        if first is not None and (writes or node.target in _VIEWS):
+            r = root[node] = root.get(first, first)
+            if writes:
+                out |= {n.name for n in seen[r]}
+        else:
+            r = root[node] = node
+        seen.setdefault(r, []).append(node)
+    return out
 
 
 def _recording(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
@@ -330,7 +363,8 @@ def _recording(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
 
     Generated code, not an interpreter, so recording costs no more than the
     forward pass; nodes that no named output needs (e.g. the last layer) are
-    dropped.  It shares ``gm``'s submodules.
+    dropped.  An output that a later in-place operation would change is copied
+    first (:func:`_overwritten`).  It shares ``gm``'s submodules.
 
     Returns:
         The module; calling it gives a tuple of tensors.
@@ -339,7 +373,14 @@ def _recording(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
     env: dict[fx.Node, fx.Node] = {}
     graph.graph_copy(gm.graph, env)
     by_name = {n.name: env[n] for n in gm.graph.nodes if n.op != "output"}
-    graph.output(tuple(by_name[s] for s in names))
+    outs, overwritten = [], _overwritten(gm)
+    for s in names:
+        node = by_name[s]
+        if s in overwritten:
+            with graph.inserting_after(node):
+                node = graph.call_method("clone", (node,))
+        outs.append(node)
+    graph.output(tuple(outs))
     rec = fx.GraphModule(gm, graph)
     rec.graph.eliminate_dead_code()
     rec.recompile()
@@ -550,15 +591,15 @@ def site_statistics(traced: Traced, inputs: Sequence[Tensor],
     """
     names = [s.node for s in traced.sites if s.has_bias] if sites is None else list(sites)
     gm = traced.graph
+    rec = _recording(gm, names)
     was = gm.training
     gm.eval()
     sums: dict[str, list[Tensor]] = {}
     n: dict[str, int] = {}
     try:
         for xb in inputs:
-            vals = _record(gm, names, xb)
-            for s in names:
-                a = _channels(vals[s]).double()
+            for s, v in zip(names, rec(xb), strict=True):
+                a = _channels(v).double()
                 st = [a.sum(0), (a * a).sum(0)]
                 sums[s] = st if s not in sums else [u + v for u, v in zip(sums[s], st,
                                                                           strict=True)]
