@@ -482,6 +482,25 @@ def test_repair_matches_the_interpolated_statistics_at_one_half(net: str) -> Non
         assert bool(((fresh[s].std / sd - 1).abs() < 0.1).all()), s
 
 
+def test_activation_matching_keeps_correlations_of_activations_far_from_zero() -> None:
+    # sigmoid units at 0.95 that move by 1e-4: in float32, sum(a^2) - sum(a)^2 / m
+    # is rounding; the moments must be taken about a shift near the mean
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(8, 16), nn.Sigmoid(), nn.Linear(16, 16), nn.Sigmoid(),
+                      nn.Linear(16, 2))
+    with torch.no_grad():
+        a[0].bias.fill_(3.0)
+        a[2].bias.fill_(3.0)
+        a[0].weight.mul_(1e-3)
+    spec = permutation_spec(a)
+    p = random_permutations(spec, 3)
+    x = torch.randn(4096, 8)
+    res = align(a, permute_model(a, spec, p), (x, torch.zeros(4096, dtype=torch.long)),
+                method="activations")
+    assert {g: v.tolist() for g, v in res.perms.items()} == {
+        g: v.tolist() for g, v in invert(p).items()}
+
+
 def test_site_statistics_are_taken_before_in_place_activations() -> None:
     # the REPAIR site of a conv without BN is its output, which ReLU(inplace=True)
     # overwrites: the statistics must be the preactivation's, as without inplace

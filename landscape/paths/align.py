@@ -387,18 +387,30 @@ def _recording(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
     return rec
 
 
-def _cross_moments(a: Tensor, b: Tensor) -> list[Tensor]:
-    r"""Per-channel :math:`\sum a`, :math:`\sum b`, :math:`\sum a^2`, :math:`\sum b^2`
-    and :math:`\sum a b^\top` of two ``(N, C, *spatial)`` (or ``(N, C)``) activations.
+def _channel_means(x: Tensor) -> Tensor:
+    """Per-channel mean of ``(N, C, *spatial)`` (or ``(N, C)``) activations, shaped to
+    subtract from them."""
+    x = x.float()
+    dims = (0, *range(2, x.ndim))
+    return x.mean(dims, keepdim=True)
 
-    Summed over samples and positions in float32 (one batch), returned in float64
-    for the running sums.  Spatial activations stay in place: one batched GEMM over
-    the ``(C, positions)`` view of each sample, no channel-last copy.
+
+def _cross_moments(a: Tensor, b: Tensor, shift_a: Tensor, shift_b: Tensor) -> list[Tensor]:
+    r"""Per-channel :math:`\sum a`, :math:`\sum b`, :math:`\sum a^2`, :math:`\sum b^2`
+    and :math:`\sum a b^\top` of two ``(N, C, *spatial)`` (or ``(N, C)``) activations,
+    each less its ``shift`` (:func:`_channel_means` of a first batch).
+
+    The shift leaves covariances and correlations as they are, and keeps float32
+    from losing them: a channel whose mean is far above its spread (a sigmoid gate
+    near 0.5 that moves by 1e-5) has :math:`\sum a^2 - (\sum a)^2/m` below float32's
+    rounding of :math:`\sum a^2`.  Summed over samples and positions in float32 (one
+    batch), returned in float64 for the running sums.  Spatial activations stay in
+    place: one batched GEMM over the ``(C, positions)`` view of each sample.
 
     Returns:
-        ``[sa (C,), sb (C,), saa (C,), sbb (C,), sab (C, C)]``.
+        ``[sa (C,), sb (C,), saa (C,), sbb (C,), sab (C, C)]`` of the shifted values.
     """
-    a, b = a.float(), b.float()
+    a, b = a.float() - shift_a, b.float() - shift_b
     if a.ndim > 2:
         A, B = a.flatten(2), b.flatten(2)  # (N, C, positions)
         dims: tuple[int, ...] = (0, 2)
@@ -463,6 +475,7 @@ def activation_matching(
     sites = [s for g in traced_a.spec.sizes for s in traced_a.observe.get(g, [])]
     acc: dict[str, list[Tensor]] = {}
     count: dict[str, int] = {}
+    shift: dict[str, tuple[Tensor, Tensor]] = {}
     try:
         batches = _inputs(data, samples, dev, dtype)
         rec_a, rec_b = _recording(gm_a, sites), _recording(gm_b, sites)
@@ -471,7 +484,9 @@ def activation_matching(
                 # through the evaluation path's check: a misfit input is one line
                 outs_a, outs_b = _forward(rec_a, xb), _forward(rec_b, xb)
                 for s, va, vb in zip(sites, outs_a, outs_b, strict=True):
-                    st = _cross_moments(va, vb)
+                    if s not in shift:  # the first batch's means, kept for every batch
+                        shift[s] = _channel_means(va), _channel_means(vb)
+                    st = _cross_moments(va, vb, *shift[s])
                     if s in acc:
                         for u, v in zip(acc[s], st, strict=True):
                             u += v
