@@ -54,7 +54,46 @@ class _ResBlockNet(nn.Module):
         return self.head(torch.flatten(h, 1))
 
 
-NETS = {**TINY_MODELS, "residual": (_ResBlockNet, (3, 8, 8))}
+class _MobileBlockNet(nn.Module):
+    """MobileNet/EfficientNet parts: an inverted residual block with a depthwise conv
+    and squeeze-and-excitation (``u * scale``), one activation module called three
+    times, and pooling by ``mean([2, 3])``."""
+
+    def __init__(self, c: int = 6, e: int = 12, s: int = 16) -> None:
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.expand, self.bn1 = nn.Conv2d(c, e, 3, padding=1, bias=False), nn.BatchNorm2d(e)
+        self.dw = nn.Conv2d(e, e, 3, padding=1, groups=e, bias=False)
+        self.bn2 = nn.BatchNorm2d(e)
+        self.se1, self.se2 = nn.Conv2d(e, s, 1), nn.Conv2d(s, e, 1)
+        self.project, self.bn3 = nn.Conv2d(e, c, 1, bias=False), nn.BatchNorm2d(c)
+        self.act = nn.Hardswish()
+        self.head = nn.Linear(c, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.bn0(self.stem(x)))
+        u = self.act(self.bn1(self.expand(h)))
+        u = self.act(self.bn2(self.dw(u)))
+        pooled = nn.functional.adaptive_avg_pool2d(u, 1)
+        u = u * torch.sigmoid(self.se2(torch.relu(self.se1(pooled))))
+        h = h + self.bn3(self.project(u))
+        return self.head(h.mean([2, 3]))
+
+
+def _torchvision_resnet() -> nn.Module:
+    """torchvision's ResNet with one BasicBlock per stage (its in-place ReLU module is
+    called twice per block; downsampling shortcuts from stage 2), with the CIFAR stem
+    (3x3 conv, no max pool) so that small inputs keep spatial positions to the end."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=5)
+    net.conv1, net.maxpool = nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.Identity()
+    return net
+
+
+NETS = {**TINY_MODELS, "residual": (_ResBlockNet, (3, 8, 8)),
+        "mobile": (_MobileBlockNet, (3, 8, 8)),
+        "torchvision_resnet": (_torchvision_resnet, (3, 12, 12))}
 
 
 def _randomized(factory, seed: int) -> nn.Module:
@@ -153,6 +192,64 @@ EXPECTED = {
 }
 
 
+def _torchvision_resnet_expected(net: nn.Module, blocks: tuple[int, ...]) -> PermutationSpec:
+    """torchvision's BasicBlock ResNet: a block's output joins its stream (named after
+    its first conv2 when a downsampling shortcut starts a new one)."""
+    parts = [_lin("conv1", "conv1", None, nd=2, bias=False), _bn("bn1", "conv1")]
+    sizes, stream = {"conv1": 64}, "conv1"
+    for li, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True), 1):
+        for bi in range(n):
+            pre = f"layer{li}.{bi}"
+            c1, new = f"{pre}.conv1", stream
+            if li > 1 and bi == 0:
+                new = f"{pre}.conv2"
+                parts += [_lin(f"{pre}.downsample.0", new, stream, nd=2, bias=False),
+                          _bn(f"{pre}.downsample.1", new)]
+                sizes[new] = width
+            sizes[c1] = width
+            parts += [_lin(c1, c1, stream, nd=2, bias=False), _bn(f"{pre}.bn1", c1),
+                      _lin(f"{pre}.conv2", new, c1, nd=2, bias=False),
+                      _bn(f"{pre}.bn2", new)]
+            stream = new
+    return _spec(net, sizes, *parts, _lin("fc", None, stream))
+
+
+def test_torchvision_resnet18_spec_equals_the_hand_written_one() -> None:
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=10)
+    assert permutation_spec(net) == _torchvision_resnet_expected(net, (2, 2, 2, 2))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small",
+                                  "efficientnet_b0"])
+def test_torchvision_models_keep_their_function_when_permuted(name: str) -> None:
+    import torchvision
+
+    net = _randomized(lambda: getattr(torchvision.models, name)(num_classes=10), 0)
+    spec = permutation_spec(net)
+    perm = permute_model(net, spec, random_permutations(spec, 1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = net(x)
+        assert float(want.std()) > 1e-3  # an output that can tell permutations apart
+        torch.testing.assert_close(perm(x), want, rtol=1e-4, atol=1e-4 * float(want.std()))
+    moved = [k for k, v in perm.state_dict().items() if not torch.equal(v, net.state_dict()[k])]
+    assert len(moved) > len(spec.sizes)
+
+
+def test_depthwise_conv_and_squeeze_excitation_spec() -> None:
+    net = _MobileBlockNet()
+    assert permutation_spec(net) == _spec(
+        net, {"stem": 6, "expand": 12, "se1": 16},
+        _lin("stem", "stem", None, nd=2, bias=False), _bn("bn0", "stem"),
+        _lin("expand", "expand", "stem", nd=2, bias=False), _bn("bn1", "expand"),
+        {"dw.weight": (("expand", 1), None, None, None)}, _bn("bn2", "expand"),
+        _lin("se1", "se1", "expand", nd=2), _lin("se2", "expand", "se1", nd=2),
+        _lin("project", "stem", "expand", nd=2, bias=False), _bn("bn3", "stem"),
+        _lin("head", None, "stem"))
+
+
 def test_every_registered_model_has_a_hand_written_spec() -> None:
     assert set(EXPECTED) == set(MODELS)
 
@@ -193,6 +290,15 @@ class _Attention(nn.Module):
         return self.attn(h, h, h)[0]
 
 
+class _Mean(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dim, keepdim=True)
+
+
 class _Cat(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -202,9 +308,35 @@ class _Cat(nn.Module):
         return self.c(torch.cat([self.a(x), self.b(x)], 1))
 
 
+class _SharedLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.b(torch.relu(self.b(self.a(x)))))
+
+
+class _Broadcast(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(2, 4, 1), nn.Linear(2, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, 4, H, W) times (N, 4): broadcasts the 4 units against W
+        return (self.conv(x) * self.fc(x.mean([2, 3]))).sum()
+
+
 @pytest.mark.parametrize(("net", "named"), [
     pytest.param(lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 3, groups=2)),
                  "'1' (Conv2d with groups=2)", id="grouped_conv"),
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 8, 3, groups=4)),
+                 "'1' (Conv2d with groups=4)", id="depthwise_with_multiplier"),
+    pytest.param(_SharedLayer, "'b' (Linear) is called twice (shared weights)",
+                 id="shared_weights"),
+    pytest.param(_Broadcast, "'mul'", id="broadcast_product"),
+    pytest.param(lambda: nn.Sequential(nn.Linear(4, 8), _Mean(1), nn.Linear(1, 2)),
+                 "other than over spatial axes", id="mean_over_units"),
     pytest.param(lambda: nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2)),
                  "'1' (LayerNorm)", id="unknown_layer"),
     pytest.param(_Attention, "attn", id="attention"),
@@ -217,6 +349,24 @@ def test_unsupported_modules_raise_one_line_naming_them(net, named: str) -> None
     assert "\n" not in msg
     assert named in msg
     assert "supported: Linear" in msg
+
+
+class _SpatialGate(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.gate, self.fc = nn.Conv2d(2, 4, 1), nn.Conv2d(4, 1, 1), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc((h * torch.sigmoid(self.gate(h))).mean([2, 3]))
+
+
+def test_an_elementwise_product_of_unequal_channels_is_one_line() -> None:
+    with pytest.raises(UserError) as e:
+        permutation_spec(_SpatialGate())
+    assert str(e.value) == (
+        "cannot align _SpatialGate: function 'mul' at mul combines tensors of 4 and 1 "
+        "channels elementwise; their units must correspond one to one")
 
 
 def test_a_model_without_hidden_units_has_nothing_to_permute() -> None:

@@ -13,8 +13,10 @@ B that brings it closest to solution --solution-a of run file A (the function
 of B is unchanged): weight matching (--method weights, Ainsworth et al. 2022;
 no data) or activation matching (--method activations, correlations of the
 two networks' activations on --samples train inputs).  The permutation groups
-are traced from the model (Linear, Conv, BatchNorm, activations, pooling,
-dropout, flatten, residual additions).
+are traced from the model (Linear, Conv including depthwise, BatchNorm,
+activations, pooling, dropout, flatten, residual additions, squeeze-and-
+excitation products: torchvision's ResNets, VGGs, MobileNets and
+EfficientNets trace).
 
 Then the straight line from A to B, the line from A to the aligned B and,
 with --repair, the aligned line with REPAIR (each hidden layer's channels

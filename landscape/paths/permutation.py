@@ -8,16 +8,26 @@ leave the function unchanged (Entezari et al. 2021; Ainsworth et al. 2022).
 
 * ``Linear`` and ``Conv1d/2d/3d`` (``groups=1``) start a new group of units on
   their output axis and carry their input's group on their input axis;
-* ``BatchNorm`` (affine parameters and running statistics) follows its input;
-* elementwise activations, pooling and dropout pass the group through;
+* ``BatchNorm`` (affine parameters and running statistics) and depthwise
+  convolutions (one filter per channel, ``groups == in == out channels``)
+  follow their input;
+* elementwise activations, pooling (modules, functions, or ``mean``/``amax``
+  over the spatial axes), dropout and torchvision's ``StochasticDepth`` pass
+  the group through; a module without weights may be called more than once
+  (torchvision's ResNet calls one ReLU twice per block);
 * a flatten after a convolution with :math:`C` channels expands the channel
   permutation to blocks of :math:`H W` consecutive features of the next ``Linear``;
-* a residual addition ties the groups of its two inputs into one;
+* a residual addition ties the groups of its two inputs into one, as does any
+  elementwise product, difference or quotient of two tensors
+  (squeeze-and-excitation's ``x * scale``);
 * the groups that reach the network's output (or come from its input) stay fixed.
 
-Anything else (attention, grouped convolutions, concatenation, reshapes, a
-module of unknown semantics) raises a one-line :class:`~landscape.UserError`
-naming the module and what is supported.
+So torchvision's ResNets (BasicBlock and Bottleneck), VGGs, AlexNet,
+MobileNetV2/V3 and EfficientNets trace.  Anything else (attention, grouped
+convolutions such as ResNeXt's, concatenation as in DenseNet or Inception,
+reshapes, a module with weights called twice, a module of unknown semantics)
+raises a one-line :class:`~landscape.UserError` naming the module and what is
+supported.
 
 A group is named after the first module, in the order of the traced graph,
 whose output units belong to it (``"1"`` for ``nn.Sequential(..., Linear, ...)[1]``).
@@ -46,8 +56,8 @@ from torch import Tensor, fx, nn
 from landscape._errors import UserError
 
 #: What :func:`permutation_spec` supports, for error messages.
-SUPPORTED = ("Linear, Conv1d/2d/3d (groups=1), BatchNorm, elementwise activations, "
-             "pooling, dropout, flatten and residual additions")
+SUPPORTED = ("Linear, Conv1d/2d/3d (groups=1 or depthwise), BatchNorm, elementwise "
+             "activations, pooling, dropout, flatten and residual additions")
 
 _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
                 nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign,
@@ -70,6 +80,13 @@ _SCALAR_FUNCS = {operator.mul, operator.truediv, operator.imul, operator.itruedi
                  torch.mul, operator.sub, torch.sub, operator.neg}
 _ACT_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
 _ADD_METHODS = {"add", "add_"}
+#: Means and maxima over axes after the feature axis: pooling written by hand.
+_REDUCE = {torch.mean, torch.amax, "mean", "amax"}
+#: Elementwise operations of two tensors: their units are tied, as by an addition
+#: (squeeze-and-excitation's ``x * scale``).
+_TIE_FUNCS = _ADD_FUNCS | {operator.mul, operator.imul, torch.mul, operator.sub,
+                           operator.isub, torch.sub, operator.truediv, torch.div}
+_TIE_METHODS = _ADD_METHODS | {"mul", "mul_", "sub", "sub_", "div", "div_"}
 
 #: A permuted axis: ``(group, repeat)``; unit ``u`` owns entries ``u*repeat ... +repeat-1``.
 PermAxis = tuple[str, int]
@@ -159,6 +176,29 @@ class _Unsupported(Exception):
     pass
 
 
+def _has_state(m: nn.Module) -> bool:
+    """Whether ``m`` holds parameters or buffers (calling it twice shares them)."""
+    return any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+
+
+def _stochastic_depth(m: nn.Module) -> bool:
+    """torchvision's ``StochasticDepth``: drops whole samples (identity in eval mode)."""
+    return type(m).__name__ == "StochasticDepth" and type(m).__module__.startswith(
+        "torchvision.")
+
+
+def _stochastic_depth_fn(fn: Any) -> bool:
+    """torchvision's ``stochastic_depth`` function (what fx records for the module)."""
+    return getattr(fn, "__name__", None) == "stochastic_depth" and str(
+        getattr(fn, "__module__", "")).startswith("torchvision.")
+
+
+def _depthwise(m: nn.Module) -> bool:
+    """A depthwise convolution: one filter per channel, as many outputs as inputs."""
+    return (m.groups > 1 and m.groups == m.in_channels  # type: ignore[operator]
+            and m.out_channels == m.in_channels)
+
+
 def _describe(node: fx.Node, modules: Mapping[str, nn.Module]) -> str:
     if node.op == "call_module":
         m = modules[str(node.target)]
@@ -201,7 +241,7 @@ def trace_permutations(model: nn.Module) -> Traced:
     flat_in: dict[str, int] = {}  # Linear name -> its input uid when flattened
     called: set[str] = set()
     layer_out: dict[str, fx.Node] = {}
-    bn_of: dict[str, tuple[str, int]] = {}  # BN name -> input uid
+    follows: dict[str, int] = {}  # BN or depthwise conv -> its input's uid
 
     def find(u: int) -> int:
         while parent[u] != u:
@@ -220,8 +260,9 @@ def trace_permutations(model: nn.Module) -> Traced:
         if ra == rb:
             return ra
         if 0 not in (ra, rb) and size[ra] != size[rb]:
-            raise UserError(f"{name}: {_describe(node, modules)} adds tensors of "
-                            f"{size[ra]} and {size[rb]} channels")
+            raise UserError(f"cannot align {name}: {_describe(node, modules)} combines "
+                            f"tensors of {size[ra]} and {size[rb]} channels elementwise; "
+                            "their units must correspond one to one")
         lo, hi = (ra, rb) if ra < rb else (rb, ra)  # keep the earlier (or fixed) root
         parent[hi] = lo
         return lo
@@ -240,11 +281,13 @@ def trace_permutations(model: nn.Module) -> Traced:
                         union(lab.uid, 0, node)
             elif node.op == "call_module":
                 target = str(node.target)
-                if target in called:
+                m = modules[target]
+                # a stateless module (torchvision's ResNet calls one ReLU twice per
+                # block) is a function; a module with weights called twice shares them
+                if target in called and _has_state(m):
                     raise _Unsupported(f"{_describe(node, modules)} is called twice "
                                        "(shared weights)")
                 called.add(target)
-                m = modules[target]
                 src = label(node.args[0]) if node.args else None
                 if src is None:
                     raise _Unsupported(_describe(node, modules))
@@ -258,6 +301,13 @@ def trace_permutations(model: nn.Module) -> Traced:
                         flat_in[target] = src.uid
                     labels[node] = _Label(out, spatial=False)
                     layer_out[target] = node
+                elif isinstance(m, _CONV) and _depthwise(m):
+                    # channel c of the output reads channel c of the input only: the
+                    # filters (and bias) follow the input's units, like BatchNorm's
+                    if src.flat:
+                        raise _Unsupported(f"{_describe(node, modules)} after a flatten")
+                    follows[target] = src.uid
+                    labels[node] = _Label(src.uid, spatial=True)
                 elif isinstance(m, _CONV):
                     if m.groups != 1:
                         raise _Unsupported(_describe(node, modules))
@@ -270,9 +320,9 @@ def trace_permutations(model: nn.Module) -> Traced:
                 elif isinstance(m, _BN):
                     if src.flat:
                         raise _Unsupported(f"{_describe(node, modules)} after a flatten")
-                    bn_of[target] = (target, src.uid)
+                    follows[target] = src.uid
                     labels[node] = _Label(src.uid, src.flat, src.spatial)
-                elif isinstance(m, _ELEMENTWISE + _POOL):
+                elif isinstance(m, _ELEMENTWISE + _POOL) or _stochastic_depth(m):
                     labels[node] = _Label(src.uid, src.flat,
                                           True if isinstance(m, _POOL) else src.spatial)
                 elif isinstance(m, nn.Flatten):
@@ -291,21 +341,38 @@ def trace_permutations(model: nn.Module) -> Traced:
                     raise _Unsupported(_describe(node, modules))
                 src = labs[0]
                 assert src is not None
-                if fn in _ADD_FUNCS or fn in _ADD_METHODS:
+                if fn in _ADD_FUNCS or fn in _ADD_METHODS or (
+                        len(tensors) > 1 and (fn in _TIE_FUNCS or fn in _TIE_METHODS)):
                     uid = src.uid
                     for lab in labs[1:]:
                         assert lab is not None
-                        if lab.flat != src.flat:
+                        if lab.flat != src.flat or (
+                                lab.spatial is not None and src.spatial is not None
+                                and lab.spatial != src.spatial):
+                            # (N, C) against (N, C, H, W) broadcasts C against W
                             raise _Unsupported(_describe(node, modules))
                         uid = union(uid, lab.uid, node)
                     spatial = src.spatial if src.spatial is not None else (
                         labs[-1].spatial if labs[-1] is not None else None)
                     labels[node] = _Label(uid, src.flat, spatial)
                 elif len(tensors) == 1 and (fn in _SCALAR_FUNCS or fn in _ACT_FUNCS
-                                            or fn in _ACT_METHODS):
+                                            or fn in _ACT_METHODS
+                                            or _stochastic_depth_fn(fn)):
                     labels[node] = _Label(src.uid, src.flat, src.spatial)
                 elif fn in _POOL_FUNCS and len(tensors) == 1:
                     labels[node] = _Label(src.uid, src.flat, True)
+                elif fn in _REDUCE and len(tensors) == 1 and not src.flat:
+                    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1
+                                           else None)
+                    dims = [dims] if isinstance(dims, int) else dims
+                    if not (isinstance(dims, list | tuple) and dims
+                            and all(isinstance(d, int) and d >= 2 for d in dims)):
+                        raise _Unsupported(f"{_describe(node, modules)} other than over "
+                                           "spatial axes (dim >= 2)")
+                    # pooling by hand (MNASNet's x.mean([2, 3])); whether spatial axes
+                    # are left is unknown without shapes
+                    keep = node.kwargs.get("keepdim", len(node.args) > 2 and node.args[2])
+                    labels[node] = _Label(src.uid, False, True if keep else None)
                 elif fn in (torch.flatten, "flatten") and len(tensors) == 1:
                     args = list(node.args[1:]) + list(node.kwargs.values())
                     if args[:1] != [1] or (len(args) > 1 and args[1] != -1):
@@ -354,13 +421,14 @@ def trace_permutations(model: nn.Module) -> Traced:
         axes[f"{layer}.weight"] = (out_ax, in_ax) + (None,) * (w.ndim - 2)
         if getattr(m, "bias", None) is not None:
             axes[f"{layer}.bias"] = (out_ax,)
-    for bn, (_, uid) in bn_of.items():
+    for mod, uid in follows.items():
         g = gname(uid)
         if g is None:
             continue
-        for key in ("weight", "bias", "running_mean", "running_var"):
-            if getattr(modules[bn], key, None) is not None:
-                axes[f"{bn}.{key}"] = ((g, 1),)
+        m = modules[mod]
+        for key, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+            if t.ndim:  # not BN's num_batches_tracked
+                axes[f"{mod}.{key}"] = ((g, 1),) + (None,) * (t.ndim - 1)
     traced = Traced(PermutationSpec(sizes, axes), gm)
     # where each group is observed: after activations and additions, else its layer
     for node, lab in labels.items():
