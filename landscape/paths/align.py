@@ -520,14 +520,15 @@ class Alignment:
 
     Attributes:
         perms: ``{group: (n,) int64}``: unit ``i`` of the aligned B is B's unit ``perm[i]``.
-        model: A copy of B with its units permuted (the same function as B).
+        model: A copy of B with its units permuted (the same function as B);
+            ``None`` in an alignment that ``ls.load`` read without ``model=``.
         spec: The permutation spec.
         method: :class:`AlignMethod`.
         sweeps: Coordinate-descent sweeps of weight matching (0 for activations).
     """
 
     perms: dict[str, Tensor]
-    model: nn.Module
+    model: nn.Module | None
     spec: PermutationSpec
     method: AlignMethod
     sweeps: int = 0

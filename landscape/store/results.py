@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from torch import nn
 
 from landscape._errors import UserError, UserTypeError
 from landscape.store._h5 import (
@@ -168,7 +170,7 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
     (:func:`~landscape.swag_bma`) to ``/swag/evaluation`` (as ``landscape fge``
     and ``landscape swag``).  What only the CLI knows (endpoint files, their
     SHA-256 where the result does not hold the weights) is recorded as
-    ``docs/schema.md`` says.
+    ``docs/schema.md`` says.  :func:`load` reads each back.
 
     Args:
         result: One of the results above, or a dict of them.
@@ -185,7 +187,8 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
     Raises:
         UserTypeError: For another kind of object (naming those that save).
         UserError: For a name that is empty or holds ``/`` (it would nest groups),
-            a name for a ``SwagBMA``, or a curve or alignment into a results file.
+            a name for a ``SwagBMA``, a curve or alignment into a results file, or
+            an alignment without its model (:func:`load` without ``model=``).
     """
     from landscape.paths.align import AlignedPaths
     from landscape.paths.curves import Connection
@@ -206,6 +209,10 @@ def save(result: Any, path: str | os.PathLike, name: str | None = None) -> Path:
                 f"cannot save a {type(r).__name__}; save a Surface, a MeasureResult, a "
                 "Connection (ls.connect), an AlignedPaths (ls.align_paths), an FGEResult "
                 "(ls.fge) or a SwagBMA (ls.swag_bma), or a dict of them")
+        if isinstance(r, AlignedPaths) and r.alignment.model is None:
+            raise UserError("cannot save alignment without its aligned model (ls.load "
+                            "without model= gives none); load it with model= a module of "
+                            "its architecture, then save it")
     if name is not None:
         check_name(name, "name")
         if any(isinstance(r, SwagBMA) for r in items):
@@ -293,26 +300,67 @@ def _save_fge(f: h5py.File, name: str, r: Any) -> None:
     snaps = r.snapshots.detach().cpu()
     k = int(snaps.shape[0])
     # the result holds no BN buffers, momentum or step: its state is the last snapshot
+    # and the final ensemble's probabilities (as `landscape fge` keeps them; load reads them)
     state = FGEState(0, snaps[-1], torch.zeros(0), snapshots=snaps,
-                     snapshot_buffers=torch.zeros(k, 0), history=dict(r.history),
+                     snapshot_buffers=torch.zeros(k, 0),
+                     ensemble=r.probs.detach().cpu().double(), history=dict(r.history),
                      start=dict(r.start))
     init_fge(f, name, {"config": {"snapshots": k},
                        "start": {"file": "python", "solution": "start"}})
     write_fge_state(f, name, state, complete=True, final=r.ensemble)
 
 
-def load(path: str | os.PathLike, name: str) -> Any:
-    """A stored surface (``name``) or measure (``"solution/measure"``).
+#: ``load`` names of the result groups: ``<group>/<name>``, and the SWAG evaluation.
+_RESULT_GROUPS = ("curves", "alignments", "fge")
+_SWAG_NAMES = ("swag", "swag/evaluation")
+
+
+def load(path: str | os.PathLike, name: str, *, model: nn.Module | None = None) -> Any:
+    """A stored result, as :func:`save` (or the matching CLI command) stored it.
+
+    Names: a surface ``NAME``; a measure ``"solution/measure"``; a curve
+    ``"curves/NAME"`` (a :class:`~landscape.paths.Connection`, as
+    ``landscape connect`` or :func:`save` wrote it); an alignment
+    ``"alignments/NAME"`` (an :class:`~landscape.paths.align.AlignedPaths`); an FGE
+    ensemble ``"fge/NAME"`` (an :class:`~landscape.posterior.FGEResult`); the SWAG
+    evaluation ``"swag"`` or ``"swag/evaluation"`` (a
+    :class:`~landscape.posterior.SwagBMA`).  Where a name could be two things, the
+    stored measure comes first (a solution named ``curves`` with a measure ``x``
+    hides curve ``x``), then a surface (a surface named ``swag`` hides the
+    evaluation, which ``"swag/evaluation"`` still reads), then the result group.
+
+    What a file does not keep comes back empty: a ``SwagBMA``'s ``probs``
+    (``landscape swag`` does not store them either) and an ``FGEResult``'s
+    ``probs`` in a file written before ``save`` kept them are ``(0, 0)`` tensors.
+    An alignment's ``profiles`` include the stored ``curve`` profile when
+    ``landscape align`` linked a curve between the same endpoints, as its result does.
+
+    Args:
+        path: A run, results or analysis file.
+        name: What to read (above).
+        model: For an alignment only: a module of the aligned networks'
+            architecture.  The returned ``alignment.model`` is a deep copy of it
+            holding the stored aligned weights and buffers; without it
+            ``alignment.model`` is ``None`` (a file cannot rebuild the
+            architecture), and such a result cannot be saved again.
 
     Returns:
-        A :class:`~landscape.surface.Surface` or a
-        :class:`~landscape.sharpness.MeasureResult`.
+        A :class:`~landscape.surface.Surface`, a
+        :class:`~landscape.sharpness.MeasureResult`, a ``Connection``, an
+        ``AlignedPaths``, an ``FGEResult`` or a ``SwagBMA``.
 
     Raises:
-        UserError: If the file holds neither, or for a name that is empty or holds
-            ``/`` other than the one between a solution and its measure.
+        UserError: If the file holds nothing of that name (the message lists what
+            it holds), for a name that is empty or has more than one ``/``, for
+            ``model`` with anything but an alignment, for a ``model`` of another
+            architecture, or for a curve or FGE ensemble whose command has not
+            finished.
+        UserTypeError: If ``model`` is not an ``nn.Module``.
     """
+    from landscape.store.align import alignment_names
+    from landscape.store.curves import curve_names
     from landscape.store.measures import read_measure
+    from landscape.store.posterior import fge_names
     from landscape.store.surfaces import read_surface, surface_names
 
     try:
@@ -320,18 +368,153 @@ def load(path: str | os.PathLike, name: str) -> Any:
             check_name(part)
     except (UserError, AttributeError):
         raise UserError(f"name {name!r} cannot name a stored result: use a surface name "
-                        "or solution/measure (plain names without '/')") from None
+                        "or solution/measure (plain names without '/'), or curves/NAME, "
+                        "alignments/NAME, fge/NAME or swag") from None
+    if model is not None and not isinstance(model, nn.Module):
+        raise UserTypeError(f"model must be an nn.Module of the aligned networks' "
+                            f"architecture, got {type(model).__name__}")
+    group, _, member = name.partition("/")
     with open_file(path, KINDS) as f:
-        surfaces = surface_names(f)
-        if "/" in name:
-            sol, meas = name.split("/", 1)
-            r = read_measure(f, sol, meas)
-            if r is not None:
-                return r
-    if name in surfaces:
+        kind = None
+        if member and isinstance(f.get(f"measures/{group}/{member}"), h5py.Group):
+            kind = "measure"
+        elif not member and name in surface_names(f):
+            kind = "surface"
+        elif name in _SWAG_NAMES and "swag/evaluation" in f:
+            kind = "swag"
+        elif group in _RESULT_GROUPS and member in {
+                "curves": curve_names, "alignments": alignment_names,
+                "fge": fge_names}[group](f):
+            kind = group
+        if kind is None:
+            raise UserError(f"{path} holds no result {name!r}; it holds {_inventory(f)}")
+        if model is not None and kind != "alignments":
+            what = {"curves": "curve", "fge": "FGE ensemble",
+                    "swag": "SWAG evaluation"}.get(kind, kind)
+            raise UserError(f"model= rebuilds an alignment's aligned network, only an "
+                            f"alignment takes it, and {name!r} is a {what}; drop model=")
+        if kind == "measure":
+            return read_measure(f, group, member)
+        if kind == "swag":
+            return _load_swag(f)
+        if kind == "fge":
+            return _load_fge(f, path, member)
+    if kind == "surface":
         return read_surface(path, name)
-    raise UserError(f"{path} has no surface {name!r} and no measure of that name; "
-                    f"surfaces: {surfaces or 'none'}; measures are named solution/measure")
+    if kind == "curves":
+        return _load_connection(path, member)
+    return _load_alignment(path, member, model)
+
+
+def _inventory(f: h5py.File) -> str:
+    """What :func:`load` can read from ``f``, by kind, in ``load``'s names (one line)."""
+    from landscape.store.align import alignment_names
+    from landscape.store.curves import curve_names
+    from landscape.store.measures import measured_solutions
+    from landscape.store.posterior import fge_names
+    from landscape.store.surfaces import surface_names
+
+    def names(items: Sequence[str]) -> str:
+        return ", ".join(items) if items else "none"
+
+    measures = [f"{s}/{m}" for s in measured_solutions(f) for m, o in f["measures"][s].items()
+                if isinstance(o, h5py.Group)]
+    return "; ".join([
+        f"surfaces: {names(surface_names(f))}", f"measures: {names(measures)}",
+        f"curves: {names([f'curves/{n}' for n in curve_names(f)])}",
+        f"alignments: {names([f'alignments/{n}' for n in alignment_names(f)])}",
+        f"fge: {names([f'fge/{n}' for n in fge_names(f)])}",
+        f"swag: {'swag' if 'swag/evaluation' in f else 'none'}"])
+
+
+def _load_connection(path: str | os.PathLike, name: str) -> Any:
+    """:func:`load` of ``/curves/<name>``, through ``landscape connect``'s readers."""
+    from landscape.paths.curves import Connection
+    from landscape.store.curves import read_curve, read_profile
+
+    curve, state = read_curve(path, name)
+    profile, line = (read_profile(path, name, w) for w in ("curve", "line"))
+    if profile is None or line is None:
+        raise UserError(f"curve {name!r} of {path} has no profile of the "
+                        f"{'curve' if profile is None else 'line'} yet; rerun its "
+                        "`landscape connect` to finish it")
+    return Connection(curve, profile, line, state.history)
+
+
+def _load_alignment(path: str | os.PathLike, name: str, model: nn.Module | None) -> Any:
+    """:func:`load` of ``/alignments/<name>``, through ``landscape align``'s readers."""
+    from landscape.params import ParamLayout
+    from landscape.paths.align import AlignedPaths, Alignment, AlignMethod
+    from landscape.paths.permutation import PermutationSpec
+    from landscape.store.align import alignment_attrs, alignment_profiles, read_alignment
+
+    attrs = alignment_attrs(path, name) or {}
+    perms, aligned, buffers = read_alignment(path, name)
+    spec = PermutationSpec.from_json(json.dumps(attrs["spec"]))
+    net = None
+    if model is not None:
+        stored = ParamLayout.from_json(json.dumps(attrs["params"]))
+        layout, buf = ParamLayout.from_module(model), ParamLayout.buffers_of(model)
+        if ((layout.names, layout.shapes) != (stored.names, stored.shapes)
+                or buf.numel != buffers.numel()):
+            odd = sorted(set(layout.names) ^ set(stored.names))
+            where = (f"tensors {odd[:3]} differ" if odd else "shapes differ"
+                     if layout.shapes != stored.shapes else "buffers differ")
+            raise UserError(
+                f"model= has another architecture than alignment {name!r} of {path} "
+                f"({where}); pass model= a module of the aligned networks' architecture, "
+                "or none")
+        net = copy.deepcopy(model)
+        layout.write(net, aligned)
+        buf.write(net, buffers, buffers=True)
+    al = Alignment(perms, net, spec, AlignMethod(attrs["method"]),
+                   int(attrs.get("sweeps", 0)))
+    return AlignedPaths(al, alignment_profiles(path, name))
+
+
+def _load_fge(f: h5py.File, path: str | os.PathLike, name: str) -> Any:
+    """:func:`load` of ``/fge/<name>``, through ``landscape fge``'s readers."""
+    import torch
+
+    from landscape.posterior.ensemble import PredictiveMetrics
+    from landscape.posterior.fge import FGEResult
+    from landscape.store.posterior import fge_attrs, read_fge_state
+
+    state = read_fge_state(f, name)
+    cal = f["fge"][name].get("calibration")
+    if state is None or state.snapshots is None or cal is None:
+        raise UserError(f"FGE ensemble {name!r} of {path} is not finished; rerun its "
+                        "`landscape fge` to finish it")
+    a = fge_attrs(f, name) or {}
+    bins = {k: cal[k][()] for k in ("confidence", "accuracy", "count")}
+    final = PredictiveMetrics(float(a["ensemble_acc"]), float(a["ensemble_nll"]),
+                              float(a["ensemble_ece"]), int(bins["count"].sum()), **bins)
+    probs = state.ensemble if state.ensemble is not None else torch.zeros(0, 0)
+    return FGEResult(state.snapshots, {k: np.asarray(v) for k, v in state.history.items()},
+                     state.start, final, probs)
+
+
+def _load_swag(f: h5py.File) -> Any:
+    """:func:`load` of ``/swag/evaluation``, through ``landscape swag``'s reader."""
+    import torch
+
+    from landscape.posterior.ensemble import PredictiveMetrics
+    from landscape.posterior.swag import SwagBMA
+    from landscape.store.posterior import read_swag_evaluation
+
+    ev = read_swag_evaluation(f)
+    assert ev is not None  # load checked /swag/evaluation
+    a, c = ev["attrs"], ev["curves"]
+    bins = ev["calibration"]["swag"]
+    metrics = PredictiveMetrics(float(a["swag_acc"]), float(a["swag_nll"]),
+                                float(a["swag_ece"]), int(bins["count"].sum()),
+                                bins["confidence"], bins["accuracy"], bins["count"])
+    # the evaluation's attrs less the per-method metrics write_swag_evaluation adds
+    methods = a.get("methods") or ["swag"]
+    flat = {f"{m}_{k}" for m in methods for k in ("acc", "nll", "ece")}
+    attrs = {k: v for k, v in a.items() if k != "methods" and k not in flat}
+    return SwagBMA(metrics, c["samples"], c["acc"], c["nll"], c["ece"], c["sample_acc"],
+                   c["sample_nll"], torch.zeros(0, 0), attrs)
 
 
 # --------------------------------------------------------------------------- describe
