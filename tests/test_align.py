@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import warnings
 
@@ -630,6 +631,37 @@ def test_repair_matches_the_interpolated_statistics_at_one_half(net: str) -> Non
         se = sd * (2 / n) ** 0.5
         assert bool(((fresh[s].mean - mu).abs() <= 5 * se).all()), s
         assert bool(((fresh[s].std / sd - 1).abs() < 0.1).all()), s
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_repair_in_one_pass_equals_a_forward_pass_per_layer(net: str, monkeypatch) -> None:
+    factory, shape = NETS[net]
+    a, b = _randomized(factory, 0), align(_randomized(factory, 0), _randomized(factory, 1)
+                                          ).model.eval()
+    x = torch.randn(3, 40, *shape)  # three batches
+    traced_a, traced_b = trace_permutations(a), trace_permutations(b)
+    sa, sb = site_statistics(traced_a, list(x)), site_statistics(traced_b, list(x))
+    mid = _interpolated(a, b, 0.3, x.flatten(0, 1))
+    nets = [copy.deepcopy(mid) for _ in range(2)]
+    mod = sys.modules[repair.__module__]
+    per_layer = []
+    real = mod.site_statistics
+
+    def counted(*args, **kwargs):
+        per_layer.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "site_statistics", counted)
+    n = [repair(trace_permutations(m), sa, sb, 0.3, list(x), max_bytes=mb)
+         for m, mb in zip(nets, (mod.REPAIR_BYTES, 0), strict=True)]
+    assert n[0] == n[1] == len(sa) > 0
+    assert len(per_layer) == len(sa)  # only the fallback measures layer by layer
+    for (k, v), w in zip(nets[0].state_dict().items(), nets[1].state_dict().values(),
+                         strict=True):
+        assert torch.equal(v, w), k
+    changed = [k for k, v in nets[0].state_dict().items() if not torch.equal(
+        v, mid.state_dict()[k])]
+    assert changed  # REPAIR moved something
 
 
 def test_activation_matching_keeps_correlations_of_activations_far_from_zero() -> None:

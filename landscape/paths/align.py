@@ -592,6 +592,18 @@ class SiteStats:
     std: Tensor  # (C,)
 
 
+def _add_moments(acc: list[Any] | None, v: Tensor) -> list[Any]:
+    """``[sum, sum of squares, count]`` per channel of ``acc`` plus one batch ``v``."""
+    a = _channels(v).double()
+    st = [a.sum(0), (a * a).sum(0), a.shape[0]]
+    return st if acc is None else [u + w for u, w in zip(acc, st, strict=True)]
+
+
+def _site_stats(acc: list[Any]) -> SiteStats:
+    mean = acc[0] / acc[2]
+    return SiteStats(mean, (acc[1] / acc[2] - mean * mean).clamp_min(0).sqrt())
+
+
 @torch.no_grad()
 def site_statistics(traced: Traced, inputs: Sequence[Tensor],
                     sites: Sequence[str] | None = None) -> dict[str, SiteStats]:
@@ -610,28 +622,28 @@ def site_statistics(traced: Traced, inputs: Sequence[Tensor],
     rec = _recording(gm, names)
     was = gm.training
     gm.eval()
-    sums: dict[str, list[Tensor]] = {}
-    n: dict[str, int] = {}
+    acc: dict[str, list[Any]] = {}
     try:
         for xb in inputs:
             for s, v in zip(names, rec(xb), strict=True):
-                a = _channels(v).double()
-                st = [a.sum(0), (a * a).sum(0)]
-                sums[s] = st if s not in sums else [u + v for u, v in zip(sums[s], st,
-                                                                          strict=True)]
-                n[s] = n.get(s, 0) + a.shape[0]
+                acc[s] = _add_moments(acc.get(s), v)
     finally:
         gm.train(was)
-    out = {}
-    for s in names:
-        mean = sums[s][0] / n[s]
-        out[s] = SiteStats(mean, (sums[s][1] / n[s] - mean * mean).clamp_min(0).sqrt())
-    return out
+    return {s: _site_stats(acc[s]) for s in names}
+
+
+#: Most bytes of activations :func:`repair` keeps to correct every layer in one pass.
+REPAIR_BYTES = 1 << 30
+
+
+class _TooLarge(Exception):
+    pass
 
 
 @torch.no_grad()
 def repair(traced: Traced, stats_a: Mapping[str, SiteStats],
-           stats_b: Mapping[str, SiteStats], t: float, inputs: Sequence[Tensor]) -> int:
+           stats_b: Mapping[str, SiteStats], t: float, inputs: Sequence[Tensor], *,
+           max_bytes: int = REPAIR_BYTES) -> int:
     r"""REPAIR the interpolated network in place (Jordan et al. 2022).
 
     For each correctable layer in graph order: measure the mean :math:`\mu` and
@@ -642,34 +654,118 @@ def repair(traced: Traced, stats_a: Mapping[str, SiteStats],
     into the BN's affine parameters or the layer's weight and bias.  A channel
     with :math:`\sigma \approx 0` is only shifted.
 
+    One pass through the graph, all input batches node by node: a layer's
+    statistics are taken as soon as its output exists, its correction folded and
+    its output recomputed before any later layer reads it, so the network runs
+    once, not once per layer (the same numbers as a forward pass per layer).  When
+    the activations held at once would pass ``max_bytes``, the corrections are
+    undone and each layer gets its own forward passes instead.
+
     Args:
         traced: The interpolated network traced (its modules are changed).
         stats_a: :func:`site_statistics` of A.
         stats_b: :func:`site_statistics` of the aligned B.
         t: The interpolation weight of B.
         inputs: The batches the statistics are measured on.
+        max_bytes: Most bytes of activations to hold for the one-pass correction.
 
     Returns:
         The number of corrected layers.
     """
     modules = dict(traced.graph.named_modules())
-    done = 0
-    for site in traced.sites:
-        if not site.has_bias:
-            continue
+    sites = [s for s in traced.sites if s.has_bias]
+    saved = {s.fold: [p.detach().clone() for p in _affine(modules[s.fold])] for s in sites}
+    try:
+        return _repair_in_one_pass(traced, modules, sites, stats_a, stats_b, t, inputs,
+                                   max_bytes)
+    except _TooLarge:
+        for fold, params in saved.items():
+            for p, v in zip(_affine(modules[fold]), params, strict=True):
+                p.copy_(v)
+    for site in sites:
         now = site_statistics(traced, inputs, [site.node])[site.node]
-        mu_t = (1 - t) * stats_a[site.node].mean + t * stats_b[site.node].mean
-        sd_t = (1 - t) * stats_a[site.node].std + t * stats_b[site.node].std
-        s = torch.where(now.std > 1e-6, sd_t / now.std.clamp_min(1e-6),
-                        torch.ones_like(now.std))
-        m = modules[site.fold]
-        w, b = m.weight, m.bias  # type: ignore[union-attr]
-        shape = (-1,) + (1,) * (w.ndim - 1)
-        w.copy_((w.double() * s.to(w.device).view(shape)).to(w.dtype))
-        b.copy_(((b.double() - now.mean.to(b.device)) * s.to(b.device)
-                 + mu_t.to(b.device)).to(b.dtype))
-        done += 1
-    return done
+        _fold(modules[site.fold], now, stats_a[site.node], stats_b[site.node], t)
+    return len(sites)
+
+
+def _affine(m: nn.Module) -> tuple[Tensor, Tensor]:
+    return m.weight, m.bias  # type: ignore[return-value]
+
+
+def _fold(m: nn.Module, now: SiteStats, a: SiteStats, b: SiteStats, t: float) -> None:
+    """Fold REPAIR's correction of one layer's output into ``m``'s weight and bias."""
+    mu_t = (1 - t) * a.mean + t * b.mean
+    sd_t = (1 - t) * a.std + t * b.std
+    s = torch.where(now.std > 1e-6, sd_t / now.std.clamp_min(1e-6),
+                    torch.ones_like(now.std))
+    w, bias = _affine(m)
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    w.copy_((w.double() * s.to(w.device).view(shape)).to(w.dtype))
+    bias.copy_(((bias.double() - now.mean.to(bias.device)) * s.to(bias.device)
+                + mu_t.to(bias.device)).to(bias.dtype))
+
+
+def _run_batches(run: fx.Interpreter, node: fx.Node, env: Mapping[fx.Node, list[Any]],
+                 batches: int) -> list[Any]:
+    """``node``'s output for each batch, from its inputs' outputs in ``env``."""
+    def batch(i: int) -> Any:
+        def pick(a: fx.Node) -> Any:
+            return env[a][i]
+        return getattr(run, node.op)(node.target, fx.node.map_arg(node.args, pick),
+                                     fx.node.map_arg(node.kwargs, pick))
+    return [batch(i) for i in range(batches)]
+
+
+def _repair_in_one_pass(traced: Traced, modules: Mapping[str, nn.Module],
+                        sites: Sequence[Any], stats_a: Mapping[str, SiteStats],
+                        stats_b: Mapping[str, SiteStats], t: float,
+                        inputs: Sequence[Tensor], max_bytes: int) -> int:
+    """:func:`repair` running the graph node by node over every batch.
+
+    Raises:
+        _TooLarge: When the activations held would pass ``max_bytes`` (or the
+            graph takes more than one input).
+    """
+    gm = traced.graph
+    by_node = {s.node: s for s in sites}
+    run = fx.Interpreter(gm)
+    left = {n: len(n.users) for n in gm.graph.nodes}
+    env: dict[fx.Node, list[Any]] = {}
+    held = 0
+    was = gm.training
+    gm.eval()
+    try:
+        for node in gm.graph.nodes:
+            if node.op == "output":
+                break
+            if node.op == "placeholder":
+                if env:  # a second input: the model's forward is not one tensor's
+                    raise _TooLarge
+                env[node] = list(inputs)
+                held += sum(v.numel() * v.element_size() for v in inputs)
+                continue
+
+            env[node] = _run_batches(run, node, env, len(inputs))
+            site = by_node.get(node.name)
+            if site is not None:
+                acc = None
+                for v in env[node]:
+                    acc = _add_moments(acc, v)
+                _fold(modules[site.fold], _site_stats(acc), stats_a[site.node],
+                      stats_b[site.node], t)
+                env[node] = _run_batches(run, node, env, len(inputs))  # folded
+            held += sum(v.numel() * v.element_size() for v in env[node]
+                        if isinstance(v, Tensor))
+            if held > max_bytes:
+                raise _TooLarge
+            for arg in node.all_input_nodes:
+                left[arg] -= 1
+                if left[arg] == 0:
+                    held -= sum(v.numel() * v.element_size() for v in env.pop(arg)
+                                if isinstance(v, Tensor))
+    finally:
+        gm.train(was)
+    return len(sites)
 
 
 # =========================================================================== paths
