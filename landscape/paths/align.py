@@ -636,8 +636,8 @@ def site_statistics(traced: Traced, inputs: Sequence[Tensor],
 REPAIR_BYTES = 1 << 30
 #: Fewest corrected layers for which :func:`repair` makes one pass.  One pass runs the
 #: whole network and each corrected layer a second time; a pass per layer runs only
-#: up to that layer, which for two layers is no more (784-1024-1024-10 MLP: 0.22 s
-#: per layer against 0.29 s in one pass, ``benchmarks/bench_repair.py``).
+#: up to that layer, which for two layers is no more (784-1024-1024-10 MLP: 0.21 s
+#: per layer against 0.30 s in one pass, ``benchmarks/results/repair.json``).
 _ONE_PASS_LAYERS = 3
 
 
