@@ -12,8 +12,11 @@ one pass forced for the MLP's two layers) and says which the call picks, on
 * a 784-1024-1024-10 MLP, random init, 4096 random inputs in batches of 1024.
 
 One thread, medians of ``--repeats``; the network is reset before each call.
+``--large`` adds the ResNet18 on 4,096 inputs (align_paths' default ``samples``)
+in batches of 1,024, once each way, where the one pass holds about 3 GiB of
+activations (under the 4 GiB ``REPAIR_BYTES``).
 
-    python benchmarks/bench_repair.py      # writes benchmarks/results/repair.json
+    python benchmarks/bench_repair.py [--large]   # writes benchmarks/results/repair.json
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 from torch import nn
 
 from landscape.models import build_model
-from landscape.paths.align import REPAIR_BYTES, repair, site_statistics
+from landscape.paths.align import repair, site_statistics
 from landscape.paths.permutation import trace_permutations
 
 RESULTS = Path(__file__).parent / "results" / "repair.json"
@@ -65,7 +68,7 @@ def bench(name: str, make, shape: tuple[int, ...], n: int, batch: int,
                  "layers": len(sa)}
     mod = sys.modules[repair.__module__]
     default = mod._ONE_PASS_LAYERS
-    for label, mb in (("one_pass_s", REPAIR_BYTES), ("per_layer_s", 0)):
+    for label, mb in (("one_pass_s", None), ("per_layer_s", 0)):
         mod._ONE_PASS_LAYERS = 1  # time the one pass even where the call would not
         ts = []
         try:
@@ -89,11 +92,16 @@ def bench(name: str, make, shape: tuple[int, ...], n: int, batch: int,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--large", action="store_true",
+                   help="also ResNet18 on 4096 inputs (about 10 minutes)")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = [bench("torchvision-resnet18-cifar-stem", _resnet18, (3, 32, 32), 512, 128,
                   args.repeats),
             bench("mlp-1024x2", _mlp, (1, 28, 28), 4096, 1024, args.repeats)]
+    if args.large:
+        rows.append(bench("torchvision-resnet18-cifar-stem", _resnet18, (3, 32, 32), 4096,
+                          1024, 1))
     out = {"benchmark": "repair", "threads": 1, "torch": torch.__version__,
            "machine": platform.processor() or platform.machine(), "rows": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -654,7 +654,7 @@ def test_repair_in_one_pass_equals_a_forward_pass_per_layer(net: str, monkeypatc
     monkeypatch.setattr(mod, "site_statistics", counted)
     monkeypatch.setattr(mod, "_ONE_PASS_LAYERS", 1)  # one pass even for two layers
     n = [repair(trace_permutations(m), sa, sb, 0.3, list(x), max_bytes=mb)
-         for m, mb in zip(nets, (mod.REPAIR_BYTES, 0), strict=True)]
+         for m, mb in zip(nets, (None, 0), strict=True)]
     assert n[0] == n[1] == len(sa) > 0
     assert len(per_layer) == len(sa)  # only the fallback measures layer by layer
     for (k, v), w in zip(nets[0].state_dict().items(), nets[1].state_dict().values(),
