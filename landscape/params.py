@@ -219,13 +219,18 @@ class ParamLayout:
             tuple(ParamKind(r[2]) for r in rows),
         )
 
-    def check_module(self, module: nn.Module, *, buffers: bool = False) -> None:
-        """Raise a :class:`UserError` unless ``module`` has exactly this layout."""
+    def check_module(self, module: nn.Module, *, buffers: bool = False,
+                     fix: str = "pass the --model the run was trained with") -> None:
+        """Raise a :class:`UserError` unless ``module`` has exactly this layout.
+
+        Args:
+            module: The module the stored weights are to go into.
+            buffers: Compare its buffers' layout, not its parameters'.
+            fix: What the message tells the user to do.
+        """
         other = ParamLayout.buffers_of(module) if buffers else self.from_module(module)
         if (other.names, other.shapes) != (self.names, self.shapes):
             missing = set(self.names) ^ set(other.names)
             detail = f" (differs in {sorted(missing)[:3]})" if missing else ""
             raise UserError(
-                "the stored weights belong to another architecture"
-                f"{detail}; pass the --model the run was trained with"
-            )
+                f"the stored weights belong to another architecture{detail}; {fix}")

@@ -453,17 +453,13 @@ def _load_alignment(path: str | os.PathLike, name: str, model: nn.Module | None)
     spec = PermutationSpec.from_json(json.dumps(attrs["spec"]))
     net = None
     if model is not None:
-        stored = ParamLayout.from_json(json.dumps(attrs["params"]))
+        fix = (f"pass model= a module of the architecture of alignment {name!r} of "
+               f"{path}, or none")
+        ParamLayout.from_json(json.dumps(attrs["params"])).check_module(model, fix=fix)
         layout, buf = ParamLayout.from_module(model), ParamLayout.buffers_of(model)
-        if ((layout.names, layout.shapes) != (stored.names, stored.shapes)
-                or buf.numel != buffers.numel()):
-            odd = sorted(set(layout.names) ^ set(stored.names))
-            where = (f"tensors {odd[:3]} differ" if odd else "shapes differ"
-                     if layout.shapes != stored.shapes else "buffers differ")
-            raise UserError(
-                f"model= has another architecture than alignment {name!r} of {path} "
-                f"({where}); pass model= a module of the aligned networks' architecture, "
-                "or none")
+        if buf.numel != buffers.numel():
+            raise UserError(f"the stored buffers belong to another architecture "
+                            f"({buffers.numel()} values, model= has {buf.numel}); {fix}")
         net = copy.deepcopy(model)
         layout.write(net, aligned)
         buf.write(net, buffers, buffers=True)
